@@ -1,0 +1,108 @@
+// Package cli implements meshtracectl: apply, get, delete and inspect against
+// a meshtrace (or Kuma-compatible) control plane's REST API.
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client talks to the REST API.
+type Client struct {
+	Address string
+	Token   string
+	HTTP    *http.Client
+}
+
+// APIError is the server's std-errors body.
+type APIError struct {
+	Status int    `json:"status"`
+	Title  string `json:"title"`
+	Detail string `json:"detail"`
+	Causes []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"causes"`
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	title := e.Title
+	if title == "" {
+		title = http.StatusText(e.Status)
+	}
+	fmt.Fprintf(&b, "%s (%d)", title, e.Status)
+	if e.Detail != "" && e.Detail != e.Title {
+		fmt.Fprintf(&b, ": %s", e.Detail)
+	}
+	for _, c := range e.Causes {
+		if c.Field != "" {
+			fmt.Fprintf(&b, "\n  * %s: %s", c.Field, c.Message)
+		} else {
+			fmt.Fprintf(&b, "\n  * %s", c.Message)
+		}
+	}
+	return b.String()
+}
+
+// Do sends a request and decodes a JSON answer into out (when non-nil). It
+// returns the HTTP status; non-2xx answers become an *APIError.
+func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body any, out any) (int, error) {
+	u := strings.TrimRight(c.Address, "/") + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var rdr io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, fmt.Errorf("encode request: %w", err)
+		}
+		rdr = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rdr)
+	if err != nil {
+		return 0, fmt.Errorf("build request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("read response: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		apiErr := &APIError{Status: resp.StatusCode}
+		if json.Unmarshal(data, apiErr) != nil || (apiErr.Title == "" && apiErr.Detail == "") {
+			apiErr.Detail = strings.TrimSpace(string(data))
+		}
+		apiErr.Status = resp.StatusCode
+		return resp.StatusCode, apiErr
+	}
+	if out != nil && len(bytes.TrimSpace(data)) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode response of %s %s: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}

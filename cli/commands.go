@@ -1,0 +1,316 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/meshtrace/meshtrace/resource"
+)
+
+// kindAliases maps what a user types to a registered type.
+var kindAliases = map[string]resource.Type{
+	"mesh": resource.TypeMesh, "meshes": resource.TypeMesh,
+	"meshtrace": resource.TypeMeshTrace, "meshtraces": resource.TypeMeshTrace,
+	"dataplane": resource.TypeDataplane, "dataplanes": resource.TypeDataplane, "dp": resource.TypeDataplane, "dps": resource.TypeDataplane,
+	"zone": resource.TypeZone, "zones": resource.TypeZone,
+	"zone-insight": resource.TypeZoneInsight, "zone-insights": resource.TypeZoneInsight,
+}
+
+func lookupKind(s string) (*resource.Descriptor, error) {
+	t, ok := kindAliases[trimKind(s)]
+	if !ok {
+		return nil, fmt.Errorf("unknown resource kind %q (one of: meshes, meshtraces, dataplanes, zones, zone-insights)", s)
+	}
+	d, _ := resource.Lookup(t)
+	return d, nil
+}
+
+// ResourcePath is the REST path of one resource.
+func ResourcePath(d *resource.Descriptor, mesh, name string) string {
+	if d.Scope == resource.ScopeGlobal {
+		return "/" + d.Plural + "/" + url.PathEscape(name)
+	}
+	return "/meshes/" + url.PathEscape(mesh) + "/" + d.Plural + "/" + url.PathEscape(name)
+}
+
+func (a *App) apply(ctx context.Context, c *Client, args []string) error {
+	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
+	fs.SetOutput(a.Stderr)
+	file := fs.String("f", "", "file to apply, or - for standard input")
+	fs.StringVar(file, "file", "", "file to apply, or - for standard input")
+	dryRun := fs.Bool("dry-run", false, "validate against the server without storing")
+	if _, err := interleaved(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return errors.New("apply: -f FILE or -f - is required")
+	}
+	var data []byte
+	var err error
+	if *file == "-" {
+		data, err = io.ReadAll(a.Stdin)
+	} else {
+		data, err = os.ReadFile(*file)
+	}
+	if err != nil {
+		return fmt.Errorf("apply: read %s: %w", *file, err)
+	}
+	items, err := resource.DecodeAll(data)
+	if err != nil {
+		return fmt.Errorf("apply: %s: %w", *file, err)
+	}
+	if len(items) == 0 {
+		return fmt.Errorf("apply: %s holds no resource", *file)
+	}
+	var failed int
+	for _, r := range items {
+		d, _ := resource.Lookup(r.Type)
+		q := url.Values{}
+		if *dryRun {
+			q.Set("dry-run", "true")
+		}
+		code, err := c.Do(ctx, http.MethodPut, ResourcePath(d, r.Mesh, r.Name), q, r, nil)
+		label := strings.ToLower(string(r.Type)) + "/" + r.Name
+		if err != nil {
+			failed++
+			fmt.Fprintf(a.Stderr, "%s: %v\n", label, err)
+			continue
+		}
+		verb := "configured"
+		if code == http.StatusCreated {
+			verb = "created"
+		}
+		if *dryRun {
+			verb = "valid (dry run)"
+		}
+		fmt.Fprintf(a.Stdout, "%s %s\n", label, verb)
+	}
+	if failed > 0 {
+		return fmt.Errorf("apply: %d of %d resources failed", failed, len(items))
+	}
+	return nil
+}
+
+type listPage struct {
+	Total int               `json:"total"`
+	Items []json.RawMessage `json:"items"`
+	Next  *string           `json:"next"`
+}
+
+func (a *App) get(ctx context.Context, c *Client, args []string) error {
+	fs := flag.NewFlagSet("get", flag.ContinueOnError)
+	fs.SetOutput(a.Stderr)
+	mesh := fs.String("mesh", "", "mesh (default: all meshes for lists, \"default\" for one resource)")
+	fs.StringVar(mesh, "m", "", "mesh (shorthand)")
+	output := fs.String("o", "table", "output format: table, yaml or json")
+	fs.StringVar(output, "output", "table", "output format: table, yaml or json")
+	pos, err := interleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 || len(pos) > 2 {
+		return errors.New("get: want a kind and an optional NAME, e.g. `get meshtraces` or `get meshtrace trace-west`")
+	}
+	switch *output {
+	case "table", "yaml", "json":
+	default:
+		return fmt.Errorf("get: -o must be table, yaml or json, not %q", *output)
+	}
+	d, err := lookupKind(pos[0])
+	if err != nil {
+		return err
+	}
+	var raws []json.RawMessage
+	single := len(pos) == 2
+	if single {
+		m := *mesh
+		if m == "" {
+			m = "default"
+		}
+		var raw json.RawMessage
+		if _, err := c.Do(ctx, http.MethodGet, ResourcePath(d, m, pos[1]), nil, nil, &raw); err != nil {
+			return err
+		}
+		raws = append(raws, raw)
+	} else {
+		path := "/" + d.Plural
+		if d.Scope == resource.ScopeMesh && *mesh != "" {
+			path = "/meshes/" + url.PathEscape(*mesh) + "/" + d.Plural
+		}
+		offset := 0
+		for {
+			var page listPage
+			q := url.Values{"size": {"1000"}, "offset": {fmt.Sprint(offset)}}
+			if _, err := c.Do(ctx, http.MethodGet, path, q, nil, &page); err != nil {
+				return err
+			}
+			raws = append(raws, page.Items...)
+			offset += len(page.Items)
+			if page.Next == nil || len(page.Items) == 0 || offset >= page.Total {
+				break
+			}
+		}
+	}
+	if *output != "table" {
+		var v any = raws
+		if single {
+			v = raws[0]
+		} else {
+			v = map[string]any{"total": len(raws), "items": raws}
+		}
+		return printJSONorYAML(a.Stdout, v, *output)
+	}
+	items := make([]*resource.Resource, 0, len(raws))
+	for i, raw := range raws {
+		r := &resource.Resource{}
+		if err := json.Unmarshal(raw, r); err != nil {
+			return fmt.Errorf("get: item %d from server: %w", i, err)
+		}
+		items = append(items, r)
+	}
+	return printTable(a.Stdout, d.Type, items, time.Now())
+}
+
+func (a *App) delete(ctx context.Context, c *Client, args []string) error {
+	fs := flag.NewFlagSet("delete", flag.ContinueOnError)
+	fs.SetOutput(a.Stderr)
+	mesh := fs.String("mesh", "default", "mesh")
+	fs.StringVar(mesh, "m", "default", "mesh (shorthand)")
+	pos, err := interleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return errors.New("delete: want a kind and a NAME, e.g. `delete meshtrace trace-west`")
+	}
+	d, err := lookupKind(pos[0])
+	if err != nil {
+		return err
+	}
+	if _, err := c.Do(ctx, http.MethodDelete, ResourcePath(d, *mesh, pos[1]), nil, nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.Stdout, "%s/%s deleted\n", strings.ToLower(string(d.Type)), pos[1])
+	return nil
+}
+
+func age(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func printTable(w io.Writer, t resource.Type, items []*resource.Resource, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	switch t {
+	case resource.TypeMeshTrace:
+		fmt.Fprintln(tw, "MESH\tNAME\tTARGETREF\tBACKEND\tORIGIN\tAGE")
+		for _, r := range items {
+			s := r.Spec.(*resource.MeshTraceSpec)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Mesh, r.Name, targetRefString(s.TargetRef), backendString(s.Default), dash(r.Labels[resource.LabelOrigin]), age(r.CreationTime, now))
+		}
+	case resource.TypeDataplane:
+		fmt.Fprintln(tw, "MESH\tNAME\tZONE\tSERVICES\tADDRESS\tAGE")
+		for _, r := range items {
+			s := r.Spec.(*resource.DataplaneSpec)
+			var svcs []string
+			zone := r.Labels[resource.LabelZone]
+			for _, tags := range s.TagSets() {
+				svcs = append(svcs, tags[resource.TagService])
+				if zone == "" {
+					zone = tags[resource.TagZone]
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Mesh, r.Name, dash(zone), dash(strings.Join(svcs, ",")), s.Networking.Address, age(r.CreationTime, now))
+		}
+	case resource.TypeZoneInsight:
+		fmt.Fprintln(tw, "NAME\tSTATUS\tACKED REVISION\tLAG\tNACKS\tPROXIES\tAGE")
+		for _, r := range items {
+			s := r.Spec.(*resource.ZoneInsightSpec)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Name, onlineString(s.Online), s.LastAckedRevision, s.LagRevisions, s.NACKs, len(s.Proxies), age(r.CreationTime, now))
+		}
+	default:
+		fmt.Fprintln(tw, "NAME\tAGE")
+		for _, r := range items {
+			fmt.Fprintf(tw, "%s\t%s\n", r.Name, age(r.CreationTime, now))
+		}
+	}
+	return tw.Flush()
+}
+
+func onlineString(b bool) string {
+	if b {
+		return "Online"
+	}
+	return "Offline"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func targetRefString(t *resource.TargetRef) string {
+	if t == nil {
+		return resource.KindMesh
+	}
+	out := t.Kind
+	if t.Name != "" {
+		out += "/" + t.Name
+	}
+	if len(t.Tags) > 0 {
+		keys := make([]string, 0, len(t.Tags))
+		for k := range t.Tags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + "=" + t.Tags[k]
+		}
+		out += "{" + strings.Join(parts, ",") + "}"
+	}
+	return out
+}
+
+func backendString(c *resource.MeshTraceConf) string {
+	if c == nil || c.Backends == nil {
+		return "-"
+	}
+	if len(*c.Backends) == 0 {
+		return "off"
+	}
+	b := (*c.Backends)[0]
+	switch {
+	case b.Zipkin != nil:
+		return "Zipkin " + b.Zipkin.URL
+	case b.Datadog != nil:
+		return "Datadog " + b.Datadog.URL
+	case b.OpenTelemetry != nil:
+		return "OpenTelemetry " + b.OpenTelemetry.Endpoint
+	}
+	return b.Type
+}

@@ -1,0 +1,43 @@
+// Package inspect holds the wire shapes of the inspect endpoints, shared by the
+// control planes that serve them and the CLI that reads them.
+package inspect
+
+import "github.com/meshtrace/meshtrace/resource"
+
+// PolicyRef names a policy that contributed to a proxy's configuration.
+type PolicyRef struct {
+	Type resource.Type `json:"type"`
+	Mesh string        `json:"mesh"`
+	Name string        `json:"name"`
+}
+
+// DataplaneRules is GET /meshes/{mesh}/dataplanes/{name}/_rules.
+type DataplaneRules struct {
+	Mesh string `json:"mesh"`
+	Name string `json:"name"`
+	Zone string `json:"zone,omitempty"`
+	// Conf is the merged MeshTrace configuration; nil when no policy applies.
+	Conf *resource.MeshTraceConf `json:"conf"`
+	// Policies contributed to Conf, in merge order (the last one wins a conflict).
+	Policies []PolicyRef `json:"policies"`
+	// Backend is Zipkin, Datadog or OpenTelemetry; empty when tracing is off.
+	Backend string `json:"backend,omitempty"`
+	// Collector is the url or endpoint traces go to.
+	Collector string `json:"collector,omitempty"`
+}
+
+// AffectedDataplane is one proxy a policy applies to.
+type AffectedDataplane struct {
+	Mesh      string `json:"mesh"`
+	Name      string `json:"name"`
+	Zone      string `json:"zone,omitempty"`
+	Service   string `json:"service,omitempty"`
+	Backend   string `json:"backend,omitempty"`
+	Collector string `json:"collector,omitempty"`
+}
+
+// AffectedDataplanes is GET /meshes/{mesh}/meshtraces/{name}/_resources/dataplanes.
+type AffectedDataplanes struct {
+	Total int                 `json:"total"`
+	Items []AffectedDataplane `json:"items"`
+}
