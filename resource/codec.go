@@ -1,0 +1,493 @@
+package resource
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// KubeAPIVersion is the apiVersion of Kubernetes manifests.
+const KubeAPIVersion = "kuma.io/v1alpha1"
+
+// DefaultMesh is the mesh a Kubernetes manifest of a mesh-scoped type belongs
+// to when it has no kuma.io/mesh label.
+const DefaultMesh = "default"
+
+// Universal envelope fields.
+var universalMetaFields = []string{"type", "mesh", "name", "labels", "creationTime", "modificationTime"}
+
+// Kubernetes metadata fields that are accepted; all but name and labels are ignored.
+var kubeMetadataFields = map[string]bool{
+	"name": true, "namespace": true, "labels": true, "annotations": true,
+	"creationTimestamp": true, "resourceVersion": true, "uid": true, "generation": true,
+}
+
+// DocumentError says which document of a multi-document input failed. It
+// unwraps to the underlying error (usually an *InvalidError).
+type DocumentError struct {
+	// Index is the 0-based position of the document among all documents,
+	// counting empty ones.
+	Index int
+	// Line is the 1-based line the document starts on.
+	Line int
+	Err  error
+}
+
+func (e *DocumentError) Error() string {
+	return fmt.Sprintf("document %d (line %d): %v", e.Index, e.Line, e.Err)
+}
+
+func (e *DocumentError) Unwrap() error { return e.Err }
+
+func invalid(field, msg string) error {
+	return &InvalidError{Violations: ValidationErrors{{Field: field, Message: msg}}}
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// Decode reads one resource in Universal or Kubernetes form, JSON or YAML.
+// Decoding is strict: unknown fields and wrong JSON types are reported with
+// their full path. Every error is an *InvalidError.
+func Decode(data []byte) (*Resource, error) {
+	docs := splitDocuments(data)
+	var nonEmpty []document
+	for _, d := range docs {
+		if !d.empty() {
+			nonEmpty = append(nonEmpty, d)
+		}
+	}
+	switch len(nonEmpty) {
+	case 0:
+		return nil, invalid("", "empty document")
+	case 1:
+		return decodeDocument(nonEmpty[0].data)
+	default:
+		return nil, invalid("", fmt.Sprintf("expected one document, got %d (use DecodeAll)", len(nonEmpty)))
+	}
+}
+
+// DecodeAll reads every resource of a multi-document YAML stream ("---"
+// separated, empty documents skipped) or of a single JSON document. A failure
+// is a *DocumentError wrapping an *InvalidError.
+func DecodeAll(data []byte) ([]*Resource, error) {
+	var out []*Resource
+	for i, d := range splitDocuments(data) {
+		if d.empty() {
+			continue
+		}
+		r, err := decodeDocument(d.data)
+		if err != nil {
+			return nil, &DocumentError{Index: i, Line: d.line, Err: err}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+type document struct {
+	data []byte
+	line int
+}
+
+func (d document) empty() bool {
+	sc := bufio.NewScanner(bytes.NewReader(d.data))
+	sc.Buffer(nil, len(d.data)+1)
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if l != "" && !strings.HasPrefix(l, "#") && l != "..." {
+			return false
+		}
+	}
+	return true
+}
+
+// splitDocuments splits a YAML stream on "---" lines. JSON input is one document.
+func splitDocuments(data []byte) []document {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	if t := bytes.TrimSpace(data); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		return []document{{data: data, line: 1}}
+	}
+	var docs []document
+	cur := document{line: 1}
+	line := 0
+	for len(data) > 0 {
+		var l []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			l, data = data[:i+1], data[i+1:]
+		} else {
+			l, data = data, nil
+		}
+		line++
+		trimmed := bytes.TrimRight(l, " \t\r\n")
+		if bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(trimmed, []byte("--- ")) || bytes.HasPrefix(trimmed, []byte("---\t")) {
+			if line > 1 || len(cur.data) > 0 {
+				docs = append(docs, cur)
+			}
+			rest := bytes.TrimLeft(trimmed[3:], " \t")
+			cur = document{line: line}
+			if len(rest) > 0 && rest[0] != '#' {
+				cur.data = append(append([]byte{}, rest...), '\n')
+			}
+			continue
+		}
+		cur.data = append(cur.data, l...)
+	}
+	docs = append(docs, cur)
+	return docs
+}
+
+// parseTree turns one JSON or YAML document into a generic tree.
+func parseTree(data []byte) (any, error) {
+	t := bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")))
+	if len(t) > 0 && t[0] == '{' {
+		tree, err := parseJSONTree(t)
+		if err != nil {
+			return nil, invalid("", "invalid JSON: "+err.Error())
+		}
+		return tree, nil
+	}
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, invalid("", "invalid YAML: "+err.Error())
+	}
+	tree, err := parseJSONTree(js)
+	if err != nil {
+		return nil, invalid("", "invalid YAML: "+err.Error())
+	}
+	return tree, nil
+}
+
+func decodeDocument(data []byte) (*Resource, error) {
+	tree, err := parseTree(data)
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := tree.(map[string]any)
+	if !ok {
+		return nil, invalid("", "a resource must be an object, got "+jsonKind(tree))
+	}
+	_, hasAPIVersion := obj["apiVersion"]
+	_, hasKind := obj["kind"]
+	if hasAPIVersion || hasKind {
+		return decodeKube(obj)
+	}
+	return decodeUniversal(obj)
+}
+
+// lookupType reads the type name at field and finds its descriptor.
+func lookupType(obj map[string]any, field string, kube bool) (*Descriptor, error) {
+	raw, ok := obj[field]
+	if !ok || raw == nil {
+		return nil, invalid(field, "must be defined")
+	}
+	s, ok := raw.(string)
+	if !ok {
+		return nil, invalid(field, "must be a string, got "+jsonKind(raw))
+	}
+	if s == "" {
+		return nil, invalid(field, "must be defined")
+	}
+	if kube {
+		for _, d := range Types() {
+			if d.KubeKind == s {
+				return d, nil
+			}
+		}
+	} else if d, ok := Lookup(Type(s)); ok {
+		return d, nil
+	}
+	return nil, invalid(field, fmt.Sprintf("unknown %s %q", field, s))
+}
+
+func decodeUniversal(obj map[string]any) (*Resource, error) {
+	d, err := lookupType(obj, "type", false)
+	if err != nil {
+		return nil, err
+	}
+	r := &Resource{Meta: Meta{Type: d.Type}, Spec: d.NewSpec()}
+	var errs ValidationErrors
+	meta := map[string]any{}
+	specTree := map[string]any{}
+	for _, k := range sortedKeys(obj) {
+		switch {
+		case slices.Contains(universalMetaFields, k):
+			meta[k] = obj[k]
+		case d.IsPolicy && k == "spec":
+			// handled below
+		case d.IsPolicy:
+			errs.Add(k, "unknown field")
+		default:
+			specTree[k] = obj[k]
+		}
+	}
+	decodeStrict("", meta, &r.Meta, &errs)
+	if d.IsPolicy {
+		decodeStrict("spec", obj["spec"], r.Spec, &errs)
+	} else {
+		decodeStrict("", specTree, r.Spec, &errs)
+	}
+	if len(errs) > 0 {
+		return nil, errs.Err()
+	}
+	if len(r.Labels) == 0 {
+		r.Labels = nil
+	}
+	return r, nil
+}
+
+type kubeMetadata struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+func decodeKube(obj map[string]any) (*Resource, error) {
+	var errs ValidationErrors
+	switch v := obj["apiVersion"].(type) {
+	case string:
+		if v != KubeAPIVersion {
+			errs.Add("apiVersion", fmt.Sprintf("must be %s", KubeAPIVersion))
+		}
+	case nil:
+		errs.Add("apiVersion", "must be defined")
+	default:
+		errs.Add("apiVersion", "must be a string, got "+jsonKind(v))
+	}
+	d, err := lookupType(obj, "kind", true)
+	if err != nil {
+		var ie *InvalidError
+		errors.As(err, &ie)
+		errs = append(errs, ie.Violations...)
+		return nil, errs.Err()
+	}
+	r := &Resource{Meta: Meta{Type: d.Type}, Spec: d.NewSpec()}
+	for _, k := range sortedKeys(obj) {
+		switch k {
+		case "apiVersion", "kind", "metadata", "spec":
+		default:
+			errs.Add(k, "unknown field")
+		}
+	}
+	var md kubeMetadata
+	switch m := obj["metadata"].(type) {
+	case map[string]any:
+		known := map[string]any{}
+		for _, k := range sortedKeys(m) {
+			if !kubeMetadataFields[k] {
+				errs.Add(joinField("metadata", k), "unknown field")
+				continue
+			}
+			if k == "name" || k == "namespace" || k == "labels" {
+				known[k] = m[k]
+			}
+		}
+		decodeStrict("metadata", known, &md, &errs)
+	case nil:
+		errs.Add("metadata", "must be defined")
+	default:
+		errs.Add("metadata", "must be an object, got "+jsonKind(m))
+	}
+	decodeStrict("spec", obj["spec"], r.Spec, &errs)
+	if len(errs) > 0 {
+		return nil, errs.Err()
+	}
+	r.Name = md.Name
+	if d.Scope == ScopeMesh {
+		r.Mesh = DefaultMesh
+		if m, ok := md.Labels[LabelMesh]; ok {
+			r.Mesh = m
+		}
+	}
+	delete(md.Labels, LabelMesh)
+	if len(md.Labels) > 0 {
+		r.Labels = md.Labels
+	}
+	return r, nil
+}
+
+// UnmarshalJSON reads the Universal JSON form strictly, like Decode.
+func (r *Resource) UnmarshalJSON(data []byte) error {
+	tree, err := parseJSONTree(data)
+	if err != nil {
+		return invalid("", "invalid JSON: "+err.Error())
+	}
+	obj, ok := tree.(map[string]any)
+	if !ok {
+		return invalid("", "a resource must be an object, got "+jsonKind(tree))
+	}
+	got, err := decodeUniversal(obj)
+	if err != nil {
+		return err
+	}
+	version := r.Version
+	*r = *got
+	r.Version = version
+	return nil
+}
+
+// MarshalJSON writes the Universal form: the envelope, then `spec` for
+// policies or the spec's fields inline for other types.
+func (r Resource) MarshalJSON() ([]byte, error) {
+	d, ok := Lookup(r.Type)
+	if !ok {
+		return nil, fmt.Errorf("unknown resource type %q", r.Type)
+	}
+	spec := r.Spec
+	if spec == nil {
+		spec = d.NewSpec()
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	field := func(name string, v any) error {
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(name)
+		b.Write(k)
+		b.WriteByte(':')
+		if raw, ok := v.(json.RawMessage); ok {
+			b.Write(raw)
+			return nil
+		}
+		val, err := json.Marshal(v)
+		b.Write(val)
+		return err
+	}
+	b.WriteByte('{')
+	if err := field("type", r.Type); err != nil {
+		return nil, err
+	}
+	if r.Mesh != "" {
+		_ = field("mesh", r.Mesh)
+	}
+	_ = field("name", r.Name)
+	if !r.CreationTime.IsZero() {
+		if err := field("creationTime", r.CreationTime.Format(time.RFC3339Nano)); err != nil {
+			return nil, err
+		}
+	}
+	if !r.ModificationTime.IsZero() {
+		if err := field("modificationTime", r.ModificationTime.Format(time.RFC3339Nano)); err != nil {
+			return nil, err
+		}
+	}
+	if len(r.Labels) > 0 {
+		if err := field("labels", r.Labels); err != nil {
+			return nil, err
+		}
+	}
+	if d.IsPolicy {
+		_ = field("spec", json.RawMessage(specJSON))
+	} else if inner := bytes.TrimSpace(specJSON); len(inner) > 2 && inner[0] == '{' {
+		b.WriteByte(',')
+		b.Write(inner[1 : len(inner)-1])
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// MarshalYAML writes the Universal form as YAML.
+func MarshalYAML(r *Resource) ([]byte, error) {
+	js, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return jsonToOrderedYAML(js)
+}
+
+// ToKubernetes writes r as a Kubernetes manifest. namespace may be empty; the
+// mesh of a mesh-scoped resource goes into the kuma.io/mesh label.
+func ToKubernetes(r *Resource, namespace string) ([]byte, error) {
+	d, ok := Lookup(r.Type)
+	if !ok {
+		return nil, fmt.Errorf("unknown resource type %q", r.Type)
+	}
+	spec := r.Spec
+	if spec == nil {
+		spec = d.NewSpec()
+	}
+	labels := map[string]string{}
+	maps.Copy(labels, r.Labels)
+	if d.Scope == ScopeMesh {
+		labels[LabelMesh] = r.Mesh
+	}
+	manifest := struct {
+		APIVersion string       `json:"apiVersion"`
+		Kind       string       `json:"kind"`
+		Metadata   kubeMetadata `json:"metadata"`
+		Spec       Spec         `json:"spec"`
+	}{
+		APIVersion: KubeAPIVersion,
+		Kind:       d.KubeKind,
+		Metadata:   kubeMetadata{Name: r.Name, Namespace: namespace, Labels: labels},
+		Spec:       spec,
+	}
+	if len(labels) == 0 {
+		manifest.Metadata.Labels = nil
+	}
+	js, err := json.Marshal(manifest)
+	if err != nil {
+		return nil, err
+	}
+	return jsonToOrderedYAML(js)
+}
+
+// Hash is a stable content hash of r: the sha256 of the canonical JSON of its
+// type, mesh, name, labels and spec. Times and the store version are left out,
+// so global's and a zone's copies of the same content hash equal.
+func Hash(r *Resource) string {
+	var spec any
+	if r.Spec != nil {
+		raw, err := json.Marshal(r.Spec)
+		if err != nil {
+			return "error:" + err.Error()
+		}
+		if spec, err = parseJSONTree(raw); err != nil {
+			return "error:" + err.Error()
+		}
+	}
+	labels := r.Labels
+	if len(labels) == 0 {
+		labels = nil
+	}
+	canon, err := json.Marshal(struct {
+		Type   Type              `json:"type"`
+		Mesh   string            `json:"mesh"`
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+		Spec   any               `json:"spec"`
+	}{r.Type, r.Mesh, r.Name, labels, spec})
+	if err != nil {
+		return "error:" + err.Error()
+	}
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:])
+}
+
+// Prepare fills in the defaults of r's spec, so a stored resource shows them.
+func Prepare(r *Resource) {
+	if r == nil {
+		return
+	}
+	if r.Spec == nil {
+		if d, ok := Lookup(r.Type); ok {
+			r.Spec = d.NewSpec()
+		} else {
+			return
+		}
+	}
+	r.Spec.SetDefaults()
+}

@@ -1,0 +1,142 @@
+package resource
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+)
+
+// Messages shared by several validators.
+const (
+	msgMustBeDefined    = "must be defined"
+	msgMustNotBeEmpty   = "must not be empty"
+	msgNotSupported     = "value is not supported"
+	msgPortRange        = "must be in the range 1-65535"
+	msgTagKeyEmpty      = "tag name must be non-empty"
+	msgTagValueEmpty    = "tag value must be non-empty"
+	msgTagKeyCharset    = "tag name must consist of alphanumeric characters, dots, dashes, slashes, colons and underscores"
+	msgTagValueCharset  = "tag value must consist of alphanumeric characters, dots, dashes, colons and underscores"
+	msgNameCharset      = "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+	msgLabelValueFormat = "label value must be at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+	msgLabelKeyFormat   = "label key must be an optional DNS subdomain prefix and '/', then at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+	maxNameLength       = 253
+)
+
+var (
+	tagKeyRe     = regexp.MustCompile(`^[a-zA-Z0-9.\-_:/]+$`)
+	tagValueRe   = regexp.MustCompile(`^[a-zA-Z0-9.\-_:]+$`)
+	dns1123Re    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	labelNameRe  = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
+	hostnameRe   = regexp.MustCompile(`^[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?)*\.?$`)
+	labelValueRe = labelNameRe
+)
+
+// Validate checks r's envelope (type, name, mesh, labels) and its spec. It
+// returns an *InvalidError holding every violation in a deterministic order, or
+// nil. Policy spec fields are reported under "spec."; the fields of types whose
+// spec is inline (Mesh, Dataplane, ...) are reported unprefixed.
+func Validate(r *Resource) error {
+	var errs ValidationErrors
+	if r == nil {
+		errs.Add("", "resource must not be nil")
+		return errs.Err()
+	}
+	d, ok := Lookup(r.Type)
+	if !ok {
+		if r.Type == "" {
+			errs.Add("type", msgMustBeDefined)
+		} else {
+			errs.Add("type", fmt.Sprintf("unknown type %q", r.Type))
+		}
+	}
+	validateName(&errs, "name", r.Name)
+	if ok {
+		switch d.Scope {
+		case ScopeMesh:
+			validateName(&errs, "mesh", r.Mesh)
+		case ScopeGlobal:
+			if r.Mesh != "" {
+				errs.Add("mesh", fmt.Sprintf("must not be set for %s, which does not belong to a mesh", r.Type))
+			}
+		}
+	}
+	for _, k := range sortedKeys(r.Labels) {
+		validateLabel(&errs, joinKey("labels", k), k, r.Labels[k])
+	}
+	if ok {
+		spec := r.Spec
+		if spec == nil {
+			spec = d.NewSpec()
+		}
+		prefix := ""
+		if d.IsPolicy {
+			prefix = "spec"
+		}
+		errs.AddPrefixed(prefix, spec.Validate())
+	}
+	return errs.Err()
+}
+
+func validateName(errs *ValidationErrors, field, name string) {
+	switch {
+	case name == "":
+		errs.Add(field, msgMustNotBeEmpty)
+	case len(name) > maxNameLength:
+		errs.Add(field, fmt.Sprintf("must be at most %d characters", maxNameLength))
+	case !dns1123Re.MatchString(name):
+		errs.Add(field, msgNameCharset)
+	}
+}
+
+func validateLabel(errs *ValidationErrors, field, key, value string) {
+	name := key
+	if prefix, rest, ok := strings.Cut(key, "/"); ok {
+		if prefix == "" || len(prefix) > maxNameLength || !dns1123Re.MatchString(prefix) {
+			errs.Add(field, msgLabelKeyFormat)
+			return
+		}
+		name = rest
+	}
+	if len(name) == 0 || len(name) > 63 || !labelNameRe.MatchString(name) {
+		errs.Add(field, msgLabelKeyFormat)
+		return
+	}
+	if value == "" {
+		return
+	}
+	if len(value) > 63 || !labelValueRe.MatchString(value) {
+		errs.Add(field, msgLabelValueFormat)
+	}
+}
+
+// validateTags checks tag keys and values against Kuma's tag charset.
+func validateTags(errs *ValidationErrors, field string, tags map[string]string) {
+	for _, k := range sortedKeys(tags) {
+		f := joinKey(field, k)
+		v := tags[k]
+		switch {
+		case k == "":
+			errs.Add(f, msgTagKeyEmpty)
+		case !tagKeyRe.MatchString(k):
+			errs.Add(f, msgTagKeyCharset)
+		}
+		switch {
+		case v == "":
+			errs.Add(f, msgTagValueEmpty)
+		case !tagValueRe.MatchString(v):
+			errs.Add(f, msgTagValueCharset)
+		}
+	}
+}
+
+// validPort reports whether p is a usable TCP port.
+func validPort(p uint32) bool { return p >= 1 && p <= 65535 }
+
+// isIPOrHostname reports whether s is an IP address or a DNS hostname.
+func isIPOrHostname(s string) bool {
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	return len(s) <= maxNameLength && hostnameRe.MatchString(s)
+}
