@@ -1,0 +1,218 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/meshtrace/meshtrace/resource"
+)
+
+// Storage layout, shared by every implementation:
+//
+//	<prefix>resources/<Type>/<mesh or "_">/<name>  one resource (JSON envelope)
+//	<prefix>values/<key>                           one GetValue/PutValue value
+//
+// The envelope is this package's own format, independent of the wire codecs in
+// resource/, so the two can evolve separately.
+
+const (
+	// DefaultPrefix is the key prefix used when a config leaves it empty.
+	DefaultPrefix = "/meshtrace/"
+	// DefaultMaxValueBytes caps one stored value.
+	DefaultMaxValueBytes = 512 * 1024
+	// MaxTxnOps is the largest number of operations sent in one transaction.
+	MaxTxnOps = 128
+
+	noMesh       = "_"
+	resourcesDir = "resources/"
+	valuesDir    = "values/"
+)
+
+// envelope is the stored form of a resource. Meta.Version is never stored: it
+// is the key's modification revision.
+type envelope struct {
+	Meta resource.Meta   `json:"meta"`
+	Spec json.RawMessage `json:"spec,omitempty"`
+}
+
+// keyspace builds and parses keys under one prefix.
+type keyspace struct {
+	prefix string
+}
+
+func newKeyspace(prefix string) keyspace {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return keyspace{prefix: prefix}
+}
+
+// checkKey rejects keys that cannot be mapped to one storage key unambiguously.
+func checkKey(k resource.Key) error {
+	if _, ok := resource.Lookup(k.Type); !ok {
+		return fmt.Errorf("store: unknown resource type %q", k.Type)
+	}
+	if k.Name == "" {
+		return fmt.Errorf("store: %s: empty name", k)
+	}
+	if k.Mesh == noMesh || strings.Contains(k.Mesh, "/") {
+		return fmt.Errorf("store: %s: invalid mesh name %q", k, k.Mesh)
+	}
+	return nil
+}
+
+func (ks keyspace) resourceKey(k resource.Key) string {
+	mesh := k.Mesh
+	if mesh == "" {
+		mesh = noMesh
+	}
+	return ks.prefix + resourcesDir + string(k.Type) + "/" + mesh + "/" + k.Name
+}
+
+// typePrefix is the prefix of every resource of t, or of every resource when t is "".
+func (ks keyspace) typePrefix(t resource.Type) string {
+	if t == "" {
+		return ks.prefix + resourcesDir
+	}
+	return ks.prefix + resourcesDir + string(t) + "/"
+}
+
+// listPrefix is the range a List of t reads: one mesh or the whole type.
+func (ks keyspace) listPrefix(t resource.Type, mesh string) string {
+	d, ok := resource.Lookup(t)
+	if mesh == "" || (ok && d.Scope == resource.ScopeGlobal) {
+		return ks.typePrefix(t)
+	}
+	return ks.typePrefix(t) + mesh + "/"
+}
+
+func (ks keyspace) valueKey(key string) string {
+	return ks.prefix + valuesDir + key
+}
+
+// parseKey recovers a resource key from a storage key.
+func (ks keyspace) parseKey(key string) (resource.Key, bool) {
+	rest, ok := strings.CutPrefix(key, ks.prefix+resourcesDir)
+	if !ok {
+		return resource.Key{}, false
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) != 3 {
+		return resource.Key{}, false
+	}
+	k := resource.Key{Type: resource.Type(parts[0]), Mesh: parts[1], Name: parts[2]}
+	if k.Mesh == noMesh {
+		k.Mesh = ""
+	}
+	return k, true
+}
+
+// encode returns the stored form of r, or ErrTooLarge when over maxBytes.
+func encode(r *resource.Resource, maxBytes int) ([]byte, error) {
+	if r == nil {
+		return nil, fmt.Errorf("store: nil resource")
+	}
+	if err := checkKey(r.Key()); err != nil {
+		return nil, err
+	}
+	env := envelope{Meta: r.Meta}
+	env.Meta.Version = 0
+	if r.Spec != nil {
+		spec, err := json.Marshal(r.Spec)
+		if err != nil {
+			return nil, fmt.Errorf("store: encode %s: %w", r.Key(), err)
+		}
+		env.Spec = spec
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode %s: %w", r.Key(), err)
+	}
+	if maxBytes > 0 && len(b) > maxBytes {
+		return nil, fmt.Errorf("%w: %s is %d bytes, the cap is %d", ErrTooLarge, r.Key(), len(b), maxBytes)
+	}
+	return b, nil
+}
+
+// decode turns a stored value back into a resource with Version set.
+func decode(b []byte, version int64) (*resource.Resource, error) {
+	var env envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return nil, fmt.Errorf("store: decode: %w", err)
+	}
+	d, ok := resource.Lookup(env.Meta.Type)
+	if !ok {
+		return nil, fmt.Errorf("store: decode: unknown resource type %q", env.Meta.Type)
+	}
+	spec := d.NewSpec()
+	if len(env.Spec) > 0 && string(env.Spec) != "null" {
+		if err := json.Unmarshal(env.Spec, spec); err != nil {
+			return nil, fmt.Errorf("store: decode %s/%s: %w", env.Meta.Type, env.Meta.Name, err)
+		}
+	}
+	r := &resource.Resource{Meta: env.Meta, Spec: spec}
+	r.Version = version
+	return r, nil
+}
+
+// matchLabels reports whether r carries every label in want.
+func matchLabels(r *resource.Resource, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := r.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// page sorts items by mesh then name and applies the label filter, offset and limit.
+func page(items []*resource.Resource, opts ListOptions) ([]*resource.Resource, int) {
+	kept := items[:0]
+	for _, r := range items {
+		if matchLabels(r, opts.Labels) {
+			kept = append(kept, r)
+		}
+	}
+	sortResources(kept)
+	total := len(kept)
+	if opts.Offset > 0 {
+		if opts.Offset >= len(kept) {
+			kept = kept[:0]
+		} else {
+			kept = kept[opts.Offset:]
+		}
+	}
+	if opts.Limit > 0 && len(kept) > opts.Limit {
+		kept = kept[:opts.Limit]
+	}
+	out := make([]*resource.Resource, len(kept))
+	copy(out, kept)
+	return out, total
+}
+
+func sortResources(rs []*resource.Resource) {
+	slices.SortFunc(rs, func(a, b *resource.Resource) int {
+		if c := strings.Compare(a.Mesh, b.Mesh); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+}
+
+// wantType reports whether t passes a Types filter (empty means every type).
+func wantType(types []resource.Type, t resource.Type) bool {
+	if len(types) == 0 {
+		return true
+	}
+	for _, w := range types {
+		if w == t {
+			return true
+		}
+	}
+	return false
+}
