@@ -1,0 +1,352 @@
+// Package xds turns dataplanes and their MeshTrace rules into Envoy
+// configuration and serves it: Build makes one proxy's snapshot, the
+// Reconciler keeps every proxy's snapshot current in a go-control-plane
+// SnapshotCache, and Server serves that cache over ADS.
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/zone/meshtrace"
+)
+
+const (
+	// DefaultGatewayPort is the port of a builtin gateway's listener when the
+	// gateway Dataplane has no inbound to take the port from. (Kuma takes
+	// gateway ports from MeshGateway resources, which this project does not
+	// model; the gateway's first inbound port stands in for them.)
+	DefaultGatewayPort = 8080
+
+	localhost      = "127.0.0.1"
+	connectTimeout = 5
+	hcmFilter      = "envoy.filters.network.http_connection_manager"
+	routerFilter   = "envoy.filters.http.router"
+)
+
+// ErrNotDataplane is returned by Build for a resource that is not a Dataplane.
+var ErrNotDataplane = errors.New("not a Dataplane")
+
+// NodeID is the xDS node id of a proxy: <mesh>.<dataplane name>.
+func NodeID(mesh, name string) string { return mesh + "." + name }
+
+var routerAny = mustAny(&routerv3.Router{})
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// builder accumulates one proxy's resources.
+type builder struct {
+	tracer    *meshtrace.Tracer
+	listeners []types.Resource
+	clusters  []types.Resource
+	endpoints []types.Resource
+	seen      map[string]bool // cluster names already added
+}
+
+// Build returns the snapshot of one proxy: a listener per inbound (routing to
+// the local cluster localhost:<servicePort>), a listener per outbound (routing
+// to an EDS cluster named after the destination's kuma.io/service, served with
+// an empty ClusterLoadAssignment), or for a builtin gateway one listener on
+// its first inbound's port (else DefaultGatewayPort) answering 404 until
+// routes exist. Every HttpConnectionManager carries the tracing block of
+// rules, and the collector cluster is in the same snapshot. Outbounds without
+// a kuma.io/service tag are skipped.
+//
+// Every resource passes ValidateAll and the snapshot is Consistent. The
+// version is a hash of the content: equal inputs give equal versions.
+func Build(dp *resource.Resource, rules meshtrace.Rules) (*cache.Snapshot, error) {
+	spec, ok := dp.Spec.(*resource.DataplaneSpec)
+	if !ok {
+		return nil, ErrNotDataplane
+	}
+	tracer, err := meshtrace.NewTracer(rules.Conf)
+	if err != nil {
+		return nil, fmt.Errorf("meshtrace: %w", err)
+	}
+	b := &builder{tracer: tracer, seen: map[string]bool{}}
+	nw := spec.Networking
+	service := proxyService(spec)
+
+	if spec.IsBuiltinGateway() {
+		port := uint32(DefaultGatewayPort)
+		if len(nw.Inbound) > 0 {
+			port = nw.Inbound[0].Port
+		}
+		name := "gateway:" + hostPort(nw.Address, port)
+		vh := &routev3.VirtualHost{Name: "*", Domains: []string{"*"}, Routes: []*routev3.Route{{
+			Match: prefixMatch,
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+				Status: 404,
+			}},
+		}}}
+		l := meshtrace.Listener{Direction: meshtrace.Gateway, Service: service}
+		if err := b.listener(name, nw.Address, port, corev3.TrafficDirection_INBOUND, vh, l); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, in := range nw.Inbound {
+			addr := in.Address
+			if addr == "" {
+				addr = nw.Address
+			}
+			svcPort := in.ServicePort
+			if svcPort == 0 {
+				svcPort = in.Port
+			}
+			svcAddr := in.ServiceAddress
+			if svcAddr == "" {
+				svcAddr = localhost
+			}
+			cluster := "localhost:" + strconv.FormatUint(uint64(svcPort), 10)
+			if err := b.staticCluster(cluster, svcAddr, svcPort); err != nil {
+				return nil, err
+			}
+			name := "inbound:" + hostPort(addr, in.Port)
+			l := meshtrace.Listener{Direction: meshtrace.Inbound, Service: in.Tags[resource.TagService]}
+			if err := b.listener(name, addr, in.Port, corev3.TrafficDirection_INBOUND, routeTo(cluster), l); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, out := range nw.Outbound {
+		dest := out.Tags[resource.TagService]
+		if dest == "" {
+			continue
+		}
+		addr := out.Address
+		if addr == "" {
+			addr = localhost
+		}
+		if err := b.edsCluster(dest); err != nil {
+			return nil, err
+		}
+		name := "outbound:" + hostPort(addr, out.Port)
+		l := meshtrace.Listener{Direction: meshtrace.Outbound, Service: service, Destination: dest}
+		if err := b.listener(name, addr, out.Port, corev3.TrafficDirection_OUTBOUND, routeTo(dest), l); err != nil {
+			return nil, err
+		}
+	}
+	if tracer != nil && len(b.listeners) > 0 {
+		if c := tracer.Cluster(); !b.seen[c.Name] {
+			b.seen[c.Name] = true
+			b.clusters = append(b.clusters, c)
+		}
+	}
+	return b.snapshot()
+}
+
+// proxyService is the proxy's own service: the gateway's kuma.io/service, else
+// its first inbound's.
+func proxyService(spec *resource.DataplaneSpec) string {
+	if g := spec.Networking.Gateway; g != nil {
+		return g.Tags[resource.TagService]
+	}
+	if len(spec.Networking.Inbound) > 0 {
+		return spec.Networking.Inbound[0].Tags[resource.TagService]
+	}
+	return ""
+}
+
+func hostPort(host string, port uint32) string {
+	return net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))
+}
+
+var prefixMatch = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+
+func routeTo(cluster string) *routev3.VirtualHost {
+	return &routev3.VirtualHost{Name: cluster, Domains: []string{"*"}, Routes: []*routev3.Route{{
+		Match: prefixMatch,
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+		}},
+	}}}
+}
+
+func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDirection, vh *routev3.VirtualHost, l meshtrace.Listener) error {
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: name,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name:         name,
+			VirtualHosts: []*routev3.VirtualHost{vh},
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{{
+			Name:       routerFilter,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny},
+		}},
+	}
+	if b.tracer != nil {
+		tr, err := b.tracer.HTTP(l)
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", name, err)
+		}
+		hcm.Tracing = tr
+	}
+	if err := hcm.ValidateAll(); err != nil {
+		return fmt.Errorf("listener %s: http connection manager: %w", name, err)
+	}
+	hcmAny, err := anypb.New(hcm)
+	if err != nil {
+		return err
+	}
+	lis := &listenerv3.Listener{
+		Name:             name,
+		Address:          meshtrace.SocketAddress(addr, port),
+		TrafficDirection: dir,
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       hcmFilter,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+			}},
+		}},
+	}
+	if err := lis.ValidateAll(); err != nil {
+		return fmt.Errorf("listener %s: %w", name, err)
+	}
+	b.listeners = append(b.listeners, lis)
+	return nil
+}
+
+func (b *builder) staticCluster(name, addr string, port uint32) error {
+	if b.seen[name] {
+		return nil
+	}
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ConnectTimeout:       durationpb.New(connectTimeout * 1e9),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: meshtrace.SocketAddress(addr, port),
+				}},
+			}}}},
+		},
+	}
+	if err := c.ValidateAll(); err != nil {
+		return fmt.Errorf("cluster %s: %w", name, err)
+	}
+	b.seen[name] = true
+	b.clusters = append(b.clusters, c)
+	return nil
+}
+
+var adsSource = &corev3.ConfigSource{
+	ResourceApiVersion:    corev3.ApiVersion_V3,
+	ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+}
+
+func (b *builder) edsCluster(name string) error {
+	if b.seen[name] {
+		return nil
+	}
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ConnectTimeout:       durationpb.New(connectTimeout * 1e9),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource},
+	}
+	if err := c.ValidateAll(); err != nil {
+		return fmt.Errorf("cluster %s: %w", name, err)
+	}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	b.seen[name] = true
+	b.clusters = append(b.clusters, c)
+	b.endpoints = append(b.endpoints, cla)
+	return nil
+}
+
+func (b *builder) snapshot() (*cache.Snapshot, error) {
+	h := sha256.New()
+	buf := make([]byte, 0, 4096)
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, group := range [][]types.Resource{b.listeners, b.clusters, b.endpoints} {
+		for _, r := range group {
+			var err error
+			buf, err = opts.MarshalAppend(buf[:0], r)
+			if err != nil {
+				return nil, err
+			}
+			h.Write(buf)
+			h.Write([]byte{0})
+		}
+		h.Write([]byte{1})
+	}
+	version := hex.EncodeToString(h.Sum(nil)[:8])
+	snap, err := cache.NewSnapshot(version, map[resourcev3.Type][]types.Resource{
+		resourcev3.ListenerType: b.listeners,
+		resourcev3.ClusterType:  b.clusters,
+		resourcev3.EndpointType: b.endpoints,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := snap.Consistent(); err != nil {
+		return nil, fmt.Errorf("inconsistent snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// Dump renders a snapshot's listeners, clusters and endpoints as indented
+// JSON (protojson of each resource, sorted by name) for inspection.
+func Dump(snap *cache.Snapshot) ([]byte, error) {
+	out := struct {
+		Version   string            `json:"version"`
+		Listeners []json.RawMessage `json:"listeners"`
+		Clusters  []json.RawMessage `json:"clusters"`
+		Endpoints []json.RawMessage `json:"endpoints"`
+	}{Version: snap.GetVersion(resourcev3.ListenerType)}
+	for _, t := range []struct {
+		typ string
+		dst *[]json.RawMessage
+	}{
+		{resourcev3.ListenerType, &out.Listeners},
+		{resourcev3.ClusterType, &out.Clusters},
+		{resourcev3.EndpointType, &out.Endpoints},
+	} {
+		items := snap.GetResources(t.typ)
+		names := make([]string, 0, len(items))
+		for n := range items {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		*t.dst = []json.RawMessage{}
+		for _, n := range names {
+			b, err := protojson.Marshal(items[n])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", n, err)
+			}
+			*t.dst = append(*t.dst, b)
+		}
+	}
+	return json.MarshalIndent(out, "", "  ")
+}

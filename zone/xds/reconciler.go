@@ -1,0 +1,447 @@
+package xds
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/zone/meshtrace"
+)
+
+// ErrUnknownProxy is returned for a proxy the Reconciler does not know.
+var ErrUnknownProxy = errors.New("unknown proxy")
+
+// Snapshots is the part of a snapshot cache the Reconciler writes to;
+// go-control-plane's cache.SnapshotCache implements it.
+type Snapshots interface {
+	SetSnapshot(ctx context.Context, node string, snapshot cache.ResourceSnapshot) error
+	ClearSnapshot(node string)
+}
+
+type digest = [sha256.Size]byte
+
+// proxy is the Reconciler's state for one Dataplane.
+type proxy struct {
+	dp       *resource.Resource
+	dpDigest digest // mesh + spec, not the name: equal specs share snapshots
+	policies []resource.Key
+	inputs   digest // dpDigest + matched policies in order
+	built    *built // nil until a build succeeded
+	err      error  // last build error; the proxy keeps its last good snapshot
+}
+
+// built is a snapshot shared by every proxy with the same inputs.
+type built struct {
+	inputs digest
+	rules  meshtrace.Rules
+	snap   *cache.Snapshot
+	refs   int
+}
+
+type policy struct {
+	r      *resource.Resource
+	digest digest // key, labels and spec
+}
+
+// Reconciler keeps a snapshot per proxy in a snapshot cache, current with the
+// dataplanes and MeshTrace policies it is given. For each proxy it hashes the
+// inputs (the Dataplane and the policies that select it, in merge order) and
+// rebuilds and pushes only when that hash changes; proxies with identical
+// inputs share one build. It is safe for concurrent use.
+type Reconciler struct {
+	log    hclog.Logger
+	out    Snapshots
+	pushes prometheus.Counter
+	errs   prometheus.Counter
+
+	mu        sync.RWMutex
+	proxies   map[resource.Key]*proxy
+	byMesh    map[string]map[resource.Key]*proxy
+	policies  map[resource.Key]*policy
+	meshPols  map[string][]*resource.Resource        // policies per mesh, for matching
+	affecting map[resource.Key]map[resource.Key]bool // policy -> proxies it selects
+	builds    map[digest]*built
+}
+
+// NewReconciler returns a Reconciler writing to out. Metrics are registered
+// with reg when it is not nil.
+func NewReconciler(logger hclog.Logger, out Snapshots, reg prometheus.Registerer) (*Reconciler, error) {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	r := &Reconciler{
+		log: logger.Named("xds"),
+		out: out,
+		pushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshtrace_xds_snapshot_pushes_total",
+			Help: "Snapshots set in the xDS snapshot cache (one per proxy whose configuration changed).",
+		}),
+		errs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshtrace_xds_snapshot_build_errors_total",
+			Help: "Proxy configurations that could not be built; the proxy keeps its last good configuration.",
+		}),
+		proxies:   map[resource.Key]*proxy{},
+		byMesh:    map[string]map[resource.Key]*proxy{},
+		policies:  map[resource.Key]*policy{},
+		meshPols:  map[string][]*resource.Resource{},
+		affecting: map[resource.Key]map[resource.Key]bool{},
+		builds:    map[digest]*built{},
+	}
+	if reg != nil {
+		var err error
+		if r.pushes, err = register(reg, r.pushes); err != nil {
+			return nil, err
+		}
+		if r.errs, err = register(reg, r.errs); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func register(reg prometheus.Registerer, c prometheus.Counter) (prometheus.Counter, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("register metric: %w", err)
+	}
+	return c, nil
+}
+
+// Update replaces the whole state: dataplanes and MeshTrace policies not in
+// the lists are deleted. Only proxies whose inputs changed are rebuilt. The
+// state is applied even when some proxies fail to build; the returned error
+// lists those (they keep their last good snapshot).
+func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resource.Resource) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	dirty := map[resource.Key]bool{}
+	keepPol := map[resource.Key]bool{}
+	for _, p := range policies {
+		keepPol[p.Key()] = true
+	}
+	keepDP := map[resource.Key]bool{}
+	for _, dp := range dataplanes {
+		keepDP[dp.Key()] = true
+	}
+	for k := range r.policies {
+		if !keepPol[k] {
+			r.deletePolicy(k, dirty)
+		}
+	}
+	for k := range r.proxies {
+		if !keepDP[k] {
+			r.deleteProxy(k)
+			delete(dirty, k)
+		}
+	}
+	for _, p := range policies {
+		r.setPolicy(p, dirty)
+	}
+	for _, dp := range dataplanes {
+		r.setDataplane(dp, dirty)
+	}
+	return r.syncLocked(ctx, dirty)
+}
+
+// Upsert adds or replaces dataplanes and MeshTrace policies. Other types are ignored.
+func (r *Reconciler) Upsert(ctx context.Context, rs ...*resource.Resource) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	dirty := map[resource.Key]bool{}
+	for _, res := range rs {
+		switch res.Type {
+		case resource.TypeMeshTrace:
+			r.setPolicy(res, dirty)
+		case resource.TypeDataplane:
+			r.setDataplane(res, dirty)
+		}
+	}
+	return r.syncLocked(ctx, dirty)
+}
+
+// Delete removes dataplanes (their snapshots are cleared) and MeshTrace policies.
+func (r *Reconciler) Delete(ctx context.Context, keys ...resource.Key) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	dirty := map[resource.Key]bool{}
+	for _, k := range keys {
+		switch k.Type {
+		case resource.TypeMeshTrace:
+			r.deletePolicy(k, dirty)
+		case resource.TypeDataplane:
+			r.deleteProxy(k)
+			delete(dirty, k)
+		}
+	}
+	return r.syncLocked(ctx, dirty)
+}
+
+func hashJSON(parts ...any) digest {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, p := range parts {
+		if err := enc.Encode(p); err != nil {
+			// Specs are plain data; fall back to their Go representation.
+			fmt.Fprintf(h, "%#v\n", p)
+		}
+	}
+	var d digest
+	h.Sum(d[:0])
+	return d
+}
+
+func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bool) {
+	k := res.Key()
+	d := hashJSON(k, res.Labels, res.Spec)
+	if old, ok := r.policies[k]; ok && old.digest == d {
+		return
+	}
+	r.policies[k] = &policy{r: res, digest: d}
+	r.rebuildMeshPolicies(res.Mesh)
+	for pk := range r.affecting[k] {
+		dirty[pk] = true
+	}
+	for pk, p := range r.byMesh[res.Mesh] {
+		if meshtrace.Affects(res, p.dp) {
+			dirty[pk] = true
+		}
+	}
+}
+
+func (r *Reconciler) deletePolicy(k resource.Key, dirty map[resource.Key]bool) {
+	if _, ok := r.policies[k]; !ok {
+		return
+	}
+	delete(r.policies, k)
+	r.rebuildMeshPolicies(k.Mesh)
+	for pk := range r.affecting[k] {
+		dirty[pk] = true
+	}
+}
+
+func (r *Reconciler) rebuildMeshPolicies(mesh string) {
+	var list []*resource.Resource
+	for _, p := range r.policies {
+		if p.r.Mesh == mesh {
+			list = append(list, p.r)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	if len(list) == 0 {
+		delete(r.meshPols, mesh)
+		return
+	}
+	r.meshPols[mesh] = list
+}
+
+func (r *Reconciler) setDataplane(res *resource.Resource, dirty map[resource.Key]bool) {
+	k := res.Key()
+	d := hashJSON(res.Mesh, res.Spec)
+	if old, ok := r.proxies[k]; ok {
+		old.dp = res
+		if old.dpDigest != d {
+			old.dpDigest = d
+			dirty[k] = true
+		}
+		return
+	}
+	p := &proxy{dp: res, dpDigest: d}
+	r.proxies[k] = p
+	if r.byMesh[res.Mesh] == nil {
+		r.byMesh[res.Mesh] = map[resource.Key]*proxy{}
+	}
+	r.byMesh[res.Mesh][k] = p
+	dirty[k] = true
+}
+
+func (r *Reconciler) deleteProxy(k resource.Key) {
+	p, ok := r.proxies[k]
+	if !ok {
+		return
+	}
+	r.out.ClearSnapshot(NodeID(k.Mesh, k.Name))
+	r.setPolicies(k, p, nil)
+	r.release(p.built)
+	delete(r.proxies, k)
+	delete(r.byMesh[k.Mesh], k)
+	if len(r.byMesh[k.Mesh]) == 0 {
+		delete(r.byMesh, k.Mesh)
+	}
+}
+
+// setPolicies moves proxy k in the policy -> proxies index.
+func (r *Reconciler) setPolicies(k resource.Key, p *proxy, keys []resource.Key) {
+	for _, pk := range p.policies {
+		if set := r.affecting[pk]; set != nil {
+			delete(set, k)
+			if len(set) == 0 {
+				delete(r.affecting, pk)
+			}
+		}
+	}
+	for _, pk := range keys {
+		if r.affecting[pk] == nil {
+			r.affecting[pk] = map[resource.Key]bool{}
+		}
+		r.affecting[pk][k] = true
+	}
+	p.policies = keys
+}
+
+func (r *Reconciler) release(b *built) {
+	if b == nil {
+		return
+	}
+	b.refs--
+	if b.refs <= 0 {
+		delete(r.builds, b.inputs)
+	}
+}
+
+// plan is the work for one dirty proxy, computed in parallel.
+type plan struct {
+	key      resource.Key
+	p        *proxy
+	policies []resource.Key
+	inputs   digest
+	built    *built // a new build, or nil when one is reused or unchanged
+	err      error
+}
+
+// parallelThreshold is the batch size from which builds run on all cores.
+const parallelThreshold = 64
+
+func (r *Reconciler) syncLocked(ctx context.Context, dirty map[resource.Key]bool) error {
+	if len(dirty) == 0 {
+		return nil
+	}
+	plans := make([]plan, 0, len(dirty))
+	for k := range dirty {
+		if p, ok := r.proxies[k]; ok {
+			plans = append(plans, plan{key: k, p: p})
+		}
+	}
+	// Compute (read-only on shared state): match, hash inputs, build when needed.
+	workers := 1
+	if len(plans) >= parallelThreshold {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var wg sync.WaitGroup
+	next := make(chan int, len(plans))
+	for i := range plans {
+		next <- i
+	}
+	close(next)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				r.plan(&plans[i])
+			}
+		})
+	}
+	wg.Wait()
+	// Commit sequentially in a stable order.
+	slices.SortFunc(plans, func(a, b plan) int { return compareKeys(a.key, b.key) })
+	var errs []error
+	for i := range plans {
+		if err := r.commit(ctx, &plans[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func compareKeys(a, b resource.Key) int {
+	if a.Mesh != b.Mesh {
+		if a.Mesh < b.Mesh {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case a.Name < b.Name:
+		return -1
+	case a.Name > b.Name:
+		return 1
+	}
+	return 0
+}
+
+func (r *Reconciler) plan(pl *plan) {
+	p := pl.p
+	matched := meshtrace.Match(p.dp, r.meshPols[p.dp.Mesh])
+	h := sha256.New()
+	h.Write(p.dpDigest[:])
+	pl.policies = make([]resource.Key, len(matched))
+	for i, m := range matched {
+		pl.policies[i] = m.Key()
+		d := r.policies[m.Key()].digest
+		h.Write(d[:])
+	}
+	h.Sum(pl.inputs[:0])
+	if p.built != nil && p.built.inputs == pl.inputs {
+		return // unchanged
+	}
+	if _, ok := r.builds[pl.inputs]; ok {
+		return // another proxy has the same inputs
+	}
+	rules := meshtrace.Merge(matched)
+	snap, err := Build(p.dp, rules)
+	if err != nil {
+		pl.err = err
+		return
+	}
+	pl.built = &built{inputs: pl.inputs, rules: rules, snap: snap}
+}
+
+func (r *Reconciler) commit(ctx context.Context, pl *plan) error {
+	p := pl.p
+	r.setPolicies(pl.key, p, pl.policies)
+	if pl.err != nil {
+		p.err = pl.err
+		r.errs.Inc()
+		r.log.Warn("cannot build proxy configuration, keeping the last good one",
+			"mesh", pl.key.Mesh, "name", pl.key.Name, "error", pl.err)
+		return fmt.Errorf("%s: %w", pl.key, pl.err)
+	}
+	p.err = nil
+	if p.built != nil && p.built.inputs == pl.inputs {
+		return nil
+	}
+	b := r.builds[pl.inputs]
+	if b == nil {
+		b = pl.built
+		if b == nil { // cannot happen: plan builds when no shared build exists
+			return fmt.Errorf("%s: no build for inputs", pl.key)
+		}
+		r.builds[pl.inputs] = b
+	}
+	b.refs++
+	r.release(p.built)
+	p.built = b
+	p.inputs = pl.inputs
+	node := NodeID(pl.key.Mesh, pl.key.Name)
+	if err := r.out.SetSnapshot(ctx, node, b.snap); err != nil {
+		return fmt.Errorf("%s: set snapshot: %w", pl.key, err)
+	}
+	r.pushes.Inc()
+	r.log.Debug("pushed snapshot", "mesh", pl.key.Mesh, "name", pl.key.Name,
+		"rev", b.snap.GetVersion(listenerType))
+	return nil
+}
