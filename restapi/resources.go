@@ -1,0 +1,363 @@
+package restapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// List paging limits.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// describe names a resource for messages: `MeshTrace "t" in mesh "default"`.
+func describe(k resource.Key) string {
+	if k.Mesh == "" {
+		return fmt.Sprintf("%s %q", k.Type, k.Name)
+	}
+	return fmt.Sprintf("%s %q in mesh %q", k.Type, k.Name, k.Mesh)
+}
+
+func keyOf(d *resource.Descriptor, r *http.Request) resource.Key {
+	k := resource.Key{Type: d.Type, Name: r.PathValue("name")}
+	if d.Scope == resource.ScopeMesh {
+		k.Mesh = r.PathValue("mesh")
+	}
+	return k
+}
+
+func (h *Handler) getHandler(d *resource.Descriptor) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := keyOf(d, r)
+		res, _, err := h.cfg.Store.Get(r.Context(), key)
+		if err != nil {
+			WriteError(w, StoreError(err, describe(key)))
+			return
+		}
+		WriteJSON(w, http.StatusOK, res)
+	})
+}
+
+// listResponse is Kuma's list shape.
+type listResponse struct {
+	Total int               `json:"total"`
+	Items []json.RawMessage `json:"items"`
+	Next  *string           `json:"next"`
+}
+
+func (h *Handler) listHandler(d *resource.Descriptor, inMesh bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		opts, size, apiErr := parseListQuery(r.URL.Query())
+		if apiErr != nil {
+			WriteError(w, apiErr)
+			return
+		}
+		if inMesh {
+			opts.Mesh = r.PathValue("mesh")
+		}
+		page, err := h.cfg.Store.List(r.Context(), d.Type, opts)
+		if err != nil {
+			WriteError(w, StoreError(err, d.Plural))
+			return
+		}
+		out := listResponse{Total: page.Total, Items: make([]json.RawMessage, 0, len(page.Items))}
+		for _, item := range page.Items {
+			b, err := json.Marshal(item)
+			if err != nil {
+				WriteError(w, NewError(http.StatusInternalServerError, fmt.Sprintf("encode %s: %v", describe(item.Key()), err)))
+				return
+			}
+			out.Items = append(out.Items, b)
+		}
+		if next := opts.Offset + len(page.Items); len(page.Items) > 0 && next < page.Total {
+			u := nextURL(r, next, size)
+			out.Next = &u
+		}
+		WriteJSON(w, http.StatusOK, out)
+	})
+}
+
+// parseListQuery reads size, offset and filter[labels.K]=V.
+func parseListQuery(q url.Values) (store.ListOptions, int, *Error) {
+	opts := store.ListOptions{Limit: DefaultPageSize}
+	var bad []resource.Violation
+	if s := q.Get("size"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxPageSize {
+			bad = append(bad, resource.Violation{Field: "size", Message: fmt.Sprintf("must be an integer from 1 to %d, got %q", MaxPageSize, s)})
+		} else {
+			opts.Limit = n
+		}
+	}
+	if s := q.Get("offset"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			bad = append(bad, resource.Violation{Field: "offset", Message: fmt.Sprintf("must be a non-negative integer, got %q", s)})
+		} else {
+			opts.Offset = n
+		}
+	}
+	for k, vs := range q {
+		if !strings.HasPrefix(k, "filter[") {
+			continue
+		}
+		label, ok := strings.CutPrefix(k, "filter[labels.")
+		if ok {
+			label, ok = strings.CutSuffix(label, "]")
+		}
+		if !ok || label == "" {
+			bad = append(bad, resource.Violation{Field: k, Message: "unsupported filter: write filter[labels.KEY]=VALUE"})
+			continue
+		}
+		if opts.Labels == nil {
+			opts.Labels = map[string]string{}
+		}
+		opts.Labels[label] = vs[len(vs)-1]
+	}
+	if len(bad) > 0 {
+		return opts, 0, NewError(http.StatusBadRequest, "invalid list parameters", bad...)
+	}
+	return opts, opts.Limit, nil
+}
+
+// nextURL is the absolute URL of the page starting at offset, keeping filters.
+func nextURL(r *http.Request, offset, size int) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+		scheme = p
+	}
+	q := r.URL.Query()
+	q.Set("offset", strconv.Itoa(offset))
+	q.Set("size", strconv.Itoa(size))
+	return scheme + "://" + r.Host + r.URL.Path + "?" + q.Encode()
+}
+
+func isDryRun(r *http.Request) bool {
+	v := r.URL.Query().Get("dry-run")
+	if v == "" {
+		v = r.Header.Get(DryRunHeader)
+	}
+	b, _ := strconv.ParseBool(v)
+	return b
+}
+
+func (h *Handler) putHandler(d *resource.Descriptor) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, apiErr := h.put(d, w, r)
+		if apiErr != nil {
+			WriteError(w, apiErr)
+			return
+		}
+		WriteJSON(w, status, struct{}{})
+	})
+}
+
+func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Request) (int, *Error) {
+	ctx := r.Context()
+	key := keyOf(d, r)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return 0, NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+		}
+		return 0, NewError(http.StatusBadRequest, "read request body: "+err.Error())
+	}
+	res, err := resource.Decode(body)
+	if err != nil {
+		var ie *resource.InvalidError
+		if errors.As(err, &ie) {
+			return 0, NewError(http.StatusBadRequest, "cannot decode the request body", ie.Violations...)
+		}
+		return 0, NewError(http.StatusBadRequest, "cannot decode the request body: "+err.Error())
+	}
+	if apiErr := matchURL(d, key, res); apiErr != nil {
+		return 0, apiErr
+	}
+	if d.Scope == resource.ScopeMesh {
+		if _, _, err := h.cfg.Store.Get(ctx, resource.Key{Type: resource.TypeMesh, Name: key.Mesh}); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return 0, NewError(http.StatusBadRequest, fmt.Sprintf("mesh %q does not exist: create it first", key.Mesh),
+					resource.Violation{Field: "mesh", Message: fmt.Sprintf("mesh %q does not exist", key.Mesh)})
+			}
+			return 0, StoreError(err, fmt.Sprintf("Mesh %q", key.Mesh))
+		}
+	}
+	resource.Prepare(res)
+	if err := resource.Validate(res); err != nil {
+		var ie *resource.InvalidError
+		if errors.As(err, &ie) {
+			return 0, NewError(http.StatusBadRequest, describe(key)+" is invalid", ie.Violations...)
+		}
+		return 0, NewError(http.StatusBadRequest, err.Error())
+	}
+
+	now := time.Now().UTC()
+	expect, status := store.MustNotExist, http.StatusCreated
+	existing, _, err := h.cfg.Store.Get(ctx, key)
+	switch {
+	case err == nil:
+		if h.cfg.ReadOnly != nil && h.cfg.ReadOnly(existing) {
+			return 0, h.readOnlyError(existing)
+		}
+		expect, status = existing.Version, http.StatusOK
+		res.CreationTime = existing.CreationTime
+	case errors.Is(err, store.ErrNotFound):
+		res.CreationTime = now
+	default:
+		return 0, StoreError(err, describe(key))
+	}
+	res.ModificationTime = now
+	h.setLabels(res)
+	if h.cfg.Mutate != nil {
+		h.cfg.Mutate(res)
+	}
+	if isDryRun(r) {
+		w.Header().Set(DryRunHeader, "true")
+		return status, nil
+	}
+	rev, err := h.cfg.Store.Put(ctx, res, expect)
+	if err != nil {
+		return 0, StoreError(err, describe(key))
+	}
+	verb := "created"
+	if status == http.StatusOK {
+		verb = "updated"
+	}
+	h.log.Info("resource "+verb, "type", key.Type, "mesh", key.Mesh, "name", key.Name, "rev", rev)
+	return status, nil
+}
+
+// matchURL checks the body names the resource the URL names. An empty body
+// name or mesh is taken from the URL.
+func matchURL(d *resource.Descriptor, key resource.Key, res *resource.Resource) *Error {
+	mismatch := func(field, got, want string) *Error {
+		msg := fmt.Sprintf("%s %q in the body does not match %q in the URL", field, got, want)
+		return NewError(http.StatusBadRequest, msg, resource.Violation{Field: field, Message: msg})
+	}
+	if res.Type != d.Type {
+		return mismatch("type", string(res.Type), string(d.Type))
+	}
+	if res.Name == "" {
+		res.Name = key.Name
+	}
+	if res.Name != key.Name {
+		return mismatch("name", res.Name, key.Name)
+	}
+	if d.Scope == resource.ScopeGlobal {
+		if res.Mesh != "" {
+			msg := fmt.Sprintf("%s is not mesh-scoped: remove mesh %q", d.Type, res.Mesh)
+			return NewError(http.StatusBadRequest, msg, resource.Violation{Field: "mesh", Message: msg})
+		}
+		return nil
+	}
+	if res.Mesh == "" {
+		res.Mesh = key.Mesh
+	}
+	if res.Mesh != key.Mesh {
+		return mismatch("mesh", res.Mesh, key.Mesh)
+	}
+	return nil
+}
+
+// setLabels sets the labels Kuma sets on every write.
+func (h *Handler) setLabels(res *resource.Resource) {
+	if res.Labels == nil {
+		res.Labels = map[string]string{}
+	}
+	origin := resource.OriginGlobal
+	if h.cfg.Mode == ModeZone {
+		origin = resource.OriginZone
+	}
+	res.Labels[resource.LabelOrigin] = origin
+	if res.Mesh != "" {
+		res.Labels[resource.LabelMesh] = res.Mesh
+	}
+	if res.Labels[resource.LabelDisplayName] == "" {
+		res.Labels[resource.LabelDisplayName] = res.Name
+	}
+}
+
+func (h *Handler) readOnlyError(existing *resource.Resource) *Error {
+	where := "this " + h.cfg.Mode + " control plane"
+	if h.cfg.Mode == ModeZone && h.cfg.Zone != "" {
+		where = fmt.Sprintf("zone %q", h.cfg.Zone)
+	}
+	detail := fmt.Sprintf("%s is read-only on %s", describe(existing.Key()), where)
+	if o := existing.Labels[resource.LabelOrigin]; o != "" && o != h.cfg.Mode {
+		detail += fmt.Sprintf(": it is synced from %s; change it there", o)
+	}
+	return NewError(http.StatusMethodNotAllowed, detail)
+}
+
+func (h *Handler) deleteHandler(d *resource.Descriptor) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		key := keyOf(d, r)
+		existing, _, err := h.cfg.Store.Get(ctx, key)
+		if err != nil {
+			WriteError(w, StoreError(err, describe(key)))
+			return
+		}
+		if h.cfg.ReadOnly != nil && h.cfg.ReadOnly(existing) {
+			WriteError(w, h.readOnlyError(existing))
+			return
+		}
+		if d.Type == resource.TypeMesh {
+			if apiErr := h.checkMeshEmpty(r, key.Name); apiErr != nil {
+				WriteError(w, apiErr)
+				return
+			}
+		}
+		rev, err := h.cfg.Store.Delete(ctx, key, existing.Version)
+		if err != nil {
+			WriteError(w, StoreError(err, describe(key)))
+			return
+		}
+		h.log.Info("resource deleted", "type", key.Type, "mesh", key.Mesh, "name", key.Name, "rev", rev)
+		WriteJSON(w, http.StatusOK, struct{}{})
+	})
+}
+
+// checkMeshEmpty refuses to delete a mesh that still holds resources, naming
+// up to a few of each type.
+func (h *Handler) checkMeshEmpty(r *http.Request, mesh string) *Error {
+	const show = 5
+	var causes []resource.Violation
+	total := 0
+	for _, d := range resource.Types() {
+		if d.Scope != resource.ScopeMesh {
+			continue
+		}
+		page, err := h.cfg.Store.List(r.Context(), d.Type, store.ListOptions{Mesh: mesh, Limit: show})
+		if err != nil {
+			return StoreError(err, fmt.Sprintf("Mesh %q", mesh))
+		}
+		total += page.Total
+		for _, it := range page.Items {
+			causes = append(causes, resource.Violation{Field: d.Plural, Message: fmt.Sprintf("%s %q is in mesh %q", d.Type, it.Name, mesh)})
+		}
+		if page.Total > len(page.Items) {
+			causes = append(causes, resource.Violation{Field: d.Plural, Message: fmt.Sprintf("and %d more %s", page.Total-len(page.Items), d.Plural)})
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	return NewError(http.StatusBadRequest,
+		fmt.Sprintf("mesh %q still has %d resources: delete them first (meshes are not deleted in cascade)", mesh, total), causes...)
+}
