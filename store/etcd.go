@@ -1,0 +1,314 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Options are the settings shared by embedded and external stores.
+type Options struct {
+	// Prefix is the key prefix of everything meshtrace stores; default "/meshtrace/".
+	Prefix string
+	// MaxValueBytes caps one stored value; default 512 KiB.
+	MaxValueBytes int
+	// WatchBuffer is the number of responses a watcher may fall behind before it
+	// is dropped with ErrWatchOverflow; default 1024.
+	WatchBuffer int
+	// Registerer receives meshtrace_store_operation_duration_seconds; nil
+	// registers nothing.
+	Registerer prometheus.Registerer
+	Logger     hclog.Logger
+}
+
+// EmbeddedConfig starts an etcd server inside this process.
+type EmbeddedConfig struct {
+	// Dir holds etcd's data; required.
+	Dir string
+	// ClientAddr is host:port for clients; default 127.0.0.1:0 (any free port).
+	ClientAddr string
+	// PeerAddr is host:port for the (unused, single-member) peer listener;
+	// default 127.0.0.1:0.
+	PeerAddr string
+	// Name is the etcd member name; default "meshtrace".
+	Name string
+	// UnsafeNoFsync disables fsync: fast, and loses data on a crash. Tests and
+	// benchmarks only.
+	UnsafeNoFsync bool
+	// AutoCompactionRetention keeps that much history (etcd periodic mode,
+	// e.g. "1h"); default "1h". "0" disables automatic compaction.
+	AutoCompactionRetention string
+	// StartTimeout bounds how long the server may take to become ready; default 60s.
+	StartTimeout time.Duration
+	Options
+}
+
+// ExternalConfig connects to an etcd cluster.
+type ExternalConfig struct {
+	Endpoints []string
+	// CertFile and KeyFile are the client certificate; CAFile verifies the
+	// servers. Any of them set means TLS.
+	CertFile, KeyFile, CAFile string
+	// DialTimeout bounds the first connection; default 5s.
+	DialTimeout time.Duration
+	Options
+}
+
+// EtcdStore is a Store backed by etcd.
+type EtcdStore struct {
+	client    *clientv3.Client
+	server    *embed.Etcd
+	endpoints []string
+	ks        keyspace
+	maxBytes  int
+	buffer    int
+	log       hclog.Logger
+	latency   *prometheus.HistogramVec
+
+	mu     sync.Mutex
+	shared map[string]*hub   // running shared hubs by prefix
+	all    map[*hub]struct{} // every running hub, shared or private
+	closed bool
+	ctx    context.Context // cancelled by Close; parent of every watch
+	cancel context.CancelFunc
+}
+
+var _ Store = (*EtcdStore)(nil)
+
+// OpenEmbedded starts an embedded single-member etcd in cfg.Dir and connects to it.
+func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("store: embedded etcd needs a data dir")
+	}
+	ec := embed.NewConfig()
+	ec.Dir = cfg.Dir
+	ec.Name = orDefault(cfg.Name, "meshtrace")
+	curl, err := url.Parse("http://" + orDefault(cfg.ClientAddr, "127.0.0.1:0"))
+	if err != nil {
+		return nil, fmt.Errorf("store: client address: %w", err)
+	}
+	purl, err := url.Parse("http://" + orDefault(cfg.PeerAddr, "127.0.0.1:0"))
+	if err != nil {
+		return nil, fmt.Errorf("store: peer address: %w", err)
+	}
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
+	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	ec.Logger = "zap"
+	ec.LogLevel = "error"
+	ec.LogOutputs = []string{"stderr"}
+	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
+	ec.AutoCompactionRetention = orDefault(cfg.AutoCompactionRetention, "1h")
+	maxBytes := cfg.MaxValueBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxValueBytes
+	}
+	// Room for a Txn chunk (see txnChunkBytes) plus overhead.
+	if need := uint(max(txnChunkBytes, maxBytes) + 256*1024); need > ec.MaxRequestBytes {
+		ec.MaxRequestBytes = need
+	}
+
+	start := time.Now()
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("store: start embedded etcd: %w", err)
+	}
+	timeout := cfg.StartTimeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("store: embedded etcd: %w", err)
+	case <-time.After(timeout):
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("store: embedded etcd not ready after %s", timeout)
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	}
+	eps := make([]string, 0, len(e.Clients))
+	for _, l := range e.Clients {
+		eps = append(eps, "http://"+l.Addr().String())
+	}
+	client, err := clientv3.New(clientv3.Config{
+		Endpoints:   eps,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+		Context:     context.Background(),
+	})
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("store: connect to embedded etcd: %w", err)
+	}
+	s := newEtcdStore(client, eps, cfg.Options)
+	s.server = e
+	s.log.Info("embedded etcd started", "dir", cfg.Dir, "endpoints", eps, "took", time.Since(start))
+	return s, nil
+}
+
+// OpenExternal connects to an etcd cluster and checks it answers.
+func OpenExternal(ctx context.Context, cfg ExternalConfig) (*EtcdStore, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("store: no etcd endpoints")
+	}
+	cc := clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		Logger:      zap.NewNop(),
+		Context:     context.Background(),
+	}
+	if cc.DialTimeout <= 0 {
+		cc.DialTimeout = 5 * time.Second
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" || cfg.CAFile != "" {
+		tlsInfo := transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.CAFile}
+		tc, err := tlsInfo.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("store: etcd TLS: %w", err)
+		}
+		cc.TLS = tc
+	}
+	client, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect to etcd %v: %w", cfg.Endpoints, err)
+	}
+	// clientv3.New does not wait for a connection; one read proves it.
+	pctx, cancel := context.WithTimeout(ctx, cc.DialTimeout)
+	defer cancel()
+	if _, err := client.Get(pctx, "health-probe", clientv3.WithCountOnly()); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("store: etcd %v not reachable: %w", cfg.Endpoints, err)
+	}
+	return newEtcdStore(client, cfg.Endpoints, cfg.Options), nil
+}
+
+var (
+	latencyMu sync.Mutex
+	latencies = map[prometheus.Registerer]*prometheus.HistogramVec{}
+)
+
+// latencyVec returns the histogram registered on reg, sharing it between
+// stores that use the same registerer.
+func latencyVec(reg prometheus.Registerer) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "meshtrace_store_operation_duration_seconds",
+		Help:    "Latency of store operations, by operation.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"op"})
+	if reg == nil {
+		return h
+	}
+	latencyMu.Lock()
+	defer latencyMu.Unlock()
+	if h, ok := latencies[reg]; ok {
+		return h
+	}
+	if err := reg.Register(h); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
+				h = existing
+			}
+		}
+	}
+	latencies[reg] = h
+	return h
+}
+
+func newEtcdStore(client *clientv3.Client, eps []string, o Options) *EtcdStore {
+	s := &EtcdStore{
+		client:    client,
+		endpoints: eps,
+		ks:        newKeyspace(o.Prefix),
+		maxBytes:  o.MaxValueBytes,
+		buffer:    o.WatchBuffer,
+		log:       o.Logger,
+		latency:   latencyVec(o.Registerer),
+		shared:    map[string]*hub{},
+		all:       map[*hub]struct{}{},
+	}
+	if s.maxBytes <= 0 {
+		s.maxBytes = DefaultMaxValueBytes
+	}
+	if s.buffer <= 0 {
+		s.buffer = 1024
+	}
+	if s.log == nil {
+		s.log = hclog.NewNullLogger()
+	}
+	s.log = s.log.Named("store")
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Endpoints returns the etcd client URLs.
+func (s *EtcdStore) Endpoints() []string { return append([]string(nil), s.endpoints...) }
+
+// Client returns the etcd client, for tools that need etcd itself.
+func (s *EtcdStore) Client() *clientv3.Client { return s.client }
+
+// Close ends every watch with ErrClosed, closes the client and stops an
+// embedded server.
+func (s *EtcdStore) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	hubs := make([]*hub, 0, len(s.all))
+	for h := range s.all {
+		hubs = append(hubs, h)
+	}
+	s.mu.Unlock()
+
+	s.cancel()
+	for _, h := range hubs {
+		h.wait()
+	}
+	err := s.client.Close()
+	if s.server != nil {
+		s.server.Close()
+		select {
+		case <-s.server.Server.StopNotify():
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// observe records the latency of one operation.
+func (s *EtcdStore) observe(op string, start time.Time) {
+	s.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+func (s *EtcdStore) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,274 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshtrace/meshtrace/resource"
+)
+
+// Watching: a watch from "now" joins the hub of its prefix (every resource, or
+// one type), so N subscribers cost one etcd watch. A watch from a revision gets
+// a private hub with its own etcd watch from that revision: it must replay
+// history the shared watch has already passed.
+//
+// A hub sends without blocking. Each subscriber channel has room for buffer
+// responses plus one reserved slot, so a subscriber that falls buffer
+// responses behind still receives its final ErrWatchOverflow and is closed,
+// while the others go on.
+
+type subscriber struct {
+	ch     chan WatchResponse
+	types  []resource.Type
+	gone   chan struct{} // closed once ch is closed
+	closed bool
+}
+
+type hub struct {
+	s        *EtcdStore
+	prefix   string
+	shared   bool
+	startRev int64
+	ctx      context.Context
+	cancel   context.CancelFunc
+	stopped  chan struct{}
+
+	mu    sync.Mutex // held for every send and close on subscriber channels
+	subs  map[*subscriber]struct{}
+	ended bool
+}
+
+func (s *EtcdStore) newHub(prefix string, startRev int64, shared bool) *hub {
+	h := &hub{
+		s: s, prefix: prefix, shared: shared, startRev: startRev,
+		stopped: make(chan struct{}),
+		subs:    map[*subscriber]struct{}{},
+	}
+	h.ctx, h.cancel = context.WithCancel(s.ctx)
+	return h
+}
+
+func (h *hub) lock()   { h.mu.Lock() }
+func (h *hub) unlock() { h.mu.Unlock() }
+
+// add subscribes sub; false when the hub is ending and a new one is needed.
+func (h *hub) add(sub *subscriber) bool {
+	h.lock()
+	defer h.unlock()
+	if h.ended {
+		return false
+	}
+	h.subs[sub] = struct{}{}
+	return true
+}
+
+// finish sends err (if any, and if there is room) and closes sub. Callers hold the lock.
+func (h *hub) finish(sub *subscriber, err error) {
+	if sub.closed {
+		return
+	}
+	if err != nil && len(sub.ch) < cap(sub.ch) {
+		sub.ch <- WatchResponse{Err: err}
+	}
+	sub.closed = true
+	close(sub.ch)
+	close(sub.gone)
+	delete(h.subs, sub)
+}
+
+// remove unsubscribes sub (its context ended); the last one out stops the hub.
+func (h *hub) remove(sub *subscriber) {
+	h.lock()
+	h.finish(sub, nil)
+	last := len(h.subs) == 0 && !h.ended
+	if last {
+		h.ended = true
+	}
+	h.unlock()
+	if last {
+		h.cancel()
+		h.s.dropHub(h)
+	}
+}
+
+// endAll closes every subscriber with err and marks the hub ended.
+func (h *hub) endAll(err error) {
+	h.lock()
+	h.ended = true
+	for sub := range h.subs {
+		h.finish(sub, err)
+	}
+	h.unlock()
+	h.cancel()
+	h.s.dropHub(h)
+}
+
+func (h *hub) fanout(resp WatchResponse) {
+	h.lock()
+	defer h.unlock()
+	for sub := range h.subs {
+		out := resp
+		if len(sub.types) > 1 {
+			out.Events = nil
+			for _, ev := range resp.Events {
+				if wantType(sub.types, ev.Resource.Type) {
+					out.Events = append(out.Events, ev)
+				}
+			}
+			if len(out.Events) == 0 {
+				continue
+			}
+		}
+		if len(sub.ch) >= cap(sub.ch)-1 {
+			h.s.log.Warn("watch subscriber overflow: dropping it", "prefix", h.prefix, "rev", resp.Revision)
+			h.finish(sub, ErrWatchOverflow)
+			continue
+		}
+		sub.ch <- out
+	}
+}
+
+func (h *hub) wait() { <-h.stopped }
+
+// run follows the etcd watch until it fails, the store closes or the last
+// subscriber leaves.
+func (h *hub) run() {
+	defer close(h.stopped)
+	wch := h.s.client.Watch(h.ctx, h.prefix,
+		clientv3.WithPrefix(), clientv3.WithRev(h.startRev), clientv3.WithPrevKV())
+	for wresp := range wch {
+		if wresp.CompactRevision != 0 {
+			h.endAll(&CompactedError{Requested: h.startRev, CompactRevision: wresp.CompactRevision})
+			return
+		}
+		if err := wresp.Err(); err != nil {
+			h.endAll(fmt.Errorf("store: watch %s: %w", h.prefix, err))
+			return
+		}
+		if len(wresp.Events) == 0 {
+			continue
+		}
+		resp := WatchResponse{Revision: wresp.Header.Revision}
+		for _, ev := range wresp.Events {
+			if e, ok := h.event(ev); ok {
+				resp.Events = append(resp.Events, e)
+			}
+		}
+		if len(resp.Events) > 0 {
+			h.fanout(resp)
+		}
+	}
+	if h.s.isClosed() {
+		h.endAll(ErrClosed)
+		return
+	}
+	h.endAll(nil)
+}
+
+func (h *hub) event(ev *clientv3.Event) (Event, bool) {
+	k, ok := h.s.ks.parseKey(string(ev.Kv.Key))
+	if !ok {
+		return Event{}, false
+	}
+	if ev.Type == mvccpb.DELETE {
+		var value []byte
+		var prevRev int64
+		if ev.PrevKv != nil {
+			value, prevRev = ev.PrevKv.Value, ev.PrevKv.ModRevision
+		}
+		return makeEvent(k, EventDelete, value, ev.Kv.ModRevision, prevRev)
+	}
+	e, ok := makeEvent(k, EventPut, ev.Kv.Value, ev.Kv.ModRevision, 0)
+	if !ok {
+		h.s.log.Warn("undecodable value in watch", "key", string(ev.Kv.Key), "rev", ev.Kv.ModRevision)
+	}
+	return e, ok
+}
+
+// dropHub forgets a hub that has ended.
+func (s *EtcdStore) dropHub(h *hub) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shared[h.prefix] == h {
+		delete(s.shared, h.prefix)
+	}
+}
+
+// Watch streams changes; see WatchOptions.
+func (s *EtcdStore) Watch(ctx context.Context, opts WatchOptions) (<-chan WatchResponse, error) {
+	for _, t := range opts.Types {
+		if _, ok := resource.Lookup(t); !ok {
+			return nil, fmt.Errorf("store: unknown resource type %q", t)
+		}
+	}
+	prefix := s.ks.typePrefix("")
+	if len(opts.Types) == 1 {
+		prefix = s.ks.typePrefix(opts.Types[0])
+	}
+	sub := &subscriber{
+		ch:    make(chan WatchResponse, s.buffer+1),
+		types: opts.Types,
+		gone:  make(chan struct{}),
+	}
+
+	var h *hub
+	if opts.FromRevision > 0 {
+		h = s.newHub(prefix, opts.FromRevision, false)
+		h.add(sub)
+		if err := s.startHub(h); err != nil {
+			return nil, err
+		}
+	} else {
+		// Resolve "now" before joining, so a write that returned before Watch
+		// was called is never delivered and one after it always is.
+		now, err := s.Revision(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		h = s.shared[prefix]
+		if h == nil || !h.add(sub) {
+			// No hub, or one ending because its last subscriber just left.
+			h = s.newHub(prefix, now+1, true)
+			h.add(sub)
+			s.shared[prefix] = h
+			s.all[h] = struct{}{}
+			go s.runHub(h)
+		}
+		s.mu.Unlock()
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			h.remove(sub)
+		case <-sub.gone:
+		}
+	}()
+	return sub.ch, nil
+}
+
+func (s *EtcdStore) startHub(h *hub) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.all[h] = struct{}{}
+	go s.runHub(h)
+	return nil
+}
+
+func (s *EtcdStore) runHub(h *hub) {
+	h.run()
+	s.mu.Lock()
+	delete(s.all, h)
+	s.mu.Unlock()
+}
