@@ -13,6 +13,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -190,9 +191,20 @@ func routeTo(cluster string) *routev3.VirtualHost {
 	}}}
 }
 
+// statPrefix makes a listener name usable as a stats prefix: dots and colons
+// would split or confuse Envoy's stat name segments.
+func statPrefix(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == ':' || r == '[' || r == ']' {
+			return '_'
+		}
+		return r
+	}, name)
+}
+
 func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDirection, vh *routev3.VirtualHost, l meshtrace.Listener) error {
 	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: name,
+		StatPrefix: statPrefix(name),
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
 			Name:         name,

@@ -1,0 +1,234 @@
+package xds
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshtrace/meshtrace/resource"
+)
+
+// countingCache is a real snapshot cache that also counts what it is given.
+type countingCache struct {
+	cache.SnapshotCache
+	mu      sync.Mutex
+	sets    map[string]int
+	cleared map[string]int
+}
+
+func newCountingCache() *countingCache {
+	return &countingCache{
+		SnapshotCache: cache.NewSnapshotCache(true, cache.IDHash{}, nil),
+		sets:          map[string]int{}, cleared: map[string]int{},
+	}
+}
+
+func (c *countingCache) SetSnapshot(ctx context.Context, node string, s cache.ResourceSnapshot) error {
+	c.mu.Lock()
+	c.sets[node]++
+	c.mu.Unlock()
+	return c.SnapshotCache.SetSnapshot(ctx, node, s)
+}
+
+func (c *countingCache) ClearSnapshot(node string) {
+	c.mu.Lock()
+	c.cleared[node]++
+	c.mu.Unlock()
+	c.SnapshotCache.ClearSnapshot(node)
+}
+
+func (c *countingCache) reset() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.sets
+	c.sets = map[string]int{}
+	return s
+}
+
+func TestReconciler(t *testing.T) {
+	ctx := context.Background()
+	out := newCountingCache()
+	reg := prometheus.NewRegistry()
+	r, err := NewReconciler(hclog.NewNullLogger(), out, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	east1 := sidecar("east-1", "backend", map[string]string{resource.TagZone: "east"}, "web")
+	east2 := sidecar("east-2", "backend", map[string]string{resource.TagZone: "east"}, "web") // same spec as east-1
+	west1 := sidecar("west-1", "backend", map[string]string{resource.TagZone: "west"}, "web")
+	other := sidecar("other-1", "backend", map[string]string{resource.TagZone: "east"})
+	other.Mesh = "other"
+	westPolicy := meshTrace("trace-west", subsetRef(map[string]string{resource.TagZone: "west"}), withZipkin("http://west.zipkincollector:9411/api/v2/spans"))
+	eastPolicy := meshTrace("trace-east", subsetRef(map[string]string{resource.TagZone: "east"}), withZipkin("http://east.zipkincollector:9411/api/v2/spans"))
+	dps := []*resource.Resource{east1, east2, west1, other}
+
+	if err := r.Update(ctx, dps, []*resource.Resource{westPolicy, eastPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 4 {
+		t.Fatalf("pushes %v, want one per proxy", got)
+	}
+	for _, tc := range []struct{ mesh, name, collector string }{
+		{"default", "east-1", "http://east.zipkincollector:9411/api/v2/spans"},
+		{"default", "east-2", "http://east.zipkincollector:9411/api/v2/spans"},
+		{"default", "west-1", "http://west.zipkincollector:9411/api/v2/spans"},
+		{"other", "other-1", ""},
+	} {
+		typ, c, ok := r.Collector(tc.mesh, tc.name)
+		if !ok || c != tc.collector || (c != "" && typ != resource.BackendZipkin) {
+			t.Errorf("%s/%s: collector %q %q %v, want %q", tc.mesh, tc.name, typ, c, ok, tc.collector)
+		}
+		snap, ok := r.Snapshot(tc.mesh, tc.name)
+		if !ok {
+			t.Fatalf("%s/%s: no snapshot", tc.mesh, tc.name)
+		}
+		checkSnapshot(t, snap)
+		served, err := out.GetSnapshot(NodeID(tc.mesh, tc.name))
+		if err != nil || served != cache.ResourceSnapshot(snap) {
+			t.Errorf("%s/%s: cache holds %v (%v)", tc.mesh, tc.name, served, err)
+		}
+	}
+	s1, _ := r.Snapshot("default", "east-1")
+	s2, _ := r.Snapshot("default", "east-2")
+	if s1 != s2 {
+		t.Error("proxies with identical inputs should share one snapshot")
+	}
+	if got := r.AffectedBy(westPolicy.Key()); len(got) != 1 || got[0].Name != "west-1" {
+		t.Errorf("AffectedBy(west) = %v", got)
+	}
+	if got := r.AffectedBy(eastPolicy.Key()); len(got) != 2 || got[0].Name != "east-1" || got[1].Name != "east-2" {
+		t.Errorf("AffectedBy(east) = %v", got)
+	}
+
+	// Same state again: nothing pushed.
+	if err := r.Update(ctx, dps, []*resource.Resource{westPolicy, eastPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 0 {
+		t.Fatalf("unchanged inputs pushed %v", got)
+	}
+
+	// Changing the west policy pushes west proxies only.
+	westPolicy2 := meshTrace("trace-west", subsetRef(map[string]string{resource.TagZone: "west"}), withZipkin("http://west2.zipkincollector:9411/api/v2/spans"))
+	if err := r.Upsert(ctx, westPolicy2); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 1 || got["default.west-1"] != 1 {
+		t.Fatalf("pushes %v, want default.west-1 only", got)
+	}
+	if _, c, _ := r.Collector("default", "west-1"); !strings.Contains(c, "west2") {
+		t.Fatalf("west collector %s", c)
+	}
+
+	// A new Mesh policy reaches every proxy of the mesh, not the other mesh.
+	meshWide := meshTrace("sampling", meshRef(), &resource.MeshTraceConf{Sampling: &resource.Sampling{Overall: resource.Int(10)}})
+	if err := r.Upsert(ctx, meshWide); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 3 || got["other.other-1"] != 0 {
+		t.Fatalf("pushes %v", got)
+	}
+	rules, _ := r.Rules("default", "east-1")
+	if len(rules.Policies) != 2 || rules.Policies[0].Name != "sampling" || rules.Policies[1].Name != "trace-east" {
+		t.Fatalf("rules policies %v", rules.Policies)
+	}
+
+	// A bad policy: the proxy keeps its last good snapshot and the error is reported.
+	before, _ := r.Snapshot("default", "west-1")
+	bad := meshTrace("trace-west", subsetRef(map[string]string{resource.TagZone: "west"}), withZipkin("gopher://nope"))
+	if err := r.Upsert(ctx, bad); err == nil {
+		t.Fatal("expected a build error")
+	}
+	if after, _ := r.Snapshot("default", "west-1"); after != before {
+		t.Fatal("a failed build must keep the last good snapshot")
+	}
+	if r.Err("default", "west-1") == nil {
+		t.Fatal("Err should report the failed build")
+	}
+	if err := r.Upsert(ctx, westPolicy2); err != nil {
+		t.Fatal(err)
+	}
+	if r.Err("default", "west-1") != nil {
+		t.Fatal("Err should clear after a good build")
+	}
+	out.reset()
+
+	// Deleting a policy rebuilds the proxies it affected.
+	if err := r.Delete(ctx, eastPolicy.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 2 || got["default.east-1"] != 1 || got["default.east-2"] != 1 {
+		t.Fatalf("pushes %v", got)
+	}
+	if _, c, _ := r.Collector("default", "east-1"); c != "" {
+		t.Fatalf("east-1 still traces to %s", c)
+	}
+
+	// Changing a dataplane rebuilds it alone.
+	east2b := sidecar("east-2", "backend", map[string]string{resource.TagZone: "east"}, "web", "db")
+	if err := r.Upsert(ctx, east2b); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 1 || got["default.east-2"] != 1 {
+		t.Fatalf("pushes %v", got)
+	}
+
+	// Deleting a dataplane clears its snapshot.
+	if err := r.Delete(ctx, east1.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.GetSnapshot("default.east-1"); err == nil {
+		t.Fatal("snapshot of a deleted proxy still served")
+	}
+	if _, ok := r.Snapshot("default", "east-1"); ok {
+		t.Fatal("deleted proxy still known")
+	}
+
+	// Inspect views.
+	dump, err := r.DumpJSON("default", "west-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parsed map[string]any
+	if err := json.Unmarshal(dump, &parsed); err != nil || parsed["version"] == "" {
+		t.Fatalf("dump: %v %s", err, dump)
+	}
+	if _, err := r.DumpJSON("default", "nope"); err == nil {
+		t.Fatal("dump of an unknown proxy")
+	}
+	proxies := r.Proxies()
+	if len(proxies) != 3 || proxies[0].Name != "east-2" || proxies[1].Name != "west-1" || proxies[1].Backend != "Zipkin" {
+		t.Fatalf("proxies %+v", proxies)
+	}
+
+	// Full Update drops what is missing.
+	if err := r.Update(ctx, []*resource.Resource{west1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Proxies(); len(got) != 1 || got[0].Backend != "" {
+		t.Fatalf("proxies after update %+v", got)
+	}
+	if got := r.AffectedBy(westPolicy.Key()); len(got) != 0 {
+		t.Fatalf("deleted policy still affects %v", got)
+	}
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pushes float64
+	for _, mf := range mfs {
+		if mf.GetName() == "meshtrace_xds_snapshot_pushes_total" {
+			pushes = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if pushes < 10 {
+		t.Fatalf("pushes counter = %v", pushes)
+	}
+}
