@@ -1,0 +1,67 @@
+package resource
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzDecodeValidate feeds arbitrary bytes through the whole pipeline: decode,
+// defaults, validation and every writer. Nothing may panic, and whatever
+// decodes must read back equal from each form it is written in.
+func FuzzDecodeValidate(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"type":"Dataplane","mesh":"default","name":"dp","networking":{"address":"1.2.3.4","inbound":[{"port":80,"tags":{"kuma.io/service":"a"}}]}}`))
+	f.Add([]byte("type: Zone\nname: a\n---\ntype: Mesh\nname: m\nmtls: {a: [1, 2.5, null]}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rs, _ := DecodeAll(data)
+		if r, err := Decode(data); err == nil {
+			rs = append(rs, r)
+		}
+		for _, r := range rs {
+			_ = Validate(r)
+			Prepare(r)
+			_ = Validate(r)
+			h := Hash(r)
+			js, err := json.Marshal(r)
+			if err != nil {
+				t.Fatalf("Marshal: %v", err)
+			}
+			back, err := Decode(js)
+			if err != nil {
+				t.Fatalf("own JSON does not decode: %v\n%s", err, js)
+			}
+			if Hash(back) != h {
+				t.Fatalf("JSON round trip changed the content:\n%s", js)
+			}
+			y, err := MarshalYAML(r)
+			if err != nil {
+				t.Fatalf("MarshalYAML: %v", err)
+			}
+			if back, err = Decode(y); err != nil {
+				t.Fatalf("own YAML does not decode: %v\n%s", err, y)
+			}
+			if Hash(back) != h {
+				t.Fatalf("YAML round trip changed the content:\n%s", y)
+			}
+			k, err := ToKubernetes(r, "ns")
+			if err != nil {
+				t.Fatalf("ToKubernetes: %v", err)
+			}
+			if back, err = Decode(k); err != nil {
+				t.Fatalf("own manifest does not decode: %v\n%s", err, k)
+			}
+			if Hash(back) != h {
+				t.Fatalf("Kubernetes round trip changed the content:\n%s", k)
+			}
+		}
+	})
+}
