@@ -1,0 +1,234 @@
+package global
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/meshtrace/meshtrace/config"
+)
+
+// EnvPrefix prefixes every environment override, e.g. MESHTRACE_API_ADDRESS.
+const EnvPrefix = "MESHTRACE"
+
+// Config is the whole configuration of the global control plane. The YAML
+// key of each field is its json tag; see config.md (generated from this
+// struct by ConfigReference) for every key with its environment variable.
+type Config struct {
+	DataDir     string            `json:"dataDir" desc:"Directory for state that is not in etcd (the generated admin token)."`
+	Store       StoreConfig       `json:"store"`
+	API         APIConfig         `json:"api"`
+	KDS         KDSConfig         `json:"kds"`
+	Diagnostics DiagnosticsConfig `json:"diagnostics"`
+	Log         LogConfig         `json:"log"`
+}
+
+// StoreConfig chooses the store: embedded etcd unless external endpoints are set.
+type StoreConfig struct {
+	Embedded EmbeddedStoreConfig `json:"embedded"`
+	External ExternalStoreConfig `json:"external"`
+}
+
+// EmbeddedStoreConfig configures the etcd server run inside the process.
+type EmbeddedStoreConfig struct {
+	Dir                     string `json:"dir" desc:"Embedded etcd data directory (independent of dataDir)."`
+	ClientAddress           string `json:"clientAddress" desc:"host:port the embedded etcd serves clients on; port 0 picks a free port."`
+	AutoCompactionRetention string `json:"autoCompactionRetention" desc:"etcd history kept for KDS resumes, e.g. 1h; 0 disables compaction."`
+}
+
+// ExternalStoreConfig connects to an etcd cluster instead.
+type ExternalStoreConfig struct {
+	Endpoints   []string        `json:"endpoints" desc:"etcd client URLs, comma separated in the environment; set to use an external etcd instead of the embedded one."`
+	CertFile    string          `json:"certFile" desc:"Client certificate for etcd TLS."`
+	KeyFile     string          `json:"keyFile" desc:"Client key for etcd TLS."`
+	CAFile      string          `json:"caFile" desc:"CA bundle verifying the etcd servers."`
+	DialTimeout config.Duration `json:"dialTimeout" desc:"Bound on the first connection to etcd."`
+}
+
+// APIConfig configures the REST API (kumactl and meshtracectl talk to it).
+type APIConfig struct {
+	Address    string `json:"address" desc:"host:port of the REST API."`
+	AdminToken string `json:"adminToken" desc:"Bearer token for writes; when empty it is read from, or generated into, the file admin-token in dataDir."`
+}
+
+// KDSConfig configures the zone sync server.
+type KDSConfig struct {
+	Address         string          `json:"address" desc:"host:port zones connect to over gRPC."`
+	TLSCertFile     string          `json:"tlsCertFile" desc:"Server certificate for KDS; empty serves without TLS (development only)."`
+	TLSKeyFile      string          `json:"tlsKeyFile" desc:"Server key for KDS."`
+	MaxMessageBytes int             `json:"maxMessageBytes" desc:"Largest gRPC message KDS sends or accepts."`
+	Heartbeat       config.Duration `json:"heartbeat" desc:"Interval of KDS keepalive pings."`
+}
+
+// DiagnosticsConfig configures /healthz, /readyz and /metrics.
+type DiagnosticsConfig struct {
+	Address string `json:"address" desc:"host:port of /healthz, /readyz and Prometheus /metrics."`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Level string `json:"level" desc:"trace, debug, info, warn or error."`
+	JSON  bool   `json:"json" desc:"Log JSON lines instead of text."`
+}
+
+// DefaultConfig returns the defaults; config.defaults.yaml spells them out.
+func DefaultConfig() Config {
+	return Config{
+		DataDir: "./data",
+		Store: StoreConfig{
+			Embedded: EmbeddedStoreConfig{
+				Dir:                     "./data/etcd",
+				ClientAddress:           "127.0.0.1:0",
+				AutoCompactionRetention: "1h",
+			},
+			External: ExternalStoreConfig{DialTimeout: config.Duration(5 * time.Second)},
+		},
+		API: APIConfig{Address: "127.0.0.1:5681"},
+		KDS: KDSConfig{
+			Address:         "0.0.0.0:5685",
+			MaxMessageBytes: 10 << 20,
+			Heartbeat:       config.Duration(10 * time.Second),
+		},
+		Diagnostics: DiagnosticsConfig{Address: "127.0.0.1:5680"},
+		Log:         LogConfig{Level: "info"},
+	}
+}
+
+// LoadConfig returns the defaults overridden by the YAML file at path (none
+// when "") and then by MESHTRACE_* environment variables. Apply flags to the
+// result, then call Validate.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(path, &cfg, EnvPrefix); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// ConfigReference renders the markdown table of every key, its environment
+// variable, default and description.
+func ConfigReference() string {
+	return "# Global control plane configuration\n\n" +
+		"Generated from `global.Config` (`go test ./global -run TestConfigReference` with `UPDATE_GOLDEN=1`).\n" +
+		"Precedence: defaults, then the YAML file (`--config`), then the environment, then flags.\n\n" +
+		config.Reference(DefaultConfig(), EnvPrefix)
+}
+
+// UsesExternalStore says whether the config points at an external etcd.
+func (c Config) UsesExternalStore() bool { return len(c.Store.External.Endpoints) > 0 }
+
+// Validate reports every nonsensical value, each naming its key. It reads
+// certificate files' existence but changes nothing.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("dataDir", "must not be empty")
+	}
+	if c.UsesExternalStore() {
+		for i, ep := range c.Store.External.Endpoints {
+			u, err := url.Parse(ep)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(fmt.Sprintf("store.external.endpoints[%d]", i), "%q is not an http:// or https:// URL", ep)
+			}
+		}
+		if (c.Store.External.CertFile == "") != (c.Store.External.KeyFile == "") {
+			bad("store.external.certFile", "certFile and keyFile must be set together")
+		}
+		checkFile(bad, "store.external.certFile", c.Store.External.CertFile)
+		checkFile(bad, "store.external.keyFile", c.Store.External.KeyFile)
+		checkFile(bad, "store.external.caFile", c.Store.External.CAFile)
+		if c.Store.External.DialTimeout <= 0 {
+			bad("store.external.dialTimeout", "must be positive, got %s", c.Store.External.DialTimeout)
+		}
+	} else {
+		if strings.TrimSpace(c.Store.Embedded.Dir) == "" {
+			bad("store.embedded.dir", "must not be empty when store.external.endpoints is empty")
+		}
+		checkAddress(bad, "store.embedded.clientAddress", c.Store.Embedded.ClientAddress)
+		if r := c.Store.Embedded.AutoCompactionRetention; r != "0" {
+			if d, err := time.ParseDuration(r); err != nil || d <= 0 {
+				bad("store.embedded.autoCompactionRetention", "%q is not a positive duration like \"1h\" (or \"0\" to disable)", r)
+			}
+		}
+	}
+	checkAddress(bad, "api.address", c.API.Address)
+	if strings.ContainsAny(c.API.AdminToken, " \t\r\n") {
+		bad("api.adminToken", "must not contain whitespace")
+	}
+	checkAddress(bad, "kds.address", c.KDS.Address)
+	if (c.KDS.TLSCertFile == "") != (c.KDS.TLSKeyFile == "") {
+		bad("kds.tlsCertFile", "tlsCertFile and tlsKeyFile must be set together")
+	}
+	checkFile(bad, "kds.tlsCertFile", c.KDS.TLSCertFile)
+	checkFile(bad, "kds.tlsKeyFile", c.KDS.TLSKeyFile)
+	if c.KDS.MaxMessageBytes < 64<<10 {
+		bad("kds.maxMessageBytes", "must be at least 65536, got %d", c.KDS.MaxMessageBytes)
+	}
+	if c.KDS.Heartbeat < config.Duration(100*time.Millisecond) {
+		bad("kds.heartbeat", "must be at least 100ms, got %s", c.KDS.Heartbeat)
+	}
+	checkAddress(bad, "diagnostics.address", c.Diagnostics.Address)
+	if samePort(c.API.Address, c.Diagnostics.Address) {
+		bad("diagnostics.address", "%q is the same port as api.address", c.Diagnostics.Address)
+	}
+	if hclog.LevelFromString(c.Log.Level) == hclog.NoLevel {
+		bad("log.level", "%q is not one of trace, debug, info, warn, error", c.Log.Level)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
+}
+
+func checkAddress(bad func(string, string, ...any), key, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		bad(key, "%q is not host:port", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad(key, "%q has no valid port (0-65535)", addr)
+	}
+}
+
+func samePort(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa == "0" || pa != pb {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wild(ha) || wild(hb)
+}
+
+func checkFile(bad func(string, string, ...any), key, path string) {
+	if path == "" {
+		return
+	}
+	if st, err := os.Stat(path); err != nil {
+		bad(key, "%v", err)
+	} else if st.IsDir() {
+		bad(key, "%s is a directory", path)
+	}
+}
+
+// NewLogger builds the logger cfg describes, writing to out.
+func NewLogger(cfg LogConfig, out io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "global",
+		Level:      hclog.LevelFromString(cfg.Level),
+		JSONFormat: cfg.JSON,
+		Output:     out,
+	})
+}

@@ -1,0 +1,180 @@
+package global
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshtrace/meshtrace/config"
+)
+
+func TestDefaultsFileEqualsDefaultConfig(t *testing.T) {
+	var got Config
+	if err := config.Load("config.defaults.yaml", &got, "MESHTRACE_TEST_UNSET"); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Store.External.Endpoints) == 0 {
+		got.Store.External.Endpoints = nil // "[]" in the file, nil in the struct
+	}
+	if want := DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("config.defaults.yaml differs from DefaultConfig():\nfile %+v\ncode %+v", got, want)
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+
+	// Every key of the struct is spelled out in the file.
+	data, err := os.ReadFile("config.defaults.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tree map[string]any
+	if err := yaml.Unmarshal(data, &tree); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(config.Reference(DefaultConfig(), EnvPrefix), "\n")[2:] {
+		if line == "" {
+			continue
+		}
+		key := strings.Trim(strings.Split(line, "|")[1], " `")
+		var node any = tree
+		for _, part := range strings.Split(key, ".") {
+			m, _ := node.(map[string]any)
+			v, ok := m[part]
+			if !ok {
+				t.Errorf("config.defaults.yaml lacks key %q", key)
+				break
+			}
+			node = v
+		}
+	}
+}
+
+func TestConfigReference(t *testing.T) {
+	got := ConfigReference()
+	if os.Getenv("UPDATE_GOLDEN") == "1" {
+		if err := os.WriteFile("config.md", []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile("config.md")
+	if err != nil {
+		t.Fatalf("%v (run with UPDATE_GOLDEN=1 to create it)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("config.md is stale: run go test ./global -run TestConfigReference with UPDATE_GOLDEN=1")
+	}
+	for _, env := range []string{"MESHTRACE_STORE_EMBEDDED_DIR", "MESHTRACE_KDS_MAX_MESSAGE_BYTES", "MESHTRACE_DATA_DIR", "MESHTRACE_API_ADMIN_TOKEN"} {
+		if !strings.Contains(got, "`"+env+"`") {
+			t.Errorf("reference lacks %s", env)
+		}
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "global.yaml")
+	if err := os.WriteFile(path, []byte("api:\n  address: 127.0.0.1:7000\nkds:\n  heartbeat: 3s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MESHTRACE_API_ADDRESS", "127.0.0.1:7001")
+	t.Setenv("MESHTRACE_STORE_EXTERNAL_ENDPOINTS", "http://etcd-0:2379,http://etcd-1:2379")
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.API.Address = "127.0.0.1:7001"
+	want.KDS.Heartbeat = config.Duration(3 * time.Second)
+	want.Store.External.Endpoints = []string{"http://etcd-0:2379", "http://etcd-1:2379"}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got %+v\nwant %+v", cfg, want)
+	}
+	if !cfg.UsesExternalStore() {
+		t.Fatal("external endpoints set but UsesExternalStore is false")
+	}
+	if err := os.WriteFile(path, []byte("api:\n  adress: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), `"api.adress"`) {
+		t.Fatalf("unknown key error = %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "tls.crt")
+	if err := os.WriteFile(cert, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+		want   []string // each must appear in the error; none means valid
+	}{
+		{name: "defaults", mutate: func(c *Config) {}},
+		{name: "port zero everywhere", mutate: func(c *Config) {
+			c.API.Address, c.Diagnostics.Address, c.KDS.Address = "127.0.0.1:0", "127.0.0.1:0", ":0"
+		}},
+		{name: "external store", mutate: func(c *Config) {
+			c.Store.External.Endpoints = []string{"https://etcd:2379"}
+			c.Store.External.CertFile, c.Store.External.KeyFile, c.Store.External.CAFile = cert, cert, cert
+			c.Store.Embedded.Dir = ""
+		}},
+		{name: "kds tls", mutate: func(c *Config) { c.KDS.TLSCertFile, c.KDS.TLSKeyFile = cert, cert }},
+		{name: "empty dirs", mutate: func(c *Config) { c.DataDir, c.Store.Embedded.Dir = "", " " },
+			want: []string{"dataDir: must not be empty", "store.embedded.dir: must not be empty"}},
+		{name: "bad addresses", mutate: func(c *Config) {
+			c.API.Address, c.KDS.Address, c.Diagnostics.Address, c.Store.Embedded.ClientAddress = "localhost", "h:99999", "h:x", "::1"
+		}, want: []string{`api.address: "localhost" is not host:port`, "kds.address", "diagnostics.address", "store.embedded.clientAddress"}},
+		{name: "same port", mutate: func(c *Config) { c.Diagnostics.Address = "0.0.0.0:5681" },
+			want: []string{"diagnostics.address: \"0.0.0.0:5681\" is the same port as api.address"}},
+		{name: "external problems", mutate: func(c *Config) {
+			c.Store.External.Endpoints = []string{"etcd:2379", "https://ok:2379"}
+			c.Store.External.CertFile = filepath.Join(dir, "missing.crt")
+			c.Store.External.CAFile = dir
+			c.Store.External.DialTimeout = 0
+		}, want: []string{"store.external.endpoints[0]", "store.external.certFile: certFile and keyFile must be set together",
+			"store.external.certFile: stat", "store.external.caFile: " + dir + " is a directory", "store.external.dialTimeout: must be positive"}},
+		{name: "kds limits", mutate: func(c *Config) {
+			c.KDS.MaxMessageBytes, c.KDS.Heartbeat, c.KDS.TLSKeyFile = 10, config.Duration(time.Millisecond), cert
+		}, want: []string{"kds.maxMessageBytes: must be at least 65536", "kds.heartbeat: must be at least 100ms, got 1ms", "kds.tlsCertFile: tlsCertFile and tlsKeyFile"}},
+		{name: "log and token", mutate: func(c *Config) { c.Log.Level, c.API.AdminToken = "loud", "a b" },
+			want: []string{`log.level: "loud" is not one of`, "api.adminToken: must not contain whitespace"}},
+		{name: "compaction", mutate: func(c *Config) { c.Store.Embedded.AutoCompactionRetention = "forever" },
+			want: []string{"store.embedded.autoCompactionRetention"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tt.mutate(&c)
+			before := c
+			err := c.Validate()
+			if !reflect.DeepEqual(before, c) {
+				t.Fatal("Validate changed the config")
+			}
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %v", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if lines := strings.Split(err.Error(), "\n"); len(lines) < len(tt.want) {
+				t.Errorf("want one line per problem, got %q", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,374 @@
+// Package global is the global control plane: the store (embedded etcd by
+// default), the REST API, diagnostics, and whatever long-running parts are
+// added as runners (the KDS server). Build it with New and start it with Run:
+//
+//	cfg, err := global.LoadConfig(path) // then apply flags
+//	if err == nil { err = cfg.Validate() }
+//	g, err := global.New(cfg, global.NewLogger(cfg.Log, os.Stderr))
+//	g.AddRunner(func(ctx context.Context) error { return kdsServer(g.Store()).Run(ctx) })
+//	err = g.Run(ctx) // returns after ctx is cancelled and everything stopped
+package global
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/restapi"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// Keys of control-plane state kept with store.PutValue.
+const (
+	valueDefaultMeshCreated = "global/bootstrap/default-mesh"
+	valueClusterID          = "global/cluster-id"
+)
+
+// AdminTokenFile is the name of the generated token file under DataDir.
+const AdminTokenFile = "admin-token"
+
+// ShutdownTimeout bounds how long HTTP servers drain on shutdown.
+const ShutdownTimeout = 10 * time.Second
+
+// Global is one global control plane instance.
+type Global struct {
+	cfg Config
+	log hclog.Logger
+	reg *prometheus.Registry
+
+	mu       sync.Mutex
+	runners  []func(ctx context.Context) error
+	routes   map[string]http.Handler
+	ran      bool
+	st       store.Store
+	ownStore bool
+	apiAddr  string
+	diagAddr string
+	token    string
+	cluster  string
+
+	started chan struct{}
+}
+
+// New checks cfg and returns a Global ready to Run. A nil logger discards logs.
+func New(cfg Config, logger hclog.Logger) (*Global, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Global{
+		cfg:     cfg,
+		log:     logger,
+		reg:     reg,
+		routes:  map[string]http.Handler{},
+		started: make(chan struct{}),
+	}, nil
+}
+
+// AddRunner adds a long-running part (e.g. the KDS gRPC server) to Run's
+// errgroup. It must be called before Run. Runners start once the store is
+// open and the listeners are bound, so they may call Store(); they must
+// return when ctx is cancelled, and an error from one stops the whole Global.
+func (g *Global) AddRunner(fn func(ctx context.Context) error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.runners = append(g.runners, fn)
+}
+
+// AddRoute adds a REST API route by ServeMux pattern (e.g. an inspect
+// endpoint) with the API's auth and metrics. It must be called before Run.
+func (g *Global) AddRoute(pattern string, h http.Handler) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.routes[pattern] = h
+}
+
+// SetStore makes Run use s instead of opening the configured store; Run then
+// neither opens nor closes it. For tests and single-process demos.
+func (g *Global) SetStore(s store.Store) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.st = s
+}
+
+// Registry is where the Global's metrics live (served on /metrics); runners
+// register theirs here.
+func (g *Global) Registry() *prometheus.Registry { return g.reg }
+
+// Started is closed once the store is open, bootstrapping is done and the
+// listeners are bound.
+func (g *Global) Started() <-chan struct{} { return g.started }
+
+// Store returns the store; nil before Run opened it.
+func (g *Global) Store() store.Store {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.st
+}
+
+// APIAddr returns the REST API's bound address (useful with port 0); "" before start.
+func (g *Global) APIAddr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.apiAddr
+}
+
+// DiagnosticsAddr returns the diagnostics server's bound address; "" before start.
+func (g *Global) DiagnosticsAddr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.diagAddr
+}
+
+// AdminToken returns the token writes need; "" before start.
+func (g *Global) AdminToken() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.token
+}
+
+// ClusterID returns the cluster's persistent id; "" before start.
+func (g *Global) ClusterID() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cluster
+}
+
+// Run opens the store, bootstraps it, serves the API and diagnostics and runs
+// the added runners until ctx is cancelled or one of them fails. It returns
+// nil after a clean shutdown. Run may be called once.
+func (g *Global) Run(ctx context.Context) (err error) {
+	g.mu.Lock()
+	if g.ran {
+		g.mu.Unlock()
+		return errors.New("global: Run called twice")
+	}
+	g.ran = true
+	runners := append([]func(context.Context) error(nil), g.runners...)
+	g.mu.Unlock()
+
+	if err := os.MkdirAll(g.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("global: data dir: %w", err)
+	}
+	st, closeStore, err := g.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := closeStore(); cerr != nil && err == nil {
+			err = fmt.Errorf("global: close store: %w", cerr)
+		}
+	}()
+	cluster, err := g.bootstrap(ctx, st)
+	if err != nil {
+		return err
+	}
+	token, err := g.adminToken()
+	if err != nil {
+		return err
+	}
+
+	api, err := restapi.New(restapi.Config{
+		Store:      st,
+		Logger:     g.log.Named("api"),
+		Mode:       restapi.ModeGlobal,
+		ClusterID:  cluster,
+		Token:      token,
+		Registerer: g.reg,
+		Routes:     g.routes,
+	})
+	if err != nil {
+		return fmt.Errorf("global: %w", err)
+	}
+	apiLn, err := net.Listen("tcp", g.cfg.API.Address)
+	if err != nil {
+		return fmt.Errorf("global: api.address: %w", err)
+	}
+	diagLn, err := net.Listen("tcp", g.cfg.Diagnostics.Address)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("global: diagnostics.address: %w", err)
+	}
+	apiSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	diagSrv := &http.Server{Handler: g.diagnostics(st), ReadHeaderTimeout: 10 * time.Second}
+
+	g.mu.Lock()
+	g.apiAddr, g.diagAddr, g.token, g.cluster = apiLn.Addr().String(), diagLn.Addr().String(), token, cluster
+	g.mu.Unlock()
+	g.log.Info("global control plane started", "api", g.APIAddr(), "diagnostics", g.DiagnosticsAddr(), "cluster", cluster)
+	close(g.started)
+
+	eg, ectx := errgroup.WithContext(ctx)
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		eg.Go(func() error {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("%s server: %w", name, err)
+			}
+			return nil
+		})
+	}
+	serve("api", apiSrv, apiLn)
+	serve("diagnostics", diagSrv, diagLn)
+	eg.Go(func() error {
+		<-ectx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		defer cancel()
+		return errors.Join(apiSrv.Shutdown(sctx), diagSrv.Shutdown(sctx))
+	})
+	for _, run := range runners {
+		eg.Go(func() error { return run(ectx) })
+	}
+	err = eg.Wait()
+	g.log.Info("global control plane stopped", "error", err)
+	return err
+}
+
+// openStore returns the store to use and how to close it.
+func (g *Global) openStore(ctx context.Context) (store.Store, func() error, error) {
+	g.mu.Lock()
+	injected := g.st
+	g.mu.Unlock()
+	if injected != nil {
+		return injected, func() error { return nil }, nil
+	}
+	opts := store.Options{Registerer: g.reg, Logger: g.log.Named("store")}
+	var (
+		st  *store.EtcdStore
+		err error
+	)
+	if g.cfg.UsesExternalStore() {
+		ext := g.cfg.Store.External
+		st, err = store.OpenExternal(ctx, store.ExternalConfig{
+			Endpoints: ext.Endpoints, CertFile: ext.CertFile, KeyFile: ext.KeyFile, CAFile: ext.CAFile,
+			DialTimeout: ext.DialTimeout.D(), Options: opts,
+		})
+	} else {
+		emb := g.cfg.Store.Embedded
+		st, err = store.OpenEmbedded(ctx, store.EmbeddedConfig{
+			Dir: emb.Dir, ClientAddr: emb.ClientAddress, AutoCompactionRetention: emb.AutoCompactionRetention, Options: opts,
+		})
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("global: open store: %w", err)
+	}
+	g.mu.Lock()
+	g.st = st
+	g.mu.Unlock()
+	return st, st.Close, nil
+}
+
+// bootstrap creates the default Mesh on the very first start (a deleted
+// default mesh stays deleted) and returns the persistent cluster id.
+func (g *Global) bootstrap(ctx context.Context, st store.Store) (string, error) {
+	if _, err := st.GetValue(ctx, valueDefaultMeshCreated); errors.Is(err, store.ErrNotFound) {
+		mesh, err := resource.New(resource.TypeMesh, "", resource.DefaultMesh)
+		if err != nil {
+			return "", err
+		}
+		now := time.Now().UTC()
+		mesh.CreationTime, mesh.ModificationTime = now, now
+		mesh.Labels = map[string]string{resource.LabelOrigin: resource.OriginGlobal, resource.LabelDisplayName: mesh.Name}
+		if _, err := st.Put(ctx, mesh, store.MustNotExist); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+			return "", fmt.Errorf("global: create default mesh: %w", err)
+		} else if err == nil {
+			g.log.Info("created the default mesh", "mesh", mesh.Name)
+		}
+		if _, err := st.PutValue(ctx, valueDefaultMeshCreated, []byte(now.Format(time.RFC3339))); err != nil {
+			return "", fmt.Errorf("global: bootstrap: %w", err)
+		}
+	} else if err != nil {
+		return "", fmt.Errorf("global: bootstrap: %w", err)
+	}
+
+	id, err := st.GetValue(ctx, valueClusterID)
+	if errors.Is(err, store.ErrNotFound) {
+		id = []byte(randomHex(16))
+		if _, err := st.PutValue(ctx, valueClusterID, id); err != nil {
+			return "", fmt.Errorf("global: store cluster id: %w", err)
+		}
+	} else if err != nil {
+		return "", fmt.Errorf("global: read cluster id: %w", err)
+	}
+	return string(id), nil
+}
+
+// adminToken returns the configured token, or the one in <DataDir>/admin-token,
+// generating that file (0600) on first start.
+func (g *Global) adminToken() (string, error) {
+	if g.cfg.API.AdminToken != "" {
+		return g.cfg.API.AdminToken, nil
+	}
+	path := filepath.Join(g.cfg.DataDir, AdminTokenFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("global: %s is empty: delete it to generate a new token", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("global: admin token: %w", err)
+	}
+	tok := randomHex(32)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("global: admin token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("global: admin token: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("global: admin token: %w", err)
+	}
+	g.log.Info("generated the admin token", "path", path)
+	return tok, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// diagnostics serves /healthz (the process is up), /readyz (the store
+// answers) and /metrics.
+func (g *Global) diagnostics(st store.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		restapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		rev, err := st.Revision(ctx)
+		if err != nil {
+			restapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "store: " + err.Error()})
+			return
+		}
+		restapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "revision": rev})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
+	return mux
+}
