@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -68,6 +69,7 @@ type ExternalConfig struct {
 type EtcdStore struct {
 	client    *clientv3.Client
 	server    *embed.Etcd
+	closing   *atomic.Bool // set when Close begins, to quiet etcd's shutdown noise
 	endpoints []string
 	ks        keyspace
 	maxBytes  int
@@ -104,9 +106,14 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	closing := new(atomic.Bool)
 	ec.Logger = "zap"
 	ec.LogLevel = "error"
-	ec.LogOutputs = []string{"stderr"}
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newEtcdZapLogger(log.Named("etcd"), closing))
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
 	ec.AutoCompactionRetention = orDefault(cfg.AutoCompactionRetention, "1h")
@@ -156,7 +163,7 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
 		return nil, fmt.Errorf("store: connect to embedded etcd: %w", err)
 	}
 	s := newEtcdStore(client, eps, cfg.Options)
-	s.server = e
+	s.server, s.closing = e, closing
 	s.log.Info("embedded etcd started", "dir", cfg.Dir, "endpoints", eps, "took", time.Since(start))
 	return s, nil
 }
@@ -271,6 +278,9 @@ func (s *EtcdStore) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.closing != nil {
+		s.closing.Store(true)
+	}
 	hubs := make([]*hub, 0, len(s.all))
 	for h := range s.all {
 		hubs = append(hubs, h)

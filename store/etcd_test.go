@@ -2,7 +2,14 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshtrace/meshtrace/resource"
 
 	"github.com/meshtrace/meshtrace/store"
 	"github.com/meshtrace/meshtrace/store/storetest"
@@ -24,4 +31,188 @@ func TestEtcdConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return openEmbedded(t, t.TempDir(), true)
 	})
+}
+
+// sharedServer is one embedded etcd that tests open external stores on, each
+// under its own prefix.
+func sharedServer(t *testing.T) []string {
+	t.Helper()
+	return openEmbedded(t, t.TempDir(), true).Endpoints()
+}
+
+func openExternal(t *testing.T, eps []string, o store.Options) *store.EtcdStore {
+	t.Helper()
+	s, err := store.OpenExternal(context.Background(), store.ExternalConfig{Endpoints: eps, Options: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestExternalConformance(t *testing.T) {
+	eps := sharedServer(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openExternal(t, eps, store.Options{Prefix: "/" + t.Name() + "/"})
+	})
+}
+
+func TestEmbeddedReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := store.OpenEmbedded(ctx, store.EmbeddedConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := resource.New(resource.TypeMeshTrace, "default", "kept")
+	r.Labels = map[string]string{"a": "b"}
+	rev, err := s.Put(ctx, r, store.MustNotExist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutValue(ctx, "cursor", []byte("7")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, r.Key()); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Get after Close: %v", err)
+	}
+
+	s2 := openEmbedded(t, dir, false)
+	got, readRev, err := s2.Get(ctx, r.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != rev || got.Labels["a"] != "b" || readRev < rev+1 {
+		t.Fatalf("after reopen: %+v read at %d, want version %d", got.Meta, readRev, rev)
+	}
+	if v, err := s2.GetValue(ctx, "cursor"); err != nil || string(v) != "7" {
+		t.Fatalf("value after reopen: %q %v", v, err)
+	}
+}
+
+func TestEtcdWatchSharedAndOverflow(t *testing.T) {
+	ctx := context.Background()
+	eps := sharedServer(t)
+	s := openExternal(t, eps, store.Options{WatchBuffer: 2})
+
+	slow, err := s.Watch(ctx, store.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fastCtx, cancelFast := context.WithCancel(ctx)
+	fast, err := s.Watch(fastCtx, store.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.SharedWatches(); n != 1 {
+		t.Fatalf("%d shared etcd watches for 2 subscribers of one prefix, want 1", n)
+	}
+	// The fast subscriber reads each change before the next is written; the
+	// slow one never reads.
+	const n = 10
+	got := make(chan int)
+	go func() {
+		count := 0
+		for resp := range fast {
+			if resp.Err != nil {
+				t.Errorf("fast subscriber got %v", resp.Err)
+			}
+			count += len(resp.Events)
+			got <- count
+		}
+	}()
+	for i := range n {
+		r, _ := resource.New(resource.TypeZone, "", fmt.Sprintf("z%d", i))
+		if _, err := s.Put(ctx, r, store.AnyVersion); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case c := <-got:
+			if c != i+1 {
+				t.Fatalf("fast subscriber has %d events after %d puts", c, i+1)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("fast subscriber did not get the event")
+		}
+	}
+	var last store.WatchResponse
+	responses := 0
+	for resp := range slow {
+		last = resp
+		responses++
+	}
+	if !errors.Is(last.Err, store.ErrWatchOverflow) || responses != 3 {
+		t.Fatalf("slow subscriber: %d responses, last %+v; want 2 then ErrWatchOverflow", responses, last)
+	}
+	cancelFast()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.SharedWatches() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("shared watch still running with no subscribers")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestEtcdCloseEndsWatches(t *testing.T) {
+	eps := sharedServer(t)
+	s, err := store.OpenExternal(context.Background(), store.ExternalConfig{Endpoints: eps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, _ := s.Watch(context.Background(), store.WatchOptions{})
+	hist, _ := s.Watch(context.Background(), store.WatchOptions{FromRevision: 1})
+	s.Close()
+	for _, ch := range []<-chan store.WatchResponse{live, hist} {
+		var last store.WatchResponse
+		for resp := range ch {
+			last = resp
+		}
+		if !errors.Is(last.Err, store.ErrClosed) {
+			t.Fatalf("last response after Close: %+v", last)
+		}
+	}
+	if _, err := s.Watch(context.Background(), store.WatchOptions{}); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Watch after Close: %v", err)
+	}
+}
+
+func TestEtcdMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	eps := sharedServer(t)
+	s := openExternal(t, eps, store.Options{Registerer: reg})
+	// A second store on the same registerer shares the histogram.
+	openExternal(t, eps, store.Options{Registerer: reg})
+	r, _ := resource.New(resource.TypeZone, "", "z")
+	if _, err := s.Put(context.Background(), r, store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "meshtrace_store_operation_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" && l.GetValue() == "put" && m.GetHistogram().GetSampleCount() == 1 {
+					return
+				}
+			}
+		}
+	}
+	t.Fatal("no put sample in meshtrace_store_operation_duration_seconds")
+}
+
+func TestOpenExternalUnreachable(t *testing.T) {
+	_, err := store.OpenExternal(context.Background(), store.ExternalConfig{
+		Endpoints: []string{"http://127.0.0.1:1"}, DialTimeout: 300 * time.Millisecond})
+	if err == nil {
+		t.Fatal("OpenExternal succeeded against a closed port")
+	}
 }

@@ -1,0 +1,54 @@
+package store
+
+import (
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// hclogCore sends etcd's zap logs at error level and above to hclog, so the
+// embedded server logs like the rest of meshtrace. Once the store is closing,
+// the listener errors etcd reports on shutdown are demoted to debug.
+type hclogCore struct {
+	log     hclog.Logger
+	closing *atomic.Bool
+	fields  []zapcore.Field
+}
+
+func newEtcdZapLogger(log hclog.Logger, closing *atomic.Bool) *zap.Logger {
+	return zap.New(&hclogCore{log: log, closing: closing})
+}
+
+func (c *hclogCore) Enabled(l zapcore.Level) bool { return l >= zapcore.ErrorLevel }
+
+func (c *hclogCore) With(fs []zapcore.Field) zapcore.Core {
+	return &hclogCore{log: c.log, closing: c.closing, fields: append(append([]zapcore.Field(nil), c.fields...), fs...)}
+}
+
+func (c *hclogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *hclogCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range append(c.fields, fs...) {
+		f.AddTo(enc)
+	}
+	args := make([]any, 0, 2*len(enc.Fields))
+	for k, v := range enc.Fields {
+		args = append(args, k, v)
+	}
+	if c.closing.Load() {
+		c.log.Debug(e.Message, args...)
+		return nil
+	}
+	c.log.Error(e.Message, args...)
+	return nil
+}
+
+func (c *hclogCore) Sync() error { return nil }
