@@ -3,6 +3,7 @@ package resource
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -66,7 +67,11 @@ func TestSeedExamples(t *testing.T) {
 					t.Fatalf("Validate: %v", err)
 				}
 			}
-			if kube.Mesh != "default" || kube.Name != name && !strings.HasPrefix(name, "trace-") && kube.Name != "default" {
+			wantName := "default"
+			if strings.HasPrefix(name, "trace-") {
+				wantName = name
+			}
+			if kube.Mesh != "default" || kube.Name != wantName || kube.Labels != nil {
 				t.Errorf("kube meta = %+v", kube.Meta)
 			}
 			if !reflect.DeepEqual(kube, uni) {
@@ -380,16 +385,11 @@ func TestIntOrString(t *testing.T) {
 		{in: `"100"`, want: IntOrString{IsString: true, StrVal: "100"}, float: 100, floatOK: true},
 		{in: `"abc"`, want: IntOrString{IsString: true, StrVal: "abc"}},
 		{in: `12.5`, wantErr: true},
-		{in: `null`, wantErr: true},
 		{in: `[]`, wantErr: true},
 	}
 	for _, tt := range tests {
 		var v IntOrString
 		err := json.Unmarshal([]byte(tt.in), &v)
-		if tt.in == "null" {
-			// encoding/json does not call UnmarshalJSON for null on a value.
-			continue
-		}
 		if (err != nil) != tt.wantErr {
 			t.Errorf("%s: err %v", tt.in, err)
 			continue
@@ -414,4 +414,20 @@ func TestIntOrString(t *testing.T) {
 	if *s.Overall != *Int(80) || *s.Client != *Str("12.5") || *s.Random != *Str("0") {
 		t.Fatalf("sampling = %+v %+v %+v", s.Overall, s.Client, s.Random)
 	}
+}
+
+func TestYAMLQuotesAmbiguousStrings(t *testing.T) {
+	values := []string{"y", "Y", "yes", "on", "Off", "1:20", "0x1F", "1_000", "012", "true", "null", "~", "80", "1e3", ".inf", "-"}
+	tags := map[string]string{}
+	for i, s := range values {
+		tags[fmt.Sprintf("k%02d", i)] = s
+	}
+	tags["y"] = "key-is-ambiguous"
+	lit := "x"
+	r, _ := New(TypeMeshTrace, "default", "t")
+	r.Spec = &MeshTraceSpec{
+		TargetRef: &TargetRef{Kind: KindMeshSubset, Tags: tags},
+		Default:   &MeshTraceConf{Tags: &[]TraceTag{{Name: "ctl\x7f\u00e9\n2", Literal: &lit}}},
+	}
+	assertRoundTrips(t, r)
 }
