@@ -1,4 +1,4 @@
-module github.com/meshtrace/meshtrace/tools
+module github.com/meshtrace/meshtrace/tools/buf
 
 go 1.26.7
 
