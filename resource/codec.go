@@ -26,10 +26,14 @@ const DefaultMesh = "default"
 // Universal envelope fields.
 var universalMetaFields = []string{"type", "mesh", "name", "labels", "creationTime", "modificationTime"}
 
-// Kubernetes metadata fields that are accepted; all but name and labels are ignored.
+// Kubernetes ObjectMeta fields that are accepted, so `kubectl get -o yaml`
+// output applies; all but name and labels are ignored.
 var kubeMetadataFields = map[string]bool{
 	"name": true, "namespace": true, "labels": true, "annotations": true,
 	"creationTimestamp": true, "resourceVersion": true, "uid": true, "generation": true,
+	"generateName": true, "selfLink": true, "deletionTimestamp": true,
+	"deletionGracePeriodSeconds": true, "ownerReferences": true, "finalizers": true,
+	"managedFields": true,
 }
 
 // DocumentError says which document of a multi-document input failed. It
