@@ -141,23 +141,69 @@ func encode(r *resource.Resource, maxBytes int) ([]byte, error) {
 
 // decode turns a stored value back into a resource with Version set.
 func decode(b []byte, version int64) (*resource.Resource, error) {
+	r, raw, err := decodeMeta(b, version)
+	if err != nil {
+		return nil, err
+	}
+	return r, decodeSpec(r, raw)
+}
+
+// decodeMeta decodes the envelope but leaves the spec raw, so List decodes
+// specs only for the page it returns.
+func decodeMeta(b []byte, version int64) (*resource.Resource, json.RawMessage, error) {
 	var env envelope
 	if err := json.Unmarshal(b, &env); err != nil {
-		return nil, fmt.Errorf("store: decode: %w", err)
+		return nil, nil, fmt.Errorf("store: decode: %w", err)
 	}
-	d, ok := resource.Lookup(env.Meta.Type)
+	r := &resource.Resource{Meta: env.Meta}
+	r.Version = version
+	return r, env.Spec, nil
+}
+
+// decodeSpec allocates r's typed spec and fills it from raw.
+func decodeSpec(r *resource.Resource, raw json.RawMessage) error {
+	d, ok := resource.Lookup(r.Type)
 	if !ok {
-		return nil, fmt.Errorf("store: decode: unknown resource type %q", env.Meta.Type)
+		return fmt.Errorf("store: decode: unknown resource type %q", r.Type)
 	}
 	spec := d.NewSpec()
-	if len(env.Spec) > 0 && string(env.Spec) != "null" {
-		if err := json.Unmarshal(env.Spec, spec); err != nil {
-			return nil, fmt.Errorf("store: decode %s/%s: %w", env.Meta.Type, env.Meta.Name, err)
+	if len(raw) > 0 && string(raw) != "null" {
+		if err := json.Unmarshal(raw, spec); err != nil {
+			return fmt.Errorf("store: decode %s: %w", r.Key(), err)
 		}
 	}
-	r := &resource.Resource{Meta: env.Meta, Spec: spec}
-	r.Version = version
-	return r, nil
+	r.Spec = spec
+	return nil
+}
+
+// lazyList collects resources with raw specs; page decodes the kept ones.
+type lazyList struct {
+	items []*resource.Resource
+	specs map[*resource.Resource]json.RawMessage
+}
+
+func (l *lazyList) add(b []byte, version int64) error {
+	r, raw, err := decodeMeta(b, version)
+	if err != nil {
+		return err
+	}
+	if l.specs == nil {
+		l.specs = map[*resource.Resource]json.RawMessage{}
+	}
+	l.items = append(l.items, r)
+	l.specs[r] = raw
+	return nil
+}
+
+// page filters, sorts and cuts the list, then decodes the specs of the page.
+func (l *lazyList) page(opts ListOptions) ([]*resource.Resource, int, error) {
+	out, total := page(l.items, opts)
+	for _, r := range out {
+		if err := decodeSpec(r, l.specs[r]); err != nil {
+			return nil, 0, err
+		}
+	}
+	return out, total, nil
 }
 
 // matchLabels reports whether r carries every label in want.

@@ -57,19 +57,20 @@ func (s *EtcdStore) List(ctx context.Context, t resource.Type, opts ListOptions)
 		}
 		return nil, s.wrap(err, "list "+string(t))
 	}
-	items := make([]*resource.Resource, 0, len(resp.Kvs))
+	var l lazyList
 	for _, kv := range resp.Kvs {
-		r, err := decode(kv.Value, kv.ModRevision)
-		if err != nil {
+		if err := l.add(kv.Value, kv.ModRevision); err != nil {
 			return nil, fmt.Errorf("%w (key %s)", err, kv.Key)
 		}
-		items = append(items, r)
 	}
 	rev := resp.Header.Revision
 	if opts.Revision > 0 {
 		rev = opts.Revision
 	}
-	out, total := page(items, opts)
+	out, total, err := l.page(opts)
+	if err != nil {
+		return nil, err
+	}
 	return &ListResult{Items: out, Total: total, Revision: rev}, nil
 }
 

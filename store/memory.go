@@ -162,7 +162,7 @@ func (m *MemoryStore) List(ctx context.Context, t resource.Type, opts ListOption
 		rev = opts.Revision
 	}
 	prefix := m.ks.listPrefix(t, opts.Mesh)
-	var items []*resource.Resource
+	var l lazyList
 	for key := range m.keys {
 		if !strings.HasPrefix(key, prefix) {
 			continue
@@ -171,13 +171,14 @@ func (m *MemoryStore) List(ctx context.Context, t resource.Type, opts ListOption
 		if !ok {
 			continue
 		}
-		r, err := decode(v.value, v.rev)
-		if err != nil {
+		if err := l.add(v.value, v.rev); err != nil {
 			return nil, err
 		}
-		items = append(items, r)
 	}
-	out, total := page(items, opts)
+	out, total, err := l.page(opts)
+	if err != nil {
+		return nil, err
+	}
 	return &ListResult{Items: out, Total: total, Revision: rev}, nil
 }
 
