@@ -290,7 +290,8 @@ type Listener struct {
 
 // Tracer builds the Envoy tracing configuration of one proxy from a merged
 // MeshTrace configuration. Build it once per proxy with NewTracer; its
-// messages may be shared by many listeners and must not be modified.
+// messages may be shared by many listeners and must not be modified. A Tracer
+// is not safe for concurrent use.
 type Tracer struct {
 	backend   resource.Backend
 	collector Collector
@@ -300,6 +301,12 @@ type Tracer struct {
 	client    *typev3.Percent
 	tags      []*tracingtypev3.CustomTag
 	providers map[string]*tracev3.Tracing_Http // by service name
+	blocks    map[blockKey]*hcmv3.HttpConnectionManager_Tracing
+}
+
+type blockKey struct {
+	service string
+	gateway bool
 }
 
 // NewTracer prepares the tracing configuration for conf. It returns nil and no
@@ -309,7 +316,8 @@ func NewTracer(conf resource.MeshTraceConf) (*Tracer, error) {
 	if !Enabled(conf) {
 		return nil, nil
 	}
-	t := &Tracer{backend: (*conf.Backends)[0], providers: map[string]*tracev3.Tracing_Http{}}
+	t := &Tracer{backend: (*conf.Backends)[0], providers: map[string]*tracev3.Tracing_Http{},
+		blocks: map[blockKey]*hcmv3.HttpConnectionManager_Tracing{}}
 	var err error
 	if t.collector, err = ParseBackend(t.backend); err != nil {
 		return nil, err
@@ -382,7 +390,12 @@ func customTags(tags []resource.TraceTag) ([]*tracingtypev3.CustomTag, error) {
 // Sampling fields the policy leaves unset stay unset, so Envoy's defaults
 // (100 % random and client, 100 % overall) apply.
 func (t *Tracer) HTTP(l Listener) (*hcmv3.HttpConnectionManager_Tracing, error) {
-	provider, err := t.provider(l)
+	service := t.serviceName(l)
+	gw := l.Direction == Gateway
+	if tr, ok := t.blocks[blockKey{service, gw}]; ok {
+		return tr, nil
+	}
+	provider, err := t.provider(service)
 	if err != nil {
 		return nil, err
 	}
@@ -393,9 +406,10 @@ func (t *Tracer) HTTP(l Listener) (*hcmv3.HttpConnectionManager_Tracing, error) 
 		CustomTags:      t.tags,
 		Provider:        provider,
 	}
-	if l.Direction == Gateway {
+	if gw {
 		tr.SpawnUpstreamSpan = wrapperspb.Bool(true)
 	}
+	t.blocks[blockKey{service, gw}] = tr
 	return tr, nil
 }
 
@@ -411,8 +425,7 @@ func (t *Tracer) serviceName(l Listener) string {
 	return l.Service + datadogInboundSuffix
 }
 
-func (t *Tracer) provider(l Listener) (*tracev3.Tracing_Http, error) {
-	service := t.serviceName(l)
+func (t *Tracer) provider(service string) (*tracev3.Tracing_Http, error) {
 	if p, ok := t.providers[service]; ok {
 		return p, nil
 	}

@@ -1,0 +1,154 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/zone/meshtrace"
+)
+
+// benchProxies returns n distinct sidecars (own address, one inbound, three
+// outbounds) so that no two share a build.
+func benchProxies(n int) []*resource.Resource {
+	out := make([]*resource.Resource, n)
+	for i := range out {
+		dp := sidecar(fmt.Sprintf("backend-%d", i), fmt.Sprintf("svc-%d", i%100), map[string]string{resource.TagZone: "east"}, "web", "db", "cache")
+		dp.Spec.(*resource.DataplaneSpec).Networking.Address = fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		out[i] = dp
+	}
+	return out
+}
+
+func benchPolicy(url string) *resource.Resource {
+	return meshTrace("default", meshRef(), fullConf(zipkinBackend(url)))
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkBuild measures Build alone: time per proxy, and heap retained per
+// proxy by the built snapshots.
+func BenchmarkBuild(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("proxies=%d", n), func(b *testing.B) {
+			dps := benchProxies(n)
+			policies := []*resource.Resource{benchPolicy("http://zipkin:9411/api/v2/spans")}
+			rules := make([]meshtrace.Rules, n)
+			for i, dp := range dps {
+				rules[i] = meshtrace.Compute(dp, policies)
+			}
+			snaps := make([]*cache.Snapshot, n)
+			var retained uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			for it := 0; it < b.N; it++ {
+				b.StopTimer()
+				clear(snaps)
+				before := heapInUse()
+				b.StartTimer()
+				for i, dp := range dps {
+					s, err := Build(dp, rules[i])
+					if err != nil {
+						b.Fatal(err)
+					}
+					snaps[i] = s
+				}
+				b.StopTimer()
+				retained = heapInUse() - before
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/proxy")
+			b.ReportMetric(float64(retained)/float64(n), "bytes/proxy")
+			runtime.KeepAlive(snaps)
+		})
+	}
+}
+
+// BenchmarkReconcile measures the Reconciler taking n new proxies: matching,
+// merging, building and setting snapshots, and the heap it then holds per
+// proxy (its state plus the snapshot cache's).
+func BenchmarkReconcile(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("proxies=%d", n), func(b *testing.B) {
+			dps := benchProxies(n)
+			policies := []*resource.Resource{benchPolicy("http://zipkin:9411/api/v2/spans")}
+			var retained uint64
+			var r *Reconciler
+			b.ResetTimer()
+			for it := 0; it < b.N; it++ {
+				b.StopTimer()
+				r = nil
+				before := heapInUse()
+				var err error
+				r, err = NewReconciler(nil, cache.NewSnapshotCache(true, cache.IDHash{}, nil), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := r.Update(context.Background(), dps, policies); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				retained = heapInUse() - before
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/proxy")
+			b.ReportMetric(float64(retained)/float64(n), "bytes/proxy")
+			runtime.KeepAlive(r)
+		})
+	}
+}
+
+// BenchmarkPolicyChange measures a Mesh policy change that affects every one
+// of 10k proxies, until every new snapshot is in the snapshot cache.
+func BenchmarkPolicyChange(b *testing.B) {
+	const n = 10000
+	ctx := context.Background()
+	out := newCountingCache()
+	r, err := NewReconciler(nil, out, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Update(ctx, benchProxies(n), []*resource.Resource{benchPolicy("http://zipkin-0:9411/api/v2/spans")}); err != nil {
+		b.Fatal(err)
+	}
+	out.reset()
+	b.ResetTimer()
+	var worst time.Duration
+	for it := 0; it < b.N; it++ {
+		start := time.Now()
+		if err := r.Upsert(ctx, benchPolicy(fmt.Sprintf("http://zipkin-%d:9411/api/v2/spans", it+1))); err != nil {
+			b.Fatal(err)
+		}
+		worst = max(worst, time.Since(start))
+		b.StopTimer()
+		if got := out.reset(); len(got) != n {
+			b.Fatalf("pushed %d proxies, want %d", len(got), n)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/change")
+	b.ReportMetric(float64(worst.Milliseconds()), "worst-ms")
+}
+
+func BenchmarkBuildOne(b *testing.B) {
+	dp := benchProxies(1)[0]
+	rules := meshtrace.Compute(dp, []*resource.Resource{benchPolicy("http://zipkin:9411/api/v2/spans")})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Build(dp, rules); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
