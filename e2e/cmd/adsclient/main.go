@@ -1,0 +1,393 @@
+// Command adsclient stands in for Envoy in the e2e suite. It opens an ADS
+// stream to a zone control plane with node id "<mesh>.<dataplane>", subscribes
+// to clusters and listeners, validates and ACKs (or NACKs) every response as
+// Envoy does, keeps its last accepted configuration across disconnects, and
+// serves a summary of that configuration on GET /config.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+const (
+	typeCluster  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	typeListener = "type.googleapis.com/envoy.config.listener.v3.Listener"
+)
+
+// Config is the body of GET /config.
+type Config struct {
+	Node      string `json:"node"`
+	Connected bool   `json:"connected"`
+	// Streams counts ADS streams opened successfully, reconnects included.
+	Streams int `json:"streams"`
+	// Versions is the last accepted version_info per type URL.
+	Versions     map[string]string `json:"versions"`
+	ClusterNames []string          `json:"clusterNames"`
+	Clusters     []Cluster         `json:"clusters"`
+	Listeners    []Listener        `json:"listeners"`
+	ACKs         int               `json:"acks"`
+	NACKs        int               `json:"nacks"`
+	LastNACK     string            `json:"lastNack,omitempty"`
+	LastError    string            `json:"lastError,omitempty"`
+	UpdatedAt    time.Time         `json:"updatedAt,omitzero"`
+}
+
+// Cluster is one accepted cluster.
+type Cluster struct {
+	Name string `json:"name"`
+	// Endpoints are the "host:port" addresses of its inline load assignment.
+	Endpoints []string `json:"endpoints,omitempty"`
+}
+
+// Listener is one accepted listener and the tracing found on its HTTP
+// connection managers.
+type Listener struct {
+	Name string `json:"name"`
+	// Provider is the tracer name of the first connection manager with
+	// tracing, e.g. envoy.tracers.zipkin; empty when none traces.
+	Provider string `json:"provider,omitempty"`
+	// CollectorCluster is that tracer's collector cluster.
+	CollectorCluster string `json:"collectorCluster,omitempty"`
+	// Tracers lists every (provider, cluster) pair found on the listener.
+	Tracers []Tracer `json:"tracers,omitempty"`
+	// HTTP reports whether any filter chain has an HTTP connection manager.
+	HTTP bool `json:"http"`
+}
+
+// Tracer is the tracing provider of one connection manager.
+type Tracer struct {
+	Provider         string `json:"provider"`
+	CollectorCluster string `json:"collectorCluster,omitempty"`
+}
+
+type state struct {
+	mu  sync.Mutex
+	cfg Config
+}
+
+func (s *state) update(f func(c *Config)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.cfg)
+}
+
+func (s *state) snapshot() Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cfg
+	c.Versions = map[string]string{}
+	for k, v := range s.cfg.Versions {
+		c.Versions[k] = v
+	}
+	return c
+}
+
+func main() {
+	var (
+		xds      = flag.String("xds", "zone-cp:5678", "zone control plane ADS address host:port")
+		node     = flag.String("node", "", "node id, <mesh>.<dataplane>")
+		listen   = flag.String("listen", ":9901", "address of the /config HTTP server")
+		useTLS   = flag.Bool("tls", false, "connect with TLS (certificate not verified)")
+		cluster  = flag.String("cluster", "", "node cluster (service name), optional")
+		maxRetry = flag.Duration("max-backoff", 2*time.Second, "longest wait between reconnects")
+	)
+	flag.Parse()
+	if *node == "" {
+		log.Fatal("--node is required")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	st := &state{cfg: Config{Node: *node, Versions: map[string]string{}}}
+	srv := &http.Server{Addr: *listen, Handler: handler(st), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Fatal(err)
+		}
+	}()
+	c := &client{addr: *xds, node: &corev3.Node{Id: *node, Cluster: *cluster}, tls: *useTLS, st: st, maxBackoff: *maxRetry}
+	c.run(ctx)
+	shutdown, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
+}
+
+func handler(st *state) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st.snapshot())
+	})
+	return mux
+}
+
+type client struct {
+	addr       string
+	node       *corev3.Node
+	tls        bool
+	st         *state
+	maxBackoff time.Duration
+
+	// accepted is the last accepted version and resources per type; it
+	// survives reconnects, as Envoy's config does.
+	accepted map[string]string
+}
+
+func (c *client) run(ctx context.Context) {
+	c.accepted = map[string]string{}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := c.stream(ctx)
+		c.st.update(func(cfg *Config) {
+			cfg.Connected = false
+			if err != nil {
+				cfg.LastError = err.Error()
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		log.Printf("ads stream to %s ended: %v; retrying in %s", c.addr, err, backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, c.maxBackoff)
+	}
+}
+
+func (c *client) stream(ctx context.Context) error {
+	creds := insecure.NewCredentials()
+	if c.tls {
+		creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // test stand-in
+	}
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	// Like Envoy, say the versions already held so an unchanged config is
+	// not pushed again, and send the node only on the first request.
+	for i, typ := range []string{typeCluster, typeListener} {
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: typ, VersionInfo: c.accepted[typ]}
+		if i == 0 {
+			req.Node = c.node
+		}
+		if err := ads.Send(req); err != nil {
+			return fmt.Errorf("subscribe %s: %w", typ, err)
+		}
+	}
+	first := true
+	for {
+		resp, err := ads.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("stream closed by server")
+			}
+			return err
+		}
+		if first {
+			first = false
+			c.st.update(func(cfg *Config) { cfg.Connected = true; cfg.Streams++; cfg.LastError = "" })
+		}
+		ack := &discoveryv3.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}
+		if err := c.apply(resp); err != nil {
+			ack.VersionInfo = c.accepted[resp.GetTypeUrl()]
+			ack.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+			log.Printf("NACK %s version %s: %v", resp.GetTypeUrl(), resp.GetVersionInfo(), err)
+			c.st.update(func(cfg *Config) { cfg.NACKs++; cfg.LastNACK = err.Error() })
+		} else {
+			ack.VersionInfo = resp.GetVersionInfo()
+			c.accepted[resp.GetTypeUrl()] = resp.GetVersionInfo()
+			c.st.update(func(cfg *Config) { cfg.ACKs++ })
+		}
+		if err := ads.Send(ack); err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+	}
+}
+
+// apply decodes and validates a whole state-of-the-world response and, only
+// when every resource is valid, replaces that type's configuration.
+func (c *client) apply(resp *discoveryv3.DiscoveryResponse) error {
+	switch resp.GetTypeUrl() {
+	case typeCluster:
+		var clusters []Cluster
+		for _, a := range resp.GetResources() {
+			var cl clusterv3.Cluster
+			if err := unpack(a, &cl); err != nil {
+				return err
+			}
+			clusters = append(clusters, summarizeCluster(&cl))
+		}
+		sort.Slice(clusters, func(i, j int) bool { return clusters[i].Name < clusters[j].Name })
+		names := make([]string, len(clusters))
+		for i, cl := range clusters {
+			names[i] = cl.Name
+		}
+		c.st.update(func(cfg *Config) {
+			cfg.Clusters, cfg.ClusterNames = clusters, names
+			cfg.Versions[typeCluster] = resp.GetVersionInfo()
+			cfg.UpdatedAt = time.Now().UTC()
+		})
+	case typeListener:
+		var listeners []Listener
+		for _, a := range resp.GetResources() {
+			var l listenerv3.Listener
+			if err := unpack(a, &l); err != nil {
+				return err
+			}
+			sl, err := summarizeListener(&l)
+			if err != nil {
+				return err
+			}
+			listeners = append(listeners, sl)
+		}
+		sort.Slice(listeners, func(i, j int) bool { return listeners[i].Name < listeners[j].Name })
+		c.st.update(func(cfg *Config) {
+			cfg.Listeners = listeners
+			cfg.Versions[typeListener] = resp.GetVersionInfo()
+			cfg.UpdatedAt = time.Now().UTC()
+		})
+	default:
+		return fmt.Errorf("unexpected type %q", resp.GetTypeUrl())
+	}
+	return nil
+}
+
+type validator interface {
+	proto.Message
+	ValidateAll() error
+}
+
+func unpack(a *anypb.Any, m validator) error {
+	if err := a.UnmarshalTo(m); err != nil {
+		return fmt.Errorf("decode %s: %w", a.GetTypeUrl(), err)
+	}
+	if err := m.ValidateAll(); err != nil {
+		return fmt.Errorf("invalid %s: %w", a.GetTypeUrl(), err)
+	}
+	return nil
+}
+
+func summarizeCluster(cl *clusterv3.Cluster) Cluster {
+	out := Cluster{Name: cl.GetName()}
+	for _, lep := range cl.GetLoadAssignment().GetEndpoints() {
+		for _, ep := range lep.GetLbEndpoints() {
+			sa := ep.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				continue
+			}
+			out.Endpoints = append(out.Endpoints, net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
+		}
+	}
+	return out
+}
+
+func summarizeListener(l *listenerv3.Listener) (Listener, error) {
+	out := Listener{Name: l.GetName()}
+	chains := append([]*listenerv3.FilterChain{}, l.GetFilterChains()...)
+	if l.GetDefaultFilterChain() != nil {
+		chains = append(chains, l.GetDefaultFilterChain())
+	}
+	for _, fc := range chains {
+		for _, f := range fc.GetFilters() {
+			tc := f.GetTypedConfig()
+			if tc == nil || !tc.MessageIs(&hcmv3.HttpConnectionManager{}) {
+				continue
+			}
+			var hcm hcmv3.HttpConnectionManager
+			if err := unpack(tc, &hcm); err != nil {
+				return out, fmt.Errorf("listener %s: %w", l.GetName(), err)
+			}
+			out.HTTP = true
+			p := hcm.GetTracing().GetProvider()
+			if p == nil {
+				continue
+			}
+			tr, err := tracer(p)
+			if err != nil {
+				return out, fmt.Errorf("listener %s: %w", l.GetName(), err)
+			}
+			if out.Provider == "" {
+				out.Provider, out.CollectorCluster = tr.Provider, tr.CollectorCluster
+			}
+			out.Tracers = append(out.Tracers, tr)
+		}
+	}
+	return out, nil
+}
+
+func tracer(p *tracev3.Tracing_Http) (Tracer, error) {
+	tr := Tracer{Provider: p.GetName()}
+	tc := p.GetTypedConfig()
+	if tc == nil {
+		return tr, nil
+	}
+	var (
+		zipkin  tracev3.ZipkinConfig
+		datadog tracev3.DatadogConfig
+		otel    tracev3.OpenTelemetryConfig
+	)
+	switch {
+	case tc.MessageIs(&zipkin):
+		if err := unpack(tc, &zipkin); err != nil {
+			return tr, err
+		}
+		tr.CollectorCluster = zipkin.GetCollectorCluster()
+	case tc.MessageIs(&datadog):
+		if err := unpack(tc, &datadog); err != nil {
+			return tr, err
+		}
+		tr.CollectorCluster = datadog.GetCollectorCluster()
+	case tc.MessageIs(&otel):
+		if err := unpack(tc, &otel); err != nil {
+			return tr, err
+		}
+		tr.CollectorCluster = otel.GetGrpcService().GetEnvoyGrpc().GetClusterName()
+		if tr.CollectorCluster == "" {
+			tr.CollectorCluster = otel.GetHttpService().GetHttpUri().GetCluster()
+		}
+	}
+	return tr, nil
+}

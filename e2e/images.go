@@ -1,0 +1,174 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+)
+
+// etcdVersion is the etcd server release the e2e images run. Keep it equal to
+// the version pinned in e2e/etcd/go.mod.
+const etcdVersion = "v3.7.3"
+
+// image names one binary packaged alone in a FROM scratch image.
+type image struct {
+	// Name is the binary's file name inside the image (/Name).
+	Name string
+	// Tag is the local image reference, e.g. meshtrace-e2e/cp:dev.
+	Tag string
+	// build writes the static binary to dst.
+	build func(ctx context.Context, dst string) error
+
+	once sync.Once
+	err  error
+}
+
+var (
+	imageCP = &image{Name: "meshtrace-cp", Tag: "meshtrace-e2e/cp:dev",
+		build: goBuild("./cmd/meshtrace-cp")}
+	imageCollector = &image{Name: "collector", Tag: "meshtrace-e2e/collector:dev",
+		build: goBuild("./e2e/cmd/collector")}
+	imageADSClient = &image{Name: "adsclient", Tag: "meshtrace-e2e/adsclient:dev",
+		build: goBuild("./e2e/cmd/adsclient")}
+	imageEtcd = &image{Name: "etcd", Tag: "meshtrace-e2e/etcd:" + etcdVersion,
+		build: buildEtcd}
+)
+
+// Ref builds the image on first use in this test binary and returns its tag.
+// A failed build fails every test that needs the image, without retrying.
+func (im *image) Ref(t testing.TB) string {
+	t.Helper()
+	im.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		start := time.Now()
+		im.err = im.make(ctx)
+		if im.err == nil {
+			logf("image %s built in %s", im.Tag, time.Since(start).Round(100*time.Millisecond))
+		}
+	})
+	if im.err != nil {
+		t.Fatalf("image %s: %v", im.Tag, im.err)
+	}
+	return im.Tag
+}
+
+const dockerfile = `FROM scratch
+COPY %[1]s /%[1]s
+ENTRYPOINT ["/%[1]s"]
+`
+
+func (im *image) make(ctx context.Context) error {
+	dir, err := os.MkdirTemp("", "meshtrace-e2e-"+im.Name+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := im.build(ctx, filepath.Join(dir, im.Name)); err != nil {
+		return fmt.Errorf("build binary: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), fmt.Appendf(nil, dockerfile, im.Name), 0o644); err != nil {
+		return err
+	}
+	repo, tag, _ := strings.Cut(im.Tag, ":")
+	provider, err := testcontainers.NewDockerProvider()
+	if err != nil {
+		return fmt.Errorf("docker provider: %w", err)
+	}
+	defer provider.Close()
+	var buildLog strings.Builder
+	req := &testcontainers.ContainerRequest{FromDockerfile: testcontainers.FromDockerfile{
+		Context:        dir,
+		Dockerfile:     "Dockerfile",
+		Repo:           repo,
+		Tag:            tag,
+		KeepImage:      true,
+		BuildLogWriter: &buildLog,
+	}}
+	if _, err := provider.BuildImage(ctx, req); err != nil {
+		return fmt.Errorf("docker build: %w\n%s", err, buildLog.String())
+	}
+	return nil
+}
+
+// repoRoot is the main module's root, the parent of this package's directory.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// goBuild returns a builder of a static binary of a main-module package.
+func goBuild(pkg string) func(ctx context.Context, dst string) error {
+	return func(ctx context.Context, dst string) error {
+		return run(ctx, repoRoot(), []string{"CGO_ENABLED=0"},
+			"go", "build", "-trimpath", "-ldflags=-s -w", "-o", dst, pkg)
+	}
+}
+
+// buildEtcd builds the etcd server from the module pinned in e2e/etcd, once
+// per machine: the binary is cached under the user cache dir by version.
+func buildEtcd(ctx context.Context, dst string) error {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	cached := filepath.Join(cache, "meshtrace-e2e", "etcd-"+etcdVersion, "etcd")
+	if _, err := os.Stat(cached); err != nil {
+		if err := os.MkdirAll(filepath.Dir(cached), 0o755); err != nil {
+			return err
+		}
+		tmp := cached + fmt.Sprintf(".tmp%d", os.Getpid())
+		defer os.Remove(tmp)
+		logf("building etcd %s (cached afterwards in %s)", etcdVersion, cached)
+		if err := run(ctx, filepath.Join(repoRoot(), "e2e", "etcd"),
+			[]string{"CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=mod"},
+			"go", "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, "go.etcd.io/etcd/server/v3"); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, cached); err != nil {
+			return err
+		}
+	}
+	return copyFile(cached, dst)
+}
+
+func run(ctx context.Context, dir string, env []string, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return errors.Join(out.Close())
+}
