@@ -111,6 +111,13 @@ func (g *Global) SetStore(s store.Store) {
 	g.st = s
 }
 
+// Config returns the configuration the Global was built with (runners read
+// their section, e.g. KDS, from it).
+func (g *Global) Config() Config { return g.cfg }
+
+// Logger returns the Global's logger; runners should use a Named child.
+func (g *Global) Logger() hclog.Logger { return g.log }
+
 // Registry is where the Global's metrics live (served on /metrics); runners
 // register theirs here.
 func (g *Global) Registry() *prometheus.Registry { return g.reg }

@@ -175,6 +175,17 @@ func TestLifecycle(t *testing.T) {
 		t.Error("update kept a label the body dropped")
 	}
 
+	// What GET returns can be PUT back unchanged (kumactl get -o yaml | apply).
+	if r = s.do(t, "GET", p, "", ""); r.status != 200 {
+		t.Fatalf("get = %d", r.status)
+	}
+	if back := s.do(t, "PUT", p, string(r.body), "ok"); back.status != 200 {
+		t.Fatalf("PUT of the GET output = %d %s", back.status, back.body)
+	}
+	if third := getResource(t, s, p); !third.CreationTime.Equal(first.CreationTime) {
+		t.Fatalf("creationTime changed on round trip: %v -> %v", first.CreationTime, third.CreationTime)
+	}
+
 	// Dry runs validate and answer as the write would, without storing.
 	r = s.do(t, "PUT", "/meshes/default/meshtraces/dry?dry-run=true", meshTrace("default", "dry", ""), "ok")
 	if r.status != 201 || r.header.Get(DryRunHeader) != "true" {
