@@ -126,3 +126,25 @@ func meshTrace(mesh, name string, extra string) string {
 	return "type: MeshTrace\nmesh: " + mesh + "\nname: " + name + "\n" + extra +
 		"spec:\n  default:\n    backends:\n    - zipkin:\n        url: http://zipkin:9411/api/v2/spans\n"
 }
+
+// forEachStore runs test against the memory store and an embedded etcd.
+func forEachStore(t *testing.T, test func(t *testing.T, open func(t *testing.T) store.Store)) {
+	t.Run("memory", func(t *testing.T) {
+		test(t, func(*testing.T) store.Store { return store.NewMemory() })
+	})
+	t.Run("etcd", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("embedded etcd skipped in -short mode")
+		}
+		test(t, func(t *testing.T) store.Store {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			st, err := store.OpenEmbedded(ctx, store.EmbeddedConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		})
+	})
+}

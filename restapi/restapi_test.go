@@ -143,8 +143,10 @@ func getResource(t *testing.T, s *testServer, path string) *resource.Resource {
 	return res
 }
 
-func TestLifecycle(t *testing.T) {
-	s := newTestServer(t, nil, nil)
+func TestLifecycle(t *testing.T) { forEachStore(t, testLifecycle) }
+
+func testLifecycle(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newTestServer(t, open(t), nil)
 	const p = "/meshes/default/meshtraces/life"
 	r := s.do(t, "PUT", p, meshTrace("default", "life", "labels:\n  team: a\n"), "ok")
 	if r.status != 201 || strings.TrimSpace(string(r.body)) != "{}" {
@@ -240,8 +242,10 @@ func TestOversizedBody(t *testing.T) {
 	r.apiError(t)
 }
 
-func TestPaginationAndFilter(t *testing.T) {
-	s := newTestServer(t, nil, nil)
+func TestPaginationAndFilter(t *testing.T) { forEachStore(t, testPaginationAndFilter) }
+
+func testPaginationAndFilter(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newTestServer(t, open(t), nil)
 	const n = 25
 	for i := range n {
 		name := fmt.Sprintf("p%02d", i)
@@ -330,7 +334,9 @@ func (s *racyStore) Put(ctx context.Context, r *resource.Resource, expect int64)
 	return s.Store.Put(ctx, r, expect)
 }
 
-func TestConcurrentConflictingPuts(t *testing.T) {
+func TestConcurrentConflictingPuts(t *testing.T) { forEachStore(t, testConcurrentConflictingPuts) }
+
+func testConcurrentConflictingPuts(t *testing.T, open func(t *testing.T) store.Store) {
 	for _, tc := range []struct {
 		name   string
 		exists bool
@@ -340,7 +346,7 @@ func TestConcurrentConflictingPuts(t *testing.T) {
 		{name: "create", exists: false, want: [2]int{201, 409}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mem := store.NewMemory()
+			mem := open(t)
 			if tc.exists {
 				putRaw(t, mem, &resource.Resource{Meta: resource.Meta{Type: resource.TypeMeshTrace, Mesh: "default", Name: "race"}})
 			}
