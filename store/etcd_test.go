@@ -216,3 +216,27 @@ func TestOpenExternalUnreachable(t *testing.T) {
 		t.Fatal("OpenExternal succeeded against a closed port")
 	}
 }
+
+func TestOpenFromConfig(t *testing.T) {
+	eps := sharedServer(t)
+	ctx := context.Background()
+	if err := (store.Config{}).Validate(); err == nil {
+		t.Fatal("empty config validated")
+	}
+	c := store.Config{External: store.ExternalStoreConfig{Endpoints: eps}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Open(ctx, c, store.Options{Prefix: "/open/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Revision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bad := store.Config{External: store.ExternalStoreConfig{Endpoints: []string{"127.0.0.1:2379"}}}
+	if err := bad.Validate(); err == nil {
+		t.Fatal("endpoint without scheme validated")
+	}
+}

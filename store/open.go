@@ -3,12 +3,13 @@ package store
 import (
 	"context"
 	"fmt"
+	"net/url"
 
 	"github.com/meshtrace/meshtrace/config"
 )
 
-// Config is the store section of a control plane's configuration: embedded
-// etcd unless external endpoints are set.
+// Config chooses a store from configuration files: embedded etcd unless
+// external endpoints are set. It is the `store` section of a CP config.
 type Config struct {
 	Embedded EmbeddedStoreConfig `json:"embedded"`
 	External ExternalStoreConfig `json:"external"`
@@ -16,44 +17,55 @@ type Config struct {
 
 // EmbeddedStoreConfig configures the etcd server run inside the process.
 type EmbeddedStoreConfig struct {
-	Dir                     string `json:"dir" desc:"Embedded etcd data directory (independent of dataDir)."`
+	Dir                     string `json:"dir" desc:"Embedded etcd data directory."`
 	ClientAddress           string `json:"clientAddress" desc:"host:port the embedded etcd serves clients on; port 0 picks a free port."`
 	AutoCompactionRetention string `json:"autoCompactionRetention" desc:"etcd history kept for KDS resumes, e.g. 1h; 0 disables compaction."`
 }
 
 // ExternalStoreConfig connects to an etcd cluster instead.
 type ExternalStoreConfig struct {
-	Endpoints   []string        `json:"endpoints" desc:"etcd client URLs, comma separated in the environment; set to use an external etcd instead of the embedded one."`
+	Endpoints   []string        `json:"endpoints" desc:"etcd client URLs; set to use an external etcd instead of the embedded one."`
 	CertFile    string          `json:"certFile" desc:"Client certificate for etcd TLS."`
 	KeyFile     string          `json:"keyFile" desc:"Client key for etcd TLS."`
 	CAFile      string          `json:"caFile" desc:"CA bundle verifying the etcd servers."`
 	DialTimeout config.Duration `json:"dialTimeout" desc:"Bound on the first connection to etcd."`
 }
 
-// UsesExternal reports whether the config points at an external cluster.
+// UsesExternal says whether c points at an external etcd.
 func (c Config) UsesExternal() bool { return len(c.External.Endpoints) > 0 }
 
-// Open opens the configured store: the external cluster when endpoints are
-// set, else an embedded etcd.
-func Open(ctx context.Context, c Config, opts Options) (*EtcdStore, error) {
-	var (
-		st  *EtcdStore
-		err error
-	)
+// Validate reports nonsensical settings, each naming its key under "store.".
+func (c Config) Validate() error {
+	if !c.UsesExternal() {
+		if c.Embedded.Dir == "" {
+			return fmt.Errorf("store.embedded.dir: must not be empty")
+		}
+		return nil
+	}
+	for i, ep := range c.External.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("store.external.endpoints[%d]: %q is not an http:// or https:// URL", i, ep)
+		}
+	}
+	if (c.External.CertFile == "") != (c.External.KeyFile == "") {
+		return fmt.Errorf("store.external.certFile: certFile and keyFile must be set together")
+	}
+	return nil
+}
+
+// Open opens the store c describes: OpenExternal when endpoints are set,
+// OpenEmbedded otherwise.
+func Open(ctx context.Context, c Config, o Options) (*EtcdStore, error) {
 	if c.UsesExternal() {
-		ext := c.External
-		st, err = OpenExternal(ctx, ExternalConfig{
-			Endpoints: ext.Endpoints, CertFile: ext.CertFile, KeyFile: ext.KeyFile, CAFile: ext.CAFile,
-			DialTimeout: ext.DialTimeout.D(), Options: opts,
-		})
-	} else {
-		emb := c.Embedded
-		st, err = OpenEmbedded(ctx, EmbeddedConfig{
-			Dir: emb.Dir, ClientAddr: emb.ClientAddress, AutoCompactionRetention: emb.AutoCompactionRetention, Options: opts,
+		e := c.External
+		return OpenExternal(ctx, ExternalConfig{
+			Endpoints: e.Endpoints, CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile,
+			DialTimeout: e.DialTimeout.D(), Options: o,
 		})
 	}
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	return st, nil
+	return OpenEmbedded(ctx, EmbeddedConfig{
+		Dir: c.Embedded.Dir, ClientAddr: c.Embedded.ClientAddress,
+		AutoCompactionRetention: c.Embedded.AutoCompactionRetention, Options: o,
+	})
 }
