@@ -142,7 +142,7 @@ func TestRunWithEmbeddedEtcdAndRestart(t *testing.T) {
 	}
 	code, metrics := call(t, "GET", diag+"/metrics", "", "")
 	for _, m := range []string{`meshtrace_http_requests_total{code="201",method="PUT",route="PUT /meshes/{mesh}/meshtraces/{name}"} 1`,
-		"meshtrace_http_request_duration_seconds_bucket", "go_goroutines", "process_"} {
+		"meshtrace_http_request_duration_seconds_bucket", "meshtrace_store_operation_duration_seconds", "go_goroutines", "process_"} {
 		if code != 200 || !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

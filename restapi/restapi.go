@@ -250,13 +250,27 @@ func (h *Handler) handle(pattern string, handler http.Handler) {
 		} else {
 			handler.ServeHTTP(rec, r)
 		}
-		h.requests.WithLabelValues(strconv.Itoa(rec.status), r.Method, route).Inc()
-		h.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		took := time.Since(start)
+		h.requests.WithLabelValues(strconv.Itoa(rec.status), methodLabel(r.Method), route).Inc()
+		h.duration.WithLabelValues(route).Observe(took.Seconds())
+		if h.log.IsDebug() {
+			h.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", route, "code", rec.status, "took", took)
+		}
 	}))
 }
 
 // ServeHTTP serves the API.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// methodLabel keeps the metrics' method label to a known set.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPost, http.MethodDelete,
+		http.MethodPatch, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
+}
 
 func isWrite(method string) bool {
 	switch method {

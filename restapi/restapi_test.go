@@ -472,6 +472,7 @@ func TestExtraRoutesAuthAndMetrics(t *testing.T) {
 		t.Fatalf("extra write route with token = %d", r.status)
 	}
 	s.do(t, "PUT", "/meshes/default/meshtraces/m", meshTrace("default", "m", ""), "ok")
+	s.do(t, "BREW", "/coffee", "", "ok")
 	s.do(t, "GET", "/meshes/default/meshtraces/none", "", "")
 	want := map[string]float64{
 		`200 GET GET /meshes/{mesh}/dataplanes/{name}/_rules`: 1,
@@ -479,6 +480,7 @@ func TestExtraRoutesAuthAndMetrics(t *testing.T) {
 		`201 PUT PUT /meshes/{mesh}/meshtraces/{name}`:        1,
 		`401 POST POST /_reload`:                              1,
 		`404 GET GET /meshes/{mesh}/meshtraces/{name}`:        1,
+		`404 OTHER unmatched`:                                 1,
 	}
 	got, series := gatherCounters(t, s.reg)
 	for k, v := range want {
@@ -486,8 +488,8 @@ func TestExtraRoutesAuthAndMetrics(t *testing.T) {
 			t.Errorf("meshtrace_http_requests_total{%s} = %v, want %v (all: %v)", k, got[k], v, got)
 		}
 	}
-	if series != 4 {
-		t.Errorf("duration series = %d, want 4", series)
+	if series != 5 {
+		t.Errorf("duration series = %d, want 5", series)
 	}
 	// A second handler on the same registry shares the collectors.
 	if _, err := New(Config{Store: s.store, Registerer: s.reg}); err != nil {
