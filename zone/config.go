@@ -1,0 +1,143 @@
+package zone
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+
+	"github.com/meshtrace/meshtrace/config"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// Config is the zone control plane's whole configuration. Load it with
+// config.Load over DefaultConfig(), then call Validate.
+type Config struct {
+	// Name is this zone's name; it is stamped on every local proxy as kuma.io/zone.
+	Name        string            `json:"name" desc:"zone name (required), set as kuma.io/zone on every proxy"`
+	DataDir     string            `json:"dataDir" desc:"directory for the zone's state"`
+	Store       store.Config      `json:"store"`
+	API         APIConfig         `json:"api"`
+	XDS         XDSConfig         `json:"xds"`
+	Global      GlobalConfig      `json:"global"`
+	Diagnostics DiagnosticsConfig `json:"diagnostics"`
+	Log         LogConfig         `json:"log"`
+}
+
+// APIConfig is the zone's REST API.
+type APIConfig struct {
+	Address string `json:"address" desc:"REST API listen address (dataplanes, read-only policies, inspect)"`
+	Token   string `json:"token" desc:"bearer token required for writes; empty disables auth"`
+}
+
+// XDSConfig is the Envoy ADS server.
+type XDSConfig struct {
+	Address string `json:"address" desc:"Envoy ADS (gRPC) listen address"`
+}
+
+// GlobalConfig is how the zone reaches global over KDS.
+type GlobalConfig struct {
+	Addresses      []string        `json:"addresses" desc:"global KDS addresses host:port, tried in turn; empty runs the zone standalone"`
+	Token          string          `json:"token" desc:"zone token issued by global (meshtrace-cp global token zone --name NAME)"`
+	TokenFile      string          `json:"tokenFile" desc:"file holding the zone token (instead of token)"`
+	CAFile         string          `json:"caFile" desc:"CA certificate of global's KDS server (pinned)"`
+	Insecure       bool            `json:"insecure" desc:"skip TLS (tests only)"`
+	MaxDeleteRatio float64         `json:"maxDeleteRatio" desc:"refuse a full snapshot deleting more than this share of synced resources"`
+	Heartbeat      config.Duration `json:"heartbeat" desc:"KDS heartbeat interval"`
+}
+
+// DiagnosticsConfig serves /healthz, /readyz and /metrics.
+type DiagnosticsConfig struct {
+	Address string `json:"address" desc:"diagnostics listen address (/healthz, /readyz, /metrics)"`
+}
+
+// LogConfig sets logging.
+type LogConfig struct {
+	Level string `json:"level" desc:"trace, debug, info, warn or error"`
+	JSON  bool   `json:"json" desc:"log JSON lines"`
+}
+
+// DefaultConfig returns the defaults documented in zone/config.defaults.yaml.
+func DefaultConfig() Config {
+	return Config{
+		DataDir: "./data-zone",
+		Store: store.Config{
+			Embedded: store.EmbeddedStoreConfig{Dir: "./data-zone/etcd", ClientAddress: "127.0.0.1:0", AutoCompactionRetention: "1h"},
+			External: store.ExternalStoreConfig{DialTimeout: config.Duration(5e9)},
+		},
+		API:         APIConfig{Address: "127.0.0.1:5682"},
+		XDS:         XDSConfig{Address: "127.0.0.1:5678"},
+		Diagnostics: DiagnosticsConfig{Address: "127.0.0.1:5692"},
+		Global: GlobalConfig{
+			MaxDeleteRatio: 0.5,
+			Heartbeat:      config.Duration(5e9),
+		},
+		Log: LogConfig{Level: "info"},
+	}
+}
+
+var zoneNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// Validate reports every nonsensical setting; it has no side effects.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("name: must be set (the zone's name, e.g. west)"))
+	} else if len(c.Name) > 63 || !zoneNameRE.MatchString(c.Name) {
+		errs = append(errs, fmt.Errorf("name: %q must be lower-case letters, digits and dashes, at most 63", c.Name))
+	}
+	for _, a := range []struct{ key, addr string }{
+		{"api.address", c.API.Address}, {"xds.address", c.XDS.Address}, {"diagnostics.address", c.Diagnostics.Address},
+	} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", a.key, a.addr, err))
+		}
+	}
+	for i, a := range c.Global.Addresses {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("global.addresses[%d]: %q is not host:port: %w", i, a, err))
+		}
+	}
+	if len(c.Global.Addresses) > 0 && c.Global.Token == "" && c.Global.TokenFile == "" {
+		errs = append(errs, errors.New("global.token: a zone token is required to connect to global (or global.tokenFile)"))
+	}
+	if len(c.Global.Addresses) > 0 && !c.Global.Insecure && c.Global.CAFile == "" {
+		errs = append(errs, errors.New("global.caFile: global's CA certificate is required for TLS (or global.insecure: true in tests)"))
+	}
+	if c.Global.MaxDeleteRatio <= 0 || c.Global.MaxDeleteRatio > 1 {
+		errs = append(errs, fmt.Errorf("global.maxDeleteRatio: %v must be in (0, 1]", c.Global.MaxDeleteRatio))
+	}
+	if c.Global.Heartbeat.D() <= 0 {
+		errs = append(errs, errors.New("global.heartbeat: must be positive"))
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not one of trace, debug, info, warn, error", c.Log.Level))
+	}
+	return errors.Join(errs...)
+}
+
+// EnvPrefix prefixes every environment override, e.g. MESHTRACE_API_ADDRESS.
+const EnvPrefix = "MESHTRACE"
+
+// LoadConfig returns the defaults overridden by the YAML file at path (none
+// when "") and then by MESHTRACE_* environment variables. Apply flags to the
+// result, then call Validate.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(path, &cfg, EnvPrefix); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// ConfigReference renders the markdown table of every key, its environment
+// variable, default and description.
+func ConfigReference() string {
+	return "# Zone control plane configuration\n\n" +
+		"Generated from `zone.Config` (`go test ./zone -run TestConfigReference` with `UPDATE_GOLDEN=1`).\n" +
+		"Precedence: defaults, then the YAML file (`--config`), then the environment, then flags.\n\n" +
+		config.Reference(DefaultConfig(), EnvPrefix)
+}

@@ -1,0 +1,71 @@
+package zone
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/meshtrace/meshtrace/inspect"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/zone/meshtrace"
+	"github.com/meshtrace/meshtrace/zone/xds"
+)
+
+func (z *Zone) inspectRoutes() map[string]http.Handler { return inspect.Routes(zoneSource{z}) }
+
+// zoneSource answers inspect questions from the live proxy state.
+type zoneSource struct{ z *Zone }
+
+func (s zoneSource) DataplaneRules(ctx context.Context, mesh, name string) (inspect.DataplaneRules, error) {
+	rules, ok := s.z.rec.Rules(mesh, name)
+	if !ok {
+		return inspect.DataplaneRules{}, inspect.ErrNotFound
+	}
+	return RulesView(mesh, name, s.z.cfg.Name, rules), nil
+}
+
+func (s zoneSource) PolicyDataplanes(ctx context.Context, mesh, name string) (inspect.AffectedDataplanes, error) {
+	key := resource.Key{Type: resource.TypeMeshTrace, Mesh: mesh, Name: name}
+	if _, _, err := s.z.Store().Get(ctx, key); err != nil {
+		return inspect.AffectedDataplanes{}, err
+	}
+	out := inspect.AffectedDataplanes{Items: []inspect.AffectedDataplane{}}
+	for _, k := range s.z.rec.AffectedBy(key) {
+		item := inspect.AffectedDataplane{Mesh: k.Mesh, Name: k.Name, Zone: s.z.cfg.Name}
+		if rules, ok := s.z.rec.Rules(k.Mesh, k.Name); ok {
+			item.Backend, item.Collector = meshtrace.EffectiveCollector(rules.Conf)
+		}
+		out.Items = append(out.Items, item)
+	}
+	for _, p := range s.z.rec.Proxies() {
+		for i := range out.Items {
+			if out.Items[i].Mesh == p.Mesh && out.Items[i].Name == p.Name {
+				out.Items[i].Service = p.Service
+			}
+		}
+	}
+	out.Total = len(out.Items)
+	return out, nil
+}
+
+func (s zoneSource) DataplaneXDS(ctx context.Context, mesh, name string) ([]byte, error) {
+	b, err := s.z.rec.DumpJSON(mesh, name)
+	if errors.Is(err, xds.ErrUnknownProxy) {
+		return nil, inspect.ErrNotFound
+	}
+	return b, err
+}
+
+// RulesView renders computed rules in the inspect shape.
+func RulesView(mesh, name, zone string, rules meshtrace.Rules) inspect.DataplaneRules {
+	out := inspect.DataplaneRules{Mesh: mesh, Name: name, Zone: zone, Policies: []inspect.PolicyRef{}}
+	for _, k := range rules.Policies {
+		out.Policies = append(out.Policies, inspect.Policy(k))
+	}
+	if len(rules.Policies) > 0 {
+		conf := rules.Conf
+		out.Conf = &conf
+	}
+	out.Backend, out.Collector = meshtrace.EffectiveCollector(rules.Conf)
+	return out
+}

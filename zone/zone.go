@@ -1,0 +1,281 @@
+// Package zone is the zone control plane: it keeps the policies synced from
+// global and its own Dataplanes in a local store, evaluates every MeshTrace
+// targetRef for every proxy and serves the result as Envoy xDS.
+package zone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/restapi"
+	"github.com/meshtrace/meshtrace/store"
+	"github.com/meshtrace/meshtrace/zone/xds"
+)
+
+// ShutdownTimeout bounds how long servers drain on shutdown.
+const ShutdownTimeout = 10 * time.Second
+
+// Zone is one zone control plane.
+type Zone struct {
+	cfg Config
+	log hclog.Logger
+	reg *prometheus.Registry
+
+	xds *xds.Server
+	rec *xds.Reconciler
+
+	mu        sync.Mutex
+	st        store.Store
+	runners   []func(ctx context.Context, st store.Store) error
+	globalUp  func() bool
+	apiAddr   string
+	xdsAddr   string
+	diagAddr  string
+	ran       bool
+	started   chan struct{}
+	syncedRev atomic.Int64
+}
+
+// New checks cfg and returns a Zone ready to Run. A nil logger discards logs.
+func New(cfg Config, logger hclog.Logger) (*Zone, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	log := logger.With("zone", cfg.Name)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := xds.NewServer(log, xds.WithRegisterer(reg))
+	rec, err := xds.NewReconciler(log, srv.Cache(), reg)
+	if err != nil {
+		return nil, fmt.Errorf("zone: %w", err)
+	}
+	return &Zone{cfg: cfg, log: log, reg: reg, xds: srv, rec: rec, started: make(chan struct{})}, nil
+}
+
+// Name is the zone's name.
+func (z *Zone) Name() string { return z.cfg.Name }
+
+// Registry is where the zone's metrics live.
+func (z *Zone) Registry() *prometheus.Registry { return z.reg }
+
+// Reconciler gives read access to every proxy's computed configuration.
+func (z *Zone) Reconciler() *xds.Reconciler { return z.rec }
+
+// SetStore makes Run use s instead of opening the configured store.
+func (z *Zone) SetStore(s store.Store) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.st = s
+}
+
+// AddRunner adds a long-running part started once the store is open (the KDS
+// client). It must be called before Run.
+func (z *Zone) AddRunner(fn func(ctx context.Context, st store.Store) error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.runners = append(z.runners, fn)
+}
+
+// SetGlobalConnected tells readiness how to ask whether global is reachable.
+func (z *Zone) SetGlobalConnected(f func() bool) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.globalUp = f
+}
+
+// Started is closed once the store is open and the listeners are bound.
+func (z *Zone) Started() <-chan struct{} { return z.started }
+
+// Store returns the zone's store (nil before Run opened it).
+func (z *Zone) Store() store.Store {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.st
+}
+
+// APIAddr, XDSAddr and DiagnosticsAddr return bound addresses after start.
+func (z *Zone) APIAddr() string         { z.mu.Lock(); defer z.mu.Unlock(); return z.apiAddr }
+func (z *Zone) XDSAddr() string         { z.mu.Lock(); defer z.mu.Unlock(); return z.xdsAddr }
+func (z *Zone) DiagnosticsAddr() string { z.mu.Lock(); defer z.mu.Unlock(); return z.diagAddr }
+
+// SyncedRevision is the zone store revision the proxies' configuration reflects.
+func (z *Zone) SyncedRevision() int64 { return z.syncedRev.Load() }
+
+// Run serves until ctx ends or a part fails.
+func (z *Zone) Run(ctx context.Context) (err error) {
+	z.mu.Lock()
+	if z.ran {
+		z.mu.Unlock()
+		return errors.New("zone: Run called twice")
+	}
+	z.ran = true
+	st := z.st
+	runners := append([]func(context.Context, store.Store) error(nil), z.runners...)
+	z.mu.Unlock()
+
+	if err := os.MkdirAll(z.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("zone: data dir: %w", err)
+	}
+	if st == nil {
+		est, err := store.Open(ctx, z.cfg.Store, store.Options{Registerer: z.reg, Logger: z.log.Named("store")})
+		if err != nil {
+			return fmt.Errorf("zone: %w", err)
+		}
+		defer func() {
+			if cerr := est.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("zone: close store: %w", cerr)
+			}
+		}()
+		st = est
+		z.SetStore(st)
+	}
+
+	api, err := restapi.New(restapi.Config{
+		Store:      st,
+		Logger:     z.log.Named("api"),
+		Mode:       restapi.ModeZone,
+		Zone:       z.cfg.Name,
+		Writable:   []resource.Type{resource.TypeDataplane, resource.TypeMeshTrace},
+		ReadOnly:   isSynced,
+		Mutate:     z.mutate,
+		Token:      z.cfg.API.Token,
+		Registerer: z.reg,
+		Routes:     z.inspectRoutes(),
+	})
+	if err != nil {
+		return fmt.Errorf("zone: %w", err)
+	}
+	var lns []net.Listener
+	listen := func(key, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("zone: %s: %w", key, err)
+		}
+		lns = append(lns, ln)
+		return ln, nil
+	}
+	apiLn, err := listen("api.address", z.cfg.API.Address)
+	if err != nil {
+		return err
+	}
+	xdsLn, err := listen("xds.address", z.cfg.XDS.Address)
+	if err != nil {
+		return err
+	}
+	diagLn, err := listen("diagnostics.address", z.cfg.Diagnostics.Address)
+	if err != nil {
+		return err
+	}
+	apiSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	diagSrv := &http.Server{Handler: z.diagnostics(st), ReadHeaderTimeout: 10 * time.Second}
+	z.mu.Lock()
+	z.apiAddr, z.xdsAddr, z.diagAddr = apiLn.Addr().String(), xdsLn.Addr().String(), diagLn.Addr().String()
+	z.mu.Unlock()
+	z.log.Info("zone control plane started", "api", z.APIAddr(), "xds", z.XDSAddr(), "diagnostics", z.DiagnosticsAddr())
+	close(z.started)
+
+	eg, ectx := errgroup.WithContext(ctx)
+	for _, s := range []struct {
+		name string
+		srv  *http.Server
+		ln   net.Listener
+	}{{"api", apiSrv, apiLn}, {"diagnostics", diagSrv, diagLn}} {
+		eg.Go(func() error {
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("%s server: %w", s.name, err)
+			}
+			return nil
+		})
+	}
+	eg.Go(func() error {
+		<-ectx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		defer cancel()
+		return errors.Join(apiSrv.Shutdown(sctx), diagSrv.Shutdown(sctx))
+	})
+	eg.Go(func() error { return z.xds.Run(ectx, xdsLn) })
+	eg.Go(func() error {
+		return feed(ectx, z.log.Named("feed"), st, z.rec, func(rev int64) { z.syncedRev.Store(rev) })
+	})
+	for _, run := range runners {
+		eg.Go(func() error { return run(ectx, st) })
+	}
+	err = eg.Wait()
+	z.log.Info("zone control plane stopped", "error", err)
+	return err
+}
+
+// isSynced reports whether r is a read-only copy of a global resource.
+func isSynced(r *resource.Resource) bool {
+	return r.Labels[resource.LabelOrigin] == resource.OriginGlobal
+}
+
+// mutate stamps the zone on what is written through the zone API.
+func (z *Zone) mutate(r *resource.Resource) {
+	if r.Labels == nil {
+		r.Labels = map[string]string{}
+	}
+	r.Labels[resource.LabelZone] = z.cfg.Name
+	if dp, ok := r.Spec.(*resource.DataplaneSpec); ok {
+		dp.SetZone(z.cfg.Name)
+	}
+}
+
+func (z *Zone) diagnostics(st store.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		restapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		body := map[string]any{"zone": z.cfg.Name}
+		code := http.StatusOK
+		var problems []string
+		if rev, err := st.Revision(ctx); err != nil {
+			problems = append(problems, "store: "+err.Error())
+		} else {
+			body["revision"] = rev
+		}
+		z.mu.Lock()
+		up := z.globalUp
+		z.mu.Unlock()
+		if up != nil {
+			connected := up()
+			body["globalConnected"] = connected
+			if !connected {
+				problems = append(problems, "not connected to global (proxies keep their last good configuration)")
+			}
+		}
+		body["status"] = "ready"
+		if len(problems) > 0 {
+			code = http.StatusServiceUnavailable
+			body["status"] = "unavailable"
+			body["error"] = strings.Join(problems, "; ")
+		}
+		restapi.WriteJSON(w, code, body)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(z.reg, promhttp.HandlerOpts{Registry: z.reg}))
+	return mux
+}
