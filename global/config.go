@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/meshtrace/meshtrace/config"
+	"github.com/meshtrace/meshtrace/store"
 )
 
 // EnvPrefix prefixes every environment override, e.g. MESHTRACE_API_ADDRESS.
@@ -24,33 +25,11 @@ const EnvPrefix = "MESHTRACE"
 // struct by ConfigReference) for every key with its environment variable.
 type Config struct {
 	DataDir     string            `json:"dataDir" desc:"Directory for state that is not in etcd (the generated admin token)."`
-	Store       StoreConfig       `json:"store"`
+	Store       store.Config      `json:"store"`
 	API         APIConfig         `json:"api"`
 	KDS         KDSConfig         `json:"kds"`
 	Diagnostics DiagnosticsConfig `json:"diagnostics"`
 	Log         LogConfig         `json:"log"`
-}
-
-// StoreConfig chooses the store: embedded etcd unless external endpoints are set.
-type StoreConfig struct {
-	Embedded EmbeddedStoreConfig `json:"embedded"`
-	External ExternalStoreConfig `json:"external"`
-}
-
-// EmbeddedStoreConfig configures the etcd server run inside the process.
-type EmbeddedStoreConfig struct {
-	Dir                     string `json:"dir" desc:"Embedded etcd data directory (independent of dataDir)."`
-	ClientAddress           string `json:"clientAddress" desc:"host:port the embedded etcd serves clients on; port 0 picks a free port."`
-	AutoCompactionRetention string `json:"autoCompactionRetention" desc:"etcd history kept for KDS resumes, e.g. 1h; 0 disables compaction."`
-}
-
-// ExternalStoreConfig connects to an etcd cluster instead.
-type ExternalStoreConfig struct {
-	Endpoints   []string        `json:"endpoints" desc:"etcd client URLs, comma separated in the environment; set to use an external etcd instead of the embedded one."`
-	CertFile    string          `json:"certFile" desc:"Client certificate for etcd TLS."`
-	KeyFile     string          `json:"keyFile" desc:"Client key for etcd TLS."`
-	CAFile      string          `json:"caFile" desc:"CA bundle verifying the etcd servers."`
-	DialTimeout config.Duration `json:"dialTimeout" desc:"Bound on the first connection to etcd."`
 }
 
 // APIConfig configures the REST API (kumactl and meshtracectl talk to it).
@@ -83,13 +62,13 @@ type LogConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		DataDir: "./data",
-		Store: StoreConfig{
-			Embedded: EmbeddedStoreConfig{
+		Store: store.Config{
+			Embedded: store.EmbeddedStoreConfig{
 				Dir:                     "./data/etcd",
 				ClientAddress:           "127.0.0.1:0",
 				AutoCompactionRetention: "1h",
 			},
-			External: ExternalStoreConfig{DialTimeout: config.Duration(5 * time.Second)},
+			External: store.ExternalStoreConfig{DialTimeout: config.Duration(5 * time.Second)},
 		},
 		API: APIConfig{Address: "127.0.0.1:5681"},
 		KDS: KDSConfig{
@@ -123,7 +102,7 @@ func ConfigReference() string {
 }
 
 // UsesExternalStore says whether the config points at an external etcd.
-func (c Config) UsesExternalStore() bool { return len(c.Store.External.Endpoints) > 0 }
+func (c Config) UsesExternalStore() bool { return c.Store.UsesExternal() }
 
 // Validate reports every nonsensical value, each naming its key. It reads
 // certificate files' existence but changes nothing.

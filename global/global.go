@@ -258,23 +258,7 @@ func (g *Global) openStore(ctx context.Context) (store.Store, func() error, erro
 	if injected != nil {
 		return injected, func() error { return nil }, nil
 	}
-	opts := store.Options{Registerer: g.reg, Logger: g.log.Named("store")}
-	var (
-		st  *store.EtcdStore
-		err error
-	)
-	if g.cfg.UsesExternalStore() {
-		ext := g.cfg.Store.External
-		st, err = store.OpenExternal(ctx, store.ExternalConfig{
-			Endpoints: ext.Endpoints, CertFile: ext.CertFile, KeyFile: ext.KeyFile, CAFile: ext.CAFile,
-			DialTimeout: ext.DialTimeout.D(), Options: opts,
-		})
-	} else {
-		emb := g.cfg.Store.Embedded
-		st, err = store.OpenEmbedded(ctx, store.EmbeddedConfig{
-			Dir: emb.Dir, ClientAddr: emb.ClientAddress, AutoCompactionRetention: emb.AutoCompactionRetention, Options: opts,
-		})
-	}
+	st, err := store.Open(ctx, g.cfg.Store, store.Options{Registerer: g.reg, Logger: g.log.Named("store")})
 	if err != nil {
 		return nil, nil, fmt.Errorf("global: open store: %w", err)
 	}
