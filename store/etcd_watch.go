@@ -138,7 +138,9 @@ func (h *hub) wait() { <-h.stopped }
 // subscriber leaves.
 func (h *hub) run() {
 	defer close(h.stopped)
-	wch := h.s.client.Watch(h.ctx, h.prefix,
+	// RequireLeader: a member cut off from its cluster ends the watch with an
+	// error (subscribers re-watch) instead of going silent.
+	wch := h.s.client.Watch(clientv3.WithRequireLeader(h.ctx), h.prefix,
 		clientv3.WithPrefix(), clientv3.WithRev(h.startRev), clientv3.WithPrevKV())
 	for wresp := range wch {
 		if wresp.CompactRevision != 0 {
