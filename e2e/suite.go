@@ -190,7 +190,7 @@ func (tp *Topology) startControlPlanes(t testing.TB) error {
 	g, gctx = errgroup.WithContext(ctx)
 	for _, z := range tp.Zones {
 		g.Go(func() error {
-			token, err := issueZoneToken(gctx, t, z.Name, tp.GlobalNet, tp.Etcd)
+			token, err := issueZoneToken(gctx, t, z.Name, tp.Etcd)
 			if err != nil {
 				return fmt.Errorf("zone token for %s: %w", z.Name, err)
 			}

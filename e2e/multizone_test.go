@@ -1,0 +1,402 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// How long a change may take to reach every proxy.
+const converge = 60 * time.Second
+
+// meshTrace is a Universal MeshTrace: spec given as YAML-free Go values.
+func meshTrace(name string, spec map[string]any) map[string]any {
+	return map[string]any{"type": "MeshTrace", "mesh": mesh, "name": name, "spec": spec}
+}
+
+func zipkinBackend(url string) map[string]any {
+	return map[string]any{"zipkin": map[string]any{"url": url, "apiVersion": "httpJson"}}
+}
+
+// zonePolicy is the seed's "traces never leave a zone" policy: MeshSubset on
+// kuma.io/zone, a Zipkin backend on the zone's own collector. The east one,
+// as in the seed, leaves the backend's type to be inferred.
+func zonePolicy(zone, hostPort string) map[string]any {
+	backend := zipkinBackend("http://" + hostPort + "/api/v2/spans")
+	if zone == "west" {
+		backend["type"] = "Zipkin"
+	}
+	return meshTrace("trace-"+zone, map[string]any{
+		"targetRef": map[string]any{"kind": "MeshSubset", "tags": map[string]any{"kuma.io/zone": zone}},
+		"default":   map[string]any{"backends": []any{backend}},
+	})
+}
+
+func collectorOf(zone string) string { return zone + ".zipkincollector:9411" }
+
+func policyPath(name string) string { return "/meshes/" + mesh + "/meshtraces/" + name }
+
+// put applies a policy through global replica 0.
+func put(t testing.TB, tp *Topology, p map[string]any) {
+	t.Helper()
+	tp.GlobalAPI(0).Must(t, http.MethodPut, policyPath(p["name"].(string)), p, http.StatusOK, http.StatusCreated)
+}
+
+func del(t testing.TB, tp *Topology, name string) {
+	t.Helper()
+	tp.GlobalAPI(0).Must(t, http.MethodDelete, policyPath(name), nil, http.StatusOK, http.StatusNoContent)
+}
+
+// seedState makes global hold exactly the seed's two zone policies and waits
+// until every proxy traces to its own zone's collector.
+func seedState(t testing.TB, tp *Topology) {
+	t.Helper()
+	keep := map[string]bool{"trace-east": true, "trace-west": true}
+	got, err := tp.GlobalAPI(0).Policies(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key := range got {
+		if name := strings.TrimPrefix(key, mesh+"/"); !keep[name] {
+			del(t, tp, name)
+		}
+	}
+	for _, z := range zoneNames {
+		put(t, tp, zonePolicy(z, collectorOf(z)))
+	}
+	expectTracing(t, tp, map[string]string{
+		"east": zipkinTo(collectorOf("east")),
+		"west": zipkinTo(collectorOf("west")),
+	}, converge)
+}
+
+// expectConsistent waits until every zone's policy set equals global's, by
+// name and content.
+func expectConsistent(t testing.TB, tp *Topology) {
+	t.Helper()
+	waitFor(t, converge, "every zone holds global's policies", func() error {
+		want, err := tp.GlobalAPI(0).Policies(t)
+		if err != nil {
+			return err
+		}
+		for _, z := range tp.Zones {
+			got, err := z.API().Policies(t)
+			if err != nil {
+				return err
+			}
+			if d := diffPolicies(want, got); d != "" {
+				return fmt.Errorf("zone %s differs from global:%s", z.Name, d)
+			}
+		}
+		return nil
+	})
+}
+
+// rules is GET /meshes/{mesh}/dataplanes/{name}/_rules on a zone.
+type rules struct {
+	Mesh      string `json:"mesh"`
+	Name      string `json:"name"`
+	Zone      string `json:"zone"`
+	Backend   string `json:"backend"`
+	Collector string `json:"collector"`
+	Policies  []struct {
+		Name string `json:"name"`
+	} `json:"policies"`
+}
+
+func dataplaneRules(t testing.TB, z *Zone, dp string) (rules, error) {
+	var r rules
+	resp, err := z.API().Do(t, http.MethodGet, "/meshes/"+mesh+"/dataplanes/"+dp+"/_rules", nil)
+	if err != nil {
+		return r, err
+	}
+	if resp.Status != http.StatusOK {
+		return r, fmt.Errorf("_rules of %s: %d %s", dp, resp.Status, resp.Body)
+	}
+	return r, json.Unmarshal(resp.Body, &r)
+}
+
+// TestMultiZone runs the scenarios in order on one shared topology: the
+// set-up is the expensive part. Each scenario starts from the seed state and
+// ends by checking that every zone holds exactly global's policies.
+func TestMultiZone(t *testing.T) {
+	tp := fullTopology(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			tp.dumpLogs()
+		}
+	})
+	scenarios := []struct {
+		name string
+		run  func(t *testing.T, tp *Topology)
+	}{
+		{"SeedZonePolicies", testSeedZonePolicies},
+		{"MeshDefaultWithZoneOverride", testMeshDefaultWithZoneOverride},
+		{"UpdateAndDelete", testUpdateAndDelete},
+		{"BadPolicyRejected", testBadPolicyRejected},
+		{"GlobalReplicaKilled", testGlobalReplicaKilled},
+		{"ZonePartitioned", testZonePartitioned},
+		{"ZoneRestartWhileGlobalDown", testZoneRestartWhileGlobalDown},
+		{"EtcdMemberKilled", testEtcdMemberKilled},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			start := time.Now()
+			seedState(t, tp)
+			sc.run(t, tp)
+			expectConsistent(t, tp)
+			logf("scenario %s passed in %s", sc.name, time.Since(start).Round(time.Second))
+		})
+	}
+}
+
+// The seed's example: each zone's proxies send traces only to their own
+// zone's collector, and inspect says so.
+func testSeedZonePolicies(t *testing.T, tp *Topology) {
+	cfgs := expectTracing(t, tp, map[string]string{
+		"east": zipkinTo(collectorOf("east")),
+		"west": zipkinTo(collectorOf("west")),
+	}, converge)
+	for _, z := range tp.Zones {
+		for i, dp := range z.Dataplanes {
+			c := cfgs[z.Proxies[i].Name]
+			for _, cl := range c.Clusters {
+				for _, ep := range cl.Endpoints {
+					for _, other := range zoneNames {
+						if other != z.Name && strings.Contains(ep, other+".") {
+							t.Errorf("%s has a cluster %s to another zone's collector %s", dp, cl.Name, ep)
+						}
+					}
+				}
+			}
+			r, err := dataplaneRules(t, z, dp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantURL := "http://" + collectorOf(z.Name) + "/api/v2/spans"
+			if r.Zone != z.Name || r.Backend != "Zipkin" || r.Collector != wantURL {
+				t.Errorf("_rules of %s: zone %q backend %q collector %q, want %s Zipkin %s",
+					dp, r.Zone, r.Backend, r.Collector, z.Name, wantURL)
+			}
+			if len(r.Policies) != 1 || r.Policies[0].Name != "trace-"+z.Name {
+				t.Errorf("_rules of %s: policies %+v, want only trace-%s", dp, r.Policies, z.Name)
+			}
+		}
+	}
+}
+
+// A Mesh-wide default reaches every zone without its own policy; a zone's
+// MeshSubset policy overrides it there.
+func testMeshDefaultWithZoneOverride(t *testing.T, tp *Topology) {
+	const central = "central.zipkincollector:9411"
+	del(t, tp, "trace-east")
+	put(t, tp, meshTrace("mesh-default", map[string]any{
+		"targetRef": map[string]any{"kind": "Mesh"},
+		"default": map[string]any{
+			"sampling": map[string]any{"overall": 50},
+			"backends": []any{zipkinBackend("http://" + central + "/api/v2/spans")},
+		},
+	}))
+	expectTracing(t, tp, map[string]string{"east": zipkinTo(central), "west": zipkinTo(collectorOf("west"))}, converge)
+
+	put(t, tp, zonePolicy("east", collectorOf("east")))
+	expectTracing(t, tp, map[string]string{"east": zipkinTo(collectorOf("east")), "west": zipkinTo(collectorOf("west"))}, converge)
+	r, err := dataplaneRules(t, tp.Zone("east"), tp.Zone("east").Dataplanes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range r.Policies {
+		names = append(names, p.Name)
+	}
+	if strings.Join(names, ",") != "mesh-default,trace-east" {
+		t.Errorf("east proxy merged %v, want mesh-default then trace-east", names)
+	}
+	del(t, tp, "mesh-default")
+}
+
+// An update reaches only the zone it targets; a delete turns tracing off.
+func testUpdateAndDelete(t *testing.T, tp *Topology) {
+	before := expectTracing(t, tp, map[string]string{"west": zipkinTo(collectorOf("west"))}, converge)
+
+	put(t, tp, zonePolicy("east", "east.zipkincollector:9412"))
+	expectTracing(t, tp, map[string]string{"east": zipkinTo("east.zipkincollector:9412")}, converge)
+	expectConsistent(t, tp)
+	// West's proxies depend on nothing that changed: their config must not
+	// have been pushed again.
+	after := expectTracing(t, tp, map[string]string{"west": zipkinTo(collectorOf("west"))}, converge)
+	for name, b := range before {
+		a := after[name]
+		if fmt.Sprint(a.Versions) != fmt.Sprint(b.Versions) {
+			t.Errorf("%s got new config versions %v (was %v) for a change in east", name, a.Versions, b.Versions)
+		}
+	}
+
+	del(t, tp, "trace-east")
+	expectTracing(t, tp, map[string]string{"east": "", "west": zipkinTo(collectorOf("west"))}, converge)
+	expectConsistent(t, tp)
+}
+
+// An invalid policy is refused with per-field causes and changes nothing.
+func testBadPolicyRejected(t *testing.T, tp *Topology) {
+	before, err := tp.GlobalAPI(0).Policies(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := meshTrace("trace-east", map[string]any{
+		"targetRef": map[string]any{"kind": "MeshSubset", "tags": map[string]any{"kuma.io/zone": "east"}},
+		"default": map[string]any{
+			"sampling": map[string]any{"overall": 150},
+			"backends": []any{map[string]any{"type": "Zipkin", "zipkin": map[string]any{"url": ""}}},
+		},
+	})
+	for _, name := range []string{"trace-east", "brand-new"} {
+		bad["name"] = name
+		resp := tp.GlobalAPI(0).Must(t, http.MethodPut, policyPath(name), bad, http.StatusBadRequest)
+		var e struct {
+			Title  string `json:"title"`
+			Causes []struct {
+				Field   string `json:"field"`
+				Message string `json:"message"`
+			} `json:"causes"`
+		}
+		if err := json.Unmarshal(resp.Body, &e); err != nil {
+			t.Fatalf("error body %s: %v", resp.Body, err)
+		}
+		fields := map[string]bool{}
+		for _, c := range e.Causes {
+			fields[c.Field] = true
+		}
+		for _, f := range []string{"spec.default.sampling.overall", "spec.default.backends[0].zipkin.url"} {
+			if !fields[f] {
+				t.Errorf("PUT %s: no cause for %s in %s", name, f, resp.Body)
+			}
+		}
+	}
+	tp.GlobalAPI(0).Must(t, http.MethodGet, policyPath("brand-new"), nil, http.StatusNotFound)
+	after, err := tp.GlobalAPI(0).Policies(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diffPolicies(before, after); d != "" {
+		t.Errorf("rejected writes changed global's policies:%s", d)
+	}
+	expectTracing(t, tp, map[string]string{"east": zipkinTo(collectorOf("east")), "west": zipkinTo(collectorOf("west"))}, 5*time.Second)
+}
+
+// Killing either global replica: zones reconnect to the other and go on
+// receiving changes.
+func testGlobalReplicaKilled(t *testing.T, tp *Topology) {
+	for i, victim := range tp.Globals {
+		other := tp.GlobalAPI(1 - i)
+		victim.Kill(t)
+		port := 9420 + i
+		other.Must(t, http.MethodPut, policyPath("trace-west"),
+			zonePolicy("west", fmt.Sprintf("west.zipkincollector:%d", port)), http.StatusOK, http.StatusCreated)
+		expectTracing(t, tp, map[string]string{
+			"east": zipkinTo(collectorOf("east")),
+			"west": zipkinTo(fmt.Sprintf("west.zipkincollector:%d", port)),
+		}, converge)
+		victim.Start(t)
+	}
+}
+
+// A zone cut off from global keeps serving its last config; once the
+// partition heals it converges on what changed meanwhile.
+func testZonePartitioned(t *testing.T, tp *Topology) {
+	east := tp.Zone("east")
+	east.CP.Disconnect(t, tp.GlobalNet)
+	healed := false
+	defer func() {
+		if !healed {
+			east.CP.Connect(t, tp.GlobalNet)
+		}
+	}()
+	put(t, tp, zonePolicy("east", "east.zipkincollector:9430"))
+	put(t, tp, zonePolicy("west", "west.zipkincollector:9430"))
+	expectTracing(t, tp, map[string]string{"west": zipkinTo("west.zipkincollector:9430")}, converge)
+	// East is unreachable: its proxies keep tracing to the old collector.
+	time.Sleep(3 * time.Second)
+	expectTracing(t, tp, map[string]string{"east": zipkinTo(collectorOf("east"))}, time.Second)
+
+	east.CP.Connect(t, tp.GlobalNet)
+	healed = true
+	expectTracing(t, tp, map[string]string{"east": zipkinTo("east.zipkincollector:9430")}, 2*converge)
+}
+
+// With both global replicas down, a restarted zone CP serves its proxies the
+// same config from its local store; when global returns, the zone resyncs.
+func testZoneRestartWhileGlobalDown(t *testing.T, tp *Topology) {
+	want := map[string]string{"east": zipkinTo(collectorOf("east")), "west": zipkinTo(collectorOf("west"))}
+	before := expectTracing(t, tp, want, converge)
+	for _, g := range tp.Globals {
+		g.Stop(t)
+	}
+	defer func() {
+		for _, g := range tp.Globals {
+			if st, err := g.c.State(t.Context()); err == nil && !st.Running {
+				g.Start(t)
+			}
+		}
+	}()
+	east := tp.Zone("east")
+	east.CP.Stop(t)
+	east.CP.Start(t)
+	// The proxies reconnect to the restarted CP and get the same config.
+	waitFor(t, converge, "east proxies reconnected to the restarted zone CP", func() error {
+		for _, p := range east.Proxies {
+			c, err := proxyConfig(t, p)
+			if err != nil {
+				return err
+			}
+			if !c.Connected || c.Streams < before[p.Name].Streams+1 {
+				return fmt.Errorf("%s: connected %v after %d streams", p.Name, c.Connected, c.Streams)
+			}
+		}
+		return nil
+	})
+	after := expectTracing(t, tp, want, converge)
+	for _, p := range east.Proxies {
+		b, a := before[p.Name], after[p.Name]
+		if fmt.Sprint(b.Clusters, b.Listeners) != fmt.Sprint(a.Clusters, a.Listeners) {
+			t.Errorf("%s: config changed across the zone CP restart:\n before %+v %+v\n after  %+v %+v",
+				p.Name, b.Clusters, b.Listeners, a.Clusters, a.Listeners)
+		}
+	}
+	got, err := east.API().Policies(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Errorf("restarted zone serves %d policies without global, want 2: %v", len(got), got)
+	}
+	for _, g := range tp.Globals {
+		g.Start(t)
+	}
+	put(t, tp, zonePolicy("east", "east.zipkincollector:9440"))
+	expectTracing(t, tp, map[string]string{"east": zipkinTo("east.zipkincollector:9440")}, 2*converge)
+}
+
+// With one etcd member down, global still accepts writes and zones get them.
+func testEtcdMemberKilled(t *testing.T, tp *Topology) {
+	victim := tp.Etcd.Nodes[1]
+	victim.Kill(t)
+	defer victim.Start(t)
+	waitFor(t, converge, "a write through global with one etcd member down", func() error {
+		resp, err := tp.GlobalAPI(0).Do(t, http.MethodPut, policyPath("trace-east"), zonePolicy("east", "east.zipkincollector:9450"))
+		if err != nil {
+			return err
+		}
+		if resp.Status != http.StatusOK && resp.Status != http.StatusCreated {
+			return fmt.Errorf("PUT: %d %s", resp.Status, resp.Body)
+		}
+		return nil
+	})
+	expectTracing(t, tp, map[string]string{"east": zipkinTo("east.zipkincollector:9450")}, converge)
+	expectConsistent(t, tp)
+}
