@@ -757,8 +757,13 @@ func (x *Ack) GetError() string {
 // Heartbeat keeps the stream alive and tells the peer's progress.
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// revision is the sender's applied cursor (zone) or store revision (global).
-	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// revision is the sender's applied cursor (zone) or the latest revision it
+	// has seen changes up to (global).
+	Revision int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// applying is the nonce of the peer's batch the sender is still applying,
+	// 0 when none: progress, so the peer does not take the wait for an Ack as
+	// a stall.
+	Applying      uint64 `protobuf:"varint,2,opt,name=applying,proto3" json:"applying,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -796,6 +801,13 @@ func (*Heartbeat) Descriptor() ([]byte, []int) {
 func (x *Heartbeat) GetRevision() int64 {
 	if x != nil {
 		return x.Revision
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetApplying() uint64 {
+	if x != nil {
+		return x.Applying
 	}
 	return 0
 }
@@ -899,9 +911,10 @@ const file_kds_v1_kds_proto_rawDesc = "" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12-\n" +
 	"\x06errors\x18\x03 \x03(\v2\x15.kds.v1.ResourceErrorR\x06errors\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"'\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"C\n" +
 	"\tHeartbeat\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"/\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1a\n" +
+	"\bapplying\x18\x02 \x01(\x04R\bapplying\"/\n" +
 	"\n" +
 	"ZoneReport\x12!\n" +
 	"\fproxies_json\x18\x01 \x01(\fR\vproxiesJson2=\n" +

@@ -1,0 +1,227 @@
+package kds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// localCopy is what the zone holds under a key of a downward type.
+type localCopy struct {
+	hash   string
+	global bool // labelled kuma.io/origin: global, so KDS owns it
+}
+
+// applier applies global's batches to the zone's store. Only copies labelled
+// kuma.io/origin: global are ever changed or deleted; a resource already
+// unchanged is not written again.
+type applier struct {
+	c       *Client
+	storeID string
+	log     hclog.Logger
+
+	index map[resource.Key]localCopy
+	seen  map[resource.Key]bool // during a snapshot
+}
+
+func newApplier(c *Client, storeID string, log hclog.Logger) *applier {
+	return &applier{c: c, storeID: storeID, log: log}
+}
+
+func (a *applier) loadIndex(ctx context.Context) error {
+	a.index = map[resource.Key]localCopy{}
+	for _, t := range typesSynced(resource.SyncGlobalToZone) {
+		res, err := a.c.cfg.Store.List(ctx, t, store.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, r := range res.Items {
+			a.index[r.Key()] = localCopy{hash: contentHash(r), global: r.Labels[resource.LabelOrigin] == resource.OriginGlobal}
+		}
+	}
+	return nil
+}
+
+// apply applies one batch and returns its Ack. It returns an error only when
+// the zone's store fails: the stream is then cut and the batch is sent again
+// after reconnecting, since the cursor did not move.
+func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error) {
+	a.c.count(func(s *ClientStats) {
+		s.Batches++
+		if b.GetSnapshot() && a.seen == nil {
+			s.Snapshots++
+		}
+	})
+	if b.GetSnapshot() && a.seen == nil {
+		a.seen = map[resource.Key]bool{}
+	}
+	ack := &kdsv1.Ack{Nonce: b.GetNonce()}
+	reject := func(w *kdsv1.Resource, reason string) {
+		ack.Errors = append(ack.Errors, &kdsv1.ResourceError{Type: w.Type, Mesh: w.Mesh, Name: w.Name, Reason: reason, Revision: w.Revision})
+	}
+	var ops []store.Op
+	var hashes []string
+	var sources []*kdsv1.Resource
+	for _, w := range b.GetResources() {
+		key := keyOf(w)
+		if a.seen != nil {
+			a.seen[key] = true
+		}
+		d, ok := resource.Lookup(key.Type)
+		if !ok || d.Sync != resource.SyncGlobalToZone {
+			reject(w, fmt.Sprintf("type %q is not synced from global to zones", w.Type))
+			continue
+		}
+		cur, exists := a.index[key]
+		if w.Delete {
+			if !exists {
+				continue
+			}
+			if !cur.global {
+				reject(w, "the zone's resource is not a copy from global; left in place")
+				continue
+			}
+			ops = append(ops, store.Op{Delete: true, Key: key})
+			hashes, sources = append(hashes, ""), append(sources, w)
+			continue
+		}
+		r, err := decodeResource(w.Json)
+		if err != nil {
+			reject(w, err.Error())
+			continue
+		}
+		if r.Key() != key {
+			reject(w, fmt.Sprintf("resource is %s, the message says %s", r.Key(), key))
+			continue
+		}
+		if err := resource.Validate(r); err != nil {
+			reject(w, err.Error())
+			continue
+		}
+		r.Labels = withLabels(r.Labels, map[string]string{resource.LabelOrigin: resource.OriginGlobal})
+		h := contentHash(r)
+		if exists && !cur.global {
+			reject(w, "a zone-local resource with this name exists; not overwritten")
+			continue
+		}
+		if exists && cur.hash == h {
+			continue
+		}
+		ops = append(ops, store.Op{Key: key, Resource: r})
+		hashes, sources = append(hashes, h), append(sources, w)
+	}
+	if err := a.commit(ctx, ops, hashes, sources, reject); err != nil {
+		return nil, err
+	}
+	if b.GetSnapshotEnd() {
+		msg, err := a.finishSnapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ack.Error = msg
+	}
+	if n := len(ack.Errors); n > 0 {
+		a.c.metrics.nacks.Add(float64(n))
+		a.c.count(func(s *ClientStats) { s.Rejected += n })
+		for _, e := range ack.Errors {
+			a.log.Warn("rejected resource from global", "type", e.Type, "mesh", e.Mesh, "name", e.Name, "reason", e.Reason)
+		}
+	}
+	if rev := b.GetRevision(); rev > 0 {
+		if err := a.c.saveCursor(ctx, a.storeID, rev); err != nil {
+			return nil, err
+		}
+		ack.Revision = rev
+		if a.c.cfg.OnApplied != nil {
+			a.c.cfg.OnApplied(rev)
+		}
+	}
+	return ack, nil
+}
+
+// commit writes ops in transactions; when one fails it retries the ops one by
+// one so a single bad resource is rejected alone.
+func (a *applier) commit(ctx context.Context, ops []store.Op, hashes []string, sources []*kdsv1.Resource, reject func(*kdsv1.Resource, string)) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	st := a.c.cfg.Store
+	done := func(i int) {
+		if ops[i].Delete {
+			delete(a.index, ops[i].Key)
+		} else {
+			a.index[ops[i].Key] = localCopy{hash: hashes[i], global: true}
+		}
+	}
+	if _, err := st.Txn(ctx, ops); err == nil {
+		for i := range ops {
+			done(i)
+		}
+		a.c.count(func(s *ClientStats) { s.Writes += len(ops) })
+		return nil
+	}
+	for i, op := range ops {
+		var err error
+		if op.Delete {
+			_, err = st.Delete(ctx, op.Key, store.AnyVersion)
+			if errors.Is(err, store.ErrNotFound) {
+				err = nil
+			}
+		} else {
+			_, err = st.Put(ctx, op.Resource, store.AnyVersion)
+		}
+		switch {
+		case err == nil:
+			done(i)
+			a.c.count(func(s *ClientStats) { s.Writes++ })
+		case permanent(err):
+			reject(sources[i], err.Error())
+		default:
+			return fmt.Errorf("kds: write %s: %w", op.Key, err)
+		}
+	}
+	return nil
+}
+
+// finishSnapshot deletes the global copies the snapshot did not name, unless
+// that is more than MaxDeleteRatio of them: an empty or partial snapshot (a
+// global restarted on an empty store) must not wipe the zone.
+func (a *applier) finishSnapshot(ctx context.Context) (string, error) {
+	seen := a.seen
+	a.seen = nil
+	total := 0
+	var gone []store.Op
+	for k, cp := range a.index {
+		if !cp.global {
+			continue
+		}
+		total++
+		if !seen[k] {
+			gone = append(gone, store.Op{Delete: true, Key: k})
+		}
+	}
+	if len(gone) == 0 {
+		return "", nil
+	}
+	if float64(len(gone)) > a.c.cfg.MaxDeleteRatio*float64(total) {
+		msg := fmt.Sprintf("snapshot would delete %d of the zone's %d copies from global (more than %.0f%%); deletes refused", len(gone), total, 100*a.c.cfg.MaxDeleteRatio)
+		a.log.Error("refused snapshot deletes", "reason", msg, "at", time.Now().UTC())
+		a.c.metrics.refused.Inc()
+		a.c.count(func(s *ClientStats) { s.RefusedDeletes++ })
+		return msg, nil
+	}
+	a.log.Info("snapshot deletes stale copies", "count", len(gone))
+	hashes := make([]string, len(gone))
+	sources := make([]*kdsv1.Resource, len(gone))
+	for i, op := range gone {
+		sources[i] = &kdsv1.Resource{Type: string(op.Key.Type), Mesh: op.Key.Mesh, Name: op.Key.Name, Delete: true}
+	}
+	return "", a.commit(ctx, gone, hashes, sources, func(*kdsv1.Resource, string) {})
+}

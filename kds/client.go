@@ -1,0 +1,278 @@
+package kds
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// Client defaults.
+const (
+	DefaultBackoffMin     = 100 * time.Millisecond
+	DefaultBackoffMax     = 30 * time.Second
+	DefaultReportInterval = 10 * time.Second
+)
+
+// ClientConfig configures a zone's half. Zero values take the defaults.
+type ClientConfig struct {
+	// Zone is for logs only: global takes the zone's identity from the token.
+	Zone string
+	// Addresses of global replicas (host:port); each attempt dials the next
+	// one afresh, so names are resolved again every time.
+	Addresses []string
+	// Token is the zone token global issued (IssueZoneToken).
+	Token string
+	// CAFile is the CA that signed global's certificate (EnsureCerts' ca.crt);
+	// TLS, when set, is used instead. Insecure dials without TLS (tests only).
+	CAFile   string
+	TLS      *tls.Config
+	Insecure bool
+	// Store is the zone's store: synced copies are written there and the
+	// zone's own resources of upward types are read from it.
+	Store  store.Store
+	Logger hclog.Logger
+	// ProxyReport returns the zone's proxies and their effective tracing
+	// backends, sent to global every ReportInterval when changed.
+	ProxyReport    func() []resource.ProxyTracing
+	ReportInterval time.Duration
+	// OnApplied is called after a batch up to revision rev is applied and persisted.
+	OnApplied func(rev int64)
+	// MaxDeleteRatio caps the share of the zone's synced copies one snapshot
+	// may delete; more is refused and reported to global. 1 disables it.
+	MaxDeleteRatio  float64
+	MaxMessageBytes int
+	Heartbeat       time.Duration
+	StallIntervals  int
+	BackoffMin      time.Duration
+	BackoffMax      time.Duration
+	// Version is the zone CP's version, shown on global.
+	Version    string
+	Registerer prometheus.Registerer
+}
+
+func (c *ClientConfig) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.ReportInterval <= 0 {
+		c.ReportInterval = DefaultReportInterval
+	}
+	if c.MaxDeleteRatio <= 0 {
+		c.MaxDeleteRatio = DefaultMaxDeleteRatio
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.StallIntervals <= 0 {
+		c.StallIntervals = DefaultStallIntervals
+	}
+	if c.BackoffMin <= 0 {
+		c.BackoffMin = DefaultBackoffMin
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = DefaultBackoffMax
+	}
+	if c.BackoffMax < c.BackoffMin {
+		c.BackoffMax = c.BackoffMin
+	}
+}
+
+// Client is a zone's half of KDS.
+type Client struct {
+	cfg     ClientConfig
+	log     hclog.Logger
+	creds   credentials.TransportCredentials
+	metrics *clientMetrics
+
+	connected atomic.Bool
+	applied   atomic.Int64
+
+	mu      sync.Mutex
+	storeID string
+	stats   ClientStats
+}
+
+// ClientStats count what the client did since it started (for tests and
+// diagnostics).
+type ClientStats struct {
+	Sessions       int   // streams that got a Welcome
+	Snapshots      int   // snapshots received
+	Batches        int   // batches received
+	Writes         int   // resource writes (puts and deletes) to the zone store
+	Rejected       int   // resources from global rejected
+	RefusedDeletes int   // snapshots whose deletes were refused
+	Uploaded       int   // resources sent up
+	LastRevision   int64 // last applied revision
+}
+
+// NewClient returns a zone client; Run it.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("kds: ClientConfig.Store is required")
+	}
+	if len(cfg.Addresses) == 0 {
+		return nil, errors.New("kds: ClientConfig.Addresses is empty")
+	}
+	if cfg.Token == "" {
+		return nil, errors.New("kds: ClientConfig.Token is required")
+	}
+	cfg.setDefaults()
+	var creds credentials.TransportCredentials
+	switch {
+	case cfg.TLS != nil:
+		creds = credentials.NewTLS(cfg.TLS.Clone())
+	case cfg.CAFile != "":
+		tc, err := clientTLS(cfg.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(tc)
+	case cfg.Insecure:
+		creds = insecure.NewCredentials()
+	default:
+		return nil, errors.New("kds: ClientConfig needs CAFile or TLS (or Insecure for tests)")
+	}
+	m, err := newClientMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("kds: metrics: %w", err)
+	}
+	log := cfg.Logger.Named("kds")
+	if cfg.Zone != "" {
+		log = log.With("zone", cfg.Zone)
+	}
+	return &Client{cfg: cfg, log: log, creds: creds, metrics: m}, nil
+}
+
+// Connected reports whether a stream to global is open.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// LastAppliedRevision is the global revision the zone applied last.
+func (c *Client) LastAppliedRevision() int64 { return c.applied.Load() }
+
+// Stats returns a copy of the client's counters.
+func (c *Client) Stats() ClientStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.LastRevision = c.applied.Load()
+	return s
+}
+
+func (c *Client) count(f func(*ClientStats)) {
+	c.mu.Lock()
+	f(&c.stats)
+	c.mu.Unlock()
+}
+
+// cursor is what the zone persists after applying a batch.
+type cursor struct {
+	StoreID  string `json:"storeId"`
+	Revision int64  `json:"revision"`
+}
+
+func (c *Client) loadCursor(ctx context.Context) error {
+	b, err := c.cfg.Store.GetValue(ctx, valueCursor)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var cur cursor
+	if err := json.Unmarshal(b, &cur); err != nil {
+		c.log.Warn("unreadable sync cursor; starting over", "error", err)
+		return nil
+	}
+	c.mu.Lock()
+	c.storeID = cur.StoreID
+	c.mu.Unlock()
+	c.applied.Store(cur.Revision)
+	return nil
+}
+
+func (c *Client) saveCursor(ctx context.Context, storeID string, rev int64) error {
+	b, err := json.Marshal(cursor{StoreID: storeID, Revision: rev})
+	if err != nil {
+		return err
+	}
+	if _, err := c.cfg.Store.PutValue(ctx, valueCursor, b); err != nil {
+		return fmt.Errorf("kds: persist cursor: %w", err)
+	}
+	c.mu.Lock()
+	c.storeID = storeID
+	c.mu.Unlock()
+	c.applied.Store(rev)
+	c.metrics.applied.Set(float64(rev))
+	return nil
+}
+
+// Run keeps a stream to global open until ctx ends, redialling with jittered
+// exponential backoff and rotating through Addresses. It returns nil when ctx
+// ends, or an error when the zone's store cannot be read at start.
+func (c *Client) Run(ctx context.Context) error {
+	if err := c.loadCursor(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("kds: read sync cursor: %w", err)
+	}
+	backoff := c.cfg.BackoffMin
+	for attempt := 0; ; attempt++ {
+		addr := c.cfg.Addresses[attempt%len(c.cfg.Addresses)]
+		welcomed, err := c.dialAndSync(ctx, addr)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if welcomed {
+			backoff = c.cfg.BackoffMin
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		c.log.Warn("stream to global ended; redialling", "addr", addr, "error", err, "in", wait)
+		if !welcomed {
+			backoff = min(backoff*2, c.cfg.BackoffMax)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// dialAndSync runs one stream on a fresh connection to addr.
+func (c *Client) dialAndSync(ctx context.Context, addr string) (welcomed bool, err error) {
+	c.metrics.dials.Inc()
+	limit := c.cfg.MaxMessageBytes + 64<<10
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(c.creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	s := newSession(c, conn)
+	return s.run(ctx)
+}

@@ -1,0 +1,258 @@
+package kds
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// session is one stream of a zone to a global replica.
+type session struct {
+	c    *Client
+	conn *grpc.ClientConn
+	log  hclog.Logger
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stream kdsv1.KDS_SyncClient
+
+	live       liveness
+	out        chan *kdsv1.ZoneMessage // our Acks to global's batches
+	uploadAcks chan *kdsv1.Ack
+	applying   atomic.Uint64
+
+	q  *queue
+	p  *pusher // owned by sendLoop
+	ap *applier
+}
+
+func newSession(c *Client, conn *grpc.ClientConn) *session {
+	s := &session{
+		c:          c,
+		conn:       conn,
+		log:        c.log,
+		out:        make(chan *kdsv1.ZoneMessage, 2),
+		uploadAcks: make(chan *kdsv1.Ack, 2),
+		q:          newQueue(),
+	}
+	s.live.init(c.cfg.Heartbeat, c.cfg.StallIntervals)
+	return s
+}
+
+func (s *session) fail(err error) { s.cancel(err) }
+
+func (s *session) run(parent context.Context) (bool, error) {
+	s.ctx, s.cancel = context.WithCancelCause(parent)
+	defer s.cancel(nil)
+	ctx := metadata.AppendToOutgoingContext(s.ctx, "authorization", "Bearer "+s.c.cfg.Token)
+	stream, err := kdsv1.NewKDSClient(s.conn).Sync(ctx)
+	if err != nil {
+		return false, err
+	}
+	s.stream = stream
+	s.c.mu.Lock()
+	storeID := s.c.storeID
+	s.c.mu.Unlock()
+	hello := &kdsv1.Hello{LastAppliedRevision: s.c.applied.Load(), StoreId: storeID, Version: s.c.cfg.Version}
+	if err := stream.Send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Hello{Hello: hello}}); err != nil {
+		return false, s.streamErr(err)
+	}
+	timer := time.AfterFunc(s.live.timeout, func() {
+		s.fail(fmt.Errorf("%w: no Welcome within %s", ErrStalled, s.live.timeout))
+	})
+	msg, err := stream.Recv()
+	timer.Stop()
+	if err != nil {
+		return false, s.streamErr(err)
+	}
+	welcome := msg.GetWelcome()
+	if welcome == nil {
+		return false, errors.New("kds: first message from global is not a Welcome")
+	}
+	s.live.received()
+	s.log = s.log.With("global", welcome.GetGlobalInstance())
+	s.ap = newApplier(s.c, welcome.GetStoreId(), s.log)
+	if err := s.ap.loadIndex(s.ctx); err != nil {
+		return true, fmt.Errorf("kds: read synced copies: %w", err)
+	}
+	up := typesSynced(resource.SyncZoneToGlobal)
+	items, rev, err := listAt(s.ctx, s.c.cfg.Store, up, uploadable)
+	if err != nil {
+		return true, fmt.Errorf("kds: list zone resources: %w", err)
+	}
+	s.p = newPusher(s.q, s.c.cfg.MaxMessageBytes-4096, s.oversized)
+	s.p.startSnapshot(items, rev)
+	wch, err := s.c.cfg.Store.Watch(s.ctx, store.WatchOptions{Types: up, FromRevision: rev + 1})
+	if err != nil {
+		return true, fmt.Errorf("kds: watch zone store: %w", err)
+	}
+	s.c.connected.Store(true)
+	s.c.metrics.connected.Set(1)
+	s.c.count(func(st *ClientStats) { st.Sessions++ })
+	s.log.Info("connected to global", "rev", hello.LastAppliedRevision, "snapshot", welcome.GetSnapshot())
+	defer func() {
+		s.c.connected.Store(false)
+		s.c.metrics.connected.Set(0)
+	}()
+
+	var wg sync.WaitGroup
+	wg.Add(4)
+	go func() { defer wg.Done(); s.recvLoop() }()
+	go func() { defer wg.Done(); s.sendLoop() }()
+	go func() { defer wg.Done(); s.live.watchdog(s.ctx, s.fail) }()
+	go func() { defer wg.Done(); feed(s.ctx, wch, s.q, uploadable, s.fail) }()
+	<-s.ctx.Done()
+	wg.Wait()
+	return true, s.streamErr(context.Cause(s.ctx))
+}
+
+// streamErr prefers the cause we recorded over the transport's echo of it.
+func (s *session) streamErr(err error) error {
+	if cause := context.Cause(s.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// uploadable keeps global's copies out of the upward sync.
+func uploadable(r *resource.Resource) bool {
+	return r.Labels[resource.LabelOrigin] != resource.OriginGlobal
+}
+
+func (s *session) recvLoop() {
+	for {
+		msg, err := s.stream.Recv()
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		s.live.received()
+		switch m := msg.Msg.(type) {
+		case *kdsv1.GlobalMessage_Batch:
+			s.applying.Store(m.Batch.GetNonce())
+			s.live.busy(true)
+			ack, err := s.ap.apply(s.ctx, m.Batch)
+			s.live.busy(false)
+			s.applying.Store(0)
+			if err != nil {
+				s.fail(err)
+				return
+			}
+			select {
+			case s.out <- &kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Ack{Ack: ack}}:
+			default:
+				s.fail(errors.New("kds: global sent batches without waiting for Acks"))
+				return
+			}
+		case *kdsv1.GlobalMessage_UploadAck:
+			select {
+			case s.uploadAcks <- m.UploadAck:
+			default:
+				s.fail(errors.New("kds: global sent Acks for uploads never sent"))
+				return
+			}
+		case *kdsv1.GlobalMessage_Heartbeat:
+			if n := m.Heartbeat.GetApplying(); n != 0 {
+				s.live.progress(n)
+			}
+		default:
+			s.fail(fmt.Errorf("kds: unexpected message %T", msg.Msg))
+			return
+		}
+	}
+}
+
+// sendLoop is the only sender on the stream.
+func (s *session) sendLoop() {
+	hb := time.NewTicker(s.c.cfg.Heartbeat)
+	defer hb.Stop()
+	report := time.NewTicker(s.c.cfg.ReportInterval)
+	defer report.Stop()
+	var lastReport []byte
+	sendReport := func() {
+		if s.c.cfg.ProxyReport == nil {
+			return
+		}
+		b, err := json.Marshal(s.c.cfg.ProxyReport())
+		if err != nil || bytes.Equal(b, lastReport) {
+			return
+		}
+		lastReport = b
+		s.send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Report{Report: &kdsv1.ZoneReport{ProxiesJson: b}}})
+	}
+	sendReport()
+	for {
+		select {
+		case m := <-s.out:
+			s.send(m)
+			continue
+		default:
+		}
+		if b := s.p.next(time.Now()); b != nil {
+			s.live.sentBatch(b.Nonce)
+			s.c.count(func(st *ClientStats) { st.Uploaded += len(b.Resources) })
+			s.send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Upload{Upload: b}})
+			continue
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case m := <-s.out:
+			s.send(m)
+		case a := <-s.uploadAcks:
+			if s.p.ack(a) == nil {
+				s.fail(fmt.Errorf("kds: Ack for unknown upload %d", a.GetNonce()))
+				return
+			}
+			s.live.acked()
+			for _, e := range a.GetErrors() {
+				s.log.Warn("global rejected upload", "type", e.GetType(), "mesh", e.GetMesh(), "name", e.GetName(), "reason", e.GetReason())
+			}
+			if a.GetError() != "" {
+				s.log.Warn("global refused upload", "reason", a.GetError())
+			}
+		case <-s.q.ready:
+		case <-report.C:
+			sendReport()
+		case <-hb.C:
+			s.send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Heartbeat{Heartbeat: &kdsv1.Heartbeat{
+				Revision: s.c.applied.Load(),
+				Applying: s.applying.Load(),
+			}}})
+		}
+	}
+}
+
+func (s *session) send(m *kdsv1.ZoneMessage) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.live.sending(true)
+	err := s.stream.Send(m)
+	s.live.sending(false)
+	if err != nil {
+		s.fail(fmt.Errorf("kds: send: %w", err))
+	}
+}
+
+func (s *session) oversized(e *entry, size int, err error) {
+	reason := fmt.Sprintf("resource of %d bytes exceeds the KDS message cap of %d bytes; not uploaded", size, s.c.cfg.MaxMessageBytes)
+	if err != nil {
+		reason = "cannot encode: " + err.Error()
+	}
+	s.log.Error("resource not uploaded", "type", e.key.Type, "mesh", e.key.Mesh, "name", e.key.Name, "reason", reason)
+	s.c.metrics.oversized.WithLabelValues(string(e.key.Type)).Inc()
+}

@@ -1,0 +1,19 @@
+// Package kds is the sync protocol between the global control plane and its
+// zones: one bidirectional gRPC stream per zone (proto/kds/v1).
+//
+// It does not know what it syncs. Every registered resource type whose
+// resource.Descriptor.Sync is SyncGlobalToZone travels down, every type with
+// SyncZoneToGlobal travels up (ZoneInsight excepted: global writes it from the
+// stream's state and the zone's ZoneReport).
+//
+// Versions are global store revisions. A zone opens with the last revision it
+// applied; global answers with the changes since (store history), or with a
+// full snapshot when the zone is new, the history is compacted or the zone's
+// cursor belongs to another store. Snapshots are applied by diff; deletes are
+// explicit events, and a snapshot that would delete more than a configured
+// share of the receiver's copies is refused and reported.
+//
+// Global side: NewServer, Server.Register on a grpc.Server, Server.Run.
+// Zone side: NewClient, Client.Run. Tokens: IssueZoneToken, RevokeZoneToken.
+// TLS: EnsureCerts, ServerCredentials.
+package kds

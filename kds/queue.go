@@ -1,0 +1,270 @@
+package kds
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// entry is the latest pending change of one resource.
+type entry struct {
+	key resource.Key
+	del bool
+	res *resource.Resource // nil for deletes
+	rev int64
+}
+
+// queue holds the changes not yet sent to one peer, coalesced to the latest
+// change per resource key: memory is bounded by the number of resources, not
+// by the rate of changes. Keys are ordered by the revision of their latest
+// change (a key changed again moves to the back), so the front always holds
+// the lowest pending revision.
+type queue struct {
+	mu       sync.Mutex
+	items    map[resource.Key]*list.Element
+	order    list.List
+	observed int64 // every change up to this revision has been pushed
+	ready    chan struct{}
+}
+
+func newQueue() *queue {
+	return &queue{items: map[resource.Key]*list.Element{}, ready: make(chan struct{}, 1)}
+}
+
+// push records a change; a pending change of the same key is replaced.
+func (q *queue) push(e *entry) {
+	q.mu.Lock()
+	if el, ok := q.items[e.key]; ok {
+		el.Value = e
+		q.order.MoveToBack(el)
+	} else {
+		q.items[e.key] = q.order.PushBack(e)
+	}
+	if e.rev > q.observed {
+		q.observed = e.rev
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+// observe records that every change up to rev has been pushed.
+func (q *queue) observe(rev int64) {
+	q.mu.Lock()
+	if rev > q.observed {
+		q.observed = rev
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *queue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// observedRevision is the highest revision pushed or observed.
+func (q *queue) observedRevision() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.observed
+}
+
+// take removes changes from the front while they fit in budget bytes and
+// returns them with the cursor the receiver may persist after applying them:
+// every change up to the cursor has then been delivered. A change that alone
+// exceeds the budget is dropped and passed to oversize.
+func (q *queue) take(budget int, oversize func(e *entry, size int, err error)) ([]*kdsv1.Resource, int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []*kdsv1.Resource
+	total := 0
+	for el := q.order.Front(); el != nil; {
+		e := el.Value.(*entry)
+		w, err := wireResource(e)
+		size := 0
+		if err == nil {
+			size = wireSize(w)
+		}
+		if err != nil || size > budget {
+			next := el.Next()
+			q.order.Remove(el)
+			delete(q.items, e.key)
+			el = next
+			oversize(e, size, err)
+			continue
+		}
+		if total+size > budget && len(out) > 0 {
+			break
+		}
+		total += size
+		out = append(out, w)
+		next := el.Next()
+		q.order.Remove(el)
+		delete(q.items, e.key)
+		el = next
+	}
+	cursor := q.observed
+	if front := q.order.Front(); front != nil {
+		cursor = front.Value.(*entry).rev - 1
+	}
+	return out, cursor
+}
+
+// flight is a batch sent and not yet acknowledged.
+type flight struct {
+	nonce    uint64
+	sent     time.Time
+	cursor   int64
+	snapshot bool
+	perType  map[resource.Type]int64
+}
+
+// pusher decides what to send next to one peer: first a pending snapshot,
+// then the coalesced changes, one batch at a time (the next batch goes out
+// when the previous one is acknowledged, so a slow peer accumulates coalesced
+// state instead of messages).
+type pusher struct {
+	q        *queue
+	budget   int
+	oversize func(e *entry, size int, err error)
+
+	snapshot    []*entry
+	snapPending bool
+	snapRev     int64
+
+	nonce      uint64
+	sentCursor int64
+	inflight   *flight
+}
+
+func newPusher(q *queue, budget int, oversize func(e *entry, size int, err error)) *pusher {
+	return &pusher{q: q, budget: budget, oversize: oversize}
+}
+
+// startSnapshot queues a full snapshot read at revision rev; it goes out
+// before any change of the queue.
+func (p *pusher) startSnapshot(items []*entry, rev int64) {
+	p.snapshot, p.snapPending, p.snapRev = items, true, rev
+}
+
+// busy reports whether anything is pending or unacknowledged.
+func (p *pusher) busy() bool {
+	return p.inflight != nil || p.snapPending || p.q.len() > 0
+}
+
+// next returns the next batch to send, or nil when a batch is in flight or
+// nothing is pending.
+func (p *pusher) next(now time.Time) *kdsv1.Batch {
+	if p.inflight != nil {
+		return nil
+	}
+	var b kdsv1.Batch
+	if p.snapPending {
+		b.Snapshot = true
+		total := 0
+		for len(p.snapshot) > 0 {
+			e := p.snapshot[0]
+			w, err := wireResource(e)
+			size := 0
+			if err == nil {
+				size = wireSize(w)
+			}
+			if err != nil || size > p.budget {
+				p.snapshot = p.snapshot[1:]
+				p.oversize(e, size, err)
+				continue
+			}
+			if total+size > p.budget && len(b.Resources) > 0 {
+				break
+			}
+			total += size
+			b.Resources = append(b.Resources, w)
+			p.snapshot = p.snapshot[1:]
+		}
+		if len(p.snapshot) == 0 {
+			b.SnapshotEnd, b.Revision = true, p.snapRev
+			p.snapPending, p.snapshot = false, nil
+			if p.snapRev > p.sentCursor {
+				p.sentCursor = p.snapRev
+			}
+		}
+	} else {
+		res, cursor := p.q.take(p.budget, p.oversize)
+		if len(res) == 0 && cursor <= p.sentCursor {
+			return nil
+		}
+		b.Resources = res
+		if cursor > p.sentCursor {
+			b.Revision = cursor
+			p.sentCursor = cursor
+		}
+	}
+	p.nonce++
+	b.Nonce = p.nonce
+	f := &flight{nonce: b.Nonce, sent: now, cursor: b.Revision, snapshot: b.Snapshot, perType: map[resource.Type]int64{}}
+	for _, r := range b.Resources {
+		f.perType[resource.Type(r.Type)]++
+	}
+	p.inflight = f
+	return &b
+}
+
+// ack settles the batch in flight; it returns nil when a does not answer it.
+func (p *pusher) ack(a *kdsv1.Ack) *flight {
+	f := p.inflight
+	if f == nil || a.GetNonce() != f.nonce {
+		return nil
+	}
+	p.inflight = nil
+	return f
+}
+
+// feed moves store changes into q until ctx ends. It never waits for the
+// peer, so a slow peer cannot hold up the store's watchers. A watch error
+// (compaction, overflow, closed store) fails the stream: the peer reconnects
+// and resumes from what it applied, or gets a snapshot.
+func feed(ctx context.Context, wch <-chan store.WatchResponse, q *queue, keep func(*resource.Resource) bool, fail func(error)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case resp, ok := <-wch:
+			if !ok {
+				fail(fmt.Errorf("kds: watch closed"))
+				return
+			}
+			if resp.Err != nil {
+				fail(fmt.Errorf("kds: watch: %w", resp.Err))
+				return
+			}
+			for _, ev := range resp.Events {
+				if ev.Resource == nil {
+					continue
+				}
+				if ev.Type == store.EventPut && !keep(ev.Resource) {
+					continue
+				}
+				e := &entry{key: ev.Resource.Key(), rev: ev.Revision, del: ev.Type == store.EventDelete}
+				if !e.del {
+					e.res = ev.Resource
+				}
+				q.push(e)
+			}
+			q.observe(resp.Revision)
+		}
+	}
+}

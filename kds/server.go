@@ -1,0 +1,365 @@
+package kds
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// Defaults shared by both halves.
+const (
+	DefaultMaxMessageBytes = 4 << 20
+	DefaultHeartbeat       = 5 * time.Second
+	DefaultStallIntervals  = 3
+	DefaultMaxDeleteRatio  = 0.5
+	DefaultInsightInterval = time.Second
+	DefaultRevocationCheck = 10 * time.Second
+)
+
+// Stream errors, as causes of a torn-down stream.
+var (
+	ErrStalled        = errors.New("kds: stream stalled")
+	ErrReplaced       = errors.New("kds: zone connected again; older stream closed")
+	ErrServerStopping = errors.New("kds: server stopping")
+)
+
+// ServerConfig configures global's half. Zero values take the defaults.
+type ServerConfig struct {
+	// Store is global's store; every replica of global shares it.
+	Store  store.Store
+	Logger hclog.Logger
+	// Instance names this replica in ZoneInsight.GlobalInstance; default
+	// hostname plus a random suffix.
+	Instance string
+	// MaxMessageBytes caps one message; batches are cut to fit.
+	MaxMessageBytes int
+	// Heartbeat is the interval of heartbeats; a stream with no message, or
+	// with an unacknowledged batch, for StallIntervals intervals is cut.
+	Heartbeat      time.Duration
+	StallIntervals int
+	// InsightInterval is the least time between two ZoneInsight writes of a zone.
+	InsightInterval time.Duration
+	// RevocationCheck is how often live streams' tokens are checked again.
+	RevocationCheck time.Duration
+	// MaxDeleteRatio caps the share of a zone's uploaded resources an upload
+	// snapshot may delete; more is refused and reported. 1 disables the guard.
+	MaxDeleteRatio float64
+	Registerer     prometheus.Registerer
+	// OnNACK is called for every resource a zone rejects, every oversized
+	// resource and every refused snapshot delete.
+	OnNACK func(zone string, n resource.NACK)
+}
+
+func (c *ServerConfig) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Instance == "" {
+		host, _ := os.Hostname()
+		c.Instance = host + "-" + randomID(3)
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.StallIntervals <= 0 {
+		c.StallIntervals = DefaultStallIntervals
+	}
+	if c.InsightInterval <= 0 {
+		c.InsightInterval = DefaultInsightInterval
+	}
+	if c.RevocationCheck <= 0 {
+		c.RevocationCheck = DefaultRevocationCheck
+	}
+	if c.MaxDeleteRatio <= 0 {
+		c.MaxDeleteRatio = DefaultMaxDeleteRatio
+	}
+}
+
+// Server is global's half of KDS. Nothing in it is replica-local except the
+// live streams: cursors come from zones, history and insights from the store.
+type Server struct {
+	kdsv1.UnimplementedKDSServer
+
+	cfg     ServerConfig
+	log     hclog.Logger
+	metrics *serverMetrics
+	tokens  *verifier
+
+	mu      sync.Mutex
+	streams map[string]*serverStream // by zone
+	stopped bool
+}
+
+// NewServer returns a server; Register it on a grpc.Server and Run it.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("kds: ServerConfig.Store is required")
+	}
+	cfg.setDefaults()
+	m, err := newServerMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("kds: metrics: %w", err)
+	}
+	return &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.Named("kds"),
+		metrics: m,
+		tokens:  &verifier{st: cfg.Store},
+		streams: map[string]*serverStream{},
+	}, nil
+}
+
+// Register adds the KDS service to g.
+func (s *Server) Register(g *grpc.Server) { kdsv1.RegisterKDSServer(g, s) }
+
+// GRPCServerOptions are the options the grpc.Server serving KDS needs: message
+// size limits matching MaxMessageBytes and a keepalive policy that lets zones
+// ping. Add grpc.Creds(ServerCredentials(...)) for TLS.
+func (s *Server) GRPCServerOptions() []grpc.ServerOption {
+	limit := s.cfg.MaxMessageBytes + 64<<10
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(limit),
+		grpc.MaxSendMsgSize(limit),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+}
+
+// Instance is this replica's name.
+func (s *Server) Instance() string { return s.cfg.Instance }
+
+// ConnectedZones lists the zones with a live stream on this replica.
+func (s *Server) ConnectedZones() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.streams))
+	for z := range s.streams {
+		out = append(out, z)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Run checks live streams' tokens against the revocation list until ctx
+// ends, then closes every stream (call it before grpc.Server.GracefulStop so
+// streams end).
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.RevocationCheck)
+	defer t.Stop()
+	defer s.stopAll()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			s.checkRevocations(ctx)
+		}
+	}
+}
+
+func (s *Server) stopAll() {
+	s.mu.Lock()
+	s.stopped = true
+	streams := make([]*serverStream, 0, len(s.streams))
+	for _, st := range s.streams {
+		streams = append(streams, st)
+	}
+	s.mu.Unlock()
+	for _, st := range streams {
+		st.fail(ErrServerStopping)
+	}
+}
+
+func (s *Server) checkRevocations(ctx context.Context) {
+	ids, err := revokedIDs(ctx, s.cfg.Store)
+	if err != nil {
+		s.log.Warn("cannot read token revocations", "error", err)
+		return
+	}
+	s.mu.Lock()
+	var cut []*serverStream
+	for _, st := range s.streams {
+		if slices.Contains(ids, st.tokenID) {
+			cut = append(cut, st)
+		}
+	}
+	s.mu.Unlock()
+	for _, st := range cut {
+		st.log.Warn("zone token revoked; closing stream", "token", st.tokenID)
+		st.fail(fmt.Errorf("%w: id %s", ErrRevokedToken, st.tokenID))
+	}
+}
+
+// Sync serves one zone's stream.
+func (s *Server) Sync(stream kdsv1.KDS_SyncServer) error {
+	ctx := stream.Context()
+	claims, err := s.authenticate(ctx)
+	if err != nil {
+		s.log.Warn("zone refused", "error", err)
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	if err := s.checkZoneEnabled(ctx, claims.Zone); err != nil {
+		return err
+	}
+	st := newServerStream(s, stream, claims)
+	if err := s.attach(st); err != nil {
+		return err
+	}
+	defer s.detach(st)
+	err = st.run()
+	if errors.Is(err, ErrRevokedToken) {
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	if errors.Is(err, ErrServerStopping) {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return status.Error(codes.Aborted, err.Error())
+	}
+	return nil
+}
+
+func (s *Server) authenticate(ctx context.Context) (ZoneTokenClaims, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) != 1 {
+		return ZoneTokenClaims{}, fmt.Errorf("%w: missing bearer token", ErrInvalidToken)
+	}
+	token, ok := strings.CutPrefix(vals[0], "Bearer ")
+	if !ok {
+		return ZoneTokenClaims{}, fmt.Errorf("%w: authorization is not a bearer token", ErrInvalidToken)
+	}
+	return s.tokens.verify(ctx, strings.TrimSpace(token))
+}
+
+// checkZoneEnabled creates the Zone resource on first connect and refuses a
+// zone an operator disabled.
+func (s *Server) checkZoneEnabled(ctx context.Context, zone string) error {
+	z, _, err := s.cfg.Store.Get(ctx, resource.Key{Type: resource.TypeZone, Name: zone})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		r, err := resource.New(resource.TypeZone, "", zone)
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+		resource.Prepare(r)
+		now := time.Now().UTC()
+		r.CreationTime, r.ModificationTime = now, now
+		if _, err := s.cfg.Store.Put(ctx, r, store.MustNotExist); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+			return status.Error(codes.Unavailable, fmt.Sprintf("register zone: %v", err))
+		}
+		return nil
+	case err != nil:
+		return status.Error(codes.Unavailable, fmt.Sprintf("read zone: %v", err))
+	}
+	if spec, ok := z.Spec.(*resource.ZoneSpec); ok && spec.Enabled != nil && !*spec.Enabled {
+		return status.Error(codes.PermissionDenied, fmt.Sprintf("zone %s is disabled", zone))
+	}
+	return nil
+}
+
+// attach makes st the zone's stream on this replica, closing an older one.
+func (s *Server) attach(st *serverStream) error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return status.Error(codes.Unavailable, ErrServerStopping.Error())
+	}
+	old := s.streams[st.zone]
+	s.streams[st.zone] = st
+	s.mu.Unlock()
+	if old != nil {
+		old.fail(ErrReplaced)
+	}
+	s.metrics.streams.Inc()
+	return nil
+}
+
+func (s *Server) detach(st *serverStream) {
+	s.mu.Lock()
+	if s.streams[st.zone] == st {
+		delete(s.streams, st.zone)
+		s.metrics.forget(st.zone)
+	}
+	s.mu.Unlock()
+	s.metrics.streams.Dec()
+}
+
+// storeID returns the id of the store's history, creating it on first use.
+func (s *Server) storeID(ctx context.Context) (string, error) {
+	b, err := s.cfg.Store.GetValue(ctx, valueStoreID)
+	if err == nil {
+		return string(b), nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	if _, err := s.cfg.Store.PutValue(ctx, valueStoreID, []byte(randomID(16))); err != nil {
+		return "", err
+	}
+	b, err = s.cfg.Store.GetValue(ctx, valueStoreID)
+	return string(b), err
+}
+
+func (s *Server) nack(zone string, n resource.NACK) {
+	s.metrics.nacks.WithLabelValues(zone).Inc()
+	if s.cfg.OnNACK != nil {
+		s.cfg.OnNACK(zone, n)
+	}
+}
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// typesSynced returns the registered types synced in direction dir. ZoneInsight
+// is written by global from the stream, never uploaded.
+func typesSynced(dir resource.SyncDirection) []resource.Type {
+	var out []resource.Type
+	for _, d := range resource.Types() {
+		if d.Sync == dir && d.Type != resource.TypeZoneInsight {
+			out = append(out, d.Type)
+		}
+	}
+	return out
+}
+
+// orderTypes puts global-scoped types (Mesh) before mesh-scoped ones, so a
+// receiver sees a mesh before its policies.
+func orderTypes(ts []resource.Type) []resource.Type {
+	out := slices.Clone(ts)
+	slices.SortStableFunc(out, func(a, b resource.Type) int {
+		return scopeRank(a) - scopeRank(b)
+	})
+	return out
+}
+
+func scopeRank(t resource.Type) int {
+	if d, ok := resource.Lookup(t); ok && d.Scope == resource.ScopeGlobal {
+		return 0
+	}
+	return 1
+}

@@ -1,0 +1,398 @@
+package kds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// serverStream is one zone's stream on one global replica.
+type serverStream struct {
+	s       *Server
+	stream  kdsv1.KDS_SyncServer
+	zone    string
+	tokenID string
+	log     hclog.Logger
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	live     liveness
+	hello    chan *kdsv1.Hello
+	acks     chan *kdsv1.Ack           // zone's answers to our batches
+	out      chan *kdsv1.GlobalMessage // our answers to the zone's uploads
+	applying atomic.Uint64             // nonce of the upload being applied
+
+	q *queue
+	p *pusher // owned by sendLoop
+
+	ins *insight
+	up  *uploader // owned by recvLoop
+}
+
+func newServerStream(s *Server, stream kdsv1.KDS_SyncServer, claims ZoneTokenClaims) *serverStream {
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	st := &serverStream{
+		s:       s,
+		stream:  stream,
+		zone:    claims.Zone,
+		tokenID: claims.ID,
+		log:     s.log.With("zone", claims.Zone),
+		ctx:     ctx,
+		cancel:  cancel,
+		hello:   make(chan *kdsv1.Hello, 1),
+		acks:    make(chan *kdsv1.Ack, 2),
+		out:     make(chan *kdsv1.GlobalMessage, 2),
+		q:       newQueue(),
+	}
+	st.live.init(s.cfg.Heartbeat, s.cfg.StallIntervals)
+	st.up = newUploader(s, claims.Zone, st.log)
+	st.ins = newInsight(s.cfg.Instance)
+	return st
+}
+
+// fail tears the stream down with cause; the first cause wins.
+func (st *serverStream) fail(cause error) { st.cancel(cause) }
+
+func (st *serverStream) run() error {
+	defer st.cancel(nil)
+	go st.recvLoop()
+	var hello *kdsv1.Hello
+	select {
+	case hello = <-st.hello:
+	case <-time.After(st.live.timeout):
+		return fmt.Errorf("%w: no Hello within %s", ErrStalled, st.live.timeout)
+	case <-st.ctx.Done():
+		return context.Cause(st.ctx)
+	}
+	ctx := st.ctx
+	storeID, err := st.s.storeID(ctx)
+	if err != nil {
+		return fmt.Errorf("kds: read store id: %w", err)
+	}
+	down := typesSynced(resource.SyncGlobalToZone)
+	last := hello.GetLastAppliedRevision()
+	snapshot, err := st.needSnapshot(ctx, hello, storeID, down)
+	if err != nil {
+		return err
+	}
+	st.p = newPusher(st.q, st.s.cfg.MaxMessageBytes-4096, st.oversized)
+	var from, rev int64
+	if snapshot {
+		items, r, err := listAt(ctx, st.s.cfg.Store, down, sendDown)
+		if err != nil {
+			return fmt.Errorf("kds: snapshot: %w", err)
+		}
+		st.p.startSnapshot(items, r)
+		from, rev = r+1, r
+	} else {
+		if rev, err = st.s.cfg.Store.Revision(ctx); err != nil {
+			return fmt.Errorf("kds: %w", err)
+		}
+		from = last + 1
+		st.p.sentCursor = last
+		st.q.observe(last)
+	}
+	if err := st.ins.begin(ctx, st.s.cfg.Store, st.zone, last); err != nil {
+		st.log.Warn("cannot read zone insight", "error", err)
+	}
+	if err := st.writeInsight(ctx); err != nil {
+		st.log.Warn("cannot write zone insight", "error", err)
+	}
+	wch, err := st.s.cfg.Store.Watch(ctx, store.WatchOptions{Types: down, FromRevision: from})
+	if err != nil {
+		return fmt.Errorf("kds: watch: %w", err)
+	}
+	st.log.Info("zone connected", "rev", last, "snapshot", snapshot, "token", st.tokenID)
+	st.send(&kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_Welcome{Welcome: &kdsv1.Welcome{
+		GlobalInstance:      st.s.cfg.Instance,
+		StoreId:             storeID,
+		Snapshot:            snapshot,
+		Revision:            rev,
+		HeartbeatIntervalMs: st.s.cfg.Heartbeat.Milliseconds(),
+	}}}, "welcome")
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); feed(st.ctx, wch, st.q, sendDown, st.fail) }()
+	go func() { defer wg.Done(); st.live.watchdog(st.ctx, st.fail) }()
+	go func() { defer wg.Done(); st.flushLoop() }()
+	go st.sendLoop()
+	<-st.ctx.Done()
+	cause := context.Cause(st.ctx)
+	wg.Wait()
+
+	// The stream's context is gone; finish the bookkeeping with a fresh one.
+	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st.ins.update(func(s *resource.ZoneInsightSpec) {
+		s.Online = false
+		s.DisconnectedTime = time.Now().UTC()
+	})
+	if err := st.writeInsight(fctx); err != nil {
+		st.log.Warn("cannot write zone insight", "error", err)
+	}
+	st.log.Info("zone disconnected", "reason", cause)
+	return cause
+}
+
+// needSnapshot decides between resuming from the zone's revision and a full
+// snapshot: the zone is new, its revision is of another store (or from the
+// future of this one), or the history since it is compacted.
+func (st *serverStream) needSnapshot(ctx context.Context, hello *kdsv1.Hello, storeID string, down []resource.Type) (bool, error) {
+	last := hello.GetLastAppliedRevision()
+	if last <= 0 || hello.GetStoreId() != storeID {
+		return true, nil
+	}
+	cur, err := st.s.cfg.Store.Revision(ctx)
+	if err != nil {
+		return false, fmt.Errorf("kds: %w", err)
+	}
+	if last > cur {
+		return true, nil
+	}
+	if len(down) == 0 {
+		return false, nil
+	}
+	// A read at the zone's revision fails when the history is compacted.
+	_, err = st.s.cfg.Store.List(ctx, down[0], store.ListOptions{Revision: last, Limit: 1})
+	if errors.Is(err, store.ErrCompacted) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("kds: %w", err)
+	}
+	return false, nil
+}
+
+// sendDown keeps resources that came from a zone out of the downward sync.
+func sendDown(r *resource.Resource) bool {
+	return r.Labels[resource.LabelOrigin] != resource.OriginZone
+}
+
+// listAt reads every resource of types at one store revision.
+func listAt(ctx context.Context, st store.Store, types []resource.Type, keep func(*resource.Resource) bool) ([]*entry, int64, error) {
+	var rev int64
+	var out []*entry
+	for _, t := range orderTypes(types) {
+		res, err := st.List(ctx, t, store.ListOptions{Revision: rev})
+		if err != nil {
+			return nil, 0, err
+		}
+		if rev == 0 {
+			rev = res.Revision
+		}
+		for _, r := range res.Items {
+			if keep(r) {
+				out = append(out, &entry{key: r.Key(), res: r, rev: r.Version})
+			}
+		}
+	}
+	if rev == 0 {
+		var err error
+		if rev, err = st.Revision(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	return out, rev, nil
+}
+
+func (st *serverStream) recvLoop() {
+	first := true
+	for {
+		msg, err := st.stream.Recv()
+		if err != nil {
+			st.fail(err)
+			return
+		}
+		st.live.received()
+		if first {
+			h := msg.GetHello()
+			if h == nil {
+				st.fail(errors.New("kds: first message is not a Hello"))
+				return
+			}
+			first = false
+			st.hello <- h
+			continue
+		}
+		switch m := msg.Msg.(type) {
+		case *kdsv1.ZoneMessage_Ack:
+			select {
+			case st.acks <- m.Ack:
+			default:
+				st.fail(errors.New("kds: zone sent Acks for batches never sent"))
+				return
+			}
+		case *kdsv1.ZoneMessage_Upload:
+			st.applying.Store(m.Upload.GetNonce())
+			st.live.busy(true)
+			ack, err := st.up.apply(st.ctx, m.Upload)
+			st.live.busy(false)
+			st.applying.Store(0)
+			if err != nil {
+				st.fail(err)
+				return
+			}
+			select {
+			case st.out <- &kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_UploadAck{UploadAck: ack}}:
+			default:
+				st.fail(errors.New("kds: zone sent uploads without waiting for Acks"))
+				return
+			}
+		case *kdsv1.ZoneMessage_Heartbeat:
+			if n := m.Heartbeat.GetApplying(); n != 0 {
+				st.live.progress(n)
+			}
+		case *kdsv1.ZoneMessage_Report:
+			st.ins.setProxies(m.Report.GetProxiesJson(), st.log)
+		default:
+			st.fail(fmt.Errorf("kds: unexpected message %T", msg.Msg))
+			return
+		}
+	}
+}
+
+// sendLoop is the only sender on the stream.
+func (st *serverStream) sendLoop() {
+	hb := time.NewTicker(st.s.cfg.Heartbeat)
+	defer hb.Stop()
+	var pendingSince time.Time
+	for {
+		select {
+		case m := <-st.out:
+			st.send(m, "upload_ack")
+			continue
+		default:
+		}
+		now := time.Now()
+		if b := st.p.next(now); b != nil {
+			st.live.sentBatch(b.Nonce)
+			st.ins.sent(b)
+			st.send(&kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_Batch{Batch: b}}, "batch")
+			continue
+		}
+		if st.p.busy() {
+			if pendingSince.IsZero() {
+				pendingSince = now
+			}
+		} else {
+			pendingSince = time.Time{}
+		}
+		st.reportLag(pendingSince)
+		select {
+		case <-st.ctx.Done():
+			return
+		case m := <-st.out:
+			st.send(m, "upload_ack")
+		case a := <-st.acks:
+			f := st.p.ack(a)
+			if f == nil {
+				st.fail(fmt.Errorf("kds: Ack for unknown batch %d", a.GetNonce()))
+				return
+			}
+			st.live.acked()
+			st.acked(f, a)
+		case <-st.q.ready:
+		case <-hb.C:
+			st.send(&kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_Heartbeat{Heartbeat: &kdsv1.Heartbeat{
+				Revision: st.q.observedRevision(),
+				Applying: st.applying.Load(),
+			}}}, "heartbeat")
+		}
+	}
+}
+
+func (st *serverStream) send(m *kdsv1.GlobalMessage, kind string) {
+	if st.ctx.Err() != nil {
+		return
+	}
+	st.live.sending(true)
+	err := st.stream.Send(m)
+	st.live.sending(false)
+	if err != nil {
+		st.fail(fmt.Errorf("kds: send: %w", err))
+		return
+	}
+	st.s.metrics.messages.WithLabelValues(kind).Inc()
+}
+
+func (st *serverStream) reportLag(pendingSince time.Time) {
+	var revs int64
+	var secs float64
+	if !pendingSince.IsZero() {
+		revs = st.q.observedRevision() - st.ins.acked()
+		if revs < 0 {
+			revs = 0
+		}
+		secs = time.Since(pendingSince).Seconds()
+	}
+	st.s.metrics.lagRevs.WithLabelValues(st.zone).Set(float64(revs))
+	st.s.metrics.lagSeconds.WithLabelValues(st.zone).Set(secs)
+	st.ins.update(func(s *resource.ZoneInsightSpec) { s.LagRevisions = revs })
+}
+
+// acked records the zone's answer to a batch.
+func (st *serverStream) acked(f *flight, a *kdsv1.Ack) {
+	now := time.Now().UTC()
+	var nacks []resource.NACK
+	for _, e := range a.GetErrors() {
+		nacks = append(nacks, resource.NACK{
+			Type: resource.Type(e.GetType()), Mesh: e.GetMesh(), Name: e.GetName(),
+			Revision: e.GetRevision(), Reason: e.GetReason(), Time: now,
+		})
+	}
+	if a.GetError() != "" {
+		nacks = append(nacks, resource.NACK{Revision: f.cursor, Reason: a.GetError(), Time: now})
+	}
+	st.ins.ackedBatch(f, a, nacks)
+	for _, n := range nacks {
+		st.log.Warn("zone rejected", "type", n.Type, "mesh", n.Mesh, "name", n.Name, "reason", n.Reason)
+		st.s.nack(st.zone, n)
+	}
+}
+
+// oversized reports a resource that alone exceeds the message cap; it is
+// dropped until it changes again.
+func (st *serverStream) oversized(e *entry, size int, err error) {
+	reason := fmt.Sprintf("resource of %d bytes exceeds the KDS message cap of %d bytes; not sent", size, st.s.cfg.MaxMessageBytes)
+	if err != nil {
+		reason = "cannot encode: " + err.Error()
+	}
+	st.log.Error("resource not sent", "type", e.key.Type, "mesh", e.key.Mesh, "name", e.key.Name, "reason", reason)
+	st.s.metrics.oversized.WithLabelValues(st.zone, string(e.key.Type)).Inc()
+	n := resource.NACK{Type: e.key.Type, Mesh: e.key.Mesh, Name: e.key.Name, Revision: e.rev, Reason: reason, Time: time.Now().UTC()}
+	st.ins.recordNACK(n)
+	st.s.nack(st.zone, n)
+}
+
+// flushLoop writes the zone's insight at most every InsightInterval.
+func (st *serverStream) flushLoop() {
+	t := time.NewTicker(st.s.cfg.InsightInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.ctx.Done():
+			return
+		case <-t.C:
+			if st.ins.isDirty() {
+				if err := st.writeInsight(st.ctx); err != nil && st.ctx.Err() == nil {
+					st.log.Warn("cannot write zone insight", "error", err)
+				}
+			}
+		}
+	}
+}
+
+func (st *serverStream) writeInsight(ctx context.Context) error {
+	return st.ins.write(ctx, st.s.cfg.Store, st.zone)
+}

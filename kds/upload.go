@@ -1,0 +1,247 @@
+package kds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// zoneSetter is implemented by specs that carry their zone (Dataplane).
+type zoneSetter interface{ SetZone(zone string) }
+
+// GlobalName is the name under which global stores a resource named name
+// that zone uploaded.
+func GlobalName(zone, name string) string { return zone + "." + name }
+
+// uploader applies one zone's uploads to global's store. A zone can only
+// write resources of types synced upward, under names prefixed with its own
+// (authenticated) zone, labelled as its own; it can never touch a resource
+// another zone or global owns.
+type uploader struct {
+	s    *Server
+	zone string
+	log  hclog.Logger
+
+	index map[resource.Key]string // this zone's resources on global -> content hash
+	seen  map[resource.Key]bool   // during an upload snapshot
+}
+
+func newUploader(s *Server, zone string, log hclog.Logger) *uploader {
+	return &uploader{s: s, zone: zone, log: log}
+}
+
+func (u *uploader) loadIndex(ctx context.Context) error {
+	u.index = map[resource.Key]string{}
+	for _, t := range typesSynced(resource.SyncZoneToGlobal) {
+		res, err := u.s.cfg.Store.List(ctx, t, store.ListOptions{Labels: map[string]string{resource.LabelZone: u.zone}})
+		if err != nil {
+			return err
+		}
+		for _, r := range res.Items {
+			if r.Labels[resource.LabelOrigin] == resource.OriginZone {
+				u.index[r.Key()] = contentHash(r)
+			}
+		}
+	}
+	return nil
+}
+
+// apply applies one upload batch. It returns an error only when the store
+// fails; rejected resources are listed in the Ack.
+func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error) {
+	if u.index == nil {
+		if err := u.loadIndex(ctx); err != nil {
+			return nil, fmt.Errorf("kds: load zone resources: %w", err)
+		}
+	}
+	if b.GetSnapshot() && u.seen == nil {
+		u.seen = map[resource.Key]bool{}
+	}
+	ack := &kdsv1.Ack{Nonce: b.GetNonce()}
+	reject := func(w *kdsv1.Resource, reason string) {
+		ack.Errors = append(ack.Errors, &kdsv1.ResourceError{Type: w.Type, Mesh: w.Mesh, Name: w.Name, Reason: reason, Revision: w.Revision})
+	}
+	var ops []store.Op
+	var hashes []string
+	var sources []*kdsv1.Resource
+	for _, w := range b.GetResources() {
+		key := keyOf(w)
+		key.Name = GlobalName(u.zone, w.Name)
+		if u.seen != nil {
+			u.seen[key] = true
+		}
+		d, ok := resource.Lookup(key.Type)
+		if !ok || d.Sync != resource.SyncZoneToGlobal || d.Type == resource.TypeZoneInsight {
+			reject(w, fmt.Sprintf("type %q is not accepted from zones", w.Type))
+			continue
+		}
+		if w.Delete {
+			if _, mine := u.index[key]; !mine {
+				continue // never ours: nothing to delete, and nothing else may be
+			}
+			ops = append(ops, store.Op{Delete: true, Key: key})
+			hashes, sources = append(hashes, ""), append(sources, w)
+			continue
+		}
+		r, err := decodeResource(w.Json)
+		if err != nil {
+			reject(w, err.Error())
+			continue
+		}
+		if r.Key() != keyOf(w) {
+			reject(w, fmt.Sprintf("resource is %s, the message says %s", r.Key(), keyOf(w)))
+			continue
+		}
+		if err := resource.Validate(r); err != nil {
+			reject(w, err.Error())
+			continue
+		}
+		if zs, ok := r.Spec.(zoneSetter); ok {
+			zs.SetZone(u.zone)
+		}
+		r.Name = key.Name
+		r.Labels = withLabels(r.Labels, map[string]string{
+			resource.LabelZone:        u.zone,
+			resource.LabelOrigin:      resource.OriginZone,
+			resource.LabelDisplayName: w.Name,
+		})
+		h := contentHash(r)
+		prev, mine := u.index[key]
+		if mine && prev == h {
+			continue
+		}
+		if !mine {
+			if owner, err := u.owner(ctx, key); err != nil {
+				return nil, err
+			} else if owner != "" {
+				reject(w, fmt.Sprintf("%s exists on global and belongs to %s", key, owner))
+				continue
+			}
+		}
+		now := time.Now().UTC()
+		if r.CreationTime.IsZero() {
+			r.CreationTime = now
+		}
+		r.ModificationTime = now
+		ops = append(ops, store.Op{Key: key, Resource: r})
+		hashes, sources = append(hashes, h), append(sources, w)
+	}
+	if err := u.commit(ctx, ops, hashes, sources, reject); err != nil {
+		return nil, err
+	}
+	if b.GetSnapshotEnd() {
+		if msg, err := u.finishSnapshot(ctx); err != nil {
+			return nil, err
+		} else if msg != "" {
+			ack.Error = msg
+		}
+	}
+	for _, e := range ack.Errors {
+		u.s.metrics.uploadNACKs.WithLabelValues(u.zone).Inc()
+		u.log.Warn("upload rejected", "type", e.Type, "mesh", e.Mesh, "name", e.Name, "reason", e.Reason)
+	}
+	ack.Revision = b.GetRevision()
+	return ack, nil
+}
+
+// owner says who owns an existing resource not in this zone's index: "" when
+// it does not exist.
+func (u *uploader) owner(ctx context.Context, key resource.Key) (string, error) {
+	r, _, err := u.s.cfg.Store.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("kds: read %s: %w", key, err)
+	}
+	if z := r.Labels[resource.LabelZone]; z != "" && r.Labels[resource.LabelOrigin] == resource.OriginZone {
+		if z == u.zone {
+			return "", nil // ours, written by another stream of this zone
+		}
+		return "zone " + z, nil
+	}
+	return "global", nil
+}
+
+// commit writes ops in transactions; when a transaction fails it retries the
+// ops one by one so a single bad resource is rejected alone.
+func (u *uploader) commit(ctx context.Context, ops []store.Op, hashes []string, sources []*kdsv1.Resource, reject func(*kdsv1.Resource, string)) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	st := u.s.cfg.Store
+	done := func(i int) {
+		if ops[i].Delete {
+			delete(u.index, ops[i].Key)
+		} else {
+			u.index[ops[i].Key] = hashes[i]
+		}
+	}
+	if _, err := st.Txn(ctx, ops); err == nil {
+		for i := range ops {
+			done(i)
+		}
+		return nil
+	}
+	for i, op := range ops {
+		var err error
+		if op.Delete {
+			_, err = st.Delete(ctx, op.Key, store.AnyVersion)
+			if errors.Is(err, store.ErrNotFound) {
+				err = nil
+			}
+		} else {
+			_, err = st.Put(ctx, op.Resource, store.AnyVersion)
+		}
+		switch {
+		case err == nil:
+			done(i)
+		case permanent(err):
+			reject(sources[i], err.Error())
+		default:
+			return fmt.Errorf("kds: write %s: %w", op.Key, err)
+		}
+	}
+	return nil
+}
+
+// permanent reports store errors that retrying the same write cannot fix.
+func permanent(err error) bool {
+	var inv *resource.InvalidError
+	return errors.Is(err, store.ErrTooLarge) || errors.As(err, &inv)
+}
+
+// finishSnapshot deletes this zone's resources the snapshot did not name,
+// unless that is more than the allowed share.
+func (u *uploader) finishSnapshot(ctx context.Context) (string, error) {
+	seen := u.seen
+	u.seen = nil
+	var gone []store.Op
+	for k := range u.index {
+		if !seen[k] {
+			gone = append(gone, store.Op{Delete: true, Key: k})
+		}
+	}
+	if len(gone) == 0 {
+		return "", nil
+	}
+	if float64(len(gone)) > u.s.cfg.MaxDeleteRatio*float64(len(u.index)) {
+		msg := fmt.Sprintf("upload snapshot would delete %d of the zone's %d resources on global (more than %.0f%%); deletes refused", len(gone), len(u.index), 100*u.s.cfg.MaxDeleteRatio)
+		u.log.Warn("refused snapshot deletes", "reason", msg)
+		u.s.nack(u.zone, resource.NACK{Reason: msg, Time: time.Now().UTC()})
+		return msg, nil
+	}
+	hashes := make([]string, len(gone))
+	sources := make([]*kdsv1.Resource, len(gone))
+	for i, op := range gone {
+		sources[i] = &kdsv1.Resource{Type: string(op.Key.Type), Mesh: op.Key.Mesh, Name: op.Key.Name, Delete: true}
+	}
+	return "", u.commit(ctx, gone, hashes, sources, func(*kdsv1.Resource, string) {})
+}
