@@ -1,0 +1,197 @@
+package zone
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/meshtrace/meshtrace/inspect"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// startZone runs a standalone zone CP (no global) on an embedded etcd in dir.
+func startZone(t *testing.T, dir string) (*Zone, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.OpenEmbedded(ctx, store.EmbeddedConfig{Dir: filepath.Join(dir, "etcd"), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Name = "west"
+	cfg.DataDir = dir
+	cfg.API.Address, cfg.XDS.Address, cfg.Diagnostics.Address = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	z, err := New(cfg, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: io.Discard}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	z.SetStore(st)
+	done := make(chan error, 1)
+	go func() { done <- z.Run(ctx) }()
+	select {
+	case <-z.Started():
+	case err := <-done:
+		t.Fatalf("zone stopped: %v", err)
+	}
+	return z, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("zone Run: %v", err)
+		}
+		st.Close()
+	}
+}
+
+func call(t *testing.T, method, url string, body any, out any) int {
+	t.Helper()
+	var rdr io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdr = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, rdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, url, err, data)
+		}
+	}
+	return resp.StatusCode
+}
+
+func syncedPolicy(t *testing.T, name, url string) *resource.Resource {
+	t.Helper()
+	r, err := resource.Decode([]byte(`type: MeshTrace
+name: ` + name + `
+mesh: default
+labels:
+  kuma.io/origin: global
+spec:
+  targetRef:
+    kind: MeshSubset
+    tags:
+      kuma.io/zone: west
+  default:
+    backends:
+    - zipkin:
+        url: ` + url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resource.Prepare(r)
+	return r
+}
+
+func waitCollector(t *testing.T, z *Zone, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, got, ok := z.Reconciler().Collector("default", name)
+		if ok && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy %s: collector %q, want %q", name, got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestZoneServesSyncedPolicyToRegisteredProxy(t *testing.T) {
+	dir := t.TempDir()
+	z, stop := startZone(t, dir)
+	api := "http://" + z.APIAddr()
+	// Meshes come from global; put the synced copy KDS would write.
+	mesh, _ := resource.New(resource.TypeMesh, "", "default")
+	mesh.Labels = map[string]string{resource.LabelOrigin: resource.OriginGlobal}
+	if _, err := z.Store().Put(context.Background(), mesh, store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+
+	dp, _ := resource.New(resource.TypeDataplane, "default", "backend-1")
+	spec := dp.Spec.(*resource.DataplaneSpec)
+	spec.Networking.Address = "10.0.0.1"
+	spec.Networking.Inbound = []resource.Inbound{{Port: 8080, ServicePort: 80, Tags: map[string]string{
+		resource.TagService: "backend", resource.TagProtocol: "http", resource.TagZone: "east", // forged: the zone overwrites it
+	}}}
+	if code := call(t, "PUT", api+"/meshes/default/dataplanes/backend-1", dp, nil); code != http.StatusCreated {
+		t.Fatalf("register dataplane: %d", code)
+	}
+	var stored resource.Resource
+	if code := call(t, "GET", api+"/meshes/default/dataplanes/backend-1", nil, &stored); code != http.StatusOK {
+		t.Fatalf("get dataplane: %d", code)
+	}
+	if got := stored.Spec.(*resource.DataplaneSpec).Networking.Inbound[0].Tags[resource.TagZone]; got != "west" {
+		t.Fatalf("kuma.io/zone = %q, want the zone's own name west", got)
+	}
+
+	// What KDS would write: a read-only copy of a global policy.
+	pol := syncedPolicy(t, "trace-west", "http://west.zipkincollector:9411/api/v2/spans")
+	if _, err := z.Store().Put(context.Background(), pol, store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	waitCollector(t, z, "backend-1", "http://west.zipkincollector:9411/api/v2/spans")
+
+	if code := call(t, "PUT", api+"/meshes/default/meshtraces/trace-west", pol, nil); code != http.StatusMethodNotAllowed {
+		t.Fatalf("write to a synced policy on the zone: %d, want 405", code)
+	}
+	if code := call(t, "DELETE", api+"/meshes/default/meshtraces/trace-west", nil, nil); code != http.StatusMethodNotAllowed {
+		t.Fatalf("delete of a synced policy on the zone: %d, want 405", code)
+	}
+
+	var rules inspect.DataplaneRules
+	if code := call(t, "GET", api+"/meshes/default/dataplanes/backend-1/_rules", nil, &rules); code != http.StatusOK {
+		t.Fatalf("_rules: %d", code)
+	}
+	if rules.Zone != "west" || rules.Backend != resource.BackendZipkin || len(rules.Policies) != 1 || rules.Policies[0].Name != "trace-west" {
+		t.Fatalf("unexpected rules %+v", rules)
+	}
+	var aff inspect.AffectedDataplanes
+	if code := call(t, "GET", api+"/meshes/default/meshtraces/trace-west/_resources/dataplanes", nil, &aff); code != http.StatusOK {
+		t.Fatalf("_resources: %d", code)
+	}
+	if aff.Total != 1 || aff.Items[0].Name != "backend-1" || aff.Items[0].Service != "backend" {
+		t.Fatalf("unexpected affected %+v", aff)
+	}
+	var dump map[string]any
+	if code := call(t, "GET", api+"/meshes/default/dataplanes/backend-1/xds", nil, &dump); code != http.StatusOK {
+		t.Fatalf("xds dump: %d", code)
+	}
+	if b, _ := json.Marshal(dump); !strings.Contains(string(b), "west.zipkincollector") {
+		t.Fatalf("xds dump lacks the collector: %s", b)
+	}
+	if code := call(t, "GET", api+"/meshes/default/dataplanes/nope/_rules", nil, nil); code != http.StatusNotFound {
+		t.Fatalf("_rules of unknown proxy: %d", code)
+	}
+	var ready map[string]any
+	if code := call(t, "GET", "http://"+z.DiagnosticsAddr()+"/readyz", nil, &ready); code != http.StatusOK {
+		t.Fatalf("readyz: %d %v", code, ready)
+	}
+
+	// Restart with global nowhere in sight: the same config is served.
+	stop()
+	z2, stop2 := startZone(t, dir)
+	defer stop2()
+	waitCollector(t, z2, "backend-1", "http://west.zipkincollector:9411/api/v2/spans")
+}
