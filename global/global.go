@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshtrace/meshtrace/inspect"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
 	"github.com/meshtrace/meshtrace/store"
@@ -202,7 +203,7 @@ func (g *Global) Run(ctx context.Context) (err error) {
 		ClusterID:  cluster,
 		Token:      token,
 		Registerer: g.reg,
-		Routes:     g.routes,
+		Routes:     g.apiRoutes(),
 	})
 	if err != nil {
 		return fmt.Errorf("global: %w", err)
@@ -248,6 +249,18 @@ func (g *Global) Run(ctx context.Context) (err error) {
 	err = eg.Wait()
 	g.log.Info("global control plane stopped", "error", err)
 	return err
+}
+
+// apiRoutes are the inspect endpoints answered from the store plus the
+// routes added with AddRoute (which win on the same pattern).
+func (g *Global) apiRoutes() map[string]http.Handler {
+	routes := inspect.Routes(storeSource{g: g})
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for p, h := range g.routes {
+		routes[p] = h
+	}
+	return routes
 }
 
 // openStore returns the store to use and how to close it.

@@ -269,3 +269,44 @@ func TestListenFailure(t *testing.T) {
 		t.Fatalf("Run on a taken port = %v", err)
 	}
 }
+
+func TestInspectRoutes(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.API.AdminToken = "tok"
+	g, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := store.NewMemory()
+	g.SetStore(mem)
+	start(t, g)
+	api := "http://" + g.APIAddr()
+	if code, body := call(t, "PUT", api+"/meshes/default/meshtraces/t1", "tok", strings.ReplaceAll(traceBody, "mesh: prod", "mesh: default")); code != 201 {
+		t.Fatalf("create policy = %d %s", code, body)
+	}
+	// Dataplanes reach global from zones; store two with the same local name.
+	for _, zone := range []string{"east", "west"} {
+		dp, err := resource.Decode([]byte("type: Dataplane\nmesh: default\nname: " + zone + ".web-1\nlabels:\n  kuma.io/zone: " + zone +
+			"\n  kuma.io/display-name: web-1\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: web\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mem.Put(context.Background(), dp, store.AnyVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, body := call(t, "GET", api+"/meshes/default/dataplanes/east.web-1/_rules", "", "")
+	if code != 200 || !strings.Contains(body, `"name":"t1"`) || !strings.Contains(body, "zipkin:9411") {
+		t.Fatalf("_rules = %d %s", code, body)
+	}
+	if code, body = call(t, "GET", api+"/meshes/default/dataplanes/web-1/_rules", "", ""); code != 400 || !strings.Contains(body, "several zones") {
+		t.Fatalf("ambiguous _rules = %d %s", code, body)
+	}
+	if code, body = call(t, "GET", api+"/meshes/default/dataplanes/nope/_rules", "", ""); code != 404 {
+		t.Fatalf("unknown _rules = %d %s", code, body)
+	}
+	code, body = call(t, "GET", api+"/meshes/default/meshtraces/t1/_resources/dataplanes", "", "")
+	if code != 200 || !strings.Contains(body, `"total":2`) {
+		t.Fatalf("_resources/dataplanes = %d %s", code, body)
+	}
+}

@@ -73,10 +73,16 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // StoreError translates a store error into an API error about what (a
-// description of the resource such as `MeshTrace "t" in mesh "default"`).
+// description of the resource such as `MeshTrace "t" in mesh "default"`). An
+// *Error passes through unchanged.
 func StoreError(err error, what string) *Error {
-	var ie *resource.InvalidError
+	var (
+		ie *resource.InvalidError
+		ae *Error
+	)
 	switch {
+	case errors.As(err, &ae):
+		return ae
 	case errors.As(err, &ie):
 		return NewError(http.StatusBadRequest, what+" is invalid", ie.Violations...)
 	case errors.Is(err, store.ErrNotFound):
