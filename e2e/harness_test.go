@@ -99,7 +99,7 @@ func TestHarnessCollectorAndProxy(t *testing.T) {
 	z := tp.Zone("east")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p, err := startADSClient(ctx, t, z.Name, mesh, "lonely", "nowhere:5678", z.Net)
+	p, err := startADSClient(ctx, t, z.Name, mesh, "lonely", "", "nowhere:5678", z.Net)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -368,6 +368,25 @@ func testZoneRestartWhileGlobalDown(t *testing.T, tp *Topology) {
 				p.Name, b.Clusters, b.Listeners, a.Clusters, a.Listeners)
 		}
 	}
+	// A proxy that connects fresh gets the full config from the restarted
+	// CP (the reconnected ones already hold it and may get no push).
+	fresh, err := startADSClient(t.Context(), t, east.Name, mesh, east.Dataplanes[0], "fresh", zoneXDSAddr(), east.Net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.terminate()
+	waitFor(t, converge, "a fresh proxy got config from the restarted zone CP", func() error {
+		c, err := proxyConfig(t, fresh)
+		if err != nil {
+			return err
+		}
+		b := before[east.Proxies[0].Name]
+		if fmt.Sprint(b.Clusters, b.Listeners) != fmt.Sprint(c.Clusters, c.Listeners) {
+			return fmt.Errorf("fresh proxy config differs from before the restart:\n before %+v %+v\n now    %+v %+v",
+				b.Clusters, b.Listeners, c.Clusters, c.Listeners)
+		}
+		return nil
+	})
 	got, err := east.API().Policies(t)
 	if err != nil {
 		t.Fatal(err)

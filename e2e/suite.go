@@ -205,7 +205,7 @@ func (tp *Topology) startControlPlanes(t testing.TB) error {
 				if err != nil || resp.Status >= 300 {
 					return fmt.Errorf("register dataplane %s: %v %d %s", dp, err, resp.Status, resp.Body)
 				}
-				p, err := startADSClient(gctx, t, z.Name, mesh, dp, zoneXDSAddr(), z.Net)
+				p, err := startADSClient(gctx, t, z.Name, mesh, dp, "", zoneXDSAddr(), z.Net)
 				if err != nil {
 					return err
 				}

@@ -424,10 +424,15 @@ func startCollector(ctx context.Context, t testing.TB, zone string, net *Net) (*
 }
 
 // startADSClient starts an Envoy stand-in for dataplane name in mesh, talking
-// ADS to xdsAddr (host:port inside the zone network).
-func startADSClient(ctx context.Context, t testing.TB, zone, mesh, name, xdsAddr string, net *Net) (*Node, error) {
+// ADS to xdsAddr (host:port inside the zone network). instance tells apart
+// several stand-ins for one dataplane.
+func startADSClient(ctx context.Context, t testing.TB, zone, mesh, name, instance, xdsAddr string, net *Net) (*Node, error) {
+	cname := zone + "-" + name
+	if instance != "" {
+		cname += "-" + instance
+	}
 	return startNode(ctx, spec{
-		name:  zone + "-" + name,
+		name:  cname,
 		image: imageADSClient.Ref(t),
 		cmd:   []string{"--xds=" + xdsAddr, "--node=" + mesh + "." + name, "--listen=:9901", "--max-backoff=1s"},
 		ports: []string{adsclientPort},

@@ -217,7 +217,10 @@ func (c *client) stream(ctx context.Context) error {
 			return fmt.Errorf("subscribe %s: %w", typ, err)
 		}
 	}
-	first := true
+	// A stream is created only on a ready connection, so the control plane
+	// is reachable now. It may send nothing: a server whose versions equal
+	// those just announced has nothing new to say.
+	c.st.update(func(cfg *Config) { cfg.Connected = true; cfg.Streams++; cfg.LastError = "" })
 	for {
 		resp, err := ads.Recv()
 		if err != nil {
@@ -225,10 +228,6 @@ func (c *client) stream(ctx context.Context) error {
 				return errors.New("stream closed by server")
 			}
 			return err
-		}
-		if first {
-			first = false
-			c.st.update(func(cfg *Config) { cfg.Connected = true; cfg.Streams++; cfg.LastError = "" })
 		}
 		ack := &discoveryv3.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}
 		if err := c.apply(resp); err != nil {
