@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,17 +31,45 @@ func reportOps(b *testing.B, n int, start time.Time) {
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "ops/s")
 }
 
+// latencies collects per-operation latencies and reports p50 and p99.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d []time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d...)
+	l.mu.Unlock()
+}
+
+func (l *latencies) report(b *testing.B) {
+	if len(l.d) == 0 {
+		return
+	}
+	slices.Sort(l.d)
+	q := func(p float64) float64 { return float64(l.d[int(p*float64(len(l.d)-1))].Microseconds()) }
+	b.ReportMetric(q(0.50), "p50-us")
+	b.ReportMetric(q(0.99), "p99-us")
+}
+
 func benchPut(b *testing.B, fsync bool) {
 	s := benchStore(b, fsync)
 	ctx := context.Background()
+	var lat latencies
+	var mine []time.Duration
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
 		if _, err := s.Put(ctx, benchTrace(i%1000), store.AnyVersion); err != nil {
 			b.Fatal(err)
 		}
+		mine = append(mine, time.Since(t0))
 	}
 	reportOps(b, b.N, start)
+	lat.add(mine)
+	lat.report(b)
 }
 
 func benchPutParallel(b *testing.B, fsync bool) {
@@ -49,16 +79,22 @@ func benchPutParallel(b *testing.B, fsync bool) {
 	b.SetParallelism(8) // 8 writers per GOMAXPROCS: etcd batches concurrent writes
 	b.ResetTimer()
 	start := time.Now()
+	var lat latencies
 	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		defer func() { lat.add(mine) }()
 		for pb.Next() {
 			i := int(next.Add(1))
+			t0 := time.Now()
 			if _, err := s.Put(ctx, benchTrace(i%1000), store.AnyVersion); err != nil {
 				b.Error(err)
 				return
 			}
+			mine = append(mine, time.Since(t0))
 		}
 	})
 	reportOps(b, b.N, start)
+	lat.report(b)
 }
 
 func BenchmarkEtcdPutFsync(b *testing.B)           { benchPut(b, true) }
