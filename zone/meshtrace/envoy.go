@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -290,8 +291,8 @@ type Listener struct {
 
 // Tracer builds the Envoy tracing configuration of one proxy from a merged
 // MeshTrace configuration. Build it once per proxy with NewTracer; its
-// messages may be shared by many listeners and must not be modified. A Tracer
-// is not safe for concurrent use.
+// messages may be shared by many listeners and proxies and must not be
+// modified. A Tracer is safe for concurrent use.
 type Tracer struct {
 	backend   resource.Backend
 	collector Collector
@@ -300,6 +301,8 @@ type Tracer struct {
 	random    *typev3.Percent
 	client    *typev3.Percent
 	tags      []*tracingtypev3.CustomTag
+
+	mu        sync.Mutex
 	providers map[string]*tracev3.Tracing_Http // by service name
 	blocks    map[blockKey]*hcmv3.HttpConnectionManager_Tracing
 }
@@ -392,6 +395,8 @@ func customTags(tags []resource.TraceTag) ([]*tracingtypev3.CustomTag, error) {
 func (t *Tracer) HTTP(l Listener) (*hcmv3.HttpConnectionManager_Tracing, error) {
 	service := t.serviceName(l)
 	gw := l.Direction == Gateway
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if tr, ok := t.blocks[blockKey{service, gw}]; ok {
 		return tr, nil
 	}

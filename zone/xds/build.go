@@ -65,10 +65,12 @@ func mustAny(m proto.Message) *anypb.Any {
 
 // builder accumulates one proxy's resources.
 type builder struct {
-	tracer    *meshtrace.Tracer
+	tr        *prepared // nil when tracing is off
+	parts     *Parts    // nil: nothing shared
 	listeners []types.Resource
 	clusters  []types.Resource
 	endpoints []types.Resource
+	sums      []digest        // per cluster: hash of the cluster and its load assignment
 	seen      map[string]bool // cluster names already added
 	eds       int             // EDS clusters added
 }
@@ -85,15 +87,21 @@ type builder struct {
 // Every resource passes ValidateAll and the snapshot is Consistent. The
 // version is a hash of the content: equal inputs give equal versions.
 func Build(dp *resource.Resource, rules meshtrace.Rules) (*cache.Snapshot, error) {
+	return build(dp, rules.Conf, nil, digest{})
+}
+
+// build is Build sharing what it can through parts (which may be nil);
+// confKey identifies conf among the configurations parts has seen.
+func build(dp *resource.Resource, conf resource.MeshTraceConf, parts *Parts, confKey digest) (*cache.Snapshot, error) {
 	spec, ok := dp.Spec.(*resource.DataplaneSpec)
 	if !ok {
 		return nil, ErrNotDataplane
 	}
-	tracer, err := meshtrace.NewTracer(rules.Conf)
+	tr, err := parts.tracing(confKey, conf)
 	if err != nil {
 		return nil, fmt.Errorf("meshtrace: %w", err)
 	}
-	b := &builder{tracer: tracer, seen: map[string]bool{}}
+	b := &builder{tr: tr, parts: parts, seen: map[string]bool{}}
 	nw := spec.Networking
 	service := proxyService(spec)
 
@@ -156,11 +164,8 @@ func Build(dp *resource.Resource, rules meshtrace.Rules) (*cache.Snapshot, error
 			return nil, err
 		}
 	}
-	if tracer != nil && len(b.listeners) > 0 {
-		if c := tracer.Cluster(); !b.seen[c.Name] {
-			b.seen[c.Name] = true
-			b.clusters = append(b.clusters, c)
-		}
+	if tr != nil && len(b.listeners) > 0 {
+		b.add(tr.collector)
 	}
 	return b.snapshot()
 }
@@ -204,31 +209,26 @@ func statPrefix(name string) string {
 }
 
 func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDirection, vh *routev3.VirtualHost, l meshtrace.Listener) error {
-	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: statPrefix(name),
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name:         name,
-			VirtualHosts: []*routev3.VirtualHost{vh},
-		}},
-		HttpFilters: []*hcmv3.HttpFilter{{
-			Name:       routerFilter,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny},
-		}},
-	}
-	if b.tracer != nil {
-		tr, err := b.tracer.HTTP(l)
-		if err != nil {
+	var tracing *hcmv3.HttpConnectionManager_Tracing
+	if b.tr != nil {
+		var err error
+		if tracing, err = b.tr.tracer.HTTP(l); err != nil {
 			return fmt.Errorf("listener %s: %w", name, err)
 		}
-		hcm.Tracing = tr
 	}
-	if err := hcm.ValidateAll(); err != nil {
-		return fmt.Errorf("listener %s: http connection manager: %w", name, err)
+	// The listener's own HttpConnectionManager fields are validated here; the
+	// shared ones (codec, filters, tracing) once, in sharedHCM.
+	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}}
+	if err := rc.ValidateAll(); err != nil {
+		return fmt.Errorf("listener %s: route configuration: %w", name, err)
 	}
-	hcmAny, err := anypb.New(hcm)
+	own := &hcmv3.HttpConnectionManager{
+		StatPrefix:     statPrefix(name),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+	}
+	hcmAny, err := b.packHCM(own, tracing)
 	if err != nil {
-		return err
+		return fmt.Errorf("listener %s: %w", name, err)
 	}
 	lis := &listenerv3.Listener{
 		Name:             name,
@@ -248,28 +248,103 @@ func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDir
 	return nil
 }
 
+var (
+	hcmTypeURL = "type.googleapis.com/" + string(proto.MessageName(&hcmv3.HttpConnectionManager{}))
+	marshal    = proto.MarshalOptions{Deterministic: true}
+)
+
+// packHCM packs an HttpConnectionManager made of own (the listener's stat
+// prefix and routes) and the fields listeners share (codec, router filter,
+// tracing block) into an Any. The shared fields are marshaled once per
+// tracing block and appended to own's encoding: protobuf parsers accept
+// fields in any order, and the concatenation of the encodings of disjoint
+// fields is the encoding of their union. This halves the marshaling work.
+func (b *builder) packHCM(own *hcmv3.HttpConnectionManager, tracing *hcmv3.HttpConnectionManager_Tracing) (*anypb.Any, error) {
+	shared, err := b.tr.sharedHCM(tracing)
+	if err != nil {
+		return nil, err
+	}
+	buf, err := marshal.MarshalAppend(make([]byte, 0, marshal.Size(own)+len(shared)), own)
+	if err != nil {
+		return nil, err
+	}
+	return &anypb.Any{TypeUrl: hcmTypeURL, Value: append(buf, shared...)}, nil
+}
+
+var routerFilters = []*hcmv3.HttpFilter{{
+	Name:       routerFilter,
+	ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny},
+}}
+
+// sharedFields returns the validated encoding of the HttpConnectionManager
+// fields every listener with this tracing block has.
+func sharedFields(tracing *hcmv3.HttpConnectionManager_Tracing) ([]byte, error) {
+	shared := &hcmv3.HttpConnectionManager{
+		CodecType:   hcmv3.HttpConnectionManager_AUTO,
+		HttpFilters: routerFilters,
+		Tracing:     tracing,
+	}
+	// Validate as a whole message; the listener-specific fields are checked per listener.
+	check := &hcmv3.HttpConnectionManager{
+		StatPrefix:     "check",
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{}},
+		CodecType:      shared.CodecType,
+		HttpFilters:    shared.HttpFilters,
+		Tracing:        shared.Tracing,
+	}
+	if err := check.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("http connection manager: %w", err)
+	}
+	return marshal.Marshal(shared)
+}
+
+// untracedHCM is the shared encoding when tracing is off.
+var untracedHCM = func() []byte {
+	b, err := sharedFields(nil)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+// add adds a cluster (and its load assignment) unless one of that name is in.
+func (b *builder) add(p *part) {
+	name := p.cluster.GetName()
+	if b.seen[name] {
+		return
+	}
+	b.seen[name] = true
+	b.clusters = append(b.clusters, p.cluster)
+	b.sums = append(b.sums, p.sum)
+	if p.cla != nil {
+		b.endpoints = append(b.endpoints, p.cla)
+		b.eds++
+	}
+}
+
 func (b *builder) staticCluster(name, addr string, port uint32) error {
 	if b.seen[name] {
 		return nil
 	}
-	c := &clusterv3.Cluster{
-		Name:                 name,
-		ConnectTimeout:       durationpb.New(connectTimeout * 1e9),
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{
-			ClusterName: name,
-			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
-				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-					Address: meshtrace.SocketAddress(addr, port),
-				}},
-			}}}},
-		},
+	p, err := b.parts.cluster("static\x00"+name+"\x00"+hostPort(addr, port), func() (*part, error) {
+		return newPart(&clusterv3.Cluster{
+			Name:                 name,
+			ConnectTimeout:       durationpb.New(connectTimeout * 1e9),
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{
+				ClusterName: name,
+				Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: meshtrace.SocketAddress(addr, port),
+					}},
+				}}}},
+			},
+		}, nil)
+	})
+	if err != nil {
+		return err
 	}
-	if err := c.ValidateAll(); err != nil {
-		return fmt.Errorf("cluster %s: %w", name, err)
-	}
-	b.seen[name] = true
-	b.clusters = append(b.clusters, c)
+	b.add(p)
 	return nil
 }
 
@@ -282,20 +357,18 @@ func (b *builder) edsCluster(name string) error {
 	if b.seen[name] {
 		return nil
 	}
-	c := &clusterv3.Cluster{
-		Name:                 name,
-		ConnectTimeout:       durationpb.New(connectTimeout * 1e9),
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource},
+	p, err := b.parts.cluster("eds\x00"+name, func() (*part, error) {
+		return newPart(&clusterv3.Cluster{
+			Name:                 name,
+			ConnectTimeout:       durationpb.New(connectTimeout * 1e9),
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+			EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource},
+		}, &endpointv3.ClusterLoadAssignment{ClusterName: name})
+	})
+	if err != nil {
+		return err
 	}
-	if err := c.ValidateAll(); err != nil {
-		return fmt.Errorf("cluster %s: %w", name, err)
-	}
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
-	b.seen[name] = true
-	b.clusters = append(b.clusters, c)
-	b.endpoints = append(b.endpoints, cla)
-	b.eds++
+	b.add(p)
 	return nil
 }
 
@@ -322,18 +395,8 @@ func (b *builder) snapshot() (*cache.Snapshot, error) {
 		h.Write(buf)
 		h.Write([]byte{1})
 	}
-	opts := proto.MarshalOptions{Deterministic: true}
-	for _, group := range [][]types.Resource{b.clusters, b.endpoints} {
-		for _, r := range group {
-			var err error
-			buf, err = opts.MarshalAppend(buf[:0], r)
-			if err != nil {
-				return nil, err
-			}
-			h.Write(buf)
-			h.Write([]byte{1})
-		}
-		h.Write([]byte{2})
+	for i := range b.sums {
+		h.Write(b.sums[i][:])
 	}
 	version := hex.EncodeToString(h.Sum(nil)[:8])
 	snap, err := cache.NewSnapshot(version, map[resourcev3.Type][]types.Resource{

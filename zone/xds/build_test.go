@@ -4,7 +4,10 @@ import (
 	"strings"
 	"testing"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/zone/meshtrace"
@@ -218,5 +221,40 @@ func TestBuildErrors(t *testing.T) {
 	rules := meshtrace.Rules{Conf: resource.MeshTraceConf{Backends: backends(zipkinBackend("gopher://x"))}}
 	if _, err := Build(dp, rules); err == nil {
 		t.Fatal("expected an error for a bad collector url")
+	}
+}
+
+// packHCM's concatenated encoding must decode to the message it was given.
+func TestPackHCM(t *testing.T) {
+	dp := sidecar("backend-1", "backend", nil, "db1")
+	rules := meshtrace.Compute(dp, []*resource.Resource{meshTrace("default", meshRef(), fullConf(zipkinBackend("http://zipkin:9411")))})
+	prep, err := prepare(rules.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &builder{tr: prep, seen: map[string]bool{}}
+	tr, _ := prep.tracer.HTTP(meshtrace.Listener{Service: "backend"})
+	for _, name := range []string{"inbound:1.2.3.4:80", "outbound:127.0.0.1:1000"} {
+		want := &hcmv3.HttpConnectionManager{
+			StatPrefix:     statPrefix(name),
+			RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{routeTo("c")}}},
+			HttpFilters:    []*hcmv3.HttpFilter{{Name: routerFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny}}},
+			Tracing:        tr,
+		}
+		own := &hcmv3.HttpConnectionManager{StatPrefix: want.StatPrefix, RouteSpecifier: want.RouteSpecifier}
+		a, err := b.packHCM(own, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got hcmv3.HttpConnectionManager
+		if err := a.UnmarshalTo(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(&got, want) {
+			t.Fatalf("decoded %v\nwant %v", &got, want)
+		}
+	}
+	if len(prep.shared) != 1 {
+		t.Fatalf("shared parts %d, want 1", len(prep.shared))
 	}
 }

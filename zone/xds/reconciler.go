@@ -72,6 +72,7 @@ type Reconciler struct {
 	meshPols  map[string][]*resource.Resource        // policies per mesh, for matching
 	affecting map[resource.Key]map[resource.Key]bool // policy -> proxies it selects
 	builds    map[digest]*built
+	parts     *Parts
 }
 
 // NewReconciler returns a Reconciler writing to out. Metrics are registered
@@ -97,6 +98,7 @@ func NewReconciler(logger hclog.Logger, out Snapshots, reg prometheus.Registerer
 		meshPols:  map[string][]*resource.Resource{},
 		affecting: map[resource.Key]map[resource.Key]bool{},
 		builds:    map[digest]*built{},
+		parts:     NewParts(),
 	}
 	if reg != nil {
 		var err error
@@ -386,14 +388,20 @@ func compareKeys(a, b resource.Key) int {
 func (r *Reconciler) plan(pl *plan) {
 	p := pl.p
 	matched := meshtrace.Match(p.dp, r.meshPols[p.dp.Mesh])
+	// confKey identifies the merged configuration (the matched policies in
+	// order); inputs adds the Dataplane.
 	h := sha256.New()
-	h.Write(p.dpDigest[:])
 	pl.policies = make([]resource.Key, len(matched))
 	for i, m := range matched {
 		pl.policies[i] = m.Key()
 		d := r.policies[m.Key()].digest
 		h.Write(d[:])
 	}
+	var confKey digest
+	h.Sum(confKey[:0])
+	h.Reset()
+	h.Write(confKey[:])
+	h.Write(p.dpDigest[:])
 	h.Sum(pl.inputs[:0])
 	if p.built != nil && p.built.inputs == pl.inputs {
 		return // unchanged
@@ -402,7 +410,7 @@ func (r *Reconciler) plan(pl *plan) {
 		return // another proxy has the same inputs
 	}
 	rules := meshtrace.Merge(matched)
-	snap, err := Build(p.dp, rules)
+	snap, err := build(p.dp, rules.Conf, r.parts, confKey)
 	if err != nil {
 		pl.err = err
 		return
