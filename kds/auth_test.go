@@ -1,0 +1,290 @@
+package kds_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshtrace/meshtrace/kds"
+	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// rawStream opens a KDS stream by hand, to send what a real client would not.
+func (e *env) rawStream(t testing.TB, addr, tok string) (kdsv1.KDS_SyncClient, context.CancelFunc) {
+	t.Helper()
+	pemBytes, err := os.ReadFile(e.certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	stream, err := kdsv1.NewKDSClient(conn).Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := func() { cancel(); _ = conn.Close() }
+	t.Cleanup(stop)
+	return stream, stop
+}
+
+func hello(rev int64) *kdsv1.ZoneMessage {
+	return &kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Hello{Hello: &kdsv1.Hello{LastAppliedRevision: rev}}}
+}
+
+func TestTokens(t *testing.T) {
+	ctx := context.Background()
+	gs := newMemory(t)
+	tok := token(t, gs, "east")
+	claims, err := kds.ParseZoneToken(tok)
+	if err != nil || claims.Zone != "east" || claims.ID == "" {
+		t.Fatalf("claims %+v, %v", claims, err)
+	}
+	if _, err := kds.IssueZoneToken(ctx, gs, "Bad.Zone"); err == nil {
+		t.Fatal("issued a token for an invalid zone name")
+	}
+	// A second replica over the same store accepts it; a token signed with
+	// another key, or with edited claims, is refused.
+	other := newMemory(t)
+	forged := token(t, other, "east")
+	parts := strings.Split(tok, ".")
+	edited := parts[0] + "." + strings.TrimRight(parts[1], "=") + "x." + parts[2]
+
+	e := newEnv(t)
+	g := e.startGlobal(gs, "")
+	for name, bad := range map[string]string{"foreign key": forged, "edited": edited, "garbage": "nope"} {
+		t.Run(name, func(t *testing.T) {
+			stream, _ := e.rawStream(t, g.addr, bad)
+			_ = stream.Send(hello(0))
+			_, err := stream.Recv()
+			if status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("want Unauthenticated, got %v", err)
+			}
+		})
+	}
+	// A client with a forged token never connects.
+	zs := newMemory(t)
+	z := e.startZone("east", zs, forged, []string{g.addr})
+	time.Sleep(300 * time.Millisecond)
+	if z.client.Connected() || z.client.Stats().Sessions != 0 {
+		t.Fatal("zone with a forged token connected")
+	}
+	if len(list(t, zs, resource.TypeMeshTrace)) != 0 {
+		t.Fatal("zone with a forged token got data")
+	}
+}
+
+// Revoking a token cuts the zone's live stream and refuses it afterwards.
+func TestRevokedTokenIsCut(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	g := e.startGlobal(gs, "")
+	tok := token(t, gs, "east")
+	z := e.startZone("east", newMemory(t), tok, []string{g.addr})
+	waitFor(t, "east to connect", 5*time.Second, z.client.Connected)
+	claims, _ := kds.ParseZoneToken(tok)
+	if err := kds.RevokeZoneToken(context.Background(), gs, claims.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stream to be cut", 5*time.Second, func() bool { return !z.client.Connected() })
+	sessions := z.client.Stats().Sessions
+	time.Sleep(300 * time.Millisecond)
+	if z.client.Connected() || z.client.Stats().Sessions != sessions {
+		t.Fatal("revoked zone reconnected")
+	}
+}
+
+// Uploaded Dataplanes are stored as <zone>.<name>, labelled and tagged with
+// the authenticated zone; deletes follow; the ZoneInsight shows the zone.
+func TestUploadDataplanes(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	g := e.startGlobal(gs, "")
+	zs := newMemory(t)
+	dp := dataplane("default", "dp-1", "web")
+	dp.Labels = map[string]string{resource.LabelZone: "west", "team": "a"}
+	dp.Spec.(*resource.DataplaneSpec).Networking.Inbound[0].Tags[resource.TagZone] = "west"
+	put(t, zs, dp)
+	put(t, zs, dataplane("default", "dp-2", "api"))
+	proxies := []resource.ProxyTracing{{Mesh: "default", Name: "dp-1", Backend: resource.BackendZipkin, Collector: "http://zipkin:9411"}}
+	z := e.startZone("east", zs, token(t, gs, "east"), []string{g.addr}, func(c *kds.ClientConfig) {
+		c.ProxyReport = func() []resource.ProxyTracing { return proxies }
+	})
+	waitFor(t, "dataplanes on global", 5*time.Second, func() bool { return len(list(t, gs, resource.TypeDataplane)) == 2 })
+	got := list(t, gs, resource.TypeDataplane)["Dataplane/default/east.dp-1"]
+	if got == nil {
+		t.Fatalf("east.dp-1 missing: %v", list(t, gs, resource.TypeDataplane))
+	}
+	want := map[string]string{resource.LabelZone: "east", resource.LabelOrigin: resource.OriginZone, resource.LabelDisplayName: "dp-1", "team": "a"}
+	for k, v := range want {
+		if got.Labels[k] != v {
+			t.Fatalf("label %s = %q, want %q (%v)", k, got.Labels[k], v, got.Labels)
+		}
+	}
+	if tag := got.Spec.(*resource.DataplaneSpec).Networking.Inbound[0].Tags[resource.TagZone]; tag != "east" {
+		t.Fatalf("inbound zone tag %q", tag)
+	}
+	if _, err := zs.Delete(context.Background(), dp.Key(), store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the delete on global", 5*time.Second, func() bool { return len(list(t, gs, resource.TypeDataplane)) == 1 })
+
+	waitFor(t, "the insight", 5*time.Second, func() bool {
+		in := insight(t, gs, "east")
+		return in != nil && in.Online && len(in.Proxies) == 1 && in.GlobalInstance == g.srv.Instance()
+	})
+	if _, _, err := gs.Get(context.Background(), resource.Key{Type: resource.TypeZone, Name: "east"}); err != nil {
+		t.Fatalf("Zone resource: %v", err)
+	}
+	z.stop()
+	waitFor(t, "the zone offline", 5*time.Second, func() bool {
+		in := insight(t, gs, "east")
+		return in != nil && !in.Online && !in.DisconnectedTime.IsZero()
+	})
+	// The zone's Dataplanes stay on global while it is away.
+	if len(list(t, gs, resource.TypeDataplane)) != 1 {
+		t.Fatal("disconnect deleted dataplanes")
+	}
+}
+
+// A zone can never overwrite or delete another zone's or global's resources.
+func TestZoneCannotTouchOthers(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	g := e.startGlobal(gs, "")
+	west := e.startZone("west", func() store.Store { s := newMemory(t); put(t, s, dataplane("default", "x", "web")); return s }(), token(t, gs, "west"), []string{g.addr})
+	waitFor(t, "west's dataplane", 5*time.Second, func() bool { return len(list(t, gs, resource.TypeDataplane)) == 1 })
+	// An operator's resource on global whose name east could map onto.
+	gdp := dataplane("default", "east.mine", "svc")
+	put(t, gs, gdp)
+	_ = west
+
+	stream, _ := e.rawStream(t, g.addr, token(t, gs, "east"))
+	if err := stream.Send(hello(0)); err != nil {
+		t.Fatal(err)
+	}
+	welcome := recvUntil(t, stream, func(m *kdsv1.GlobalMessage) bool { return m.GetWelcome() != nil })
+	_ = welcome
+	dpJSON := func(name, zoneLabel string) []byte {
+		r := dataplane("default", name, "web")
+		r.Labels = map[string]string{resource.LabelZone: zoneLabel, resource.LabelOrigin: resource.OriginZone}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	upload := &kdsv1.Batch{Nonce: 1, Resources: []*kdsv1.Resource{
+		// Claims to be west's: stored as east's own, under east's prefix.
+		{Type: "Dataplane", Mesh: "default", Name: "x", Json: dpJSON("x", "west")},
+		// Would land on the operator's east.mine: refused.
+		{Type: "Dataplane", Mesh: "default", Name: "mine", Json: dpJSON("mine", "east")},
+		// Deletes of others' names map under east's prefix: no effect.
+		{Type: "Dataplane", Mesh: "default", Name: "west.x", Delete: true},
+		// Policies are not accepted from zones.
+		{Type: "MeshTrace", Mesh: "default", Name: "p", Json: []byte(`{}`)},
+	}}
+	if err := stream.Send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Upload{Upload: upload}}); err != nil {
+		t.Fatal(err)
+	}
+	ack := recvUntil(t, stream, func(m *kdsv1.GlobalMessage) bool { return m.GetUploadAck() != nil }).GetUploadAck()
+	rejected := map[string]string{}
+	for _, e := range ack.Errors {
+		rejected[e.Name] = e.Reason
+	}
+	if len(rejected) != 2 || !strings.Contains(rejected["mine"], "belongs to global") || !strings.Contains(rejected["p"], "not accepted") {
+		t.Fatalf("rejections: %v", rejected)
+	}
+	all := list(t, gs, resource.TypeDataplane)
+	wx := all["Dataplane/default/west.x"]
+	if wx == nil || wx.Labels[resource.LabelZone] != "west" {
+		t.Fatalf("west.x was touched: %+v", wx)
+	}
+	ex := all["Dataplane/default/east.x"]
+	if ex == nil || ex.Labels[resource.LabelZone] != "east" {
+		t.Fatalf("east.x: %+v", ex)
+	}
+	if m := all["Dataplane/default/east.mine"]; m == nil || m.Labels[resource.LabelOrigin] == resource.OriginZone {
+		t.Fatalf("operator's east.mine was overwritten: %+v", m)
+	}
+	// An upload snapshot naming nothing may not delete west's (or east's, beyond the cap).
+	end := &kdsv1.Batch{Nonce: 2, Snapshot: true, SnapshotEnd: true}
+	if err := stream.Send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Upload{Upload: end}}); err != nil {
+		t.Fatal(err)
+	}
+	ack = recvUntil(t, stream, func(m *kdsv1.GlobalMessage) bool { return m.GetUploadAck() != nil }).GetUploadAck()
+	if !strings.Contains(ack.Error, "refused") {
+		t.Fatalf("empty upload snapshot: %+v", ack)
+	}
+	if len(list(t, gs, resource.TypeDataplane)) != 3 {
+		t.Fatal("empty upload snapshot deleted resources")
+	}
+}
+
+func recvUntil(t testing.TB, stream kdsv1.KDS_SyncClient, match func(*kdsv1.GlobalMessage) bool) *kdsv1.GlobalMessage {
+	t.Helper()
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if match(m) {
+			return m
+		}
+	}
+}
+
+func TestEnsureCerts(t *testing.T) {
+	dir := t.TempDir()
+	a, err := kds.EnsureCerts(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(a.Cert)
+	b, err := kds.EnsureCerts(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(b.Cert)
+	if string(before) != string(after) {
+		t.Fatal("second start regenerated the certificate")
+	}
+	if fi, _ := os.Stat(a.Key); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key mode %v", fi.Mode())
+	}
+	if err := os.Remove(filepath.Join(dir, "tls.key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kds.EnsureCerts(dir, nil); err == nil {
+		t.Fatal("an incomplete set was accepted")
+	}
+	// A zone pinning another CA cannot connect.
+	e := newEnv(t)
+	gs := newMemory(t)
+	g := e.startGlobal(gs, "")
+	other := newEnv(t)
+	z := other.startZone("east", newMemory(t), token(t, gs, "east"), []string{g.addr})
+	time.Sleep(300 * time.Millisecond)
+	if z.client.Stats().Sessions != 0 {
+		t.Fatal("zone trusting another CA connected")
+	}
+}

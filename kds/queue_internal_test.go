@@ -1,0 +1,109 @@
+package kds
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
+	"github.com/meshtrace/meshtrace/resource"
+)
+
+func policy(name string, v int) *resource.Resource {
+	return &resource.Resource{
+		Meta: resource.Meta{Type: resource.TypeMeshTrace, Mesh: "default", Name: name},
+		Spec: &resource.MeshTraceSpec{
+			TargetRef: &resource.TargetRef{Kind: resource.KindMesh},
+			Default:   &resource.MeshTraceConf{Sampling: &resource.Sampling{Overall: resource.Int(int64(v % 100))}},
+		},
+	}
+}
+
+// The queue keeps one entry per key however many changes arrive, and its
+// cursor never claims a change that is still queued.
+func TestQueueCoalesces(t *testing.T) {
+	q := newQueue()
+	rev := int64(0)
+	for round := range 100 {
+		for k := range 50 {
+			rev++
+			q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: fmt.Sprint("p-", k)}, res: policy(fmt.Sprint("p-", k), round), rev: rev})
+		}
+	}
+	if q.len() != 50 {
+		t.Fatalf("want 50 coalesced entries, got %d", q.len())
+	}
+	// Delete replaces a pending put.
+	rev++
+	q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "p-0"}, del: true, rev: rev})
+	if q.len() != 50 {
+		t.Fatalf("delete added an entry: %d", q.len())
+	}
+	one, _ := wireResource(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "p-1"}, res: policy("p-1", 1)})
+	budget := wireSize(one) * 10
+	var got int
+	var lastCursor int64
+	for q.len() > 0 {
+		res, cursor := q.take(budget, func(*entry, int, error) { t.Fatal("oversize") })
+		if len(res) == 0 || len(res) > 10 {
+			t.Fatalf("batch of %d", len(res))
+		}
+		got += len(res)
+		if q.len() > 0 {
+			// Every still-queued key's change is above the cursor.
+			for el := q.order.Front(); el != nil; el = el.Next() {
+				if e := el.Value.(*entry); e.rev <= cursor {
+					t.Fatalf("cursor %d covers queued %s@%d", cursor, e.key, e.rev)
+				}
+			}
+		}
+		if cursor < lastCursor {
+			t.Fatalf("cursor went back: %d < %d", cursor, lastCursor)
+		}
+		lastCursor = cursor
+	}
+	if got != 50 || lastCursor != rev {
+		t.Fatalf("took %d, final cursor %d (want 50, %d)", got, lastCursor, rev)
+	}
+}
+
+func TestQueueDropsOversized(t *testing.T) {
+	q := newQueue()
+	q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "a"}, res: policy("a", 1), rev: 1})
+	q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "b"}, res: policy("b", 2), rev: 2})
+	var dropped []string
+	res, cursor := q.take(10, func(e *entry, _ int, _ error) { dropped = append(dropped, e.key.Name) })
+	if len(res) != 0 || len(dropped) != 2 || cursor != 2 || q.len() != 0 {
+		t.Fatalf("res %d dropped %v cursor %d len %d", len(res), dropped, cursor, q.len())
+	}
+}
+
+// One batch in flight at a time; a snapshot goes first and ends with its
+// revision as the cursor.
+func TestPusherSnapshotThenChanges(t *testing.T) {
+	q := newQueue()
+	p := newPusher(q, 1<<20, func(*entry, int, error) {})
+	p.startSnapshot([]*entry{{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "a"}, res: policy("a", 1), rev: 3}}, 10)
+	q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "b"}, res: policy("b", 1), rev: 11})
+	b := p.next(time.Now())
+	if !b.Snapshot || !b.SnapshotEnd || b.Revision != 10 || len(b.Resources) != 1 {
+		t.Fatalf("snapshot batch %+v", b)
+	}
+	if p.next(time.Now()) != nil {
+		t.Fatal("second batch while one is in flight")
+	}
+	if p.ack(&kdsv1.Ack{Nonce: b.Nonce + 1}) != nil {
+		t.Fatal("wrong nonce accepted")
+	}
+	if p.ack(&kdsv1.Ack{Nonce: b.Nonce}) == nil {
+		t.Fatal("ack refused")
+	}
+	b = p.next(time.Now())
+	if b.Snapshot || b.Revision != 11 || len(b.Resources) != 1 || b.Resources[0].Name != "b" {
+		t.Fatalf("change batch %+v", b)
+	}
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	if p.next(time.Now()) != nil || p.busy() {
+		t.Fatal("idle pusher sent")
+	}
+}
