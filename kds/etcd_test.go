@@ -1,0 +1,183 @@
+package kds_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/kds"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// 1000 policies created in a burst on an etcd-backed global reach two zones
+// (one on etcd, one in memory); a zone cut while policies change resumes by
+// revision; a compaction while it is away forces a snapshot that converges.
+func TestEtcdBurstResumeAndCompaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded etcd")
+	}
+	e := newEnv(t)
+	gs := openEtcd(t)
+	g := e.startGlobal(gs, "")
+	east, west := openEtcd(t), newMemory(t)
+	ze := e.startZone("east", east, token(t, gs, "east"), []string{g.addr})
+	zw := e.startZone("west", west, token(t, gs, "west"), []string{g.addr})
+	waitFor(t, "zones to connect", 10*time.Second, func() bool { return ze.client.Connected() && zw.client.Connected() })
+
+	start := time.Now()
+	put(t, gs, mesh("default"))
+	rev := putBurst(t, gs, "default", 1000, 0)
+	waitApplied(t, rev, 20*time.Second, ze, zw)
+	t.Logf("1000 policies reached both zones in %s", time.Since(start))
+	for _, z := range []store.Store{east, west} {
+		sameContent(t, gs, z, resource.TypeMeshTrace)
+		sameContent(t, gs, z, resource.TypeMesh)
+	}
+
+	// Cut east; change 100, delete 10, add 5.
+	ze.stop()
+	ctx := context.Background()
+	for i := range 100 {
+		put(t, gs, meshTrace("default", fmt.Sprintf("p-%d", i), 5000+i))
+	}
+	for i := range 10 {
+		if _, err := gs.Delete(ctx, resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: fmt.Sprintf("p-%d", 900+i)}, store.AnyVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		rev = put(t, gs, meshTrace("default", fmt.Sprintf("new-%d", i), i))
+	}
+	ze = e.startZone("east", east, token(t, gs, "east"), []string{g.addr})
+	waitApplied(t, rev, 20*time.Second, ze, zw)
+	sameContent(t, gs, east, resource.TypeMeshTrace)
+	if s := ze.client.Stats(); s.Snapshots != 0 || s.Writes != 115 {
+		t.Fatalf("resume: want no snapshot and 115 writes, got %+v", s)
+	}
+
+	// Cut east again; delete one and change one, then compact the history.
+	ze.stop()
+	if _, err := gs.Delete(ctx, resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "p-500"}, store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	rev = put(t, gs, meshTrace("default", "p-501", 77))
+	if err := gs.Compact(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	ze = e.startZone("east", east, token(t, gs, "east"), []string{g.addr})
+	waitApplied(t, rev, 20*time.Second, ze)
+	sameContent(t, gs, east, resource.TypeMeshTrace)
+	if s := ze.client.Stats(); s.Snapshots != 1 || s.Writes != 2 || s.RefusedDeletes != 0 {
+		t.Fatalf("after compaction: want 1 snapshot and 2 writes, got %+v", s)
+	}
+}
+
+// The global server restarts in the middle of a burst: the zone resumes from
+// its revision; nothing is lost and nothing wrongly deleted.
+func TestEtcdGlobalRestartMidBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded etcd")
+	}
+	e := newEnv(t)
+	gs := openEtcd(t)
+	put(t, gs, mesh("default"))
+	base := putBurst(t, gs, "default", 200, 0)
+	g := e.startGlobal(gs, "")
+	zs := newMemory(t)
+	var deletes sync.Map
+	z := e.startZone("east", zs, token(t, gs, "east"), []string{g.addr})
+	waitApplied(t, base, 20*time.Second, z)
+	wch, err := zs.Watch(context.Background(), store.WatchOptions{Types: []resource.Type{resource.TypeMeshTrace}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for resp := range wch {
+			for _, ev := range resp.Events {
+				if ev.Type == store.EventDelete {
+					deletes.Store(ev.Resource.Key().String(), true)
+				}
+			}
+		}
+	}()
+
+	done := make(chan int64)
+	var written atomic.Int64
+	go func() {
+		var last int64
+		for i := range 1000 {
+			written.Add(1)
+			r := meshTrace("default", fmt.Sprintf("p-%d", i%300), 100+i)
+			rev, err := gs.Put(context.Background(), r, store.AnyVersion)
+			if err != nil {
+				t.Error(err)
+				break
+			}
+			last = rev
+		}
+		done <- last
+	}()
+	waitFor(t, "the burst to start", 5*time.Second, func() bool { return written.Load() > 100 })
+	addr := g.addr
+	g.stop()
+	atStop := written.Load()
+	time.Sleep(100 * time.Millisecond)
+	e.startGlobal(gs, addr)
+	last := <-done
+	t.Logf("global stopped after %d of 1000 writes", atStop)
+	if atStop >= 1000 {
+		t.Fatal("the burst ended before the restart")
+	}
+	waitApplied(t, last, 20*time.Second, z)
+	sameContent(t, gs, zs, resource.TypeMeshTrace)
+	s := z.client.Stats()
+	if s.Sessions < 2 || s.Snapshots != 1 || s.RefusedDeletes != 0 {
+		t.Fatalf("want a reconnect resumed without snapshot: %+v", s)
+	}
+	n := 0
+	deletes.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("%d resources were deleted on the zone", n)
+	}
+}
+
+// Two global replicas over one store: a zone connected to one moves to the
+// other when it dies and resumes by revision; the insight follows it.
+func TestEtcdReplicaFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded etcd")
+	}
+	e := newEnv(t)
+	gs := openEtcd(t)
+	put(t, gs, mesh("default"))
+	rev := putBurst(t, gs, "default", 100, 0)
+	a := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.Instance = "global-a" })
+	b := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.Instance = "global-b" })
+	zs := newMemory(t)
+	put(t, zs, dataplane("default", "dp-1", "web"))
+	z := e.startZone("east", zs, token(t, gs, "east"), []string{a.addr, b.addr})
+	waitApplied(t, rev, 20*time.Second, z)
+	waitFor(t, "insight on a", 5*time.Second, func() bool {
+		in := insight(t, gs, "east")
+		return in != nil && in.Online && in.GlobalInstance == "global-a" && in.LastAckedRevision >= rev
+	})
+	a.stop()
+	rev = putBurst(t, gs, "default", 100, 10)
+	waitApplied(t, rev, 20*time.Second, z)
+	sameContent(t, gs, zs, resource.TypeMeshTrace)
+	if s := z.client.Stats(); s.Sessions != 2 || s.Snapshots != 1 {
+		t.Fatalf("want the second session to resume without a snapshot: %+v", s)
+	}
+	waitFor(t, "insight on b", 5*time.Second, func() bool {
+		in := insight(t, gs, "east")
+		return in != nil && in.Online && in.GlobalInstance == "global-b" && in.LastAckedRevision >= rev
+	})
+	// The zone's Dataplane is still there, once.
+	if dps := list(t, gs, resource.TypeDataplane); len(dps) != 1 || dps["Dataplane/default/east.dp-1"] == nil {
+		t.Fatalf("dataplanes on global: %v", dps)
+	}
+}
