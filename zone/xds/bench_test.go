@@ -50,9 +50,23 @@ func heapInUse() uint64 {
 
 // BenchmarkBuild measures Build alone: time per proxy, and heap retained per
 // proxy by the built snapshots.
+// With parts=shared, proxy-independent pieces are shared through Parts as
+// the Reconciler does; with parts=none every proxy is built from scratch.
 func BenchmarkBuild(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("proxies=%d", n), func(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		for _, n := range []int{1000, 10000} {
+			benchmarkBuild(b, n, shared)
+		}
+	}
+}
+
+func benchmarkBuild(b *testing.B, n int, shared bool) {
+	name := fmt.Sprintf("parts=none/proxies=%d", n)
+	if shared {
+		name = fmt.Sprintf("parts=shared/proxies=%d", n)
+	}
+	{
+		b.Run(name, func(b *testing.B) {
 			dps := benchProxies(n)
 			policies := []*resource.Resource{benchPolicy("http://zipkin:9411/api/v2/spans")}
 			rules := make([]meshtrace.Rules, n)
@@ -70,8 +84,12 @@ func BenchmarkBuild(b *testing.B) {
 				before := heapInUse()
 				c0 := cpuTime()
 				b.StartTimer()
+				var parts *Parts
+				if shared {
+					parts = NewParts()
+				}
 				for i, dp := range dps {
-					s, err := Build(dp, rules[i])
+					s, err := build(dp, rules[i].Conf, parts, digest{})
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -126,7 +126,7 @@ func register(reg prometheus.Registerer, c prometheus.Counter) (prometheus.Count
 }
 
 // Update replaces the whole state: dataplanes and MeshTrace policies not in
-// the lists are deleted. Only proxies whose inputs changed are rebuilt. The
+// the lists are deleted; resources of other types are ignored. Only proxies whose inputs changed are rebuilt. The
 // state is applied even when some proxies fail to build; the returned error
 // lists those (they keep their last good snapshot).
 func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resource.Resource) error {
@@ -135,11 +135,15 @@ func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resourc
 	dirty := map[resource.Key]bool{}
 	keepPol := map[resource.Key]bool{}
 	for _, p := range policies {
-		keepPol[p.Key()] = true
+		if p.Type == resource.TypeMeshTrace {
+			keepPol[p.Key()] = true
+		}
 	}
 	keepDP := map[resource.Key]bool{}
 	for _, dp := range dataplanes {
-		keepDP[dp.Key()] = true
+		if dp.Type == resource.TypeDataplane {
+			keepDP[dp.Key()] = true
+		}
 	}
 	for k := range r.policies {
 		if !keepPol[k] {
@@ -153,10 +157,14 @@ func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resourc
 		}
 	}
 	for _, p := range policies {
-		r.setPolicy(p, dirty)
+		if p.Type == resource.TypeMeshTrace {
+			r.setPolicy(p, dirty)
+		}
 	}
 	for _, dp := range dataplanes {
-		r.setDataplane(dp, dirty)
+		if dp.Type == resource.TypeDataplane {
+			r.setDataplane(dp, dirty)
+		}
 	}
 	return r.syncLocked(ctx, dirty)
 }
@@ -441,9 +449,15 @@ func (r *Reconciler) commit(ctx context.Context, pl *plan) error {
 		r.builds[pl.inputs] = b
 	}
 	b.refs++
+	// New inputs may still give the same content (a policy change that another,
+	// more specific policy overrides): then the proxy has nothing to receive.
+	same := p.built != nil && p.built.snap.GetVersion(listenerType) == b.snap.GetVersion(listenerType)
 	r.release(p.built)
 	p.built = b
 	p.inputs = pl.inputs
+	if same {
+		return nil
+	}
 	node := NodeID(pl.key.Mesh, pl.key.Name)
 	if err := r.out.SetSnapshot(ctx, node, b.snap); err != nil {
 		return fmt.Errorf("%s: set snapshot: %w", pl.key, err)

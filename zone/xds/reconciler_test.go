@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
 // countingCache is a real snapshot cache that also counts what it is given.
@@ -230,5 +232,57 @@ func TestReconciler(t *testing.T) {
 	}
 	if pushes < 10 {
 		t.Fatalf("pushes counter = %v", pushes)
+	}
+}
+
+// Large batches are built on all cores; the result must equal a plain Build.
+func TestReconcilerParallel(t *testing.T) {
+	ctx := context.Background()
+	out := newCountingCache()
+	r, err := NewReconciler(nil, out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dps []*resource.Resource
+	for i := range 3 * parallelThreshold {
+		dp := sidecar("dp-"+strconv.Itoa(i), "svc-"+strconv.Itoa(i%7), nil, "web", "db")
+		dp.Spec.(*resource.DataplaneSpec).Networking.Address = "10.0.1." + strconv.Itoa(i)
+		dps = append(dps, dp)
+	}
+	policies := []*resource.Resource{
+		meshTrace("default", meshRef(), withZipkin("http://zipkin:9411/api/v2/spans")),
+		meshTrace("svc-3", serviceRef("svc-3"), &resource.MeshTraceConf{Backends: backends(resource.Backend{
+			Type: resource.BackendDatadog, Datadog: &resource.DatadogBackend{URL: "http://dd:8126", SplitService: true},
+		})}),
+	}
+	for round := range 2 {
+		if round == 1 {
+			policies[0] = meshTrace("default", meshRef(), withZipkin("http://zipkin-2:9411/api/v2/spans"))
+		}
+		if err := r.Update(ctx, dps, policies); err != nil {
+			t.Fatal(err)
+		}
+		// Round 1 changes the Mesh policy, which svc-3's own policy overrides
+		// entirely: those proxies' content is unchanged and nothing is pushed.
+		want := len(dps)
+		if round == 1 {
+			want -= len(r.AffectedBy(key(resource.TypeMeshTrace, "svc-3")))
+		}
+		if got := out.reset(); len(got) != want {
+			t.Fatalf("round %d: pushed %d, want %d", round, len(got), want)
+		}
+		for _, dp := range dps {
+			snap, ok := r.Snapshot(dp.Mesh, dp.Name)
+			if !ok {
+				t.Fatalf("%s: no snapshot", dp.Name)
+			}
+			want, err := Build(dp, meshtrace.Compute(dp, policies))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if snap.GetVersion(listenerType) != want.GetVersion(listenerType) {
+				t.Fatalf("%s: version %s, plain Build gives %s", dp.Name, snap.GetVersion(listenerType), want.GetVersion(listenerType))
+			}
+		}
 	}
 }
