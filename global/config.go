@@ -41,8 +41,10 @@ type APIConfig struct {
 // KDSConfig configures the zone sync server.
 type KDSConfig struct {
 	Address         string          `json:"address" desc:"host:port zones connect to over gRPC."`
-	TLSCertFile     string          `json:"tlsCertFile" desc:"Server certificate for KDS; empty serves without TLS (development only)."`
+	TLSCertFile     string          `json:"tlsCertFile" desc:"Server certificate for KDS; when empty a self-signed CA and server certificate are generated into <dataDir>/kds-tls on first start (zones pin its ca.crt)."`
 	TLSKeyFile      string          `json:"tlsKeyFile" desc:"Server key for KDS."`
+	TLSHosts        []string        `json:"tlsHosts" desc:"Extra DNS names or IPs for the generated KDS server certificate (localhost, 127.0.0.1 and the hostname are always in)."`
+	Insecure        bool            `json:"insecure" desc:"Serve KDS without TLS (tests only)."`
 	MaxMessageBytes int             `json:"maxMessageBytes" desc:"Largest gRPC message KDS sends or accepts."`
 	Heartbeat       config.Duration `json:"heartbeat" desc:"Interval of KDS keepalive pings."`
 }

@@ -8,67 +8,27 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/meshtrace/meshtrace/config"
+	"github.com/meshtrace/meshtrace/config/configtest"
 )
 
 func TestDefaultsFileEqualsDefaultConfig(t *testing.T) {
-	var got Config
-	if err := config.Load("config.defaults.yaml", &got, "MESHTRACE_TEST_UNSET"); err != nil {
-		t.Fatal(err)
-	}
-	if len(got.Store.External.Endpoints) == 0 {
-		got.Store.External.Endpoints = nil // "[]" in the file, nil in the struct
-	}
-	if want := DefaultConfig(); !reflect.DeepEqual(got, want) {
-		t.Fatalf("config.defaults.yaml differs from DefaultConfig():\nfile %+v\ncode %+v", got, want)
-	}
+	configtest.DefaultsFile(t, "config.defaults.yaml", DefaultConfig(), EnvPrefix, func(c *Config) {
+		if len(c.Store.External.Endpoints) == 0 {
+			c.Store.External.Endpoints = nil // "[]" in the file, nil in the struct
+		}
+		if len(c.KDS.TLSHosts) == 0 {
+			c.KDS.TLSHosts = nil
+		}
+	})
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
-	}
-
-	// Every key of the struct is spelled out in the file.
-	data, err := os.ReadFile("config.defaults.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tree map[string]any
-	if err := yaml.Unmarshal(data, &tree); err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(config.Reference(DefaultConfig(), EnvPrefix), "\n")[2:] {
-		if line == "" {
-			continue
-		}
-		key := strings.Trim(strings.Split(line, "|")[1], " `")
-		var node any = tree
-		for _, part := range strings.Split(key, ".") {
-			m, _ := node.(map[string]any)
-			v, ok := m[part]
-			if !ok {
-				t.Errorf("config.defaults.yaml lacks key %q", key)
-				break
-			}
-			node = v
-		}
 	}
 }
 
 func TestConfigReference(t *testing.T) {
 	got := ConfigReference()
-	if os.Getenv("UPDATE_GOLDEN") == "1" {
-		if err := os.WriteFile("config.md", []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile("config.md")
-	if err != nil {
-		t.Fatalf("%v (run with UPDATE_GOLDEN=1 to create it)", err)
-	}
-	if got != string(want) {
-		t.Fatalf("config.md is stale: run go test ./global -run TestConfigReference with UPDATE_GOLDEN=1")
-	}
+	configtest.Golden(t, "config.md", got)
 	for _, env := range []string{"MESHTRACE_STORE_EMBEDDED_DIR", "MESHTRACE_KDS_MAX_MESSAGE_BYTES", "MESHTRACE_DATA_DIR", "MESHTRACE_API_ADMIN_TOKEN"} {
 		if !strings.Contains(got, "`"+env+"`") {
 			t.Errorf("reference lacks %s", env)

@@ -65,6 +65,7 @@ type Global struct {
 	cluster  string
 
 	started chan struct{}
+	kds     *kdsState
 }
 
 // New checks cfg and returns a Global ready to Run. A nil logger discards logs.
@@ -77,13 +78,15 @@ func New(cfg Config, logger hclog.Logger) (*Global, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &Global{
+	g := &Global{
 		cfg:     cfg,
 		log:     logger,
 		reg:     reg,
 		routes:  map[string]http.Handler{},
 		started: make(chan struct{}),
-	}, nil
+	}
+	g.setupKDS()
+	return g, nil
 }
 
 // AddRunner adds a long-running part (e.g. the KDS gRPC server) to Run's

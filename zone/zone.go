@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
 	"github.com/meshtrace/meshtrace/store"
@@ -43,6 +44,7 @@ type Zone struct {
 	st        store.Store
 	runners   []func(ctx context.Context, st store.Store) error
 	globalUp  func() bool
+	kds       *kds.Client
 	apiAddr   string
 	xdsAddr   string
 	diagAddr  string
@@ -67,7 +69,9 @@ func New(cfg Config, logger hclog.Logger) (*Zone, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zone: %w", err)
 	}
-	return &Zone{cfg: cfg, log: log, reg: reg, xds: srv, rec: rec, started: make(chan struct{})}, nil
+	z := &Zone{cfg: cfg, log: log, reg: reg, xds: srv, rec: rec, started: make(chan struct{})}
+	z.setupKDS()
+	return z, nil
 }
 
 // Name is the zone's name.

@@ -1,0 +1,174 @@
+// Command meshtrace-cp runs a meshtrace control plane: `global`, `zone`, or
+// `demo` (global and two zones in one process on embedded etcd).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/meshtrace/meshtrace/demo"
+	"github.com/meshtrace/meshtrace/global"
+	"github.com/meshtrace/meshtrace/zone"
+)
+
+const usage = `meshtrace-cp: the meshtrace control plane
+
+Usage:
+  meshtrace-cp global [--config FILE] [--log-level L] [--log-json]
+  meshtrace-cp global token zone --name ZONE [--config FILE]   issue a zone token (asks the running global)
+  meshtrace-cp zone   [--config FILE] [--name ZONE] [--global-address HOST:PORT] [--log-level L] [--log-json]
+  meshtrace-cp demo   [--dir DIR] [--log-level L]
+  meshtrace-cp config global|zone                              print the configuration reference
+
+Configuration: defaults, then --config YAML, then MESHTRACE_* environment, then flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "meshtrace-cp: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no subcommand given")
+	}
+	switch args[0] {
+	case "global":
+		if len(args) > 1 && args[1] == "token" {
+			return globalToken(ctx, args[2:], stdout, stderr)
+		}
+		return runGlobal(ctx, args[1:], stderr)
+	case "zone":
+		return runZone(ctx, args[1:], stderr)
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
+	case "config":
+		if len(args) == 2 && args[1] == "global" {
+			fmt.Fprint(stdout, global.ConfigReference())
+			return nil
+		}
+		if len(args) == 2 && args[1] == "zone" {
+			fmt.Fprint(stdout, zone.ConfigReference())
+			return nil
+		}
+		return errors.New("config: want `config global` or `config zone`")
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown subcommand %q", args[0])
+}
+
+type logFlags struct {
+	level string
+	json  bool
+}
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.level, "log-level", "", "trace, debug, info, warn or error (overrides log.level)")
+	fs.BoolVar(&l.json, "log-json", false, "log JSON lines (overrides log.json)")
+}
+
+func newLogger(name, level string, json bool, out io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Level:      hclog.LevelFromString(level),
+		JSONFormat: json,
+		Output:     out,
+	})
+}
+
+func runGlobal(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("global", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "YAML configuration file")
+	var lf logFlags
+	lf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := global.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if lf.level != "" {
+		cfg.Log.Level = lf.level
+	}
+	if lf.json {
+		cfg.Log.JSON = true
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	g, err := global.New(cfg, newLogger("global", cfg.Log.Level, cfg.Log.JSON, stderr))
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx)
+}
+
+func runZone(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("zone", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "YAML configuration file")
+	name := fs.String("name", "", "zone name (overrides name)")
+	globalAddr := fs.String("global-address", "", "global KDS address(es), comma separated (overrides global.addresses)")
+	var lf logFlags
+	lf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := zone.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if *name != "" {
+		cfg.Name = *name
+	}
+	if *globalAddr != "" {
+		cfg.Global.Addresses = strings.Split(*globalAddr, ",")
+	}
+	if lf.level != "" {
+		cfg.Log.Level = lf.level
+	}
+	if lf.json {
+		cfg.Log.JSON = true
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	z, err := zone.New(cfg, newLogger("zone", cfg.Log.Level, cfg.Log.JSON, stderr))
+	if err != nil {
+		return err
+	}
+	return z.Run(ctx)
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := demo.DefaultConfig()
+	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "state directory (default: a fresh temporary directory)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level of the control planes (logs go to stderr)")
+	fs.StringVar(&cfg.GlobalAPI, "global-api", cfg.GlobalAPI, "global REST API address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return demo.Run(ctx, cfg, stdout, newLogger("demo", cfg.LogLevel, false, stderr))
+}

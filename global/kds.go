@@ -1,0 +1,178 @@
+package global
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/meshtrace/meshtrace/kds"
+	"github.com/meshtrace/meshtrace/restapi"
+)
+
+// KDSTLSDir is where generated KDS certificates live under dataDir.
+const KDSTLSDir = "kds-tls"
+
+// kdsState is what the KDS runner publishes once its listener is bound.
+type kdsState struct {
+	ready  chan struct{}
+	addr   string
+	caFile string
+	server *kds.Server
+}
+
+// setupKDS adds the KDS gRPC server to Run and the zone-token route to the API.
+func (g *Global) setupKDS() {
+	g.kds = &kdsState{ready: make(chan struct{})}
+	g.AddRunner(g.runKDS)
+	g.AddRoute("POST /tokens/zone", http.HandlerFunc(g.zoneTokenHandler))
+}
+
+// KDSStarted is closed once the KDS server listens.
+func (g *Global) KDSStarted() <-chan struct{} { return g.kds.ready }
+
+// KDSAddr is the bound KDS address ("" before KDSStarted).
+func (g *Global) KDSAddr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.kds.addr
+}
+
+// KDSCAFile is the CA certificate zones pin ("" when KDS runs without TLS or
+// with operator-provided files that include no CA).
+func (g *Global) KDSCAFile() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.kds.caFile
+}
+
+// KDSServer is the running KDS server (nil before KDSStarted).
+func (g *Global) KDSServer() *kds.Server {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.kds.server
+}
+
+// IssueZoneToken issues a signed token a zone authenticates with.
+func (g *Global) IssueZoneToken(ctx context.Context, zone string) (string, error) {
+	st := g.Store()
+	if st == nil {
+		return "", errors.New("global: not started")
+	}
+	return kds.IssueZoneToken(ctx, st, zone)
+}
+
+func (g *Global) kdsCredentials() (credentials.TransportCredentials, string, error) {
+	c := g.cfg.KDS
+	if c.Insecure {
+		return insecure.NewCredentials(), "", nil
+	}
+	certFile, keyFile, caFile := c.TLSCertFile, c.TLSKeyFile, ""
+	if certFile == "" {
+		hosts := []string{"localhost", "127.0.0.1"}
+		if h, err := os.Hostname(); err == nil {
+			hosts = append(hosts, h)
+		}
+		if host, _, err := net.SplitHostPort(c.Address); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+			hosts = append(hosts, host)
+		}
+		hosts = append(hosts, c.TLSHosts...)
+		files, err := kds.EnsureCerts(filepath.Join(g.cfg.DataDir, KDSTLSDir), hosts)
+		if err != nil {
+			return nil, "", err
+		}
+		certFile, keyFile, caFile = files.Cert, files.Key, files.CA
+	}
+	creds, err := kds.ServerCredentials(certFile, keyFile)
+	return creds, caFile, err
+}
+
+func (g *Global) runKDS(ctx context.Context) error {
+	srv, err := kds.NewServer(kds.ServerConfig{
+		Store:           g.Store(),
+		Logger:          g.log,
+		MaxMessageBytes: g.cfg.KDS.MaxMessageBytes,
+		Heartbeat:       g.cfg.KDS.Heartbeat.D(),
+		Registerer:      g.reg,
+	})
+	if err != nil {
+		return fmt.Errorf("global: %w", err)
+	}
+	creds, caFile, err := g.kdsCredentials()
+	if err != nil {
+		return fmt.Errorf("global: kds tls: %w", err)
+	}
+	ln, err := net.Listen("tcp", g.cfg.KDS.Address)
+	if err != nil {
+		return fmt.Errorf("global: kds.address: %w", err)
+	}
+	gs := grpc.NewServer(append(srv.GRPCServerOptions(), grpc.Creds(creds))...)
+	srv.Register(gs)
+	g.mu.Lock()
+	g.kds.addr, g.kds.caFile, g.kds.server = ln.Addr().String(), caFile, srv
+	g.mu.Unlock()
+	close(g.kds.ready)
+	g.log.Info("kds server listening", "address", ln.Addr().String(), "tls", !g.cfg.KDS.Insecure, "instance", srv.Instance())
+
+	errc := make(chan error, 2)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { errc <- srv.Run(runCtx) }()
+	go func() { errc <- gs.Serve(ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	// Close zone streams first so GracefulStop does not wait on them.
+	cancel()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(ShutdownTimeout):
+		gs.Stop()
+	}
+	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("global: kds: %w", err)
+	}
+	return nil
+}
+
+type zoneTokenRequest struct {
+	Zone string `json:"zone"`
+}
+
+// zoneTokenHandler is POST /tokens/zone {"zone": "west"} (as kumactl
+// generate zone-token): it answers the token as text.
+func (g *Global) zoneTokenHandler(w http.ResponseWriter, r *http.Request) {
+	var req zoneTokenRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
+		restapi.WriteError(w, restapi.NewError(http.StatusBadRequest, "body must be JSON like {\"zone\": \"west\"}: "+err.Error()))
+		return
+	}
+	token, err := g.IssueZoneToken(r.Context(), req.Zone)
+	if err != nil {
+		if verr := kds.ValidateZoneName(req.Zone); verr != nil {
+			restapi.WriteError(w, restapi.NewError(http.StatusBadRequest, verr.Error()))
+			return
+		}
+		restapi.WriteError(w, restapi.StoreError(err, "zone token"))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.WriteString(w, token)
+}
