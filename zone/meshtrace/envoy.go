@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -121,6 +123,9 @@ func (c Collector) ClusterName() string {
 func ParseBackend(b resource.Backend) (Collector, error) {
 	c := Collector{Type: BackendType(b)}
 	var err error
+	if addr := backendAddress(b); !utf8.ValidString(addr) || strings.ContainsFunc(addr, unicode.IsSpace) {
+		return c, fmt.Errorf("%s backend: address %q is not valid", c.Type, addr)
+	}
 	switch {
 	case c.Type == resource.BackendZipkin && b.Zipkin != nil:
 		err = c.parseURL(b.Zipkin.URL, 0)
@@ -140,6 +145,18 @@ func ParseBackend(b resource.Backend) (Collector, error) {
 		return c, fmt.Errorf("%s backend: %w", c.Type, err)
 	}
 	return c, nil
+}
+
+func backendAddress(b resource.Backend) string {
+	switch {
+	case b.Zipkin != nil:
+		return b.Zipkin.URL
+	case b.Datadog != nil:
+		return b.Datadog.URL
+	case b.OpenTelemetry != nil:
+		return b.OpenTelemetry.Endpoint
+	}
+	return ""
 }
 
 func (c *Collector) parseURL(raw string, defaultPort uint32) error {

@@ -302,3 +302,26 @@ func TestTracerRejects(t *testing.T) {
 		t.Fatalf("no backends: %v %v", tr, err)
 	}
 }
+
+// FuzzParseBackend: any URL or endpoint either fails to parse or gives a
+// collector whose cluster passes Envoy validation.
+func FuzzParseBackend(f *testing.F) {
+	for _, s := range []string{"http://zipkin:9411/api/v2/spans", "https://[::1]/x", "otel:4317", "[fe80::1]", "http://:80", "10.0.0.1:0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, b := range []resource.Backend{
+			{Type: "Zipkin", Zipkin: &resource.ZipkinBackend{URL: s}},
+			{Type: "Datadog", Datadog: &resource.DatadogBackend{URL: s}},
+			{Type: "OpenTelemetry", OpenTelemetry: &resource.OpenTelemetryBackend{Endpoint: s}},
+		} {
+			c, err := ParseBackend(b)
+			if err != nil {
+				continue
+			}
+			if _, err := c.Cluster(); err != nil {
+				t.Fatalf("%q parsed to %+v but its cluster is invalid: %v", s, c, err)
+			}
+		}
+	})
+}
