@@ -11,6 +11,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,7 +21,6 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/meshtrace/meshtrace/kds"
-	"github.com/meshtrace/meshtrace/store"
 )
 
 // Container ports of the control planes.
@@ -56,6 +57,7 @@ func globalConfig(etcd []string) string {
 	}
 	fmt.Fprintf(&b, "api:\n  address: 0.0.0.0:%s\n  adminToken: %s\n", port(globalAPIPort), adminToken)
 	fmt.Fprintf(&b, "kds:\n  address: 0.0.0.0:%s\n  heartbeat: 2s\n", port(globalKDSPort))
+	fmt.Fprintf(&b, "  tlsCertFile: /kds-tls.crt\n  tlsKeyFile: /kds-tls.key\n")
 	fmt.Fprintf(&b, "diagnostics:\n  address: 0.0.0.0:%s\n", port(globalDiagPort))
 	fmt.Fprintf(&b, "log:\n  level: debug\n")
 	return b.String()
@@ -67,7 +69,7 @@ func zoneConfig(zone, token string, globals []string) string {
 	fmt.Fprintf(&b, "api:\n  address: 0.0.0.0:%s\n  token: %s\n", port(zoneAPIPort), zoneAPIToken)
 	fmt.Fprintf(&b, "xds:\n  address: 0.0.0.0:%s\n", port(zoneXDSPort))
 	fmt.Fprintf(&b, "diagnostics:\n  address: 0.0.0.0:%s\n", port(zoneDiagPort))
-	fmt.Fprintf(&b, "global:\n  insecure: true\n  heartbeat: 2s\n  token: %q\n  addresses:\n", token)
+	fmt.Fprintf(&b, "global:\n  caFile: /kds-ca.crt\n  heartbeat: 2s\n  token: %q\n  addresses:\n", token)
 	for _, g := range globals {
 		fmt.Fprintf(&b, "  - %s:%s\n", g, port(globalKDSPort))
 	}
@@ -77,7 +79,7 @@ func zoneConfig(zone, token string, globals []string) string {
 
 // startGlobal starts global replica i, reachable on the global network as
 // global-<i>.
-func startGlobal(ctx context.Context, t testing.TB, i int, net *Net, etcd *EtcdCluster) (*Node, error) {
+func startGlobal(ctx context.Context, t testing.TB, i int, net *Net, etcd *EtcdCluster, tls kdsTLS) (*Node, error) {
 	name := fmt.Sprintf("global-%d", i)
 	return startNode(ctx, spec{
 		name:  name,
@@ -85,14 +87,18 @@ func startGlobal(ctx context.Context, t testing.TB, i int, net *Net, etcd *EtcdC
 		cmd:   []string{"global", "--config", "/config.yaml"},
 		ports: []string{globalAPIPort, globalKDSPort, globalDiagPort},
 		nets:  map[*Net][]string{net: {name, "global"}},
-		files: map[string]string{"/config.yaml": globalConfig(etcd.Endpoints())},
-		wait:  wait.ForHTTP("/readyz").WithPort(globalDiagPort).WithStartupTimeout(2 * time.Minute),
+		files: map[string]string{
+			"/config.yaml": globalConfig(etcd.Endpoints()),
+			"/kds-tls.crt": tls.Cert,
+			"/kds-tls.key": tls.Key,
+		},
+		wait: wait.ForHTTP("/readyz").WithPort(globalDiagPort).WithStartupTimeout(2 * time.Minute),
 	})
 }
 
 // startZone starts zone's control plane: "zone-cp" on its zone network for
 // its proxies, "zone-<name>" on the global network.
-func startZone(ctx context.Context, t testing.TB, zone, token string, zoneNet, globalNet *Net, globals []string) (*Node, error) {
+func startZone(ctx context.Context, t testing.TB, zone, token string, zoneNet, globalNet *Net, globals []string, tls kdsTLS) (*Node, error) {
 	return startNode(ctx, spec{
 		name:  zone + "-cp",
 		image: imageCP.Ref(t),
@@ -102,7 +108,7 @@ func startZone(ctx context.Context, t testing.TB, zone, token string, zoneNet, g
 			zoneNet:   {"zone-cp"},
 			globalNet: {"zone-" + zone},
 		},
-		files: map[string]string{"/config.yaml": zoneConfig(zone, token, globals)},
+		files: map[string]string{"/config.yaml": zoneConfig(zone, token, globals), "/kds-ca.crt": tls.CA},
 		// /healthz, not /readyz: a zone may be ready only once synced, and a
 		// zone restarted while global is down must still start.
 		wait: wait.ForHTTP("/healthz").WithPort(zoneDiagPort).WithStartupTimeout(2 * time.Minute),
@@ -112,25 +118,46 @@ func startZone(ctx context.Context, t testing.TB, zone, token string, zoneNet, g
 // zoneXDSAddr is the address proxies in a zone dial.
 func zoneXDSAddr() string { return "zone-cp:" + port(zoneXDSPort) }
 
-// issueZoneToken signs a zone token with the key global keeps in etcd, as
-// `meshtrace-cp global token zone --name <zone>` does, but from the test
-// process through etcd's mapped ports: a FROM scratch image cannot exec, and
-// this needs neither a running global nor a token endpoint.
-func issueZoneToken(ctx context.Context, t testing.TB, zone string, etcd *EtcdCluster) (string, error) {
-	st, err := store.OpenExternal(ctx, store.ExternalConfig{Endpoints: hostURLs(etcd.HostEndpoints(t))})
+// issueZoneToken asks global for a zone token, as
+// `meshtrace-cp global token zone --name <zone>` does.
+func issueZoneToken(t testing.TB, api API, zone string) (string, error) {
+	resp, err := api.Do(t, http.MethodPost, "/tokens/zone", map[string]string{"zone": zone})
 	if err != nil {
 		return "", err
 	}
-	defer st.Close()
-	return kds.IssueZoneToken(ctx, st, zone)
+	tok := strings.TrimSpace(string(resp.Body))
+	if resp.Status != http.StatusOK || tok == "" {
+		return "", fmt.Errorf("POST /tokens/zone: %d %s", resp.Status, resp.Body)
+	}
+	return tok, nil
 }
 
-func hostURLs(addrs []string) []string {
-	out := make([]string, len(addrs))
-	for i, a := range addrs {
-		out[i] = "http://" + a
+// kdsTLS is one CA and a server certificate valid for every global replica,
+// so a zone pins one CA whichever replica it reaches.
+type kdsTLS struct{ CA, Cert, Key string }
+
+func newKDSTLS(hosts []string) (kdsTLS, error) {
+	dir, err := os.MkdirTemp("", "meshtrace-e2e-kds-tls-")
+	if err != nil {
+		return kdsTLS{}, err
 	}
-	return out
+	defer os.RemoveAll(dir)
+	files, err := kds.EnsureCerts(dir, hosts)
+	if err != nil {
+		return kdsTLS{}, err
+	}
+	var out kdsTLS
+	for _, f := range []struct {
+		dst  *string
+		path string
+	}{{&out.CA, files.CA}, {&out.Cert, files.Cert}, {&out.Key, files.Key}} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return kdsTLS{}, err
+		}
+		*f.dst = string(b)
+	}
+	return out, nil
 }
 
 // runOnce runs a container to completion and returns its output.

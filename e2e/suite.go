@@ -168,16 +168,20 @@ func (tp *Topology) startControlPlanes(t testing.TB) error {
 	defer cancel()
 	imageCP.Ref(t)
 	globals := []string{"global-0", "global-1"}
+	tls, err := newKDSTLS(append([]string{"global"}, globals...))
+	if err != nil {
+		return fmt.Errorf("kds certificates: %w", err)
+	}
 	tp.Globals = make([]*Node, len(globals))
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range globals {
 		g.Go(func() error {
-			n, err := startGlobal(gctx, t, i, tp.GlobalNet, tp.Etcd)
+			n, err := startGlobal(gctx, t, i, tp.GlobalNet, tp.Etcd, tls)
 			tp.Globals[i] = n
 			return err
 		})
 	}
-	err := g.Wait()
+	err = g.Wait()
 	tp.keep(tp.Globals...)
 	if err != nil {
 		return err
@@ -190,12 +194,22 @@ func (tp *Topology) startControlPlanes(t testing.TB) error {
 	g, gctx = errgroup.WithContext(ctx)
 	for _, z := range tp.Zones {
 		g.Go(func() error {
-			token, err := issueZoneToken(gctx, t, z.Name, tp.Etcd)
+			token, err := issueZoneToken(t, tp.GlobalAPI(0), z.Name)
 			if err != nil {
 				return fmt.Errorf("zone token for %s: %w", z.Name, err)
 			}
-			if z.CP, err = startZone(gctx, t, z.Name, token, z.Net, tp.GlobalNet, globals); err != nil {
+			if z.CP, err = startZone(gctx, t, z.Name, token, z.Net, tp.GlobalNet, globals, tls); err != nil {
 				return err
+			}
+			// Dataplanes need their mesh, which comes from global.
+			if err := poll(2*time.Minute, func() error {
+				resp, err := z.API().Do(t, http.MethodGet, "/meshes/"+mesh, nil)
+				if err == nil && resp.Status != http.StatusOK {
+					err = fmt.Errorf("GET /meshes/%s: %d %s", mesh, resp.Status, resp.Body)
+				}
+				return err
+			}); err != nil {
+				return fmt.Errorf("zone %s never got mesh %s from global: %w", z.Name, mesh, err)
 			}
 			for i := range proxiesPerZone {
 				dp := fmt.Sprintf("%s-dp-%d", z.Name, i)

@@ -109,7 +109,7 @@ func startNode(ctx context.Context, s spec) (*Node, error) {
 	}
 	if err != nil {
 		if n.c != nil {
-			logTail(ctx, n, 40)
+			logTail(context.Background(), n, 40)
 			_ = n.c.Terminate(context.Background())
 		}
 		return nil, fmt.Errorf("start %s: %w", s.name, err)
@@ -439,6 +439,19 @@ func startADSClient(ctx context.Context, t testing.TB, zone, mesh, name, instanc
 		nets:  map[*Net][]string{net: {name}},
 		wait:  wait.ForHTTP("/healthz").WithPort(adsclientPort).WithStartupTimeout(time.Minute),
 	})
+}
+
+// poll calls f until it returns nil or timeout passes, and returns f's last
+// error; unlike waitFor it may run outside the test goroutine.
+func poll(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // waitFor polls f until it returns nil or timeout passes, then fails the
