@@ -154,6 +154,19 @@ func TestADS(t *testing.T) {
 	}
 	v1 := cds.GetVersionInfo()
 	envoy.ack(cds)
+	// EDS clusters make Envoy ask for their load assignments by name.
+	eds := &discoveryv3.DiscoveryRequest{Node: envoy.node, TypeUrl: resourcev3.EndpointType, ResourceNames: []string{"web"}}
+	if err := envoy.stream.Send(eds); err != nil {
+		t.Fatal(err)
+	}
+	if r := envoy.recv(); r.GetTypeUrl() != resourcev3.EndpointType || len(r.GetResources()) != 1 {
+		t.Fatalf("EDS response %s with %d resources", r.GetTypeUrl(), len(r.GetResources()))
+	} else {
+		eds.VersionInfo, eds.ResponseNonce = r.GetVersionInfo(), r.GetNonce()
+		if err := envoy.stream.Send(eds); err != nil {
+			t.Fatal(err)
+		}
+	}
 	envoy.send(resourcev3.ListenerType, "", "", "")
 	lds := envoy.recv()
 	if lds.GetTypeUrl() != resourcev3.ListenerType || !names(t, lds)["inbound:192.168.0.2:8080"] || !names(t, lds)["outbound:127.0.0.1:10001"] {
@@ -166,9 +179,15 @@ func TestADS(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]*discoveryv3.DiscoveryResponse{}
-	for len(got) < 2 {
+	for got[resourcev3.ClusterType] == nil || got[resourcev3.ListenerType] == nil {
 		r := envoy.recv()
 		got[r.GetTypeUrl()] = r
+		if r.GetTypeUrl() == resourcev3.EndpointType {
+			eds.VersionInfo, eds.ResponseNonce = r.GetVersionInfo(), r.GetNonce()
+			if err := envoy.stream.Send(eds); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	cds2 := got[resourcev3.ClusterType]
 	if cds2.GetVersionInfo() == v1 || !names(t, cds2)["meshtrace:zipkin:zipkin-b_9411"] || names(t, cds2)["meshtrace:zipkin:zipkin-a_9411"] {
@@ -192,6 +211,13 @@ func TestADS(t *testing.T) {
 	}
 	for {
 		r := envoy.recv()
+		if r.GetTypeUrl() == resourcev3.EndpointType {
+			eds.VersionInfo, eds.ResponseNonce = r.GetVersionInfo(), r.GetNonce()
+			if err := envoy.stream.Send(eds); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		envoy.ack(r)
 		if r.GetTypeUrl() == resourcev3.ClusterType && names(t, r)["meshtrace:zipkin:zipkin-c_9411"] {
 			break
