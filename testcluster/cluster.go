@@ -1,0 +1,273 @@
+// Package testcluster runs a whole meshtrace deployment in one process for
+// tests and benchmarks: a global control plane and zones, each on its own
+// embedded etcd, talking real KDS over TLS on loopback, with Envoy stand-ins
+// on real ADS streams.
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/meshtrace/meshtrace/cli"
+	"github.com/meshtrace/meshtrace/config"
+	"github.com/meshtrace/meshtrace/global"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+	"github.com/meshtrace/meshtrace/zone"
+)
+
+// Cluster is a running deployment.
+type Cluster struct {
+	tb     testing.TB
+	dir    string
+	log    hclog.Logger
+	Global *global.Global
+	API    *cli.Client
+	Zones  map[string]*Zone
+
+	gst        store.Store
+	gcfg       global.Config
+	stopGlobal func()
+
+	mu     sync.Mutex
+	stops  []func()
+	tokens map[string]string
+}
+
+func (c *Cluster) startGlobal() {
+	g, err := global.New(c.gcfg, c.log.Named("global"))
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	g.SetStore(c.gst)
+	c.stopGlobal = run(c.tb, "global", g.Run, g.Started(), g.KDSStarted())
+	c.onStop(c.stopGlobal)
+	c.Global = g
+	c.API = &cli.Client{Address: "http://" + g.APIAddr(), Token: g.AdminToken()}
+	// Restarts keep the addresses zones and clients know.
+	c.gcfg.API.Address, c.gcfg.KDS.Address = g.APIAddr(), g.KDSAddr()
+}
+
+// StopGlobal stops the global CP; its store and addresses stay for RestartGlobal.
+func (c *Cluster) StopGlobal() { c.stopGlobal() }
+
+// RestartGlobal starts global again on the same store and addresses.
+func (c *Cluster) RestartGlobal() { c.startGlobal() }
+
+// Zone is a running zone CP.
+type Zone struct {
+	*zone.Zone
+	API  *cli.Client
+	stop func()
+}
+
+// Options shape a cluster.
+type Options struct {
+	Zones []string
+	// Logger receives every control plane's logs; nil discards them.
+	Logger hclog.Logger
+}
+
+func openStore(tb testing.TB, dir string) *store.EtcdStore {
+	tb.Helper()
+	st, err := store.OpenEmbedded(context.Background(), store.EmbeddedConfig{Dir: dir, UnsafeNoFsync: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st
+}
+
+func run(tb testing.TB, name string, runFn func(context.Context) error, started ...<-chan struct{}) func() {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runFn(ctx) }()
+	for _, ch := range started {
+		select {
+		case <-ch:
+		case err := <-done:
+			cancel()
+			tb.Fatalf("%s stopped before it started: %v", name, err)
+		case <-time.After(60 * time.Second):
+			cancel()
+			tb.Fatalf("%s did not start within 60s", name)
+		}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					tb.Errorf("%s: %v", name, err)
+				}
+			case <-time.After(30 * time.Second):
+				tb.Errorf("%s did not stop within 30s", name)
+			}
+		})
+	}
+}
+
+// Start runs global and the zones, and stops them when the test ends.
+func Start(tb testing.TB, opts Options) *Cluster {
+	tb.Helper()
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	c := &Cluster{tb: tb, dir: tb.TempDir(), log: log, Zones: map[string]*Zone{}, tokens: map[string]string{}}
+	tb.Cleanup(c.Stop)
+
+	gst := openStore(tb, filepath.Join(c.dir, "global-etcd"))
+	c.onStop(func() { gst.Close() })
+	gcfg := global.DefaultConfig()
+	gcfg.DataDir = filepath.Join(c.dir, "global")
+	gcfg.API.Address, gcfg.KDS.Address, gcfg.Diagnostics.Address = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	g, err := global.New(gcfg, log.Named("global"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	g.SetStore(gst)
+	c.gst, c.gcfg = gst, gcfg
+	c.startGlobal()
+	for _, name := range opts.Zones {
+		c.StartZone(name)
+	}
+	return c
+}
+
+// StartZone runs (or runs again, on the same state) the zone called name and
+// waits until the default mesh reached it.
+func (c *Cluster) StartZone(name string) *Zone {
+	z := c.startZone(name)
+	Eventually(c.tb, 30*time.Second, func() error {
+		_, _, err := z.Store().Get(context.Background(), resource.Key{Type: resource.TypeMesh, Name: resource.DefaultMesh})
+		return err
+	})
+	return z
+}
+
+// StartZoneOffline runs a zone again without waiting for global.
+func (c *Cluster) StartZoneOffline(name string) *Zone { return c.startZone(name) }
+
+func (c *Cluster) startZone(name string) *Zone {
+	tb := c.tb
+	tb.Helper()
+	c.mu.Lock()
+	token := c.tokens[name]
+	c.mu.Unlock()
+	if token == "" {
+		var err error
+		if token, err = c.Global.IssueZoneToken(context.Background(), name); err != nil {
+			tb.Fatal(err)
+		}
+		c.mu.Lock()
+		c.tokens[name] = token
+		c.mu.Unlock()
+	}
+	zst := openStore(tb, filepath.Join(c.dir, name+"-etcd"))
+	cfg := zone.DefaultConfig()
+	cfg.Name = name
+	cfg.DataDir = filepath.Join(c.dir, name)
+	cfg.API.Address, cfg.XDS.Address, cfg.Diagnostics.Address = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Global.Addresses = []string{c.Global.KDSAddr()}
+	cfg.Global.Token = token
+	cfg.Global.CAFile = filepath.Join(c.gcfg.DataDir, global.KDSTLSDir, "ca.crt")
+	cfg.Global.Heartbeat = config.Duration(time.Second)
+	z, err := zone.New(cfg, c.log.Named(name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	z.SetStore(zst)
+	stopZone := run(tb, "zone "+name, z.Run, z.Started())
+	zz := &Zone{Zone: z, API: &cli.Client{Address: "http://" + z.APIAddr()}}
+	zz.stop = func() { stopZone(); zst.Close() }
+	c.mu.Lock()
+	c.Zones[name] = zz
+	c.mu.Unlock()
+	c.onStop(zz.stop)
+	return zz
+}
+
+// StopZone stops a zone CP (its state stays for StartZone).
+func (c *Cluster) StopZone(name string) {
+	c.mu.Lock()
+	z := c.Zones[name]
+	delete(c.Zones, name)
+	c.mu.Unlock()
+	if z != nil {
+		z.stop()
+	}
+}
+
+func (c *Cluster) onStop(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stops = append(c.stops, f)
+}
+
+// Stop stops everything, zones first.
+func (c *Cluster) Stop() {
+	c.mu.Lock()
+	stops := c.stops
+	c.stops = nil
+	c.mu.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
+	}
+}
+
+// Apply PUTs a Universal or Kubernetes YAML document on global.
+func (c *Cluster) Apply(doc string) error {
+	items, err := resource.DecodeAll([]byte(doc))
+	if err != nil {
+		return err
+	}
+	for _, r := range items {
+		d, _ := resource.Lookup(r.Type)
+		if _, err := c.API.Do(context.Background(), "PUT", cli.ResourcePath(d, r.Mesh, r.Name), nil, r, nil); err != nil {
+			return fmt.Errorf("%s %s: %w", r.Type, r.Name, err)
+		}
+	}
+	return nil
+}
+
+// RegisterProxy registers a sidecar Dataplane for service in the zone.
+func (z *Zone) RegisterProxy(tb testing.TB, name, service string) {
+	tb.Helper()
+	dp, err := resource.New(resource.TypeDataplane, resource.DefaultMesh, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	spec := dp.Spec.(*resource.DataplaneSpec)
+	spec.Networking.Address = "10.1.0.1"
+	spec.Networking.Inbound = []resource.Inbound{{Port: 8080, ServicePort: 80,
+		Tags: map[string]string{resource.TagService: service, resource.TagProtocol: "http"}}}
+	spec.Networking.Outbound = []resource.Outbound{{Port: 10001, Tags: map[string]string{resource.TagService: "backend"}}}
+	if _, err := z.API.Do(context.Background(), "PUT", "/meshes/default/dataplanes/"+name, nil, dp, nil); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Eventually retries f every few milliseconds until it returns nil.
+func Eventually(tb testing.TB, timeout time.Duration, f func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("not true after %s: %v", timeout, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
