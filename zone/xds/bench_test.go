@@ -89,7 +89,7 @@ func benchmarkBuild(b *testing.B, n int, shared bool) {
 					parts = NewParts()
 				}
 				for i, dp := range dps {
-					s, err := build(dp, rules[i].Conf, parts, digest{})
+					s, err := build(dp, rules[i].Conf, parts, digest{}, nil)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -67,6 +67,7 @@ func mustAny(m proto.Message) *anypb.Any {
 type builder struct {
 	tr        *prepared // nil when tracing is off
 	parts     *Parts    // nil: nothing shared
+	own       map[string][]byte
 	listeners []types.Resource
 	clusters  []types.Resource
 	endpoints []types.Resource
@@ -87,12 +88,14 @@ type builder struct {
 // Every resource passes ValidateAll and the snapshot is Consistent. The
 // version is a hash of the content: equal inputs give equal versions.
 func Build(dp *resource.Resource, rules meshtrace.Rules) (*cache.Snapshot, error) {
-	return build(dp, rules.Conf, nil, digest{})
+	return build(dp, rules.Conf, nil, digest{}, nil)
 }
 
 // build is Build sharing what it can through parts (which may be nil);
-// confKey identifies conf among the configurations parts has seen.
-func build(dp *resource.Resource, conf resource.MeshTraceConf, parts *Parts, confKey digest) (*cache.Snapshot, error) {
+// confKey identifies conf among the configurations parts has seen. own, when
+// not nil, caches this proxy's listener-specific encodings by listener name:
+// it must be emptied whenever the Dataplane changes.
+func build(dp *resource.Resource, conf resource.MeshTraceConf, parts *Parts, confKey digest, own map[string][]byte) (*cache.Snapshot, error) {
 	spec, ok := dp.Spec.(*resource.DataplaneSpec)
 	if !ok {
 		return nil, ErrNotDataplane
@@ -101,7 +104,7 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, parts *Parts, con
 	if err != nil {
 		return nil, fmt.Errorf("meshtrace: %w", err)
 	}
-	b := &builder{tr: tr, parts: parts, seen: map[string]bool{}}
+	b := &builder{tr: tr, parts: parts, own: own, seen: map[string]bool{}}
 	nw := spec.Networking
 	service := proxyService(spec)
 
@@ -111,14 +114,8 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, parts *Parts, con
 			port = nw.Inbound[0].Port
 		}
 		name := "gateway:" + hostPort(nw.Address, port)
-		vh := &routev3.VirtualHost{Name: "*", Domains: []string{"*"}, Routes: []*routev3.Route{{
-			Match: prefixMatch,
-			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-				Status: 404,
-			}},
-		}}}
 		l := meshtrace.Listener{Direction: meshtrace.Gateway, Service: service}
-		if err := b.listener(name, nw.Address, port, corev3.TrafficDirection_INBOUND, vh, l); err != nil {
+		if err := b.listener(name, nw.Address, port, corev3.TrafficDirection_INBOUND, "", l); err != nil {
 			return nil, err
 		}
 	} else {
@@ -141,7 +138,7 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, parts *Parts, con
 			}
 			name := "inbound:" + hostPort(addr, in.Port)
 			l := meshtrace.Listener{Direction: meshtrace.Inbound, Service: in.Tags[resource.TagService]}
-			if err := b.listener(name, addr, in.Port, corev3.TrafficDirection_INBOUND, routeTo(cluster), l); err != nil {
+			if err := b.listener(name, addr, in.Port, corev3.TrafficDirection_INBOUND, cluster, l); err != nil {
 				return nil, err
 			}
 		}
@@ -160,7 +157,7 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, parts *Parts, con
 		}
 		name := "outbound:" + hostPort(addr, out.Port)
 		l := meshtrace.Listener{Direction: meshtrace.Outbound, Service: service, Destination: dest}
-		if err := b.listener(name, addr, out.Port, corev3.TrafficDirection_OUTBOUND, routeTo(dest), l); err != nil {
+		if err := b.listener(name, addr, out.Port, corev3.TrafficDirection_OUTBOUND, dest, l); err != nil {
 			return nil, err
 		}
 	}
@@ -188,6 +185,17 @@ func hostPort(host string, port uint32) string {
 
 var prefixMatch = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
 
+// noRoute answers 404: a builtin gateway's routes come from route policies
+// this project does not model yet.
+func noRoute() *routev3.VirtualHost {
+	return &routev3.VirtualHost{Name: "*", Domains: []string{"*"}, Routes: []*routev3.Route{{
+		Match: prefixMatch,
+		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+			Status: 404,
+		}},
+	}}}
+}
+
 func routeTo(cluster string) *routev3.VirtualHost {
 	return &routev3.VirtualHost{Name: cluster, Domains: []string{"*"}, Routes: []*routev3.Route{{
 		Match: prefixMatch,
@@ -208,7 +216,9 @@ func statPrefix(name string) string {
 	}, name)
 }
 
-func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDirection, vh *routev3.VirtualHost, l meshtrace.Listener) error {
+// listener adds a listener whose HttpConnectionManager routes everything to
+// cluster (or answers 404 when cluster is empty).
+func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDirection, cluster string, l meshtrace.Listener) error {
 	var tracing *hcmv3.HttpConnectionManager_Tracing
 	if b.tr != nil {
 		var err error
@@ -216,20 +226,17 @@ func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDir
 			return fmt.Errorf("listener %s: %w", name, err)
 		}
 	}
-	// The listener's own HttpConnectionManager fields are validated here; the
-	// shared ones (codec, filters, tracing) once, in sharedHCM.
-	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}}
-	if err := rc.ValidateAll(); err != nil {
-		return fmt.Errorf("listener %s: route configuration: %w", name, err)
-	}
-	own := &hcmv3.HttpConnectionManager{
-		StatPrefix:     statPrefix(name),
-		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
-	}
-	hcmAny, err := b.packHCM(own, tracing)
+	own, err := b.ownHCM(name, cluster)
 	if err != nil {
 		return fmt.Errorf("listener %s: %w", name, err)
 	}
+	shared, err := b.tr.sharedHCM(tracing)
+	if err != nil {
+		return fmt.Errorf("listener %s: %w", name, err)
+	}
+	// See ownHCM: the two encodings hold disjoint fields.
+	value := make([]byte, 0, len(own)+len(shared))
+	hcmAny := &anypb.Any{TypeUrl: hcmTypeURL, Value: append(append(value, own...), shared...)}
 	lis := &listenerv3.Listener{
 		Name:             name,
 		Address:          meshtrace.SocketAddress(addr, port),
@@ -253,22 +260,38 @@ var (
 	marshal    = proto.MarshalOptions{Deterministic: true}
 )
 
-// packHCM packs an HttpConnectionManager made of own (the listener's stat
-// prefix and routes) and the fields listeners share (codec, router filter,
-// tracing block) into an Any. The shared fields are marshaled once per
-// tracing block and appended to own's encoding: protobuf parsers accept
-// fields in any order, and the concatenation of the encodings of disjoint
-// fields is the encoding of their union. This halves the marshaling work.
-func (b *builder) packHCM(own *hcmv3.HttpConnectionManager, tracing *hcmv3.HttpConnectionManager_Tracing) (*anypb.Any, error) {
-	shared, err := b.tr.sharedHCM(tracing)
+// ownHCM returns the encoding of a listener's own HttpConnectionManager
+// fields (stat prefix and routes), validated, from b.own when it has them.
+//
+// A listener's HttpConnectionManager is packed as this encoding followed by
+// the encoding of the fields listeners share (codec, router filter, tracing
+// block; see sharedFields), which is made once per tracing block. Protobuf
+// parsers accept fields in any order, and the concatenation of the encodings
+// of disjoint fields is the encoding of their union: this saves most of the
+// marshaling, and on a policy change a proxy's own fields are reused as is.
+func (b *builder) ownHCM(name, cluster string) ([]byte, error) {
+	if enc, ok := b.own[name]; ok {
+		return enc, nil
+	}
+	vh := noRoute()
+	if cluster != "" {
+		vh = routeTo(cluster)
+	}
+	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}}
+	if err := rc.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("route configuration: %w", err)
+	}
+	enc, err := marshal.Marshal(&hcmv3.HttpConnectionManager{
+		StatPrefix:     statPrefix(name),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+	})
 	if err != nil {
 		return nil, err
 	}
-	buf, err := marshal.MarshalAppend(make([]byte, 0, marshal.Size(own)+len(shared)), own)
-	if err != nil {
-		return nil, err
+	if b.own != nil {
+		b.own[name] = enc
 	}
-	return &anypb.Any{TypeUrl: hcmTypeURL, Value: append(buf, shared...)}, nil
+	return enc, nil
 }
 
 var routerFilters = []*hcmv3.HttpFilter{{

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -224,37 +225,38 @@ func TestBuildErrors(t *testing.T) {
 	}
 }
 
-// packHCM's concatenated encoding must decode to the message it was given.
-func TestPackHCM(t *testing.T) {
+// The concatenated HttpConnectionManager encoding must decode to the whole message.
+func TestConcatenatedHCM(t *testing.T) {
 	dp := sidecar("backend-1", "backend", nil, "db1")
 	rules := meshtrace.Compute(dp, []*resource.Resource{meshTrace("default", meshRef(), fullConf(zipkinBackend("http://zipkin:9411")))})
 	prep, err := prepare(rules.Conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &builder{tr: prep, seen: map[string]bool{}}
-	tr, _ := prep.tracer.HTTP(meshtrace.Listener{Service: "backend"})
-	for _, name := range []string{"inbound:1.2.3.4:80", "outbound:127.0.0.1:1000"} {
+	own := map[string][]byte{}
+	b := &builder{tr: prep, own: own, seen: map[string]bool{}}
+	l := meshtrace.Listener{Service: "backend"}
+	tr, _ := prep.tracer.HTTP(l)
+	for _, name := range []string{"inbound:1.2.3.4:80", "outbound:127.0.0.1:1000", "inbound:1.2.3.4:80"} {
+		if err := b.listener(name, "1.2.3.4", 80, 0, "c", l); err != nil {
+			t.Fatal(err)
+		}
 		want := &hcmv3.HttpConnectionManager{
 			StatPrefix:     statPrefix(name),
 			RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{routeTo("c")}}},
-			HttpFilters:    []*hcmv3.HttpFilter{{Name: routerFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny}}},
+			HttpFilters:    routerFilters,
 			Tracing:        tr,
 		}
-		own := &hcmv3.HttpConnectionManager{StatPrefix: want.StatPrefix, RouteSpecifier: want.RouteSpecifier}
-		a, err := b.packHCM(own, tr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		lis := b.listeners[len(b.listeners)-1].(*listenerv3.Listener)
 		var got hcmv3.HttpConnectionManager
-		if err := a.UnmarshalTo(&got); err != nil {
+		if err := lis.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&got); err != nil {
 			t.Fatal(err)
 		}
 		if !proto.Equal(&got, want) {
 			t.Fatalf("decoded %v\nwant %v", &got, want)
 		}
 	}
-	if len(prep.shared) != 1 {
-		t.Fatalf("shared parts %d, want 1", len(prep.shared))
+	if len(prep.shared) != 1 || len(own) != 2 {
+		t.Fatalf("shared parts %d (want 1), own encodings %d (want 2)", len(prep.shared), len(own))
 	}
 }

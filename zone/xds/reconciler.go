@@ -39,6 +39,10 @@ type proxy struct {
 	inputs   digest // dpDigest + matched policies in order
 	built    *built // nil until a build succeeded
 	err      error  // last build error; the proxy keeps its last good snapshot
+	// own caches the listener-specific encodings of the Dataplane digested
+	// ownFor, so that a policy change does not re-encode routes.
+	own    map[string][]byte
+	ownFor digest
 }
 
 // built is a snapshot shared by every proxy with the same inputs.
@@ -418,7 +422,10 @@ func (r *Reconciler) plan(pl *plan) {
 		return // another proxy has the same inputs
 	}
 	rules := meshtrace.Merge(matched)
-	snap, err := build(p.dp, rules.Conf, r.parts, confKey)
+	if p.ownFor != p.dpDigest {
+		p.own, p.ownFor = map[string][]byte{}, p.dpDigest
+	}
+	snap, err := build(p.dp, rules.Conf, r.parts, confKey, p.own)
 	if err != nil {
 		pl.err = err
 		return
