@@ -273,8 +273,10 @@ func (b *builder) ownHCM(name, cluster string) ([]byte, error) {
 	if enc, ok := b.own[name]; ok {
 		return enc, nil
 	}
-	vh := noRoute()
-	if cluster != "" {
+	var vh *routev3.VirtualHost
+	if cluster == "" {
+		vh = noRoute()
+	} else {
 		vh = routeTo(cluster)
 	}
 	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}}
