@@ -51,6 +51,14 @@ var (
 // A failed build fails every test that needs the image, without retrying.
 func (im *image) Ref(t testing.TB) string {
 	t.Helper()
+	if err := im.ensure(); err != nil {
+		t.Fatalf("image %s: %v", im.Tag, err)
+	}
+	return im.Tag
+}
+
+// ensure builds the image once; safe to call from any goroutine.
+func (im *image) ensure() error {
 	im.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
@@ -60,10 +68,7 @@ func (im *image) Ref(t testing.TB) string {
 			logf("image %s built in %s", im.Tag, time.Since(start).Round(100*time.Millisecond))
 		}
 	})
-	if im.err != nil {
-		t.Fatalf("image %s: %v", im.Tag, im.err)
-	}
-	return im.Tag
+	return im.err
 }
 
 const dockerfile = `FROM scratch

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -121,6 +122,31 @@ func dataplaneRules(t testing.TB, z *Zone, dp string) (rules, error) {
 	return r, json.Unmarshal(resp.Body, &r)
 }
 
+// zoneInsight is the part of GET /zone-insights/{zone} on global the suite
+// checks.
+type zoneInsight struct {
+	Online         bool   `json:"online"`
+	GlobalInstance string `json:"globalInstance"`
+	Proxies        []struct {
+		Mesh      string `json:"mesh"`
+		Name      string `json:"name"`
+		Backend   string `json:"backend"`
+		Collector string `json:"collector"`
+	} `json:"proxies"`
+}
+
+func getZoneInsight(t testing.TB, api API, zone string) (zoneInsight, error) {
+	var zi zoneInsight
+	resp, err := api.Do(t, http.MethodGet, "/zone-insights/"+zone, nil)
+	if err != nil {
+		return zi, err
+	}
+	if resp.Status != http.StatusOK {
+		return zi, fmt.Errorf("zone-insights/%s: %d %s", zone, resp.Status, resp.Body)
+	}
+	return zi, json.Unmarshal(resp.Body, &zi)
+}
+
 // TestMultiZone runs the scenarios in order on one shared topology: the
 // set-up is the expensive part. Each scenario starts from the seed state and
 // ends by checking that every zone holds exactly global's policies.
@@ -187,6 +213,26 @@ func testSeedZonePolicies(t *testing.T, tp *Topology) {
 				t.Errorf("_rules of %s: policies %+v, want only trace-%s", dp, r.Policies, z.Name)
 			}
 		}
+		// Global learns each proxy's effective backend from the zone.
+		waitFor(t, converge, "global's insight into "+z.Name+"'s proxies", func() error {
+			zi, err := getZoneInsight(t, tp.GlobalAPI(0), z.Name)
+			if err != nil {
+				return err
+			}
+			if !zi.Online {
+				return fmt.Errorf("zone %s not online", z.Name)
+			}
+			got := map[string]string{}
+			for _, p := range zi.Proxies {
+				got[p.Name] = p.Backend + " " + p.Collector
+			}
+			for _, dp := range z.Dataplanes {
+				if want := "Zipkin http://" + collectorOf(z.Name) + "/api/v2/spans"; got[dp] != want {
+					return fmt.Errorf("insight of %s: %q, want %q (all: %v)", dp, got[dp], want, got)
+				}
+			}
+			return nil
+		})
 	}
 }
 
@@ -292,6 +338,30 @@ func testBadPolicyRejected(t *testing.T, tp *Topology) {
 // Killing either global replica: zones reconnect to the other and go on
 // receiving changes.
 func testGlobalReplicaKilled(t *testing.T, tp *Topology) {
+	// Every zone is on one replica or the other: across both kills each must
+	// have moved to another global instance at least once.
+	instances := map[string]map[string]bool{}
+	observe := func(api API) {
+		t.Helper()
+		for _, z := range tp.Zones {
+			waitFor(t, converge, "zone "+z.Name+" online", func() error {
+				zi, err := getZoneInsight(t, api, z.Name)
+				if err != nil {
+					return err
+				}
+				if !zi.Online || zi.GlobalInstance == "" {
+					return fmt.Errorf("zone %s: online %v instance %q", z.Name, zi.Online, zi.GlobalInstance)
+				}
+				if instances[z.Name] == nil {
+					instances[z.Name] = map[string]bool{}
+				}
+				instances[z.Name][zi.GlobalInstance] = true
+				return nil
+			})
+		}
+	}
+	observe(tp.GlobalAPI(0))
+	defer ensureRunning(t, tp.Globals...)
 	for i, victim := range tp.Globals {
 		other := tp.GlobalAPI(1 - i)
 		victim.Kill(t)
@@ -302,7 +372,13 @@ func testGlobalReplicaKilled(t *testing.T, tp *Topology) {
 			"east": zipkinTo(collectorOf("east")),
 			"west": zipkinTo(fmt.Sprintf("west.zipkincollector:%d", port)),
 		}, converge)
+		observe(other)
 		victim.Start(t)
+	}
+	for zone, seen := range instances {
+		if len(seen) < 2 {
+			t.Errorf("zone %s stayed on global instance %v while each replica was killed in turn", zone, seen)
+		}
 	}
 }
 
@@ -320,9 +396,17 @@ func testZonePartitioned(t *testing.T, tp *Topology) {
 	put(t, tp, zonePolicy("east", "east.zipkincollector:9430"))
 	put(t, tp, zonePolicy("west", "west.zipkincollector:9430"))
 	expectTracing(t, tp, map[string]string{"west": zipkinTo("west.zipkincollector:9430")}, converge)
-	// East is unreachable: its proxies keep tracing to the old collector.
+	// East is unreachable: its proxies keep tracing to the old collector and
+	// its API keeps serving the policy it had.
 	time.Sleep(3 * time.Second)
 	expectTracing(t, tp, map[string]string{"east": zipkinTo(collectorOf("east"))}, time.Second)
+	got, err := east.API().Policies(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got[mesh+"/trace-east"]; !strings.Contains(p, collectorOf("east")) {
+		t.Errorf("partitioned zone serves trace-east %s, want the one before the partition", p)
+	}
 
 	east.CP.Connect(t, tp.GlobalNet)
 	healed = true
@@ -337,13 +421,7 @@ func testZoneRestartWhileGlobalDown(t *testing.T, tp *Topology) {
 	for _, g := range tp.Globals {
 		g.Stop(t)
 	}
-	defer func() {
-		for _, g := range tp.Globals {
-			if st, err := g.c.State(t.Context()); err == nil && !st.Running {
-				g.Start(t)
-			}
-		}
-	}()
+	defer ensureRunning(t, tp.Globals...)
 	east := tp.Zone("east")
 	east.CP.Stop(t)
 	east.CP.Start(t)
@@ -401,11 +479,22 @@ func testZoneRestartWhileGlobalDown(t *testing.T, tp *Topology) {
 	expectTracing(t, tp, map[string]string{"east": zipkinTo("east.zipkincollector:9440")}, 2*converge)
 }
 
+// ensureRunning starts those of nodes that are not running, so a failed
+// scenario does not leave the shared topology broken for the next one.
+func ensureRunning(t testing.TB, nodes ...*Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if st, err := n.c.State(context.Background()); err == nil && !st.Running {
+			n.Start(t)
+		}
+	}
+}
+
 // With one etcd member down, global still accepts writes and zones get them.
 func testEtcdMemberKilled(t *testing.T, tp *Topology) {
 	victim := tp.Etcd.Nodes[1]
 	victim.Kill(t)
-	defer victim.Start(t)
+	defer ensureRunning(t, victim)
 	waitFor(t, converge, "a write through global with one etcd member down", func() error {
 		resp, err := tp.GlobalAPI(0).Do(t, http.MethodPut, policyPath("trace-east"), zonePolicy("east", "east.zipkincollector:9450"))
 		if err != nil {

@@ -133,12 +133,17 @@ func (tp *Topology) keep(ns ...*Node) {
 func (tp *Topology) startBase(t testing.TB) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	// Build the images concurrently before anything runs.
-	g, _ := errgroup.WithContext(ctx)
-	for _, im := range []*image{imageEtcd, imageCollector, imageADSClient} {
-		g.Go(func() error { im.Ref(t); return nil })
+	// Build the images concurrently before anything runs; errors are
+	// reported by the Ref calls that need each image.
+	images := []*image{imageEtcd, imageCollector, imageADSClient}
+	if cpAvailable() {
+		images = append(images, imageCP)
 	}
-	_ = g.Wait()
+	var wg sync.WaitGroup
+	for _, im := range images {
+		wg.Go(func() { _ = im.ensure() })
+	}
+	wg.Wait()
 	var err error
 	if tp.GlobalNet, err = tp.net(ctx, "global"); err != nil {
 		return err
