@@ -50,7 +50,7 @@ func heapInUse() uint64 {
 
 // BenchmarkBuild measures Build alone: time per proxy, and heap retained per
 // proxy by the built snapshots.
-// With parts=shared, proxy-independent pieces are shared through Parts as
+// With parts=shared, proxy-independent pieces are shared through parts as
 // the Reconciler does; with parts=none every proxy is built from scratch.
 func BenchmarkBuild(b *testing.B) {
 	for _, shared := range []bool{false, true} {
@@ -84,12 +84,12 @@ func benchmarkBuild(b *testing.B, n int, shared bool) {
 				before := heapInUse()
 				c0 := cpuTime()
 				b.StartTimer()
-				var parts *Parts
+				var ps *parts
 				if shared {
-					parts = NewParts()
+					ps = newParts()
 				}
 				for i, dp := range dps {
-					s, err := build(dp, rules[i].Conf, parts, digest{}, nil)
+					s, err := build(dp, rules[i].Conf, ps, digest{}, nil)
 					if err != nil {
 						b.Fatal(err)
 					}

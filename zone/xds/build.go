@@ -66,7 +66,7 @@ func mustAny(m proto.Message) *anypb.Any {
 // builder accumulates one proxy's resources.
 type builder struct {
 	tr        *prepared // nil when tracing is off
-	parts     *Parts    // nil: nothing shared
+	parts     *parts    // nil: nothing shared
 	own       map[string][]byte
 	listeners []types.Resource
 	clusters  []types.Resource
@@ -91,20 +91,20 @@ func Build(dp *resource.Resource, rules meshtrace.Rules) (*cache.Snapshot, error
 	return build(dp, rules.Conf, nil, digest{}, nil)
 }
 
-// build is Build sharing what it can through parts (which may be nil);
+// build is Build sharing what it can through shared (which may be nil);
 // confKey identifies conf among the configurations parts has seen. own, when
 // not nil, caches this proxy's listener-specific encodings by listener name:
 // it must be emptied whenever the Dataplane changes.
-func build(dp *resource.Resource, conf resource.MeshTraceConf, parts *Parts, confKey digest, own map[string][]byte) (*cache.Snapshot, error) {
+func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, confKey digest, own map[string][]byte) (*cache.Snapshot, error) {
 	spec, ok := dp.Spec.(*resource.DataplaneSpec)
 	if !ok {
 		return nil, ErrNotDataplane
 	}
-	tr, err := parts.tracing(confKey, conf)
+	tr, err := shared.tracing(confKey, conf)
 	if err != nil {
 		return nil, fmt.Errorf("meshtrace: %w", err)
 	}
-	b := &builder{tr: tr, parts: parts, own: own, seen: map[string]bool{}}
+	b := &builder{tr: tr, parts: shared, own: own, seen: map[string]bool{}}
 	nw := spec.Networking
 	service := proxyService(spec)
 

@@ -13,25 +13,25 @@ import (
 	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
-// maxTracings bounds how many prepared tracing configurations Parts keeps;
+// maxTracings bounds how many prepared tracing configurations parts keeps;
 // past it the cache starts over (builds in use keep what they reference).
 const maxTracings = 1024
 
-// Parts shares between proxies the pieces of configuration that do not depend
+// parts shares between proxies the pieces of configuration that do not depend
 // on the proxy: clusters with their load assignments (EDS destinations, local
 // applications, collectors) and the prepared tracing of each merged MeshTrace
 // configuration, with its marshaled HttpConnectionManager parts. Shared
 // messages are never modified once built. The zero value is not usable; a nil
-// *Parts shares nothing. Safe for concurrent use.
-type Parts struct {
+// *parts shares nothing. Safe for concurrent use.
+type parts struct {
 	mu       sync.Mutex
 	clusters map[string]*part
 	tracings map[digest]*prepared
 }
 
-// NewParts returns an empty Parts.
-func NewParts() *Parts {
-	return &Parts{clusters: map[string]*part{}, tracings: map[digest]*prepared{}}
+// newParts returns an empty parts.
+func newParts() *parts {
+	return &parts{clusters: map[string]*part{}, tracings: map[digest]*prepared{}}
 }
 
 // part is a validated cluster, its load assignment when it uses EDS, and a
@@ -68,7 +68,7 @@ func newPart(c *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment) (*part
 }
 
 // cluster returns the part stored under key, creating it with create.
-func (ps *Parts) cluster(key string, create func() (*part, error)) (*part, error) {
+func (ps *parts) cluster(key string, create func() (*part, error)) (*part, error) {
 	if ps == nil {
 		return create()
 	}
@@ -103,7 +103,7 @@ type prepared struct {
 
 // tracing returns the prepared tracing of conf (nil when tracing is off),
 // cached under key when ps is not nil.
-func (ps *Parts) tracing(key digest, conf resource.MeshTraceConf) (*prepared, error) {
+func (ps *parts) tracing(key digest, conf resource.MeshTraceConf) (*prepared, error) {
 	if ps != nil {
 		ps.mu.Lock()
 		p, ok := ps.tracings[key]

@@ -76,7 +76,7 @@ type Reconciler struct {
 	meshPols  map[string][]*resource.Resource        // policies per mesh, for matching
 	affecting map[resource.Key]map[resource.Key]bool // policy -> proxies it selects
 	builds    map[digest]*built
-	parts     *Parts
+	parts     *parts
 }
 
 // NewReconciler returns a Reconciler writing to out. Metrics are registered
@@ -102,7 +102,7 @@ func NewReconciler(logger hclog.Logger, out Snapshots, reg prometheus.Registerer
 		meshPols:  map[string][]*resource.Resource{},
 		affecting: map[resource.Key]map[resource.Key]bool{},
 		builds:    map[digest]*built{},
-		parts:     NewParts(),
+		parts:     newParts(),
 	}
 	if reg != nil {
 		var err error
