@@ -75,7 +75,9 @@ func TestSlowZoneDoesNotDelayOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := e.startGlobal(gs, "")
+	// A long stall timeout: the slow zone stays connected (and stuck) while
+	// the fast one is measured.
+	g := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.StallIntervals = 40 })
 	// The slow zone says hello and then never reads or acks.
 	slow, _ := e.rawStream(t, g.addr, token(t, gs, "slow"))
 	if err := slow.Send(hello(0)); err != nil {
@@ -84,7 +86,6 @@ func TestSlowZoneDoesNotDelayOthers(t *testing.T) {
 	var times appliedTimes
 	fast := e.startZone("fast", newMemory(t), token(t, gs, "fast"), []string{g.addr}, func(c *kds.ClientConfig) { c.OnApplied = times.record })
 	waitApplied(t, rev, 10*time.Second, fast)
-	waitFor(t, "slow to be connected", 5*time.Second, func() bool { return slices.Contains(g.srv.ConnectedZones(), "slow") })
 
 	var worst time.Duration
 	for i := range 20 {
@@ -94,11 +95,14 @@ func TestSlowZoneDoesNotDelayOthers(t *testing.T) {
 			worst = d
 		}
 	}
-	if worst > 250*time.Millisecond {
+	if !slices.Contains(g.srv.ConnectedZones(), "slow") {
+		t.Fatal("the slow zone was cut before the measurement ended; nothing was shown")
+	}
+	if worst > time.Second {
 		t.Fatalf("fast zone delayed: worst propagation %s", worst)
 	}
 	t.Logf("fast zone worst propagation with a stuck zone: %s", worst)
-	waitFor(t, "the stalled stream to be cut", 5*time.Second, func() bool { return !slices.Contains(g.srv.ConnectedZones(), "slow") })
+	waitFor(t, "the stalled stream to be cut", 15*time.Second, func() bool { return !slices.Contains(g.srv.ConnectedZones(), "slow") })
 }
 
 // Batches are cut to the message cap; a resource alone over the cap is
@@ -182,7 +186,7 @@ func TestLivenessHeartbeats(t *testing.T) {
 	z := e.startZone("east", newMemory(t), token(t, gs, "east"), []string{g.addr})
 	waitFor(t, "connect", 5*time.Second, z.client.Connected)
 	// Idle streams stay up: heartbeats flow both ways.
-	time.Sleep(3 * testHeartbeat * testStall)
+	time.Sleep(testHeartbeat*testStall + time.Second)
 	if !z.client.Connected() || z.client.Stats().Sessions != 1 {
 		t.Fatalf("idle stream was cut: %+v", z.client.Stats())
 	}

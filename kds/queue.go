@@ -251,7 +251,12 @@ func feed(ctx context.Context, wch <-chan store.WatchResponse, q *queue, keep fu
 				fail(fmt.Errorf("kds: watch: %w", resp.Err))
 				return
 			}
+			// The cursor follows the events' own revisions, not the
+			// response's: an etcd response header carries the store's
+			// current revision, which may be ahead of events still to come.
+			var seen int64
 			for _, ev := range resp.Events {
+				seen = max(seen, ev.Revision)
 				if ev.Resource == nil {
 					continue
 				}
@@ -264,7 +269,7 @@ func feed(ctx context.Context, wch <-chan store.WatchResponse, q *queue, keep fu
 				}
 				q.push(e)
 			}
-			q.observe(resp.Revision)
+			q.observe(seen)
 		}
 	}
 }

@@ -105,9 +105,6 @@ func (st *serverStream) run() error {
 	if err := st.ins.begin(ctx, st.s.cfg.Store, st.zone, last); err != nil {
 		st.log.Warn("cannot read zone insight", "error", err)
 	}
-	if err := st.writeInsight(ctx); err != nil {
-		st.log.Warn("cannot write zone insight", "error", err)
-	}
 	wch, err := st.s.cfg.Store.Watch(ctx, store.WatchOptions{Types: down, FromRevision: from})
 	if err != nil {
 		return fmt.Errorf("kds: watch: %w", err)
@@ -375,20 +372,21 @@ func (st *serverStream) oversized(e *entry, size int, err error) {
 	st.s.nack(st.zone, n)
 }
 
-// flushLoop writes the zone's insight at most every InsightInterval.
+// flushLoop writes the zone's insight at once (online), then at most every
+// InsightInterval.
 func (st *serverStream) flushLoop() {
 	t := time.NewTicker(st.s.cfg.InsightInterval)
 	defer t.Stop()
 	for {
+		if st.ins.isDirty() {
+			if err := st.writeInsight(st.ctx); err != nil && st.ctx.Err() == nil {
+				st.log.Warn("cannot write zone insight", "error", err)
+			}
+		}
 		select {
 		case <-st.ctx.Done():
 			return
 		case <-t.C:
-			if st.ins.isDirty() {
-				if err := st.writeInsight(st.ctx); err != nil && st.ctx.Err() == nil {
-					st.log.Warn("cannot write zone insight", "error", err)
-				}
-			}
 		}
 	}
 }

@@ -1,0 +1,192 @@
+package kds_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/kds"
+	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// applyWaiter lets a benchmark wait until every zone applied a revision.
+type applyWaiter struct {
+	mu      sync.Mutex
+	applied map[string]int64
+	changed chan struct{}
+}
+
+func newApplyWaiter() *applyWaiter {
+	return &applyWaiter{applied: map[string]int64{}, changed: make(chan struct{}, 1)}
+}
+
+func (w *applyWaiter) hook(zone string) func(int64) {
+	return func(rev int64) {
+		w.mu.Lock()
+		if rev > w.applied[zone] {
+			w.applied[zone] = rev
+		}
+		w.mu.Unlock()
+		select {
+		case w.changed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *applyWaiter) wait(b *testing.B, zones int, rev int64) {
+	deadline := time.After(30 * time.Second)
+	for {
+		w.mu.Lock()
+		n := 0
+		for _, r := range w.applied {
+			if r >= rev {
+				n++
+			}
+		}
+		w.mu.Unlock()
+		if n == zones {
+			return
+		}
+		select {
+		case <-w.changed:
+		case <-deadline:
+			b.Fatalf("revision %d not applied by %d zones", rev, zones)
+		}
+	}
+}
+
+// benchSetup runs an etcd-backed global with 1000 policies and n zones on
+// in-memory stores, all synced.
+func benchSetup(b *testing.B, zones int) (store.Store, *applyWaiter) {
+	e := newEnv(b)
+	gs := openEtcd(b)
+	put(b, gs, mesh("default"))
+	rev := putBurst(b, gs, "default", 1000, 0)
+	g := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.Heartbeat = time.Second })
+	w := newApplyWaiter()
+	for i := range zones {
+		name := fmt.Sprintf("zone-%d", i)
+		e.startZone(name, newMemory(b), token(b, gs, name), []string{g.addr}, func(c *kds.ClientConfig) {
+			c.OnApplied = w.hook(name)
+			c.Heartbeat = time.Second
+		})
+	}
+	w.wait(b, zones, rev)
+	return gs, w
+}
+
+// Propagation latency: one policy Put on global until applied in every zone.
+func BenchmarkPropagation(b *testing.B) {
+	for _, zones := range []int{2, 10} {
+		b.Run(fmt.Sprintf("zones=%d", zones), func(b *testing.B) {
+			gs, w := benchSetup(b, zones)
+			var lat []time.Duration
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				start := time.Now()
+				rev := put(b, gs, meshTrace("default", fmt.Sprintf("p-%d", i%1000), 100+i))
+				w.wait(b, zones, rev)
+				lat = append(lat, time.Since(start))
+			}
+			reportLatency(b, lat)
+		})
+	}
+}
+
+// A burst of 1000 policy changes until applied in both zones.
+func BenchmarkBurst1000(b *testing.B) {
+	gs, w := benchSetup(b, 2)
+	var lat []time.Duration
+	var write time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		rev := putBurst(b, gs, "default", 1000, 1000*(i+1))
+		write += time.Since(start)
+		w.wait(b, 2, rev)
+		lat = append(lat, time.Since(start))
+	}
+	reportLatency(b, lat)
+	// The part of the burst spent writing it to etcd.
+	b.ReportMetric(float64(write)/float64(time.Millisecond)/float64(len(lat)), "ms-etcd-write")
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(lat[len(lat)/2]), "ms-median")
+	b.ReportMetric(ms(lat[(len(lat)*99)/100]), "ms-p99")
+}
+
+// Heap of global per connected zone: zones are minimal raw streams that ACK
+// every batch without keeping anything, so the growth is global's.
+func BenchmarkGlobalMemoryPerZone(b *testing.B) {
+	const zones = 20
+	e := newEnv(b)
+	gs := newMemory(b)
+	put(b, gs, mesh("default"))
+	putBurst(b, gs, "default", 1000, 0)
+	g := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.Heartbeat = time.Second })
+	// Warm up the shared paths (token key, store id) with one zone.
+	ackAll(b, e, g.addr, token(b, gs, "warmup"))
+	var perZone float64
+	for b.Loop() {
+		before := heap()
+		var stops []context.CancelFunc
+		for i := range zones {
+			stops = append(stops, ackAll(b, e, g.addr, token(b, gs, fmt.Sprintf("z-%d", i))))
+		}
+		perZone = (float64(heap()) - float64(before)) / zones
+		for _, s := range stops {
+			s()
+		}
+	}
+	b.ReportMetric(perZone/1024, "KiB/zone")
+}
+
+func heap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// ackAll connects a zone that ACKs every batch and keeps nothing; it returns
+// once the snapshot is acknowledged.
+func ackAll(b *testing.B, e *env, addr, tok string) context.CancelFunc {
+	stream, stop := e.rawStream(b, addr, tok)
+	if err := stream.Send(hello(0)); err != nil {
+		b.Fatal(err)
+	}
+	synced := make(chan struct{})
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			if bt := m.GetBatch(); bt != nil {
+				_ = stream.Send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Ack{Ack: &kdsv1.Ack{Nonce: bt.Nonce, Revision: bt.Revision}}})
+				if bt.SnapshotEnd {
+					close(synced)
+				}
+			}
+		}
+	}()
+	select {
+	case <-synced:
+	case <-time.After(30 * time.Second):
+		b.Fatal("snapshot not received")
+	}
+	return stop
+}
