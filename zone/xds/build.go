@@ -2,6 +2,15 @@
 // configuration and serves it: Build makes one proxy's snapshot, the
 // Reconciler keeps every proxy's snapshot current in a go-control-plane
 // SnapshotCache, and Server serves that cache over ADS.
+//
+// Resource names in a proxy's snapshot:
+//
+//	inbound:<address>:<port>    listener per inbound -> cluster localhost:<servicePort>
+//	outbound:<address>:<port>   listener per outbound -> EDS cluster <destination kuma.io/service>
+//	gateway:<address>:<port>    builtin gateway listener (port of inbound[0], else 8080), 404 for now
+//	localhost:<port>            STATIC cluster to the application (serviceAddress or 127.0.0.1)
+//	<service>                   EDS cluster with an empty ClusterLoadAssignment
+//	meshtrace:<type>:<host>_<port>  collector cluster ("-tls" after the type for https)
 package xds
 
 import (
