@@ -213,6 +213,22 @@ func testSeedZonePolicies(t *testing.T, tp *Topology) {
 				t.Errorf("_rules of %s: policies %+v, want only trace-%s", dp, r.Policies, z.Name)
 			}
 		}
+		// Spans the proxies send land in their own zone's collector only.
+		resetCollector(t, z.Collector)
+	}
+	for _, z := range tp.Zones {
+		for _, p := range z.Proxies {
+			emitSpans(t, p)
+		}
+	}
+	for _, z := range tp.Zones {
+		var want []string
+		for _, dp := range z.Dataplanes {
+			want = append(want, mesh+"."+dp)
+		}
+		if got := received(t, z.Collector).Services(); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s's collector got spans from %v, want exactly %v", z.Name, got, want)
+		}
 		// Global learns each proxy's effective backend from the zone.
 		waitFor(t, converge, "global's insight into "+z.Name+"'s proxies", func() error {
 			zi, err := getZoneInsight(t, tp.GlobalAPI(0), z.Name)

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -138,10 +139,48 @@ type Received struct {
 	Total    int    `json:"total"`
 	Spans    int    `json:"spans"`
 	Requests []struct {
-		Method string `json:"method"`
-		Path   string `json:"path"`
-		Spans  int    `json:"spans"`
+		Method   string   `json:"method"`
+		Path     string   `json:"path"`
+		Spans    int      `json:"spans"`
+		Services []string `json:"services"`
 	} `json:"requests"`
+}
+
+// Services are the span service names the collector received, sorted.
+func (r Received) Services() []string {
+	var out []string
+	for _, req := range r.Requests {
+		out = append(out, req.Services...)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// emitSpans makes a proxy stand-in post one Zipkin span to each collector its
+// config names, as Envoy would for a sampled request.
+func emitSpans(t testing.TB, p *Node) {
+	t.Helper()
+	resp, err := httpClient.Post(p.URL(t, adsclientPort)+"/emit", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sent []struct {
+		URL    string `json:"url"`
+		Status int    `json:"status"`
+		Error  string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&sent); err != nil {
+		t.Fatalf("emit on %s: %v", p.Name, err)
+	}
+	if len(sent) == 0 {
+		t.Fatalf("%s had no Zipkin collector to send a span to", p.Name)
+	}
+	for _, s := range sent {
+		if s.Error != "" || s.Status/100 != 2 {
+			t.Errorf("%s: span to %s: status %d %s", p.Name, s.URL, s.Status, s.Error)
+		}
+	}
 }
 
 func received(t testing.TB, col *Node) Received {

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -88,6 +89,8 @@ type Listener struct {
 type Tracer struct {
 	Provider         string `json:"provider"`
 	CollectorCluster string `json:"collectorCluster,omitempty"`
+	// CollectorEndpoint is the Zipkin API path spans are posted to.
+	CollectorEndpoint string `json:"collectorEndpoint,omitempty"`
 }
 
 type state struct {
@@ -151,7 +154,73 @@ func handler(st *state) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st.snapshot())
 	})
+	mux.HandleFunc("POST /emit", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(emit(r.Context(), st.snapshot()))
+	})
 	return mux
+}
+
+// Emitted is one span sent by POST /emit.
+type Emitted struct {
+	URL    string `json:"url"`
+	Status int    `json:"status,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// emit does what Envoy does with a sampled request: it posts a Zipkin span
+// (service name = node id) to the first endpoint of every Zipkin collector
+// cluster the listeners name, at the configured API path.
+func emit(ctx context.Context, cfg Config) []Emitted {
+	endpoints := map[string][]string{}
+	for _, cl := range cfg.Clusters {
+		endpoints[cl.Name] = cl.Endpoints
+	}
+	seen := map[string]bool{}
+	out := []Emitted{}
+	for _, l := range cfg.Listeners {
+		for _, tr := range l.Tracers {
+			eps := endpoints[tr.CollectorCluster]
+			if tr.Provider != "envoy.tracers.zipkin" || len(eps) == 0 {
+				continue
+			}
+			url := "http://" + eps[0] + tr.CollectorEndpoint
+			if seen[url] {
+				continue
+			}
+			seen[url] = true
+			out = append(out, postSpan(ctx, url, cfg.Node))
+		}
+	}
+	return out
+}
+
+func postSpan(ctx context.Context, url, service string) Emitted {
+	now := time.Now()
+	id := fmt.Sprintf("%016x", now.UnixNano())
+	span := []map[string]any{{
+		"traceId":       id,
+		"id":            id,
+		"name":          "e2e-emit",
+		"kind":          "SERVER",
+		"timestamp":     now.UnixMicro(),
+		"duration":      1000,
+		"localEndpoint": map[string]string{"serviceName": service},
+	}}
+	body, _ := json.Marshal(span)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return Emitted{URL: url, Error: err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Emitted{URL: url, Error: err.Error()}
+	}
+	resp.Body.Close()
+	return Emitted{URL: url, Status: resp.StatusCode}
 }
 
 type client struct {
@@ -374,6 +443,7 @@ func tracer(p *tracev3.Tracing_Http) (Tracer, error) {
 			return tr, err
 		}
 		tr.CollectorCluster = zipkin.GetCollectorCluster()
+		tr.CollectorEndpoint = zipkin.GetCollectorEndpoint()
 	case tc.MessageIs(&datadog):
 		if err := unpack(tc, &datadog); err != nil {
 			return tr, err

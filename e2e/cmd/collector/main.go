@@ -27,6 +27,8 @@ type Request struct {
 	// Spans is the number of Zipkin spans in a POST /api/v2/spans JSON body,
 	// -1 when the body was not a JSON array.
 	Spans int `json:"spans"`
+	// Services are the spans' localEndpoint.serviceName values.
+	Services []string `json:"services,omitempty"`
 }
 
 // Received is the body of GET /received.
@@ -89,9 +91,16 @@ func (r *recorder) handler() http.Handler {
 		body, _ := io.ReadAll(io.LimitReader(req.Body, 16<<20))
 		rec := Request{Time: time.Now().UTC(), Method: req.Method, Path: req.URL.Path, Bytes: len(body), Spans: -1}
 		if req.Method == http.MethodPost && req.URL.Path == "/api/v2/spans" {
-			var spans []json.RawMessage
+			var spans []struct {
+				LocalEndpoint struct {
+					ServiceName string `json:"serviceName"`
+				} `json:"localEndpoint"`
+			}
 			if json.Unmarshal(body, &spans) == nil {
 				rec.Spans = len(spans)
+				for _, sp := range spans {
+					rec.Services = append(rec.Services, sp.LocalEndpoint.ServiceName)
+				}
 			}
 		}
 		r.record(rec)
