@@ -2,6 +2,7 @@ package kds
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -13,10 +14,14 @@ import (
 	"github.com/meshtrace/meshtrace/store"
 )
 
-// localCopy is what the zone holds under a key of a downward type.
+// localCopy is what the zone holds under a key of a downward type. A copy
+// read from the store at session start is known by its content hash; one
+// written by this session by the hash of the message bytes it came in, which
+// is cheaper and equal for an unchanged resource sent again.
 type localCopy struct {
-	hash   string
-	global bool // labelled kuma.io/origin: global, so KDS owns it
+	content string   // resource.Hash, or "" when only wire is known
+	wire    [32]byte // sha256 of the Universal JSON received, or zero
+	global  bool     // labelled kuma.io/origin: global, so KDS owns it
 }
 
 // applier applies global's batches to the zone's store. Only copies labelled
@@ -43,7 +48,7 @@ func (a *applier) loadIndex(ctx context.Context) error {
 			return err
 		}
 		for _, r := range res.Items {
-			a.index[r.Key()] = localCopy{hash: contentHash(r), global: r.Labels[resource.LabelOrigin] == resource.OriginGlobal}
+			a.index[r.Key()] = localCopy{content: contentHash(r), global: r.Labels[resource.LabelOrigin] == resource.OriginGlobal}
 		}
 	}
 	return nil
@@ -67,7 +72,7 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 		ack.Errors = append(ack.Errors, &kdsv1.ResourceError{Type: w.Type, Mesh: w.Mesh, Name: w.Name, Reason: reason, Revision: w.Revision})
 	}
 	var ops []store.Op
-	var hashes []string
+	var wires [][32]byte
 	var sources []*kdsv1.Resource
 	for _, w := range b.GetResources() {
 		key := keyOf(w)
@@ -89,7 +94,15 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 				continue
 			}
 			ops = append(ops, store.Op{Delete: true, Key: key})
-			hashes, sources = append(hashes, ""), append(sources, w)
+			wires, sources = append(wires, [32]byte{}), append(sources, w)
+			continue
+		}
+		if exists && !cur.global {
+			reject(w, "a zone-local resource with this name exists; not overwritten")
+			continue
+		}
+		wire := sha256.Sum256(w.Json)
+		if exists && cur.wire == wire {
 			continue
 		}
 		r, err := decodeResource(w.Json)
@@ -106,18 +119,14 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 			continue
 		}
 		r.Labels = withLabels(r.Labels, map[string]string{resource.LabelOrigin: resource.OriginGlobal})
-		h := contentHash(r)
-		if exists && !cur.global {
-			reject(w, "a zone-local resource with this name exists; not overwritten")
-			continue
-		}
-		if exists && cur.hash == h {
+		if exists && cur.content != "" && cur.content == contentHash(r) {
+			a.index[key] = localCopy{wire: wire, global: true}
 			continue
 		}
 		ops = append(ops, store.Op{Key: key, Resource: r})
-		hashes, sources = append(hashes, h), append(sources, w)
+		wires, sources = append(wires, wire), append(sources, w)
 	}
-	if err := a.commit(ctx, ops, hashes, sources, reject); err != nil {
+	if err := a.commit(ctx, ops, wires, sources, reject); err != nil {
 		return nil, err
 	}
 	if b.GetSnapshotEnd() {
@@ -148,7 +157,7 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 
 // commit writes ops in transactions; when one fails it retries the ops one by
 // one so a single bad resource is rejected alone.
-func (a *applier) commit(ctx context.Context, ops []store.Op, hashes []string, sources []*kdsv1.Resource, reject func(*kdsv1.Resource, string)) error {
+func (a *applier) commit(ctx context.Context, ops []store.Op, wires [][32]byte, sources []*kdsv1.Resource, reject func(*kdsv1.Resource, string)) error {
 	if len(ops) == 0 {
 		return nil
 	}
@@ -157,7 +166,7 @@ func (a *applier) commit(ctx context.Context, ops []store.Op, hashes []string, s
 		if ops[i].Delete {
 			delete(a.index, ops[i].Key)
 		} else {
-			a.index[ops[i].Key] = localCopy{hash: hashes[i], global: true}
+			a.index[ops[i].Key] = localCopy{wire: wires[i], global: true}
 		}
 	}
 	if _, err := st.Txn(ctx, ops); err == nil {
@@ -218,10 +227,10 @@ func (a *applier) finishSnapshot(ctx context.Context) (string, error) {
 		return msg, nil
 	}
 	a.log.Info("snapshot deletes stale copies", "count", len(gone))
-	hashes := make([]string, len(gone))
+	wires := make([][32]byte, len(gone))
 	sources := make([]*kdsv1.Resource, len(gone))
 	for i, op := range gone {
 		sources[i] = &kdsv1.Resource{Type: string(op.Key.Type), Mesh: op.Key.Mesh, Name: op.Key.Name, Delete: true}
 	}
-	return "", a.commit(ctx, gone, hashes, sources, func(*kdsv1.Resource, string) {})
+	return "", a.commit(ctx, gone, wires, sources, func(*kdsv1.Resource, string) {})
 }

@@ -168,6 +168,8 @@ func splitToken(token string) (ZoneTokenClaims, []byte, []byte, error) {
 // exists. Replicas starting together could both create one; each reads the
 // stored key back, and verifiers re-read it on a mismatch.
 func signingKey(ctx context.Context, st store.Store, create bool) ([]byte, error) {
+	keyMu.Lock()
+	defer keyMu.Unlock()
 	key, err := st.GetValue(ctx, valueSigningKey)
 	if err == nil {
 		return key, nil
@@ -187,6 +189,9 @@ func signingKey(ctx context.Context, st store.Store, create bool) ([]byte, error
 	}
 	return key, nil
 }
+
+// keyMu serializes key creation within a process.
+var keyMu sync.Mutex
 
 // verifier checks tokens against the store's key and revocation list.
 type verifier struct {

@@ -64,8 +64,11 @@ func (w *applyWaiter) wait(b *testing.B, zones int, rev int64) {
 // benchSetup runs an etcd-backed global with 1000 policies and n zones on
 // in-memory stores, all synced.
 func benchSetup(b *testing.B, zones int) (store.Store, *applyWaiter) {
+	return benchSetupOn(b, openEtcd(b), zones)
+}
+
+func benchSetupOn(b *testing.B, gs store.Store, zones int) (store.Store, *applyWaiter) {
 	e := newEnv(b)
-	gs := openEtcd(b)
 	put(b, gs, mesh("default"))
 	rev := putBurst(b, gs, "default", 1000, 0)
 	g := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.Heartbeat = time.Second })
@@ -99,9 +102,15 @@ func BenchmarkPropagation(b *testing.B) {
 	}
 }
 
-// A burst of 1000 policy changes until applied in both zones.
+// A burst of 1000 policy changes until applied in both zones, with global on
+// embedded etcd, and on the memory store to show KDS's own share.
 func BenchmarkBurst1000(b *testing.B) {
-	gs, w := benchSetup(b, 2)
+	b.Run("global=etcd", func(b *testing.B) { benchBurst(b, openEtcd(b)) })
+	b.Run("global=memory", func(b *testing.B) { benchBurst(b, newMemory(b)) })
+}
+
+func benchBurst(b *testing.B, st store.Store) {
+	gs, w := benchSetupOn(b, st, 2)
 	var lat []time.Duration
 	var write time.Duration
 	b.ResetTimer()

@@ -82,6 +82,11 @@ func (s *session) run(parent context.Context) (bool, error) {
 	if welcome == nil {
 		return false, errors.New("kds: first message from global is not a Welcome")
 	}
+	// Global dictates the heartbeat: both ends send at its interval and
+	// judge stalls by it, so zone and global settings cannot disagree.
+	if hb := time.Duration(welcome.GetHeartbeatIntervalMs()) * time.Millisecond; hb > 0 {
+		s.live.init(hb, s.c.cfg.StallIntervals)
+	}
 	s.live.received()
 	s.log = s.log.With("global", welcome.GetGlobalInstance())
 	s.ap = newApplier(s.c, welcome.GetStoreId(), s.log)
@@ -177,7 +182,7 @@ func (s *session) recvLoop() {
 
 // sendLoop is the only sender on the stream.
 func (s *session) sendLoop() {
-	hb := time.NewTicker(s.c.cfg.Heartbeat)
+	hb := time.NewTicker(s.live.interval)
 	defer hb.Stop()
 	report := time.NewTicker(s.c.cfg.ReportInterval)
 	defer report.Stop()

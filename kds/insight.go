@@ -70,6 +70,17 @@ func (in *insight) update(f func(*resource.ZoneInsightSpec)) {
 	in.dirty = true
 }
 
+// setLag records the lag, marking the insight dirty only when it changed
+// (the send loop calls it on every turn).
+func (in *insight) setLag(revs int64) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.spec.LagRevisions != revs {
+		in.spec.LagRevisions = revs
+		in.dirty = true
+	}
+}
+
 func (in *insight) isDirty() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()

@@ -110,6 +110,9 @@ type Server struct {
 	mu      sync.Mutex
 	streams map[string]*serverStream // by zone
 	stopped bool
+
+	idMu sync.Mutex
+	id   string // store id, once read
 }
 
 // NewServer returns a server; Register it on a grpc.Server and Run it.
@@ -307,19 +310,27 @@ func (s *Server) detach(st *serverStream) {
 }
 
 // storeID returns the id of the store's history, creating it on first use.
+// Streams of this replica share one answer; replicas creating it at the same
+// moment on a fresh store could differ once, which costs a zone one snapshot
+// (applied by diff), never data.
 func (s *Server) storeID(ctx context.Context) (string, error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.id != "" {
+		return s.id, nil
+	}
 	b, err := s.cfg.Store.GetValue(ctx, valueStoreID)
-	if err == nil {
-		return string(b), nil
+	if errors.Is(err, store.ErrNotFound) {
+		if _, err := s.cfg.Store.PutValue(ctx, valueStoreID, []byte(randomID(16))); err != nil {
+			return "", err
+		}
+		b, err = s.cfg.Store.GetValue(ctx, valueStoreID)
 	}
-	if !errors.Is(err, store.ErrNotFound) {
+	if err != nil {
 		return "", err
 	}
-	if _, err := s.cfg.Store.PutValue(ctx, valueStoreID, []byte(randomID(16))); err != nil {
-		return "", err
-	}
-	b, err = s.cfg.Store.GetValue(ctx, valueStoreID)
-	return string(b), err
+	s.id = string(b)
+	return s.id, nil
 }
 
 func (s *Server) nack(zone string, n resource.NACK) {

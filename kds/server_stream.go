@@ -147,7 +147,11 @@ func (st *serverStream) run() error {
 // future of this one), or the history since it is compacted.
 func (st *serverStream) needSnapshot(ctx context.Context, hello *kdsv1.Hello, storeID string, down []resource.Type) (bool, error) {
 	last := hello.GetLastAppliedRevision()
-	if last <= 0 || hello.GetStoreId() != storeID {
+	if last <= 0 {
+		return true, nil
+	}
+	if hello.GetStoreId() != storeID {
+		st.log.Info("zone's revision is of another store: snapshot", "rev", last)
 		return true, nil
 	}
 	cur, err := st.s.cfg.Store.Revision(ctx)
@@ -155,6 +159,7 @@ func (st *serverStream) needSnapshot(ctx context.Context, hello *kdsv1.Hello, st
 		return false, fmt.Errorf("kds: %w", err)
 	}
 	if last > cur {
+		st.log.Info("zone's revision is ahead of the store: snapshot", "rev", last, "current", cur)
 		return true, nil
 	}
 	if len(down) == 0 {
@@ -163,6 +168,7 @@ func (st *serverStream) needSnapshot(ctx context.Context, hello *kdsv1.Hello, st
 	// A read at the zone's revision fails when the history is compacted.
 	_, err = st.s.cfg.Store.List(ctx, down[0], store.ListOptions{Revision: last, Limit: 1})
 	if errors.Is(err, store.ErrCompacted) {
+		st.log.Info("history since the zone's revision is compacted: snapshot", "rev", last)
 		return true, nil
 	}
 	if err != nil {
@@ -335,7 +341,7 @@ func (st *serverStream) reportLag(pendingSince time.Time) {
 	}
 	st.s.metrics.lagRevs.WithLabelValues(st.zone).Set(float64(revs))
 	st.s.metrics.lagSeconds.WithLabelValues(st.zone).Set(secs)
-	st.ins.update(func(s *resource.ZoneInsightSpec) { s.LagRevisions = revs })
+	st.ins.setLag(revs)
 }
 
 // acked records the zone's answer to a batch.
