@@ -34,7 +34,8 @@ type Response struct {
 }
 
 // Do sends one request; body is marshalled to JSON unless it is a string or
-// []byte. It returns an error only when no HTTP answer came back.
+// []byte. It returns an error only when no HTTP answer came back. It never
+// fails t itself, so it may run outside the test goroutine.
 func (a API) Do(t testing.TB, method, path string, body any) (Response, error) {
 	t.Helper()
 	var r io.Reader
@@ -47,13 +48,17 @@ func (a API) Do(t testing.TB, method, path string, body any) (Response, error) {
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			t.Fatalf("marshal: %v", err)
+			return Response{}, fmt.Errorf("marshal: %w", err)
 		}
 		r = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, a.Node.URL(t, a.Port)+path, r)
+	addr, err := a.Node.addr(a.Port)
 	if err != nil {
-		t.Fatalf("request: %v", err)
+		return Response{}, err
+	}
+	req, err := http.NewRequest(method, "http://"+addr+path, r)
+	if err != nil {
+		return Response{}, err
 	}
 	if r != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -84,6 +85,8 @@ func baseTopology(t testing.TB) *Topology {
 		shared.baseDone = true
 		shared.topo = &Topology{}
 		start := time.Now()
+		// Stays the error if start-up ends the test (t.Fatal) midway.
+		shared.baseErr = errors.New("set-up did not finish: see the first test's failure")
 		shared.baseErr = shared.topo.startBase(t)
 		logf("base topology (networks, etcd, collectors) up in %s", time.Since(start).Round(time.Second))
 	}
@@ -105,6 +108,7 @@ func fullTopology(t testing.TB) *Topology {
 	if !shared.cpDone {
 		shared.cpDone = true
 		start := time.Now()
+		shared.cpErr = errors.New("set-up did not finish: see the first test's failure")
 		shared.cpErr = tp.startControlPlanes(t)
 		logf("control planes and proxies up in %s", time.Since(start).Round(time.Second))
 	}
@@ -144,6 +148,9 @@ func (tp *Topology) startBase(t testing.TB) error {
 		wg.Go(func() { _ = im.ensure() })
 	}
 	wg.Wait()
+	for _, im := range images[:3] {
+		im.Ref(t) // fails the test here, not in a goroutine below
+	}
 	var err error
 	if tp.GlobalNet, err = tp.net(ctx, "global"); err != nil {
 		return err

@@ -124,19 +124,27 @@ func (n *Node) ID() string { return n.c.GetContainerID() }
 // Host ports change when a container restarts: never cache the result.
 func (n *Node) Addr(t testing.TB, port string) string {
 	t.Helper()
+	a, err := n.addr(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// addr is Addr for callers outside the test goroutine.
+func (n *Node) addr(port string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var last error
 	for ctx.Err() == nil {
 		p, err := n.c.MappedPort(ctx, port)
 		if err == nil {
-			return "127.0.0.1:" + strconv.Itoa(int(p.Num()))
+			return "127.0.0.1:" + strconv.Itoa(int(p.Num())), nil
 		}
 		last = err
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("%s: mapped port %s: %v", n.Name, port, last)
-	return ""
+	return "", fmt.Errorf("%s: mapped port %s: %w", n.Name, port, last)
 }
 
 // URL is "http://127.0.0.1:<host port>" of a container port.
