@@ -1,0 +1,149 @@
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/store"
+)
+
+var storeListAll = store.ListOptions{}
+
+// BenchmarkPropagation measures global PUT -> new collector cluster accepted
+// by a proxy's ADS stream in every zone: the whole path (REST API, etcd,
+// KDS, zone etcd, reconciler, snapshot cache, ADS).
+func BenchmarkPropagation(b *testing.B) {
+	for _, zones := range []int{2, 10} {
+		b.Run(fmt.Sprintf("zones=%d", zones), func(b *testing.B) {
+			names := make([]string, zones)
+			for i := range names {
+				names[i] = fmt.Sprintf("zone-%d", i)
+			}
+			c := Start(b, Options{Zones: names})
+			var envoys []*Envoy
+			for _, n := range names {
+				z := c.Zones[n]
+				z.RegisterProxy(b, "backend-1", "backend")
+				envoys = append(envoys, ConnectEnvoy(b, z.XDSAddr(), "default.backend-1"))
+			}
+			policy := func(i int) (string, string) {
+				host := fmt.Sprintf("collector-%d", i)
+				return fmt.Sprintf("type: MeshTrace\nname: bench\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  default:\n    backends:\n    - zipkin:\n        url: http://%s:9411/api/v2/spans\n", host),
+					"meshtrace:zipkin:" + host + "_9411"
+			}
+			doc, want := policy(-1)
+			if err := c.Apply(doc); err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range envoys {
+				e.WaitCollectors(b, 30*time.Second, want)
+			}
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				doc, want := policy(i)
+				start := time.Now()
+				if err := c.Apply(doc); err != nil {
+					b.Fatal(err)
+				}
+				var wg sync.WaitGroup
+				for _, e := range envoys {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						waitFor(e, want, 30*time.Second)
+					}()
+				}
+				wg.Wait()
+				lat = append(lat, time.Since(start))
+			}
+			b.StopTimer()
+			report(b, lat)
+		})
+	}
+}
+
+func waitFor(e *Envoy, cluster string, timeout time.Duration) {
+	deadline := time.After(timeout)
+	for {
+		ch := e.Changed()
+		if slices.Contains(e.Collectors(), cluster) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return
+		}
+	}
+}
+
+func report(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[int(float64(len(lat)-1)*p)].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.5), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
+
+// BenchmarkBurst1000 measures 1000 policies PUT on global in a burst (8
+// concurrent clients) until every zone's store holds all of them.
+func BenchmarkBurst1000(b *testing.B) {
+	c := Start(b, Options{Zones: []string{"east", "west"}})
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := w; j < 1000; j += 8 {
+					doc := fmt.Sprintf("type: MeshTrace\nname: burst-%d-%d\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: svc-%d\n  default:\n    sampling:\n      overall: 10\n", i, j, j)
+					if err := c.Apply(doc); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		put := time.Since(start)
+		want := (i + 1) * 1000
+		for _, z := range c.Zones {
+			Eventually(b, 60*time.Second, func() error {
+				n := len(policySetB(b, z))
+				if n < want {
+					return fmt.Errorf("%d of %d", n, want)
+				}
+				return nil
+			})
+		}
+		b.ReportMetric(float64(put.Milliseconds()), "put-ms")
+		b.ReportMetric(float64(time.Since(start).Milliseconds()), "all-zones-ms")
+	}
+}
+
+func policySetB(b *testing.B, z *Zone) map[string]bool {
+	res, err := z.Store().List(context.Background(), "MeshTrace", storeListAll)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, r := range res.Items {
+		out[r.Name] = true
+	}
+	return out
+}
