@@ -13,7 +13,22 @@
 // explicit events, and a snapshot that would delete more than a configured
 // share of the receiver's copies is refused and reported.
 //
-// Global side: NewServer, Server.Register on a grpc.Server, Server.Run.
-// Zone side: NewClient, Client.Run. Tokens: IssueZoneToken, RevokeZoneToken.
-// TLS: EnsureCerts, ServerCredentials.
+// Global wiring:
+//
+//	srv, err := kds.NewServer(kds.ServerConfig{Store: st, Logger: log, Registerer: reg})
+//	certs, err := kds.EnsureCerts(dir, hosts)
+//	creds, err := kds.ServerCredentials(certs.Cert, certs.Key)
+//	g := grpc.NewServer(append(srv.GRPCServerOptions(), grpc.Creds(creds))...)
+//	srv.Register(g)
+//	// errgroup: g.Serve(lis) and srv.Run(ctx); when ctx ends Run closes the
+//	// streams, then g.GracefulStop() with a deadline, then g.Stop().
+//
+// Tokens: kds.IssueZoneToken(ctx, st, zone) and kds.RevokeZoneToken(ctx, st, id).
+//
+// Zone wiring:
+//
+//	c, err := kds.NewClient(kds.ClientConfig{Zone: name, Addresses: addrs,
+//		Token: token, CAFile: caFile, Store: zoneStore, Logger: log,
+//		ProxyReport: proxies, OnApplied: onApplied, Registerer: reg})
+//	// errgroup: c.Run(ctx)
 package kds

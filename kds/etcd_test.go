@@ -165,7 +165,8 @@ func TestEtcdReplicaFailover(t *testing.T) {
 	waitApplied(t, rev, 20*time.Second, z)
 	waitFor(t, "insight on a", 5*time.Second, func() bool {
 		in := insight(t, gs, "east")
-		return in != nil && in.Online && in.GlobalInstance == "global-a" && in.LastAckedRevision >= rev
+		return in != nil && in.Online && in.GlobalInstance == "global-a" && in.LastAckedRevision >= rev &&
+			in.Stats["MeshTrace"].Acked == 100 && in.Stats["Mesh"].Acked == 1 && in.LagRevisions == 0
 	})
 	a.stop()
 	rev = putBurst(t, gs, "default", 100, 10)
