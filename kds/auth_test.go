@@ -66,8 +66,10 @@ func TestTokens(t *testing.T) {
 	// another key, or with edited claims, is refused.
 	other := newMemory(t)
 	forged := token(t, other, "east")
+	// west's claims under east's signature: well formed, wrongly signed.
 	parts := strings.Split(tok, ".")
-	edited := parts[0] + "." + strings.TrimRight(parts[1], "=") + "x." + parts[2]
+	westParts := strings.Split(token(t, gs, "west"), ".")
+	edited := parts[0] + "." + westParts[1] + "." + parts[2]
 
 	e := newEnv(t)
 	g := e.startGlobal(gs, "")

@@ -340,6 +340,7 @@ func (st *serverStream) reportLag(pendingSince time.Time) {
 		secs = time.Since(pendingSince).Seconds()
 	}
 	st.s.metrics.lagRevs.WithLabelValues(st.zone).Set(float64(revs))
+	st.s.metrics.nacks.WithLabelValues(st.zone) // export 0 for a zone before its first NACK
 	st.s.metrics.lagSeconds.WithLabelValues(st.zone).Set(secs)
 	st.ins.setLag(revs)
 }
