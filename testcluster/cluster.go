@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshtrace/meshtrace/cli"
 	"github.com/meshtrace/meshtrace/config"
@@ -45,6 +46,12 @@ func (c *Cluster) startGlobal() {
 	if err != nil {
 		c.tb.Fatal(err)
 	}
+	if c.gst == nil {
+		// The first global's registry shows the store's metrics.
+		gst := openStore(c.tb, filepath.Join(c.dir, "global-etcd"), g.Registry())
+		c.onStop(func() { gst.Close() })
+		c.gst = gst
+	}
 	g.SetStore(c.gst)
 	c.stopGlobal = run(c.tb, "global", g.Run, g.Started(), g.KDSStarted())
 	c.onStop(c.stopGlobal)
@@ -74,9 +81,10 @@ type Options struct {
 	Logger hclog.Logger
 }
 
-func openStore(tb testing.TB, dir string) *store.EtcdStore {
+func openStore(tb testing.TB, dir string, reg prometheus.Registerer) *store.EtcdStore {
 	tb.Helper()
-	st, err := store.OpenEmbedded(context.Background(), store.EmbeddedConfig{Dir: dir, UnsafeNoFsync: true})
+	st, err := store.OpenEmbedded(context.Background(), store.EmbeddedConfig{Dir: dir, UnsafeNoFsync: true,
+		Options: store.Options{Registerer: reg}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -125,17 +133,10 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	c := &Cluster{tb: tb, dir: tb.TempDir(), log: log, Zones: map[string]*Zone{}, tokens: map[string]string{}}
 	tb.Cleanup(c.Stop)
 
-	gst := openStore(tb, filepath.Join(c.dir, "global-etcd"))
-	c.onStop(func() { gst.Close() })
 	gcfg := global.DefaultConfig()
 	gcfg.DataDir = filepath.Join(c.dir, "global")
 	gcfg.API.Address, gcfg.KDS.Address, gcfg.Diagnostics.Address = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	g, err := global.New(gcfg, log.Named("global"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	g.SetStore(gst)
-	c.gst, c.gcfg = gst, gcfg
+	c.gcfg = gcfg
 	c.startGlobal()
 	for _, name := range opts.Zones {
 		c.StartZone(name)
@@ -172,7 +173,6 @@ func (c *Cluster) startZone(name string) *Zone {
 		c.tokens[name] = token
 		c.mu.Unlock()
 	}
-	zst := openStore(tb, filepath.Join(c.dir, name+"-etcd"))
 	cfg := zone.DefaultConfig()
 	cfg.Name = name
 	cfg.DataDir = filepath.Join(c.dir, name)
@@ -185,6 +185,7 @@ func (c *Cluster) startZone(name string) *Zone {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	zst := openStore(tb, filepath.Join(c.dir, name+"-etcd"), z.Registry())
 	z.SetStore(zst)
 	stopZone := run(tb, "zone "+name, z.Run, z.Started())
 	zz := &Zone{Zone: z, API: &cli.Client{Address: "http://" + z.APIAddr()}}

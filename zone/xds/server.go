@@ -40,9 +40,17 @@ type Server struct {
 	grpcOpts    []grpc.ServerOption
 	nacks       prometheus.Counter
 	streams     prometheus.Gauge
+	ackLatency  prometheus.Histogram
 
 	mu       sync.Mutex
 	lastNACK map[string]NACK
+	sent     map[sentKey]time.Time // responses awaiting their ACK
+}
+
+// sentKey names one response on one stream.
+type sentKey struct {
+	stream int64
+	nonce  string
 }
 
 // Option configures a Server.
@@ -54,7 +62,7 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 		if reg == nil {
 			return
 		}
-		for _, c := range []prometheus.Collector{s.nacks, s.streams} {
+		for _, c := range []prometheus.Collector{s.nacks, s.streams, s.ackLatency} {
 			if err := reg.Register(c); err != nil {
 				s.log.Warn("cannot register metric", "error", err)
 			}
@@ -83,6 +91,12 @@ func NewServer(logger hclog.Logger, opts ...Option) *Server {
 			Name: "meshtrace_xds_nacks_total",
 			Help: "xDS responses rejected by proxies.",
 		}),
+		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "meshtrace_xds_ack_latency_seconds",
+			Help:    "Time from an xDS response to the proxy's ACK or NACK of it.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		sent: map[sentKey]time.Time{},
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshtrace_xds_streams",
 			Help: "Open xDS streams.",
@@ -118,11 +132,31 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			s.log.Debug("stream opened", "stream", id, "type", typeURL)
 			return nil
 		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			s.mu.Lock()
+			s.sent[sentKey{id, resp.GetNonce()}] = time.Now()
+			s.mu.Unlock()
+		},
 		StreamClosedFunc: func(id int64, node *corev3.Node) {
 			s.streams.Dec()
+			s.mu.Lock()
+			for k := range s.sent {
+				if k.stream == id {
+					delete(s.sent, k)
+				}
+			}
+			s.mu.Unlock()
 			s.log.Debug("stream closed", "stream", id, "node", node.GetId())
 		},
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			if nonce := req.GetResponseNonce(); nonce != "" {
+				s.mu.Lock()
+				if at, ok := s.sent[sentKey{id, nonce}]; ok {
+					delete(s.sent, sentKey{id, nonce})
+					s.ackLatency.Observe(time.Since(at).Seconds())
+				}
+				s.mu.Unlock()
+			}
 			if req.GetErrorDetail() == nil {
 				return nil
 			}
