@@ -126,6 +126,11 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 		ops = append(ops, store.Op{Key: key, Resource: r})
 		wires, sources = append(wires, wire), append(sources, w)
 	}
+	if a.log.IsDebug() {
+		for _, w := range sources {
+			a.log.Debug("applying from global", "type", w.Type, "mesh", w.Mesh, "name", w.Name, "rev", w.Revision, "delete", w.Delete)
+		}
+	}
 	if err := a.commit(ctx, ops, wires, sources, reject); err != nil {
 		return nil, err
 	}

@@ -46,7 +46,7 @@ func newSession(c *Client, conn *grpc.ClientConn) *session {
 		log:        c.log,
 		out:        make(chan *kdsv1.ZoneMessage, 2),
 		uploadAcks: make(chan *kdsv1.Ack, 2),
-		q:          newQueue(),
+		q:          newQueue(nil),
 	}
 	s.live.init(c.cfg.Heartbeat, c.cfg.StallIntervals)
 	return s

@@ -3,6 +3,7 @@ package kds
 import (
 	"encoding/json"
 	"maps"
+	"sync"
 
 	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
 	"github.com/meshtrace/meshtrace/resource"
@@ -25,17 +26,67 @@ func decodeResource(b []byte) (*resource.Resource, error) {
 // whatever their times and store versions.
 func contentHash(r *resource.Resource) string { return resource.Hash(r) }
 
-// wireResource turns a queued change into its message form.
-func wireResource(e *entry) (*kdsv1.Resource, error) {
+// wireResource turns a queued change into its message form; cache may be nil.
+func wireResource(e *entry, cache *wireCache) (*kdsv1.Resource, error) {
 	w := &kdsv1.Resource{Type: string(e.key.Type), Mesh: e.key.Mesh, Name: e.key.Name, Delete: e.del, Revision: e.rev}
 	if !e.del {
-		b, err := encodeResource(e.res)
+		b, err := cache.encode(e)
 		if err != nil {
 			return nil, err
 		}
 		w.Json = b
 	}
 	return w, nil
+}
+
+// wireCache shares the encoded form of a resource version among the streams
+// of one server: a change is encoded once, not once per zone. A key and its
+// store revision name one content in one store. It holds one entry per live
+// resource; deletes drop theirs.
+type wireCache struct {
+	mu sync.Mutex
+	m  map[resource.Key]wireVersion
+}
+
+type wireVersion struct {
+	rev  int64
+	json []byte
+}
+
+func newWireCache() *wireCache { return &wireCache{m: map[resource.Key]wireVersion{}} }
+
+func (c *wireCache) encode(e *entry) ([]byte, error) {
+	if c == nil || e.rev <= 0 {
+		return encodeResource(e.res)
+	}
+	c.mu.Lock()
+	v, ok := c.m[e.key]
+	c.mu.Unlock()
+	if ok && v.rev == e.rev {
+		return v.json, nil
+	}
+	b, err := encodeResource(e.res)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if cur, ok := c.m[e.key]; !ok || cur.rev < e.rev {
+		c.m[e.key] = wireVersion{rev: e.rev, json: b}
+	}
+	c.mu.Unlock()
+	return b, nil
+}
+
+// forget drops the entry of a key deleted at rev.
+func (c *wireCache) forget(key resource.Key, rev int64) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	if cur, ok := c.m[key]; ok && cur.rev < rev {
+		delete(c.m, key)
+	}
+	c.mu.Unlock()
 }
 
 // wireSize estimates the encoded size of w inside a Batch.

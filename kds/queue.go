@@ -31,14 +31,18 @@ type queue struct {
 	order    list.List
 	observed int64 // every change up to this revision has been pushed
 	ready    chan struct{}
+	cache    *wireCache // shared encodings; nil for none
 }
 
-func newQueue() *queue {
-	return &queue{items: map[resource.Key]*list.Element{}, ready: make(chan struct{}, 1)}
+func newQueue(cache *wireCache) *queue {
+	return &queue{items: map[resource.Key]*list.Element{}, ready: make(chan struct{}, 1), cache: cache}
 }
 
 // push records a change; a pending change of the same key is replaced.
 func (q *queue) push(e *entry) {
+	if e.del {
+		q.cache.forget(e.key, e.rev)
+	}
 	q.mu.Lock()
 	if el, ok := q.items[e.key]; ok {
 		el.Value = e
@@ -94,7 +98,7 @@ func (q *queue) take(budget int, oversize func(e *entry, size int, err error)) (
 	total := 0
 	for el := q.order.Front(); el != nil; {
 		e := el.Value.(*entry)
-		w, err := wireResource(e)
+		w, err := wireResource(e, q.cache)
 		size := 0
 		if err == nil {
 			size = wireSize(w)
@@ -178,7 +182,7 @@ func (p *pusher) next(now time.Time) *kdsv1.Batch {
 		total := 0
 		for len(p.snapshot) > 0 {
 			e := p.snapshot[0]
-			w, err := wireResource(e)
+			w, err := wireResource(e, p.q.cache)
 			size := 0
 			if err == nil {
 				size = wireSize(w)

@@ -22,7 +22,7 @@ func policy(name string, v int) *resource.Resource {
 // The queue keeps one entry per key however many changes arrive, and its
 // cursor never claims a change that is still queued.
 func TestQueueCoalesces(t *testing.T) {
-	q := newQueue()
+	q := newQueue(nil)
 	rev := int64(0)
 	for round := range 100 {
 		for k := range 50 {
@@ -39,7 +39,7 @@ func TestQueueCoalesces(t *testing.T) {
 	if q.len() != 50 {
 		t.Fatalf("delete added an entry: %d", q.len())
 	}
-	one, _ := wireResource(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "p-1"}, res: policy("p-1", 1)})
+	one, _ := wireResource(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "p-1"}, res: policy("p-1", 1)}, nil)
 	budget := wireSize(one) * 10
 	var got int
 	var lastCursor int64
@@ -68,7 +68,7 @@ func TestQueueCoalesces(t *testing.T) {
 }
 
 func TestQueueDropsOversized(t *testing.T) {
-	q := newQueue()
+	q := newQueue(nil)
 	q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "a"}, res: policy("a", 1), rev: 1})
 	q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "b"}, res: policy("b", 2), rev: 2})
 	var dropped []string
@@ -81,7 +81,7 @@ func TestQueueDropsOversized(t *testing.T) {
 // One batch in flight at a time; a snapshot goes first and ends with its
 // revision as the cursor.
 func TestPusherSnapshotThenChanges(t *testing.T) {
-	q := newQueue()
+	q := newQueue(nil)
 	p := newPusher(q, 1<<20, func(*entry, int, error) {})
 	p.startSnapshot([]*entry{{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "a"}, res: policy("a", 1), rev: 3}}, 10)
 	q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "b"}, res: policy("b", 1), rev: 11})
@@ -105,5 +105,27 @@ func TestPusherSnapshotThenChanges(t *testing.T) {
 	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
 	if p.next(time.Now()) != nil || p.busy() {
 		t.Fatal("idle pusher sent")
+	}
+}
+
+// A resource version is encoded once for all streams; a delete drops it.
+func TestWireCacheSharesEncodings(t *testing.T) {
+	c := newWireCache()
+	k := resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "a"}
+	a, err := c.encode(&entry{key: k, res: policy("a", 1), rev: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := c.encode(&entry{key: k, res: policy("a", 1), rev: 5})
+	if &a[0] != &b[0] {
+		t.Fatal("same version encoded twice")
+	}
+	n, _ := c.encode(&entry{key: k, res: policy("a", 2), rev: 6})
+	if string(n) == string(a) {
+		t.Fatal("new version served from the cache")
+	}
+	c.forget(k, 7)
+	if len(c.m) != 0 {
+		t.Fatal("delete kept the entry")
 	}
 }

@@ -113,6 +113,8 @@ type Server struct {
 
 	idMu sync.Mutex
 	id   string // store id, once read
+
+	wires *wireCache
 }
 
 // NewServer returns a server; Register it on a grpc.Server and Run it.
@@ -131,6 +133,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		metrics: m,
 		tokens:  &verifier{st: cfg.Store},
 		streams: map[string]*serverStream{},
+		wires:   newWireCache(),
 	}, nil
 }
 

@@ -52,7 +52,7 @@ func newServerStream(s *Server, stream kdsv1.KDS_SyncServer, claims ZoneTokenCla
 		hello:   make(chan *kdsv1.Hello, 1),
 		acks:    make(chan *kdsv1.Ack, 2),
 		out:     make(chan *kdsv1.GlobalMessage, 2),
-		q:       newQueue(),
+		q:       newQueue(s.wires),
 	}
 	st.live.init(s.cfg.Heartbeat, s.cfg.StallIntervals)
 	st.up = newUploader(s, claims.Zone, st.log)
@@ -279,6 +279,11 @@ func (st *serverStream) sendLoop() {
 		}
 		now := time.Now()
 		if b := st.p.next(now); b != nil {
+			if st.log.IsDebug() {
+				for _, r := range b.Resources {
+					st.log.Debug("sending to zone", "type", r.Type, "mesh", r.Mesh, "name", r.Name, "rev", r.Revision, "delete", r.Delete, "nonce", b.Nonce)
+				}
+			}
 			st.live.sentBatch(b.Nonce)
 			st.ins.sent(b)
 			st.send(&kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_Batch{Batch: b}}, "batch")
