@@ -95,6 +95,10 @@ func follow(ctx context.Context, log hclog.Logger, st store.Store, out proxyInpu
 			return errors.Join(errs...)
 		}
 		for _, ev := range resp.Events {
+			if log.IsDebug() {
+				k := ev.Resource.Key()
+				log.Debug("store change", "op", ev.Type, "type", k.Type, "mesh", k.Mesh, "name", k.Name, "rev", ev.Revision)
+			}
 			switch ev.Type {
 			case store.EventPut:
 				if len(dels) > 0 {

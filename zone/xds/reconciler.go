@@ -470,7 +470,12 @@ func (r *Reconciler) commit(ctx context.Context, pl *plan) error {
 		return fmt.Errorf("%s: set snapshot: %w", pl.key, err)
 	}
 	r.pushes.Inc()
-	r.log.Debug("pushed snapshot", "mesh", pl.key.Mesh, "name", pl.key.Name,
-		"rev", b.snap.GetVersion(listenerType))
+	if r.log.IsDebug() {
+		names := make([]string, len(b.rules.Policies))
+		for i, k := range b.rules.Policies {
+			names[i] = k.Name
+		}
+		r.log.Debug("pushed snapshot", "node", node, "policies", names, "version", b.snap.GetVersion(listenerType))
+	}
 	return nil
 }
