@@ -36,7 +36,7 @@ e2e:
 
 ## bench: benchmarks of store, KDS propagation, xDS snapshot building
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./store/... ./kds/... ./zone/... ./global/...
+	scripts/bench.sh
 
 ## demo: global + zones east and west with embedded etcd, demo policies applied
 demo:
