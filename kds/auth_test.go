@@ -166,6 +166,22 @@ func TestUploadDataplanes(t *testing.T) {
 	if len(list(t, gs, resource.TypeDataplane)) != 1 {
 		t.Fatal("disconnect deleted dataplanes")
 	}
+	// Changes made while away arrive with the upload snapshot of the next
+	// connection: two new, one deleted (one of the three it then has: within
+	// the delete cap).
+	put(t, zs, dataplane("default", "dp-3", "db"))
+	put(t, zs, dataplane("default", "dp-4", "db"))
+	if _, err := zs.Delete(context.Background(), resource.Key{Type: resource.TypeDataplane, Mesh: "default", Name: "dp-2"}, store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	z = e.startZone("east", zs, token(t, gs, "east"), []string{g.addr})
+	waitFor(t, "the upload snapshot applied", 5*time.Second, func() bool {
+		dps := list(t, gs, resource.TypeDataplane)
+		return len(dps) == 2 && dps["Dataplane/default/east.dp-3"] != nil && dps["Dataplane/default/east.dp-4"] != nil
+	})
+	if v := metricValue(t, g.reg, "meshtrace_kds_streams", ""); v != 1 {
+		t.Fatalf("meshtrace_kds_streams = %v", v)
+	}
 }
 
 // A zone can never overwrite or delete another zone's or global's resources.
