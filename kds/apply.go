@@ -205,8 +205,11 @@ func (a *applier) commit(ctx context.Context, ops []store.Op, wires [][32]byte, 
 }
 
 // finishSnapshot deletes the global copies the snapshot did not name, unless
-// that is more than MaxDeleteRatio of them: an empty or partial snapshot (a
-// global restarted on an empty store) must not wipe the zone.
+// that is more than MaxDeleteRatio of them (counted once the snapshot's own
+// puts are applied): an empty or partial snapshot (a global restarted on an
+// empty store) must not wipe the zone. Refused deletes are reported in the
+// Ack; the copies stay until a later snapshot within the cap, or explicit
+// deletes, remove them.
 func (a *applier) finishSnapshot(ctx context.Context) (string, error) {
 	seen := a.seen
 	a.seen = nil

@@ -219,7 +219,8 @@ func permanent(err error) bool {
 }
 
 // finishSnapshot deletes this zone's resources the snapshot did not name,
-// unless that is more than the allowed share.
+// unless that is more than the allowed share of them (counted once the
+// snapshot's own puts are applied).
 func (u *uploader) finishSnapshot(ctx context.Context) (string, error) {
 	seen := u.seen
 	u.seen = nil
