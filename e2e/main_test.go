@@ -3,12 +3,14 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // dockerMissing says why Docker cannot be used; "" when it can.
@@ -49,6 +51,18 @@ func TestMain(m *testing.M) {
 		removeLabeled(os.Getpid())
 		os.Exit(1)
 	}()
+
+	// go test -timeout ends the binary with a panic that runs no cleanup:
+	// clean up just before it.
+	flag.Parse()
+	if f := flag.Lookup("test.timeout"); f != nil {
+		if d, err := time.ParseDuration(f.Value.String()); err == nil && d > time.Minute {
+			time.AfterFunc(d-30*time.Second, func() {
+				logf("test timeout %s is near: removing containers and networks", d)
+				removeLabeled(os.Getpid())
+			})
+		}
+	}
 
 	code := m.Run()
 	shared.mu.Lock()

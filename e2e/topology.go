@@ -29,10 +29,13 @@ import (
 const (
 	labelSuite = "io.meshtrace.e2e"
 	labelPID   = "io.meshtrace.e2e.pid"
+	labelHost  = "io.meshtrace.e2e.host"
 )
 
+var hostname, _ = os.Hostname()
+
 func labels() map[string]string {
-	return map[string]string{labelSuite: "true", labelPID: strconv.Itoa(os.Getpid())}
+	return map[string]string{labelSuite: "true", labelPID: strconv.Itoa(os.Getpid()), labelHost: hostname}
 }
 
 func logf(format string, args ...any) {
@@ -286,7 +289,8 @@ func dockerReachable() string {
 }
 
 // removeLabeled removes the containers and networks of this suite made by
-// process pid, or, when pid is 0, by any process that is no longer alive.
+// process pid, or, when pid is 0, by any process of this host that is no
+// longer alive (those of other hosts sharing the daemon are left alone).
 func removeLabeled(pid int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -304,7 +308,7 @@ func removeLabeled(pid int) {
 		if pid != 0 {
 			return owner == pid
 		}
-		return owner == 0 || syscall.Kill(owner, 0) == syscall.ESRCH
+		return l[labelHost] == hostname && owner != 0 && syscall.Kill(owner, 0) == syscall.ESRCH
 	}
 	filter := client.Filters{}.Add("label", labelSuite+"=true")
 	cs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
