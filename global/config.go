@@ -3,15 +3,12 @@ package global
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/meshtrace/meshtrace/config"
 	"github.com/meshtrace/meshtrace/store"
@@ -24,12 +21,12 @@ const EnvPrefix = "MESHTRACE"
 // key of each field is its json tag; see config.md (generated from this
 // struct by ConfigReference) for every key with its environment variable.
 type Config struct {
-	DataDir     string            `json:"dataDir" desc:"Directory for state that is not in etcd (the generated admin token)."`
-	Store       store.Config      `json:"store"`
-	API         APIConfig         `json:"api"`
-	KDS         KDSConfig         `json:"kds"`
-	Diagnostics DiagnosticsConfig `json:"diagnostics"`
-	Log         LogConfig         `json:"log"`
+	DataDir     string                   `json:"dataDir" desc:"Directory for state that is not in etcd (the generated admin token)."`
+	Store       store.Config             `json:"store"`
+	API         APIConfig                `json:"api"`
+	KDS         KDSConfig                `json:"kds"`
+	Diagnostics config.DiagnosticsConfig `json:"diagnostics"`
+	Log         config.LogConfig         `json:"log"`
 }
 
 // APIConfig configures the REST API (kumactl and meshtracectl talk to it).
@@ -47,17 +44,6 @@ type KDSConfig struct {
 	Insecure        bool            `json:"insecure" desc:"Serve KDS without TLS (tests only)."`
 	MaxMessageBytes int             `json:"maxMessageBytes" desc:"Largest gRPC message KDS sends or accepts."`
 	Heartbeat       config.Duration `json:"heartbeat" desc:"Interval of KDS keepalive pings."`
-}
-
-// DiagnosticsConfig configures /healthz, /readyz and /metrics.
-type DiagnosticsConfig struct {
-	Address string `json:"address" desc:"host:port of /healthz, /readyz and Prometheus /metrics."`
-}
-
-// LogConfig configures logging.
-type LogConfig struct {
-	Level string `json:"level" desc:"trace, debug, info, warn or error."`
-	JSON  bool   `json:"json" desc:"Log JSON lines instead of text."`
 }
 
 // DefaultConfig returns the defaults; config.defaults.yaml spells them out.
@@ -78,8 +64,8 @@ func DefaultConfig() Config {
 			MaxMessageBytes: 10 << 20,
 			Heartbeat:       config.Duration(10 * time.Second),
 		},
-		Diagnostics: DiagnosticsConfig{Address: "127.0.0.1:5680"},
-		Log:         LogConfig{Level: "info"},
+		Diagnostics: config.DiagnosticsConfig{Address: "127.0.0.1:5680"},
+		Log:         config.LogConfig{Level: "info"},
 	}
 }
 
@@ -163,7 +149,7 @@ func (c Config) Validate() error {
 	if samePort(c.API.Address, c.Diagnostics.Address) {
 		bad("diagnostics.address", "%q is the same port as api.address", c.Diagnostics.Address)
 	}
-	if hclog.LevelFromString(c.Log.Level) == hclog.NoLevel {
+	if err := c.Log.Validate(); err != nil {
 		bad("log.level", "%q is not one of trace, debug, info, warn, error", c.Log.Level)
 	}
 	if len(errs) == 0 {
@@ -202,14 +188,4 @@ func checkFile(bad func(string, string, ...any), key, path string) {
 	} else if st.IsDir() {
 		bad(key, "%s is a directory", path)
 	}
-}
-
-// NewLogger builds the logger cfg describes, writing to out.
-func NewLogger(cfg LogConfig, out io.Writer) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{
-		Name:       "global",
-		Level:      hclog.LevelFromString(cfg.Level),
-		JSONFormat: cfg.JSON,
-		Output:     out,
-	})
 }

@@ -4,7 +4,7 @@
 //
 //	cfg, err := global.LoadConfig(path) // then apply flags
 //	if err == nil { err = cfg.Validate() }
-//	g, err := global.New(cfg, global.NewLogger(cfg.Log, os.Stderr))
+//	g, err := global.New(cfg, cfg.Log.Logger("global", os.Stderr))
 //	g.AddRunner(func(ctx context.Context) error { return kdsServer(g.Store()).Run(ctx) })
 //	err = g.Run(ctx) // returns after ctx is cancelled and everything stopped
 package global
@@ -26,9 +26,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshtrace/meshtrace/diag"
 	"github.com/meshtrace/meshtrace/inspect"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
@@ -221,7 +221,7 @@ func (g *Global) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("global: diagnostics.address: %w", err)
 	}
 	apiSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	diagSrv := &http.Server{Handler: g.diagnostics(st), ReadHeaderTimeout: 10 * time.Second}
+	diagSrv := &http.Server{Handler: diag.Handler(g.reg, diag.StoreCheck(st)), ReadHeaderTimeout: 10 * time.Second}
 
 	g.mu.Lock()
 	g.apiAddr, g.diagAddr, g.token, g.cluster = apiLn.Addr().String(), diagLn.Addr().String(), token, cluster
@@ -357,25 +357,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b)
-}
-
-// diagnostics serves /healthz (the process is up), /readyz (the store
-// answers) and /metrics.
-func (g *Global) diagnostics(st store.Store) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		restapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		rev, err := st.Revision(ctx)
-		if err != nil {
-			restapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "store: " + err.Error()})
-			return
-		}
-		restapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "revision": rev})
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
-	return mux
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"regexp"
-	"strings"
 
 	"github.com/meshtrace/meshtrace/config"
 	"github.com/meshtrace/meshtrace/store"
@@ -15,14 +14,14 @@ import (
 // config.Load over DefaultConfig(), then call Validate.
 type Config struct {
 	// Name is this zone's name; it is stamped on every local proxy as kuma.io/zone.
-	Name        string            `json:"name" desc:"zone name (required), set as kuma.io/zone on every proxy"`
-	DataDir     string            `json:"dataDir" desc:"directory for the zone's state"`
-	Store       store.Config      `json:"store"`
-	API         APIConfig         `json:"api"`
-	XDS         XDSConfig         `json:"xds"`
-	Global      GlobalConfig      `json:"global"`
-	Diagnostics DiagnosticsConfig `json:"diagnostics"`
-	Log         LogConfig         `json:"log"`
+	Name        string                   `json:"name" desc:"zone name (required), set as kuma.io/zone on every proxy"`
+	DataDir     string                   `json:"dataDir" desc:"directory for the zone's state"`
+	Store       store.Config             `json:"store"`
+	API         APIConfig                `json:"api"`
+	XDS         XDSConfig                `json:"xds"`
+	Global      GlobalConfig             `json:"global"`
+	Diagnostics config.DiagnosticsConfig `json:"diagnostics"`
+	Log         config.LogConfig         `json:"log"`
 }
 
 // APIConfig is the zone's REST API.
@@ -47,17 +46,6 @@ type GlobalConfig struct {
 	Heartbeat      config.Duration `json:"heartbeat" desc:"KDS heartbeat interval"`
 }
 
-// DiagnosticsConfig serves /healthz, /readyz and /metrics.
-type DiagnosticsConfig struct {
-	Address string `json:"address" desc:"diagnostics listen address (/healthz, /readyz, /metrics)"`
-}
-
-// LogConfig sets logging.
-type LogConfig struct {
-	Level string `json:"level" desc:"trace, debug, info, warn or error"`
-	JSON  bool   `json:"json" desc:"log JSON lines"`
-}
-
 // DefaultConfig returns the defaults documented in zone/config.defaults.yaml.
 func DefaultConfig() Config {
 	return Config{
@@ -68,12 +56,12 @@ func DefaultConfig() Config {
 		},
 		API:         APIConfig{Address: "127.0.0.1:5682"},
 		XDS:         XDSConfig{Address: "127.0.0.1:5678"},
-		Diagnostics: DiagnosticsConfig{Address: "127.0.0.1:5692"},
+		Diagnostics: config.DiagnosticsConfig{Address: "127.0.0.1:5692"},
 		Global: GlobalConfig{
 			MaxDeleteRatio: 0.5,
 			Heartbeat:      config.Duration(5e9),
 		},
-		Log: LogConfig{Level: "info"},
+		Log: config.LogConfig{Level: "info"},
 	}
 }
 
@@ -111,10 +99,8 @@ func (c Config) Validate() error {
 	if c.Global.Heartbeat.D() <= 0 {
 		errs = append(errs, errors.New("global.heartbeat: must be positive"))
 	}
-	switch strings.ToLower(c.Log.Level) {
-	case "trace", "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log.level: %q is not one of trace, debug, info, warn, error", c.Log.Level))
+	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

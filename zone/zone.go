@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,9 +17,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshtrace/meshtrace/diag"
 	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
@@ -192,7 +191,7 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 		return err
 	}
 	apiSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	diagSrv := &http.Server{Handler: z.diagnostics(st), ReadHeaderTimeout: 10 * time.Second}
+	diagSrv := &http.Server{Handler: diag.Handler(z.reg, diag.StoreCheck(st), z.globalCheck()), ReadHeaderTimeout: 10 * time.Second}
 	z.mu.Lock()
 	z.apiAddr, z.xdsAddr, z.diagAddr = apiLn.Addr().String(), xdsLn.Addr().String(), diagLn.Addr().String()
 	z.mu.Unlock()
@@ -246,40 +245,18 @@ func (z *Zone) mutate(r *resource.Resource) {
 	}
 }
 
-func (z *Zone) diagnostics(st store.Store) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		restapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		body := map[string]any{"zone": z.cfg.Name}
-		code := http.StatusOK
-		var problems []string
-		if rev, err := st.Revision(ctx); err != nil {
-			problems = append(problems, "store: "+err.Error())
-		} else {
-			body["revision"] = rev
-		}
+// globalCheck is ready while the zone is connected to global (or standalone).
+func (z *Zone) globalCheck() diag.Check {
+	return diag.Check{Name: "globalConnected", Probe: func(ctx context.Context) (any, error) {
 		z.mu.Lock()
 		up := z.globalUp
 		z.mu.Unlock()
-		if up != nil {
-			connected := up()
-			body["globalConnected"] = connected
-			if !connected {
-				problems = append(problems, "not connected to global (proxies keep their last good configuration)")
-			}
+		if up == nil {
+			return "standalone", nil
 		}
-		body["status"] = "ready"
-		if len(problems) > 0 {
-			code = http.StatusServiceUnavailable
-			body["status"] = "unavailable"
-			body["error"] = strings.Join(problems, "; ")
+		if !up() {
+			return nil, errors.New("not connected to global (proxies keep their last good configuration)")
 		}
-		restapi.WriteJSON(w, code, body)
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(z.reg, promhttp.HandlerOpts{Registry: z.reg}))
-	return mux
+		return true, nil
+	}}
 }

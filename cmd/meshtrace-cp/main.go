@@ -13,8 +13,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/hashicorp/go-hclog"
-
+	"github.com/meshtrace/meshtrace/config"
 	"github.com/meshtrace/meshtrace/demo"
 	"github.com/meshtrace/meshtrace/global"
 	"github.com/meshtrace/meshtrace/zone"
@@ -85,15 +84,6 @@ func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&l.json, "log-json", false, "log JSON lines (overrides log.json)")
 }
 
-func newLogger(name, level string, json bool, out io.Writer) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{
-		Name:       name,
-		Level:      hclog.LevelFromString(level),
-		JSONFormat: json,
-		Output:     out,
-	})
-}
-
 func runGlobal(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("global", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -116,7 +106,7 @@ func runGlobal(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	g, err := global.New(cfg, newLogger("global", cfg.Log.Level, cfg.Log.JSON, stderr))
+	g, err := global.New(cfg, cfg.Log.Logger("global", stderr))
 	if err != nil {
 		return err
 	}
@@ -153,7 +143,7 @@ func runZone(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	z, err := zone.New(cfg, newLogger("zone", cfg.Log.Level, cfg.Log.JSON, stderr))
+	z, err := zone.New(cfg, cfg.Log.Logger("zone", stderr))
 	if err != nil {
 		return err
 	}
@@ -170,5 +160,5 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return demo.Run(ctx, cfg, stdout, newLogger("demo", cfg.LogLevel, false, stderr))
+	return demo.Run(ctx, cfg, stdout, config.LogConfig{Level: cfg.LogLevel}.Logger("demo", stderr))
 }

@@ -1,0 +1,37 @@
+package config
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// LogConfig is the log section every control plane shares.
+type LogConfig struct {
+	Level string `json:"level" desc:"trace, debug, info, warn or error."`
+	JSON  bool   `json:"json" desc:"Log JSON lines instead of text."`
+}
+
+// Validate names the level when it is not one hclog knows.
+func (c LogConfig) Validate() error {
+	if hclog.LevelFromString(c.Level) == hclog.NoLevel {
+		return fmt.Errorf("log.level: %q is not one of trace, debug, info, warn, error", c.Level)
+	}
+	return nil
+}
+
+// Logger builds the named logger c describes, writing to out.
+func (c LogConfig) Logger(name string, out io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Level:      hclog.LevelFromString(c.Level),
+		JSONFormat: c.JSON,
+		Output:     out,
+	})
+}
+
+// DiagnosticsConfig is where a control plane serves /healthz, /readyz and /metrics.
+type DiagnosticsConfig struct {
+	Address string `json:"address" desc:"host:port of /healthz, /readyz and Prometheus /metrics."`
+}
