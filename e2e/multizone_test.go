@@ -164,6 +164,7 @@ func TestMultiZone(t *testing.T) {
 		{"SeedZonePolicies", testSeedZonePolicies},
 		{"MeshDefaultWithZoneOverride", testMeshDefaultWithZoneOverride},
 		{"UpdateAndDelete", testUpdateAndDelete},
+		{"OtherBackends", testOtherBackends},
 		{"BadPolicyRejected", testBadPolicyRejected},
 		{"GlobalReplicaKilled", testGlobalReplicaKilled},
 		{"ZonePartitioned", testZonePartitioned},
@@ -302,6 +303,30 @@ func testUpdateAndDelete(t *testing.T, tp *Topology) {
 	del(t, tp, "trace-east")
 	expectTracing(t, tp, map[string]string{"east": "", "west": zipkinTo(collectorOf("west"))}, converge)
 	expectConsistent(t, tp)
+}
+
+// Datadog and OpenTelemetry backends reach the proxies as their Envoy
+// tracers, each with a cluster to the configured collector.
+func testOtherBackends(t *testing.T, tp *Topology) {
+	for _, c := range []struct {
+		backend  map[string]any
+		provider string
+		hostPort string
+	}{
+		{map[string]any{"type": "Datadog", "datadog": map[string]any{"url": "http://west.datadog:8126", "splitService": true}},
+			"envoy.tracers.datadog", "west.datadog:8126"},
+		{map[string]any{"type": "OpenTelemetry", "openTelemetry": map[string]any{"endpoint": "west.otel:4317"}},
+			"envoy.tracers.opentelemetry", "west.otel:4317"},
+	} {
+		put(t, tp, meshTrace("trace-west", map[string]any{
+			"targetRef": map[string]any{"kind": "MeshSubset", "tags": map[string]any{"kuma.io/zone": "west"}},
+			"default":   map[string]any{"backends": []any{c.backend}},
+		}))
+		expectTracing(t, tp, map[string]string{
+			"east": zipkinTo(collectorOf("east")),
+			"west": c.provider + " -> " + c.hostPort,
+		}, converge)
+	}
 }
 
 // An invalid policy is refused with per-field causes and changes nothing.
