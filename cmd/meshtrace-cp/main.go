@@ -84,6 +84,16 @@ func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&l.json, "log-json", false, "log JSON lines (overrides log.json)")
 }
 
+// apply overrides the configured log settings with the flags that were set.
+func (l *logFlags) apply(c *config.LogConfig) {
+	if l.level != "" {
+		c.Level = l.level
+	}
+	if l.json {
+		c.JSON = true
+	}
+}
+
 func runGlobal(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("global", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -97,12 +107,7 @@ func runGlobal(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if lf.level != "" {
-		cfg.Log.Level = lf.level
-	}
-	if lf.json {
-		cfg.Log.JSON = true
-	}
+	lf.apply(&cfg.Log)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -134,12 +139,7 @@ func runZone(ctx context.Context, args []string, stderr io.Writer) error {
 	if *globalAddr != "" {
 		cfg.Global.Addresses = strings.Split(*globalAddr, ",")
 	}
-	if lf.level != "" {
-		cfg.Log.Level = lf.level
-	}
-	if lf.json {
-		cfg.Log.JSON = true
-	}
+	lf.apply(&cfg.Log)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
