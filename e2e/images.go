@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 )
 
@@ -94,6 +95,7 @@ func (im *image) make(ctx context.Context) error {
 		return fmt.Errorf("docker provider: %w", err)
 	}
 	defer provider.Close()
+	old := imageID(ctx, im.Tag)
 	var buildLog strings.Builder
 	req := &testcontainers.ContainerRequest{FromDockerfile: testcontainers.FromDockerfile{
 		Context:        dir,
@@ -106,7 +108,29 @@ func (im *image) make(ctx context.Context) error {
 	if _, err := provider.BuildImage(ctx, req); err != nil {
 		return fmt.Errorf("docker build: %w\n%s", err, buildLog.String())
 	}
+	// A rebuilt binary leaves the previous image untagged: remove it, so
+	// runs do not pile up images. Failing (e.g. still in use) is harmless.
+	if old != "" && old != imageID(ctx, im.Tag) {
+		if cli, err := testcontainers.NewDockerClientWithOpts(ctx); err == nil {
+			_, _ = cli.ImageRemove(ctx, old, client.ImageRemoveOptions{PruneChildren: true})
+			cli.Close()
+		}
+	}
 	return nil
+}
+
+// imageID is the id of a local image, "" when there is none.
+func imageID(ctx context.Context, ref string) string {
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return ""
+	}
+	defer cli.Close()
+	img, err := cli.ImageInspect(ctx, ref)
+	if err != nil {
+		return ""
+	}
+	return img.ID
 }
 
 // repoRoot is the main module's root, the parent of this package's directory.
