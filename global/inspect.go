@@ -2,13 +2,16 @@ package global
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 
 	"github.com/meshtrace/meshtrace/inspect"
+	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
 	"github.com/meshtrace/meshtrace/store"
@@ -56,10 +59,51 @@ func (s storeSource) dataplane(ctx context.Context, mesh, name string) (*resourc
 	return nil, restapi.NewError(http.StatusBadRequest, fmt.Sprintf("dataplane %q exists in several zones; name one of: %s", name, strings.Join(names, ", ")))
 }
 
+// forward asks the proxy's zone for one of its inspect answers over KDS.
+// ok is false when the zone is not connected to this replica.
+func (s storeSource) forward(ctx context.Context, dp *resource.Resource, suffix string) (status int, body []byte, ok bool, err error) {
+	srv := s.g.KDSServer()
+	zone := dp.Labels[resource.LabelZone]
+	local := dp.Labels[resource.LabelDisplayName]
+	if srv == nil || zone == "" || local == "" {
+		return 0, nil, false, nil
+	}
+	status, body, err = srv.Inspect(ctx, zone, "/meshes/"+url.PathEscape(dp.Mesh)+"/dataplanes/"+url.PathEscape(local)+"/"+suffix)
+	if errors.Is(err, kds.ErrZoneNotConnected) {
+		return 0, nil, false, nil
+	}
+	return status, body, err == nil, err
+}
+
+// zoneAnswer turns a zone's non-200 answer into an API error.
+func zoneAnswer(zone string, status int, body []byte) error {
+	var e restapi.Error
+	if json.Unmarshal(body, &e) != nil || e.Title == "" {
+		e = *restapi.NewError(status, strings.TrimSpace(string(body)))
+	}
+	e.Status = status
+	e.Detail = fmt.Sprintf("zone %s answered: %s", zone, e.Detail)
+	return &e
+}
+
+// DataplaneRules answers with the zone's own view when the proxy's zone is
+// connected to this replica, else computes the same rules from global's store.
 func (s storeSource) DataplaneRules(ctx context.Context, mesh, name string) (inspect.DataplaneRules, error) {
 	dp, err := s.dataplane(ctx, mesh, name)
 	if err != nil {
 		return inspect.DataplaneRules{}, err
+	}
+	status, body, ok, err := s.forward(ctx, dp, "_rules")
+	if err != nil {
+		return inspect.DataplaneRules{}, err
+	}
+	if ok && status == http.StatusOK {
+		var out inspect.DataplaneRules
+		if err := json.Unmarshal(body, &out); err != nil {
+			return inspect.DataplaneRules{}, fmt.Errorf("zone answer: %w", err)
+		}
+		out.Name = dp.Name
+		return out, nil
 	}
 	pols, err := s.policies(ctx, mesh)
 	if err != nil {
@@ -76,6 +120,27 @@ func (s storeSource) DataplaneRules(ctx context.Context, mesh, name string) (ins
 	}
 	out.Backend, out.Collector = meshtrace.EffectiveCollector(rules.Conf)
 	return out, nil
+}
+
+// DataplaneXDS forwards to the proxy's zone: only the zone holds the Envoy
+// configuration it serves.
+func (s storeSource) DataplaneXDS(ctx context.Context, mesh, name string) ([]byte, error) {
+	dp, err := s.dataplane(ctx, mesh, name)
+	if err != nil {
+		return nil, err
+	}
+	status, body, ok, err := s.forward(ctx, dp, "xds")
+	if err != nil {
+		return nil, err
+	}
+	zone := dp.Labels[resource.LabelZone]
+	if !ok {
+		return nil, restapi.NewError(http.StatusServiceUnavailable, fmt.Sprintf("zone %q of dataplane %q is not connected to this global instance; ask the zone's API or another global replica", zone, dp.Name))
+	}
+	if status != http.StatusOK {
+		return nil, zoneAnswer(zone, status, body)
+	}
+	return body, nil
 }
 
 func (s storeSource) PolicyDataplanes(ctx context.Context, mesh, name string) (inspect.AffectedDataplanes, error) {

@@ -51,6 +51,9 @@ type ClientConfig struct {
 	// backends, sent to global every ReportInterval when changed.
 	ProxyReport    func() []resource.ProxyTracing
 	ReportInterval time.Duration
+	// Inspect answers global's forwarded GET of a zone inspect path with an
+	// HTTP status and body; nil answers 404.
+	Inspect func(ctx context.Context, path string) (int, []byte)
 	// OnApplied is called after a batch up to revision rev is applied and persisted.
 	OnApplied func(rev int64)
 	// MaxDeleteRatio caps the share of the zone's synced copies one snapshot

@@ -32,6 +32,7 @@ type session struct {
 	live       liveness
 	out        chan *kdsv1.ZoneMessage // our Acks to global's batches
 	uploadAcks chan *kdsv1.Ack
+	inspects   chan *kdsv1.ZoneMessage // answers to global's inspect requests
 	applying   atomic.Uint64
 
 	q  *queue
@@ -46,6 +47,7 @@ func newSession(c *Client, conn *grpc.ClientConn) *session {
 		log:        c.log,
 		out:        make(chan *kdsv1.ZoneMessage, 2),
 		uploadAcks: make(chan *kdsv1.Ack, 2),
+		inspects:   make(chan *kdsv1.ZoneMessage, 16),
 		q:          newQueue(nil),
 	}
 	s.live.init(c.cfg.Heartbeat, c.cfg.StallIntervals)
@@ -173,6 +175,8 @@ func (s *session) recvLoop() {
 			if n := m.Heartbeat.GetApplying(); n != 0 {
 				s.live.progress(n)
 			}
+		case *kdsv1.GlobalMessage_Inspect:
+			go s.answerInspect(m.Inspect)
 		default:
 			s.fail(fmt.Errorf("kds: unexpected message %T", msg.Msg))
 			return
@@ -216,6 +220,8 @@ func (s *session) sendLoop() {
 		case <-s.ctx.Done():
 			return
 		case m := <-s.out:
+			s.send(m)
+		case m := <-s.inspects:
 			s.send(m)
 		case a := <-s.uploadAcks:
 			if s.p.ack(a) == nil {

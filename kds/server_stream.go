@@ -30,7 +30,9 @@ type serverStream struct {
 	hello    chan *kdsv1.Hello
 	acks     chan *kdsv1.Ack           // zone's answers to our batches
 	out      chan *kdsv1.GlobalMessage // our answers to the zone's uploads
-	applying atomic.Uint64             // nonce of the upload being applied
+	inspects chan *kdsv1.GlobalMessage // forwarded inspect requests
+	calls    inspectCalls
+	applying atomic.Uint64 // nonce of the upload being applied
 
 	q *queue
 	p *pusher // owned by sendLoop
@@ -42,17 +44,18 @@ type serverStream struct {
 func newServerStream(s *Server, stream kdsv1.KDS_SyncServer, claims ZoneTokenClaims) *serverStream {
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	st := &serverStream{
-		s:       s,
-		stream:  stream,
-		zone:    claims.Zone,
-		tokenID: claims.ID,
-		log:     s.log.With("zone", claims.Zone),
-		ctx:     ctx,
-		cancel:  cancel,
-		hello:   make(chan *kdsv1.Hello, 1),
-		acks:    make(chan *kdsv1.Ack, 2),
-		out:     make(chan *kdsv1.GlobalMessage, 2),
-		q:       newQueue(s.wires),
+		s:        s,
+		stream:   stream,
+		zone:     claims.Zone,
+		tokenID:  claims.ID,
+		log:      s.log.With("zone", claims.Zone),
+		ctx:      ctx,
+		cancel:   cancel,
+		hello:    make(chan *kdsv1.Hello, 1),
+		acks:     make(chan *kdsv1.Ack, 2),
+		out:      make(chan *kdsv1.GlobalMessage, 2),
+		inspects: make(chan *kdsv1.GlobalMessage, 16),
+		q:        newQueue(s.wires),
 	}
 	st.live.init(s.cfg.Heartbeat, s.cfg.StallIntervals)
 	st.up = newUploader(s, claims.Zone, st.log)
@@ -258,6 +261,8 @@ func (st *serverStream) recvLoop() {
 			}
 		case *kdsv1.ZoneMessage_Report:
 			st.ins.setProxies(m.Report.GetProxiesJson(), st.log)
+		case *kdsv1.ZoneMessage_Inspect:
+			st.calls.deliver(m.Inspect)
 		default:
 			st.fail(fmt.Errorf("kds: unexpected message %T", msg.Msg))
 			return
@@ -302,6 +307,8 @@ func (st *serverStream) sendLoop() {
 			return
 		case m := <-st.out:
 			st.send(m, "upload_ack")
+		case m := <-st.inspects:
+			st.send(m, "inspect")
 		case a := <-st.acks:
 			f := st.p.ack(a)
 			if f == nil {

@@ -3,7 +3,10 @@ package zone
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/meshtrace/meshtrace/kds"
@@ -53,6 +56,7 @@ func (z *Zone) runKDS(ctx context.Context, st store.Store) error {
 		Store:          st,
 		Logger:         z.log,
 		ProxyReport:    z.rec.Proxies,
+		Inspect:        z.answerInspect,
 		MaxDeleteRatio: g.MaxDeleteRatio,
 		Heartbeat:      g.Heartbeat.D(),
 		Registerer:     z.reg,
@@ -65,4 +69,25 @@ func (z *Zone) runKDS(ctx context.Context, st store.Store) error {
 	z.globalUp = c.Connected
 	z.mu.Unlock()
 	return c.Run(ctx)
+}
+
+// inspectPath matches the read-only inspect endpoints global may forward.
+var inspectPath = regexp.MustCompile(`^/meshes/[^/]+/(dataplanes/[^/]+/(_rules|xds)|meshtraces/[^/]+/_resources/dataplanes)$`)
+
+// answerInspect serves global's forwarded inspect GET through the zone's own
+// API handler, so global shows exactly what the zone answers.
+func (z *Zone) answerInspect(ctx context.Context, path string) (int, []byte) {
+	if !inspectPath.MatchString(path) {
+		return http.StatusForbidden, []byte(`{"title":"only inspect paths are forwarded to zones"}`)
+	}
+	z.mu.Lock()
+	api := z.api
+	z.mu.Unlock()
+	if api == nil {
+		return http.StatusServiceUnavailable, []byte(`{"title":"zone API not started"}`)
+	}
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes()
 }

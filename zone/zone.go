@@ -44,6 +44,7 @@ type Zone struct {
 	runners   []func(ctx context.Context, st store.Store) error
 	globalUp  func() bool
 	kds       *kds.Client
+	api       http.Handler
 	apiAddr   string
 	xdsAddr   string
 	diagAddr  string
@@ -193,6 +194,7 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 	apiSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	diagSrv := &http.Server{Handler: diag.Handler(z.reg, diag.StoreCheck(st), z.globalCheck()), ReadHeaderTimeout: 10 * time.Second}
 	z.mu.Lock()
+	z.api = api
 	z.apiAddr, z.xdsAddr, z.diagAddr = apiLn.Addr().String(), xdsLn.Addr().String(), diagLn.Addr().String()
 	z.mu.Unlock()
 	z.log.Info("zone control plane started", "api", z.APIAddr(), "xds", z.XDSAddr(), "diagnostics", z.DiagnosticsAddr())

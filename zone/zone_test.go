@@ -189,6 +189,16 @@ func TestZoneServesSyncedPolicyToRegisteredProxy(t *testing.T) {
 		t.Fatalf("readyz: %d %v", code, ready)
 	}
 
+	// What global may forward over KDS: inspect GETs only.
+	if code, body := z.answerInspect(context.Background(), "/meshes/default/dataplanes/backend-1/_rules"); code != http.StatusOK || !strings.Contains(string(body), "trace-west") {
+		t.Fatalf("forwarded _rules: %d %s", code, body)
+	}
+	for _, p := range []string{"/meshes/default/dataplanes/backend-1", "/meshes/default/meshtraces", "/meshes/default/dataplanes/backend-1/xds/../../x"} {
+		if code, _ := z.answerInspect(context.Background(), p); code != http.StatusForbidden {
+			t.Fatalf("forwarded %s: %d, want 403", p, code)
+		}
+	}
+
 	// Restart with global nowhere in sight: the same config is served.
 	stop()
 	z2, stop2 := startZone(t, dir)

@@ -42,6 +42,7 @@ type ZoneMessage struct {
 	//	*ZoneMessage_Upload
 	//	*ZoneMessage_Heartbeat
 	//	*ZoneMessage_Report
+	//	*ZoneMessage_Inspect
 	Msg           isZoneMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -129,6 +130,15 @@ func (x *ZoneMessage) GetReport() *ZoneReport {
 	return nil
 }
 
+func (x *ZoneMessage) GetInspect() *InspectResponse {
+	if x != nil {
+		if x, ok := x.Msg.(*ZoneMessage_Inspect); ok {
+			return x.Inspect
+		}
+	}
+	return nil
+}
+
 type isZoneMessage_Msg interface {
 	isZoneMessage_Msg()
 }
@@ -155,6 +165,11 @@ type ZoneMessage_Report struct {
 	Report *ZoneReport `protobuf:"bytes,5,opt,name=report,proto3,oneof"`
 }
 
+type ZoneMessage_Inspect struct {
+	// inspect answers an InspectRequest of global.
+	Inspect *InspectResponse `protobuf:"bytes,6,opt,name=inspect,proto3,oneof"`
+}
+
 func (*ZoneMessage_Hello) isZoneMessage_Msg() {}
 
 func (*ZoneMessage_Ack) isZoneMessage_Msg() {}
@@ -165,6 +180,8 @@ func (*ZoneMessage_Heartbeat) isZoneMessage_Msg() {}
 
 func (*ZoneMessage_Report) isZoneMessage_Msg() {}
 
+func (*ZoneMessage_Inspect) isZoneMessage_Msg() {}
+
 // GlobalMessage is what global sends. The first message is a Welcome.
 type GlobalMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -174,6 +191,7 @@ type GlobalMessage struct {
 	//	*GlobalMessage_Batch
 	//	*GlobalMessage_UploadAck
 	//	*GlobalMessage_Heartbeat
+	//	*GlobalMessage_Inspect
 	Msg           isGlobalMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -252,6 +270,15 @@ func (x *GlobalMessage) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *GlobalMessage) GetInspect() *InspectRequest {
+	if x != nil {
+		if x, ok := x.Msg.(*GlobalMessage_Inspect); ok {
+			return x.Inspect
+		}
+	}
+	return nil
+}
+
 type isGlobalMessage_Msg interface {
 	isGlobalMessage_Msg()
 }
@@ -274,6 +301,11 @@ type GlobalMessage_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
 }
 
+type GlobalMessage_Inspect struct {
+	// inspect asks the zone for one of its read-only inspect answers.
+	Inspect *InspectRequest `protobuf:"bytes,5,opt,name=inspect,proto3,oneof"`
+}
+
 func (*GlobalMessage_Welcome) isGlobalMessage_Msg() {}
 
 func (*GlobalMessage_Batch) isGlobalMessage_Msg() {}
@@ -281,6 +313,125 @@ func (*GlobalMessage_Batch) isGlobalMessage_Msg() {}
 func (*GlobalMessage_UploadAck) isGlobalMessage_Msg() {}
 
 func (*GlobalMessage_Heartbeat) isGlobalMessage_Msg() {}
+
+func (*GlobalMessage_Inspect) isGlobalMessage_Msg() {}
+
+// InspectRequest asks the zone to answer a GET of one of its inspect
+// endpoints (e.g. /meshes/default/dataplanes/backend-1/xds), so global shows
+// what the zone itself serves. Zones answer only inspect paths.
+type InspectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id pairs the request with its InspectResponse; unique within a stream.
+	Id            uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Path          string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectRequest) Reset() {
+	*x = InspectRequest{}
+	mi := &file_kds_v1_kds_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectRequest) ProtoMessage() {}
+
+func (x *InspectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kds_v1_kds_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
+func (*InspectRequest) Descriptor() ([]byte, []int) {
+	return file_kds_v1_kds_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *InspectRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *InspectRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+// InspectResponse is the zone's HTTP answer to an InspectRequest.
+type InspectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Status        int32                  `protobuf:"varint,2,opt,name=status,proto3" json:"status,omitempty"`
+	Body          []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectResponse) Reset() {
+	*x = InspectResponse{}
+	mi := &file_kds_v1_kds_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectResponse) ProtoMessage() {}
+
+func (x *InspectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kds_v1_kds_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
+func (*InspectResponse) Descriptor() ([]byte, []int) {
+	return file_kds_v1_kds_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *InspectResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
 
 // Hello opens a stream.
 type Hello struct {
@@ -299,7 +450,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_kds_v1_kds_proto_msgTypes[2]
+	mi := &file_kds_v1_kds_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +462,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_kds_v1_kds_proto_msgTypes[2]
+	mi := &file_kds_v1_kds_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +475,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_kds_v1_kds_proto_rawDescGZIP(), []int{2}
+	return file_kds_v1_kds_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Hello) GetLastAppliedRevision() int64 {
@@ -369,7 +520,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_kds_v1_kds_proto_msgTypes[3]
+	mi := &file_kds_v1_kds_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -381,7 +532,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_kds_v1_kds_proto_msgTypes[3]
+	mi := &file_kds_v1_kds_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -394,7 +545,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_kds_v1_kds_proto_rawDescGZIP(), []int{3}
+	return file_kds_v1_kds_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Welcome) GetGlobalInstance() string {
@@ -450,7 +601,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_kds_v1_kds_proto_msgTypes[4]
+	mi := &file_kds_v1_kds_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +613,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_kds_v1_kds_proto_msgTypes[4]
+	mi := &file_kds_v1_kds_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +626,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_kds_v1_kds_proto_rawDescGZIP(), []int{4}
+	return file_kds_v1_kds_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Resource) GetType() string {
@@ -542,7 +693,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_kds_v1_kds_proto_msgTypes[5]
+	mi := &file_kds_v1_kds_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +705,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_kds_v1_kds_proto_msgTypes[5]
+	mi := &file_kds_v1_kds_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +718,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_kds_v1_kds_proto_rawDescGZIP(), []int{5}
+	return file_kds_v1_kds_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Batch) GetNonce() uint64 {
@@ -619,7 +770,7 @@ type ResourceError struct {
 
 func (x *ResourceError) Reset() {
 	*x = ResourceError{}
-	mi := &file_kds_v1_kds_proto_msgTypes[6]
+	mi := &file_kds_v1_kds_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +782,7 @@ func (x *ResourceError) String() string {
 func (*ResourceError) ProtoMessage() {}
 
 func (x *ResourceError) ProtoReflect() protoreflect.Message {
-	mi := &file_kds_v1_kds_proto_msgTypes[6]
+	mi := &file_kds_v1_kds_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +795,7 @@ func (x *ResourceError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceError.ProtoReflect.Descriptor instead.
 func (*ResourceError) Descriptor() ([]byte, []int) {
-	return file_kds_v1_kds_proto_rawDescGZIP(), []int{6}
+	return file_kds_v1_kds_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResourceError) GetType() string {
@@ -698,7 +849,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_kds_v1_kds_proto_msgTypes[7]
+	mi := &file_kds_v1_kds_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +861,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_kds_v1_kds_proto_msgTypes[7]
+	mi := &file_kds_v1_kds_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +874,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_kds_v1_kds_proto_rawDescGZIP(), []int{7}
+	return file_kds_v1_kds_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Ack) GetNonce() uint64 {
@@ -770,7 +921,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_kds_v1_kds_proto_msgTypes[8]
+	mi := &file_kds_v1_kds_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +933,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_kds_v1_kds_proto_msgTypes[8]
+	mi := &file_kds_v1_kds_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +946,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_kds_v1_kds_proto_rawDescGZIP(), []int{8}
+	return file_kds_v1_kds_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Heartbeat) GetRevision() int64 {
@@ -824,7 +975,7 @@ type ZoneReport struct {
 
 func (x *ZoneReport) Reset() {
 	*x = ZoneReport{}
-	mi := &file_kds_v1_kds_proto_msgTypes[9]
+	mi := &file_kds_v1_kds_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +987,7 @@ func (x *ZoneReport) String() string {
 func (*ZoneReport) ProtoMessage() {}
 
 func (x *ZoneReport) ProtoReflect() protoreflect.Message {
-	mi := &file_kds_v1_kds_proto_msgTypes[9]
+	mi := &file_kds_v1_kds_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +1000,7 @@ func (x *ZoneReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ZoneReport.ProtoReflect.Descriptor instead.
 func (*ZoneReport) Descriptor() ([]byte, []int) {
-	return file_kds_v1_kds_proto_rawDescGZIP(), []int{9}
+	return file_kds_v1_kds_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ZoneReport) GetProxiesJson() []byte {
@@ -863,21 +1014,30 @@ var File_kds_v1_kds_proto protoreflect.FileDescriptor
 
 const file_kds_v1_kds_proto_rawDesc = "" +
 	"\n" +
-	"\x10kds/v1/kds.proto\x12\x06kds.v1\"\xe6\x01\n" +
+	"\x10kds/v1/kds.proto\x12\x06kds.v1\"\x9b\x02\n" +
 	"\vZoneMessage\x12%\n" +
 	"\x05hello\x18\x01 \x01(\v2\r.kds.v1.HelloH\x00R\x05hello\x12\x1f\n" +
 	"\x03ack\x18\x02 \x01(\v2\v.kds.v1.AckH\x00R\x03ack\x12'\n" +
 	"\x06upload\x18\x03 \x01(\v2\r.kds.v1.BatchH\x00R\x06upload\x121\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x11.kds.v1.HeartbeatH\x00R\theartbeat\x12,\n" +
-	"\x06report\x18\x05 \x01(\v2\x12.kds.v1.ZoneReportH\x00R\x06reportB\x05\n" +
-	"\x03msg\"\xcb\x01\n" +
+	"\x06report\x18\x05 \x01(\v2\x12.kds.v1.ZoneReportH\x00R\x06report\x123\n" +
+	"\ainspect\x18\x06 \x01(\v2\x17.kds.v1.InspectResponseH\x00R\ainspectB\x05\n" +
+	"\x03msg\"\xff\x01\n" +
 	"\rGlobalMessage\x12+\n" +
 	"\awelcome\x18\x01 \x01(\v2\x0f.kds.v1.WelcomeH\x00R\awelcome\x12%\n" +
 	"\x05batch\x18\x02 \x01(\v2\r.kds.v1.BatchH\x00R\x05batch\x12,\n" +
 	"\n" +
 	"upload_ack\x18\x03 \x01(\v2\v.kds.v1.AckH\x00R\tuploadAck\x121\n" +
-	"\theartbeat\x18\x04 \x01(\v2\x11.kds.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
-	"\x03msg\"p\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x11.kds.v1.HeartbeatH\x00R\theartbeat\x122\n" +
+	"\ainspect\x18\x05 \x01(\v2\x16.kds.v1.InspectRequestH\x00R\ainspectB\x05\n" +
+	"\x03msg\"4\n" +
+	"\x0eInspectRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"M\n" +
+	"\x0fInspectResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\x05R\x06status\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\"p\n" +
 	"\x05Hello\x122\n" +
 	"\x15last_applied_revision\x18\x01 \x01(\x03R\x13lastAppliedRevision\x12\x19\n" +
 	"\bstore_id\x18\x02 \x01(\tR\astoreId\x12\x18\n" +
@@ -933,38 +1093,42 @@ func file_kds_v1_kds_proto_rawDescGZIP() []byte {
 	return file_kds_v1_kds_proto_rawDescData
 }
 
-var file_kds_v1_kds_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_kds_v1_kds_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_kds_v1_kds_proto_goTypes = []any{
-	(*ZoneMessage)(nil),   // 0: kds.v1.ZoneMessage
-	(*GlobalMessage)(nil), // 1: kds.v1.GlobalMessage
-	(*Hello)(nil),         // 2: kds.v1.Hello
-	(*Welcome)(nil),       // 3: kds.v1.Welcome
-	(*Resource)(nil),      // 4: kds.v1.Resource
-	(*Batch)(nil),         // 5: kds.v1.Batch
-	(*ResourceError)(nil), // 6: kds.v1.ResourceError
-	(*Ack)(nil),           // 7: kds.v1.Ack
-	(*Heartbeat)(nil),     // 8: kds.v1.Heartbeat
-	(*ZoneReport)(nil),    // 9: kds.v1.ZoneReport
+	(*ZoneMessage)(nil),     // 0: kds.v1.ZoneMessage
+	(*GlobalMessage)(nil),   // 1: kds.v1.GlobalMessage
+	(*InspectRequest)(nil),  // 2: kds.v1.InspectRequest
+	(*InspectResponse)(nil), // 3: kds.v1.InspectResponse
+	(*Hello)(nil),           // 4: kds.v1.Hello
+	(*Welcome)(nil),         // 5: kds.v1.Welcome
+	(*Resource)(nil),        // 6: kds.v1.Resource
+	(*Batch)(nil),           // 7: kds.v1.Batch
+	(*ResourceError)(nil),   // 8: kds.v1.ResourceError
+	(*Ack)(nil),             // 9: kds.v1.Ack
+	(*Heartbeat)(nil),       // 10: kds.v1.Heartbeat
+	(*ZoneReport)(nil),      // 11: kds.v1.ZoneReport
 }
 var file_kds_v1_kds_proto_depIdxs = []int32{
-	2,  // 0: kds.v1.ZoneMessage.hello:type_name -> kds.v1.Hello
-	7,  // 1: kds.v1.ZoneMessage.ack:type_name -> kds.v1.Ack
-	5,  // 2: kds.v1.ZoneMessage.upload:type_name -> kds.v1.Batch
-	8,  // 3: kds.v1.ZoneMessage.heartbeat:type_name -> kds.v1.Heartbeat
-	9,  // 4: kds.v1.ZoneMessage.report:type_name -> kds.v1.ZoneReport
-	3,  // 5: kds.v1.GlobalMessage.welcome:type_name -> kds.v1.Welcome
-	5,  // 6: kds.v1.GlobalMessage.batch:type_name -> kds.v1.Batch
-	7,  // 7: kds.v1.GlobalMessage.upload_ack:type_name -> kds.v1.Ack
-	8,  // 8: kds.v1.GlobalMessage.heartbeat:type_name -> kds.v1.Heartbeat
-	4,  // 9: kds.v1.Batch.resources:type_name -> kds.v1.Resource
-	6,  // 10: kds.v1.Ack.errors:type_name -> kds.v1.ResourceError
-	0,  // 11: kds.v1.KDS.Sync:input_type -> kds.v1.ZoneMessage
-	1,  // 12: kds.v1.KDS.Sync:output_type -> kds.v1.GlobalMessage
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	4,  // 0: kds.v1.ZoneMessage.hello:type_name -> kds.v1.Hello
+	9,  // 1: kds.v1.ZoneMessage.ack:type_name -> kds.v1.Ack
+	7,  // 2: kds.v1.ZoneMessage.upload:type_name -> kds.v1.Batch
+	10, // 3: kds.v1.ZoneMessage.heartbeat:type_name -> kds.v1.Heartbeat
+	11, // 4: kds.v1.ZoneMessage.report:type_name -> kds.v1.ZoneReport
+	3,  // 5: kds.v1.ZoneMessage.inspect:type_name -> kds.v1.InspectResponse
+	5,  // 6: kds.v1.GlobalMessage.welcome:type_name -> kds.v1.Welcome
+	7,  // 7: kds.v1.GlobalMessage.batch:type_name -> kds.v1.Batch
+	9,  // 8: kds.v1.GlobalMessage.upload_ack:type_name -> kds.v1.Ack
+	10, // 9: kds.v1.GlobalMessage.heartbeat:type_name -> kds.v1.Heartbeat
+	2,  // 10: kds.v1.GlobalMessage.inspect:type_name -> kds.v1.InspectRequest
+	6,  // 11: kds.v1.Batch.resources:type_name -> kds.v1.Resource
+	8,  // 12: kds.v1.Ack.errors:type_name -> kds.v1.ResourceError
+	0,  // 13: kds.v1.KDS.Sync:input_type -> kds.v1.ZoneMessage
+	1,  // 14: kds.v1.KDS.Sync:output_type -> kds.v1.GlobalMessage
+	14, // [14:15] is the sub-list for method output_type
+	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_kds_v1_kds_proto_init() }
@@ -978,12 +1142,14 @@ func file_kds_v1_kds_proto_init() {
 		(*ZoneMessage_Upload)(nil),
 		(*ZoneMessage_Heartbeat)(nil),
 		(*ZoneMessage_Report)(nil),
+		(*ZoneMessage_Inspect)(nil),
 	}
 	file_kds_v1_kds_proto_msgTypes[1].OneofWrappers = []any{
 		(*GlobalMessage_Welcome)(nil),
 		(*GlobalMessage_Batch)(nil),
 		(*GlobalMessage_UploadAck)(nil),
 		(*GlobalMessage_Heartbeat)(nil),
+		(*GlobalMessage_Inspect)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -991,7 +1157,7 @@ func file_kds_v1_kds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kds_v1_kds_proto_rawDesc), len(file_kds_v1_kds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
