@@ -36,6 +36,7 @@ func (g *Global) setupKDS() {
 	g.kds = &kdsState{ready: make(chan struct{})}
 	g.AddRunner(g.runKDS)
 	g.AddRoute("POST /tokens/zone", http.HandlerFunc(g.zoneTokenHandler))
+	g.AddRoute("DELETE /tokens/zone/{id}", http.HandlerFunc(g.revokeZoneTokenHandler))
 }
 
 // KDSStarted is closed once the KDS server listens.
@@ -175,4 +176,17 @@ func (g *Global) zoneTokenHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	_, _ = io.WriteString(w, token)
+}
+
+// revokeZoneTokenHandler is DELETE /tokens/zone/{id}: the token id (printed by
+// `meshtrace-cp global token zone`, and in global's logs when a zone
+// connects) is refused from now on and live streams using it are cut.
+func (g *Global) revokeZoneTokenHandler(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := kds.RevokeZoneToken(r.Context(), g.Store(), id); err != nil {
+		restapi.WriteError(w, restapi.StoreError(err, "zone token "+id))
+		return
+	}
+	g.log.Info("zone token revoked", "token", id)
+	restapi.WriteJSON(w, http.StatusOK, struct{}{})
 }

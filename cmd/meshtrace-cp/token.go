@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/meshtrace/meshtrace/global"
+	"github.com/meshtrace/meshtrace/kds"
 )
 
 // globalToken asks a running global (its REST API, with the admin token) to
@@ -65,6 +66,10 @@ func globalToken(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("token: global answered %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
-	fmt.Fprintln(stdout, strings.TrimSpace(string(body)))
+	token = strings.TrimSpace(string(body))
+	fmt.Fprintln(stdout, token)
+	if claims, err := kds.ParseZoneToken(token); err == nil {
+		fmt.Fprintf(stderr, "token id %s (revoke with: curl -X DELETE -H 'Authorization: Bearer <admin token>' %s/tokens/zone/%s)\n", claims.ID, addr, claims.ID)
+	}
 	return nil
 }
