@@ -15,6 +15,7 @@ import (
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
 	"github.com/meshtrace/meshtrace/store"
+	"github.com/meshtrace/meshtrace/zone"
 	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
@@ -109,17 +110,7 @@ func (s storeSource) DataplaneRules(ctx context.Context, mesh, name string) (ins
 	if err != nil {
 		return inspect.DataplaneRules{}, err
 	}
-	rules := meshtrace.Compute(dp, pols)
-	out := inspect.DataplaneRules{Mesh: mesh, Name: dp.Name, Zone: dp.Labels[resource.LabelZone], Policies: []inspect.PolicyRef{}}
-	for _, k := range rules.Policies {
-		out.Policies = append(out.Policies, inspect.Policy(k))
-	}
-	if len(rules.Policies) > 0 {
-		conf := rules.Conf
-		out.Conf = &conf
-	}
-	out.Backend, out.Collector = meshtrace.EffectiveCollector(rules.Conf)
-	return out, nil
+	return zone.RulesView(mesh, dp.Name, dp.Labels[resource.LabelZone], meshtrace.Compute(dp, pols)), nil
 }
 
 // DataplaneXDS forwards to the proxy's zone: only the zone holds the Envoy

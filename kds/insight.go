@@ -1,12 +1,14 @@
 package kds
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,19 +142,7 @@ func (in *insight) setProxies(b []byte, log hclog.Logger) {
 		return
 	}
 	slices.SortFunc(proxies, func(a, b resource.ProxyTracing) int {
-		if a.Mesh != b.Mesh {
-			if a.Mesh < b.Mesh {
-				return -1
-			}
-			return 1
-		}
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
+		return cmp.Or(strings.Compare(a.Mesh, b.Mesh), strings.Compare(a.Name, b.Name))
 	})
 	in.update(func(s *resource.ZoneInsightSpec) { s.Proxies = proxies })
 }

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -382,19 +384,7 @@ func (r *Reconciler) syncLocked(ctx context.Context, dirty map[resource.Key]bool
 }
 
 func compareKeys(a, b resource.Key) int {
-	if a.Mesh != b.Mesh {
-		if a.Mesh < b.Mesh {
-			return -1
-		}
-		return 1
-	}
-	switch {
-	case a.Name < b.Name:
-		return -1
-	case a.Name > b.Name:
-		return 1
-	}
-	return 0
+	return cmp.Or(strings.Compare(a.Mesh, b.Mesh), strings.Compare(a.Name, b.Name))
 }
 
 func (r *Reconciler) plan(pl *plan) {
