@@ -3,7 +3,6 @@ package kds
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"time"
 
@@ -131,7 +130,7 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 			a.log.Debug("applying from global", "type", w.Type, "mesh", w.Mesh, "name", w.Name, "rev", w.Revision, "delete", w.Delete)
 		}
 	}
-	if err := a.commit(ctx, ops, wires, sources, reject); err != nil {
+	if err := a.commit(ctx, ops, wires, func(i int, err error) { reject(sources[i], err.Error()) }); err != nil {
 		return nil, err
 	}
 	if b.GetSnapshotEnd() {
@@ -160,48 +159,21 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 	return ack, nil
 }
 
-// commit writes ops in transactions; when one fails it retries the ops one by
-// one so a single bad resource is rejected alone.
-func (a *applier) commit(ctx context.Context, ops []store.Op, wires [][32]byte, sources []*kdsv1.Resource, reject func(*kdsv1.Resource, string)) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	st := a.c.cfg.Store
-	done := func(i int) {
+// commit writes ops (commitOps) and records in the index what was written.
+func (a *applier) commit(ctx context.Context, ops []store.Op, wires [][32]byte, rejected func(i int, err error)) error {
+	written := 0
+	err := commitOps(ctx, a.c.cfg.Store, ops, func(i int) {
 		if ops[i].Delete {
 			delete(a.index, ops[i].Key)
 		} else {
 			a.index[ops[i].Key] = localCopy{wire: wires[i], global: true}
 		}
+		written++
+	}, rejected)
+	if written > 0 {
+		a.c.count(func(s *ClientStats) { s.Writes += written })
 	}
-	if _, err := st.Txn(ctx, ops); err == nil {
-		for i := range ops {
-			done(i)
-		}
-		a.c.count(func(s *ClientStats) { s.Writes += len(ops) })
-		return nil
-	}
-	for i, op := range ops {
-		var err error
-		if op.Delete {
-			_, err = st.Delete(ctx, op.Key, store.AnyVersion)
-			if errors.Is(err, store.ErrNotFound) {
-				err = nil
-			}
-		} else {
-			_, err = st.Put(ctx, op.Resource, store.AnyVersion)
-		}
-		switch {
-		case err == nil:
-			done(i)
-			a.c.count(func(s *ClientStats) { s.Writes++ })
-		case permanent(err):
-			reject(sources[i], err.Error())
-		default:
-			return fmt.Errorf("kds: write %s: %w", op.Key, err)
-		}
-	}
-	return nil
+	return err
 }
 
 // finishSnapshot deletes the global copies the snapshot did not name, unless
@@ -235,10 +207,5 @@ func (a *applier) finishSnapshot(ctx context.Context) (string, error) {
 		return msg, nil
 	}
 	a.log.Info("snapshot deletes stale copies", "count", len(gone))
-	wires := make([][32]byte, len(gone))
-	sources := make([]*kdsv1.Resource, len(gone))
-	for i, op := range gone {
-		sources[i] = &kdsv1.Resource{Type: string(op.Key.Type), Mesh: op.Key.Mesh, Name: op.Key.Name, Delete: true}
-	}
-	return "", a.commit(ctx, gone, wires, sources, func(*kdsv1.Resource, string) {})
+	return "", a.commit(ctx, gone, nil, func(int, error) {}) // deletes only: no wires
 }

@@ -133,7 +133,7 @@ func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error
 		ops = append(ops, store.Op{Key: key, Resource: r})
 		hashes, sources = append(hashes, h), append(sources, w)
 	}
-	if err := u.commit(ctx, ops, hashes, sources, reject); err != nil {
+	if err := u.commit(ctx, ops, hashes, func(i int, err error) { reject(sources[i], err.Error()) }); err != nil {
 		return nil, err
 	}
 	if b.GetSnapshotEnd() {
@@ -170,52 +170,15 @@ func (u *uploader) owner(ctx context.Context, key resource.Key) (string, error) 
 	return "global", nil
 }
 
-// commit writes ops in transactions; when a transaction fails it retries the
-// ops one by one so a single bad resource is rejected alone.
-func (u *uploader) commit(ctx context.Context, ops []store.Op, hashes []string, sources []*kdsv1.Resource, reject func(*kdsv1.Resource, string)) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	st := u.s.cfg.Store
-	done := func(i int) {
+// commit writes ops (commitOps) and records in the index what was written.
+func (u *uploader) commit(ctx context.Context, ops []store.Op, hashes []string, rejected func(i int, err error)) error {
+	return commitOps(ctx, u.s.cfg.Store, ops, func(i int) {
 		if ops[i].Delete {
 			delete(u.index, ops[i].Key)
 		} else {
 			u.index[ops[i].Key] = hashes[i]
 		}
-	}
-	if _, err := st.Txn(ctx, ops); err == nil {
-		for i := range ops {
-			done(i)
-		}
-		return nil
-	}
-	for i, op := range ops {
-		var err error
-		if op.Delete {
-			_, err = st.Delete(ctx, op.Key, store.AnyVersion)
-			if errors.Is(err, store.ErrNotFound) {
-				err = nil
-			}
-		} else {
-			_, err = st.Put(ctx, op.Resource, store.AnyVersion)
-		}
-		switch {
-		case err == nil:
-			done(i)
-		case permanent(err):
-			reject(sources[i], err.Error())
-		default:
-			return fmt.Errorf("kds: write %s: %w", op.Key, err)
-		}
-	}
-	return nil
-}
-
-// permanent reports store errors that retrying the same write cannot fix.
-func permanent(err error) bool {
-	var inv *resource.InvalidError
-	return errors.Is(err, store.ErrTooLarge) || errors.As(err, &inv)
+	}, rejected)
 }
 
 // finishSnapshot deletes this zone's resources the snapshot did not name,
@@ -239,10 +202,5 @@ func (u *uploader) finishSnapshot(ctx context.Context) (string, error) {
 		u.s.nack(u.zone, resource.NACK{Reason: msg, Time: time.Now().UTC()})
 		return msg, nil
 	}
-	hashes := make([]string, len(gone))
-	sources := make([]*kdsv1.Resource, len(gone))
-	for i, op := range gone {
-		sources[i] = &kdsv1.Resource{Type: string(op.Key.Type), Mesh: op.Key.Mesh, Name: op.Key.Name, Delete: true}
-	}
-	return "", u.commit(ctx, gone, hashes, sources, func(*kdsv1.Resource, string) {})
+	return "", u.commit(ctx, gone, nil, func(int, error) {}) // deletes only: no hashes
 }

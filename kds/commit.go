@@ -1,0 +1,53 @@
+package kds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// commitOps writes a received batch's ops to st in one transaction; when that
+// fails it retries them one by one, so a single bad resource is rejected
+// alone. done(i) is called for every op written, rejected(i, err) for every op
+// the store refuses for good (permanent); any other error stops the commit and
+// is returned, and the stream is cut. Deleting what is already gone succeeds.
+func commitOps(ctx context.Context, st store.Store, ops []store.Op, done func(i int), rejected func(i int, err error)) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if _, err := st.Txn(ctx, ops); err == nil {
+		for i := range ops {
+			done(i)
+		}
+		return nil
+	}
+	for i, op := range ops {
+		var err error
+		if op.Delete {
+			_, err = st.Delete(ctx, op.Key, store.AnyVersion)
+			if errors.Is(err, store.ErrNotFound) {
+				err = nil
+			}
+		} else {
+			_, err = st.Put(ctx, op.Resource, store.AnyVersion)
+		}
+		switch {
+		case err == nil:
+			done(i)
+		case permanent(err):
+			rejected(i, err)
+		default:
+			return fmt.Errorf("kds: write %s: %w", op.Key, err)
+		}
+	}
+	return nil
+}
+
+// permanent reports store errors that retrying the same write cannot fix.
+func permanent(err error) bool {
+	var inv *resource.InvalidError
+	return errors.Is(err, store.ErrTooLarge) || errors.As(err, &inv)
+}
