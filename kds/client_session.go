@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,7 +32,6 @@ type session struct {
 	out        chan *kdsv1.ZoneMessage // our Acks to global's batches
 	uploadAcks chan *kdsv1.Ack
 	inspects   chan *kdsv1.ZoneMessage // answers to global's inspect requests
-	applying   atomic.Uint64
 
 	q  *queue
 	p  *pusher // owned by sendLoop
@@ -149,11 +147,7 @@ func (s *session) recvLoop() {
 		s.live.received()
 		switch m := msg.Msg.(type) {
 		case *kdsv1.GlobalMessage_Batch:
-			s.applying.Store(m.Batch.GetNonce())
-			s.live.busy(true)
-			ack, err := s.ap.apply(s.ctx, m.Batch)
-			s.live.busy(false)
-			s.applying.Store(0)
+			ack, err := s.live.apply(s.ctx, m.Batch, s.ap.apply)
 			if err != nil {
 				s.fail(err)
 				return
@@ -172,9 +166,7 @@ func (s *session) recvLoop() {
 				return
 			}
 		case *kdsv1.GlobalMessage_Heartbeat:
-			if n := m.Heartbeat.GetApplying(); n != 0 {
-				s.live.progress(n)
-			}
+			s.live.progress(m.Heartbeat.GetApplying())
 		case *kdsv1.GlobalMessage_Inspect:
 			go s.answerInspect(m.Inspect)
 		default:
@@ -241,7 +233,7 @@ func (s *session) sendLoop() {
 		case <-hb.C:
 			s.send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Heartbeat{Heartbeat: &kdsv1.Heartbeat{
 				Revision: s.c.applied.Load(),
-				Applying: s.applying.Load(),
+				Applying: s.live.applying(),
 			}}})
 		}
 	}

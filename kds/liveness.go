@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
 )
 
 // liveness watches one stream in both directions: a peer that sends nothing
@@ -14,9 +16,10 @@ import (
 type liveness struct {
 	interval, timeout time.Duration
 
-	lastRecv      atomic.Int64 // unix nanos
-	busyNow       atomic.Bool  // we are applying a peer batch (not reading)
-	sendSince     atomic.Int64 // a Send in progress since; 0 when none
+	lastRecv      atomic.Int64  // unix nanos
+	busyNow       atomic.Bool   // we are applying a peer batch (not reading)
+	applyingNonce atomic.Uint64 // its nonce, sent in our heartbeats
+	sendSince     atomic.Int64  // a Send in progress since; 0 when none
 	inflightNonce atomic.Uint64
 	inflightSince atomic.Int64
 }
@@ -28,12 +31,22 @@ func (l *liveness) init(interval time.Duration, intervals int) {
 
 func (l *liveness) received() { l.lastRecv.Store(time.Now().UnixNano()) }
 
-func (l *liveness) busy(b bool) {
-	l.busyNow.Store(b)
-	if !b {
+// apply applies the peer's batch b with apply. Meanwhile we are not reading,
+// so the peer's silence is no stall, and our heartbeats carry b's nonce
+// (applying) so the peer does not count b as unacknowledged.
+func (l *liveness) apply(ctx context.Context, b *kdsv1.Batch, apply func(context.Context, *kdsv1.Batch) (*kdsv1.Ack, error)) (*kdsv1.Ack, error) {
+	l.applyingNonce.Store(b.GetNonce())
+	l.busyNow.Store(true)
+	defer func() {
+		l.busyNow.Store(false)
 		l.received()
-	}
+		l.applyingNonce.Store(0)
+	}()
+	return apply(ctx, b)
 }
+
+// applying is the nonce of the peer batch being applied, 0 when none.
+func (l *liveness) applying() uint64 { return l.applyingNonce.Load() }
 
 func (l *liveness) sending(b bool) {
 	if b {
@@ -53,9 +66,9 @@ func (l *liveness) acked() {
 	l.inflightSince.Store(0)
 }
 
-// progress is the peer saying it is applying batch nonce.
+// progress is the peer's heartbeat saying it is applying batch nonce (0: none).
 func (l *liveness) progress(nonce uint64) {
-	if nonce == l.inflightNonce.Load() {
+	if nonce != 0 && nonce == l.inflightNonce.Load() {
 		l.inflightSince.Store(time.Now().UnixNano())
 	}
 }

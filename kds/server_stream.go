@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -32,7 +31,6 @@ type serverStream struct {
 	out      chan *kdsv1.GlobalMessage // our answers to the zone's uploads
 	inspects chan *kdsv1.GlobalMessage // forwarded inspect requests
 	calls    inspectCalls
-	applying atomic.Uint64 // nonce of the upload being applied
 
 	q *queue
 	p *pusher // owned by sendLoop
@@ -240,11 +238,7 @@ func (st *serverStream) recvLoop() {
 				return
 			}
 		case *kdsv1.ZoneMessage_Upload:
-			st.applying.Store(m.Upload.GetNonce())
-			st.live.busy(true)
-			ack, err := st.up.apply(st.ctx, m.Upload)
-			st.live.busy(false)
-			st.applying.Store(0)
+			ack, err := st.live.apply(st.ctx, m.Upload, st.up.apply)
 			if err != nil {
 				st.fail(err)
 				return
@@ -256,9 +250,7 @@ func (st *serverStream) recvLoop() {
 				return
 			}
 		case *kdsv1.ZoneMessage_Heartbeat:
-			if n := m.Heartbeat.GetApplying(); n != 0 {
-				st.live.progress(n)
-			}
+			st.live.progress(m.Heartbeat.GetApplying())
 		case *kdsv1.ZoneMessage_Report:
 			st.ins.setProxies(m.Report.GetProxiesJson(), st.log)
 		case *kdsv1.ZoneMessage_Inspect:
@@ -321,7 +313,7 @@ func (st *serverStream) sendLoop() {
 		case <-hb.C:
 			st.send(&kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_Heartbeat{Heartbeat: &kdsv1.Heartbeat{
 				Revision: st.q.observedRevision(),
-				Applying: st.applying.Load(),
+				Applying: st.live.applying(),
 			}}}, "heartbeat")
 		}
 	}
