@@ -73,30 +73,14 @@ func (c *ClientConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
 	}
-	if c.ReportInterval <= 0 {
-		c.ReportInterval = DefaultReportInterval
-	}
-	if c.MaxDeleteRatio <= 0 {
-		c.MaxDeleteRatio = DefaultMaxDeleteRatio
-	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	if c.Heartbeat <= 0 {
-		c.Heartbeat = DefaultHeartbeat
-	}
-	if c.StallIntervals <= 0 {
-		c.StallIntervals = DefaultStallIntervals
-	}
-	if c.BackoffMin <= 0 {
-		c.BackoffMin = DefaultBackoffMin
-	}
-	if c.BackoffMax <= 0 {
-		c.BackoffMax = DefaultBackoffMax
-	}
-	if c.BackoffMax < c.BackoffMin {
-		c.BackoffMax = c.BackoffMin
-	}
+	setDefault(&c.ReportInterval, DefaultReportInterval)
+	setDefault(&c.MaxDeleteRatio, DefaultMaxDeleteRatio)
+	setDefault(&c.MaxMessageBytes, DefaultMaxMessageBytes)
+	setDefault(&c.Heartbeat, DefaultHeartbeat)
+	setDefault(&c.StallIntervals, DefaultStallIntervals)
+	setDefault(&c.BackoffMin, DefaultBackoffMin)
+	setDefault(&c.BackoffMax, DefaultBackoffMax)
+	c.BackoffMax = max(c.BackoffMax, c.BackoffMin)
 }
 
 // Client is a zone's half of KDS.

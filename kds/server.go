@@ -77,23 +77,18 @@ func (c *ServerConfig) setDefaults() {
 		host, _ := os.Hostname()
 		c.Instance = host + "-" + randomID(3)
 	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	if c.Heartbeat <= 0 {
-		c.Heartbeat = DefaultHeartbeat
-	}
-	if c.StallIntervals <= 0 {
-		c.StallIntervals = DefaultStallIntervals
-	}
-	if c.InsightInterval <= 0 {
-		c.InsightInterval = DefaultInsightInterval
-	}
-	if c.RevocationCheck <= 0 {
-		c.RevocationCheck = DefaultRevocationCheck
-	}
-	if c.MaxDeleteRatio <= 0 {
-		c.MaxDeleteRatio = DefaultMaxDeleteRatio
+	setDefault(&c.MaxMessageBytes, DefaultMaxMessageBytes)
+	setDefault(&c.Heartbeat, DefaultHeartbeat)
+	setDefault(&c.StallIntervals, DefaultStallIntervals)
+	setDefault(&c.InsightInterval, DefaultInsightInterval)
+	setDefault(&c.RevocationCheck, DefaultRevocationCheck)
+	setDefault(&c.MaxDeleteRatio, DefaultMaxDeleteRatio)
+}
+
+// setDefault sets a config value that is zero or negative to def.
+func setDefault[T int | float64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
