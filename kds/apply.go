@@ -104,16 +104,8 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 		if exists && cur.wire == wire {
 			continue
 		}
-		r, err := decodeResource(w.Json)
+		r, err := decodeWire(w)
 		if err != nil {
-			reject(w, err.Error())
-			continue
-		}
-		if r.Key() != key {
-			reject(w, fmt.Sprintf("resource is %s, the message says %s", r.Key(), key))
-			continue
-		}
-		if err := resource.Validate(r); err != nil {
 			reject(w, err.Error())
 			continue
 		}

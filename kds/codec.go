@@ -2,6 +2,7 @@ package kds
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"sync"
 
@@ -17,6 +18,22 @@ func encodeResource(r *resource.Resource) ([]byte, error) { return json.Marshal(
 func decodeResource(b []byte) (*resource.Resource, error) {
 	r := &resource.Resource{}
 	if err := json.Unmarshal(b, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// decodeWire decodes a received resource and checks that it is the one the
+// message names and that it is valid; an error is the reason to reject it.
+func decodeWire(w *kdsv1.Resource) (*resource.Resource, error) {
+	r, err := decodeResource(w.Json)
+	if err != nil {
+		return nil, err
+	}
+	if r.Key() != keyOf(w) {
+		return nil, fmt.Errorf("resource is %s, the message says %s", r.Key(), keyOf(w))
+	}
+	if err := resource.Validate(r); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -90,16 +90,8 @@ func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error
 			hashes, sources = append(hashes, ""), append(sources, w)
 			continue
 		}
-		r, err := decodeResource(w.Json)
+		r, err := decodeWire(w)
 		if err != nil {
-			reject(w, err.Error())
-			continue
-		}
-		if r.Key() != keyOf(w) {
-			reject(w, fmt.Sprintf("resource is %s, the message says %s", r.Key(), keyOf(w)))
-			continue
-		}
-		if err := resource.Validate(r); err != nil {
 			reject(w, err.Error())
 			continue
 		}
