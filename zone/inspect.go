@@ -29,20 +29,17 @@ func (s zoneSource) PolicyDataplanes(ctx context.Context, mesh, name string) (in
 	if _, _, err := s.z.Store().Get(ctx, key); err != nil {
 		return inspect.AffectedDataplanes{}, err
 	}
+	services := map[resource.Key]string{}
+	for _, p := range s.z.rec.Proxies() {
+		services[resource.Key{Type: resource.TypeDataplane, Mesh: p.Mesh, Name: p.Name}] = p.Service
+	}
 	out := inspect.AffectedDataplanes{Items: []inspect.AffectedDataplane{}}
 	for _, k := range s.z.rec.AffectedBy(key) {
-		item := inspect.AffectedDataplane{Mesh: k.Mesh, Name: k.Name, Zone: s.z.cfg.Name}
+		item := inspect.AffectedDataplane{Mesh: k.Mesh, Name: k.Name, Zone: s.z.cfg.Name, Service: services[k]}
 		if rules, ok := s.z.rec.Rules(k.Mesh, k.Name); ok {
 			item.Backend, item.Collector = meshtrace.EffectiveCollector(rules.Conf)
 		}
 		out.Items = append(out.Items, item)
-	}
-	for _, p := range s.z.rec.Proxies() {
-		for i := range out.Items {
-			if out.Items[i].Mesh == p.Mesh && out.Items[i].Name == p.Name {
-				out.Items[i].Service = p.Service
-			}
-		}
 	}
 	out.Total = len(out.Items)
 	return out, nil
