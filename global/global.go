@@ -307,14 +307,10 @@ func (g *Global) bootstrap(ctx context.Context, st store.Store) (string, error) 
 		return "", fmt.Errorf("global: bootstrap: %w", err)
 	}
 
-	id, err := st.GetValue(ctx, valueClusterID)
-	if errors.Is(err, store.ErrNotFound) {
-		id = []byte(randomHex(16))
-		if _, err := st.PutValue(ctx, valueClusterID, id); err != nil {
-			return "", fmt.Errorf("global: store cluster id: %w", err)
-		}
-	} else if err != nil {
-		return "", fmt.Errorf("global: read cluster id: %w", err)
+	// Put-if-absent: replicas bootstrapping together agree on one id.
+	id, err := st.CreateValue(ctx, valueClusterID, []byte(randomHex(16)))
+	if err != nil {
+		return "", fmt.Errorf("global: cluster id: %w", err)
 	}
 	return string(id), nil
 }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,8 +24,9 @@ const (
 	// valueSigningKey holds the HMAC key zone tokens are signed with; every
 	// global replica reads it from the shared store.
 	valueSigningKey = "kds/token-signing-key"
-	// valueRevoked holds a JSON array of revoked token ids.
-	valueRevoked = "kds/revoked-tokens"
+	// valueRevokedPrefix + token id marks that token revoked (one key per
+	// id, so concurrent revocations never overwrite each other).
+	valueRevokedPrefix = "kds/revoked-tokens/"
 	// valueStoreID identifies the global store's revision history.
 	valueStoreID = "kds/store-id"
 	// valueCursor is the zone's sync cursor (in the zone's store).
@@ -97,39 +97,25 @@ func ParseZoneToken(token string) (ZoneTokenClaims, error) {
 // RevokeZoneToken adds a token id to the revocation list in st. Servers refuse
 // it at connect and cut live streams using it at their next check.
 func RevokeZoneToken(ctx context.Context, st store.Store, id string) error {
-	if id == "" {
-		return errors.New("kds: empty token id")
+	if id == "" || strings.ContainsAny(id, "/ ") {
+		return fmt.Errorf("kds: bad token id %q", id)
 	}
-	ids, err := revokedIDs(ctx, st)
-	if err != nil {
-		return err
-	}
-	if slices.Contains(ids, id) {
-		return nil
-	}
-	b, err := json.Marshal(append(ids, id))
-	if err != nil {
-		return err
-	}
-	if _, err := st.PutValue(ctx, valueRevoked, b); err != nil {
+	if _, err := st.PutValue(ctx, valueRevokedPrefix+id, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
 		return fmt.Errorf("kds: store revocation: %w", err)
 	}
 	return nil
 }
 
-func revokedIDs(ctx context.Context, st store.Store) ([]string, error) {
-	b, err := st.GetValue(ctx, valueRevoked)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
+// isRevoked reports whether the token id was revoked.
+func isRevoked(ctx context.Context, st store.Store, id string) (bool, error) {
+	_, err := st.GetValue(ctx, valueRevokedPrefix+id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("kds: read revocations: %w", err)
-	}
-	var ids []string
-	if err := json.Unmarshal(b, &ids); err != nil {
-		return nil, fmt.Errorf("kds: decode revocations: %w", err)
-	}
-	return ids, nil
+	return false, fmt.Errorf("kds: read revocations: %w", err)
 }
 
 func sign(key, payload []byte) []byte {
@@ -165,8 +151,7 @@ func splitToken(token string) (ZoneTokenClaims, []byte, []byte, error) {
 }
 
 // signingKey returns the key in st, creating it when create is set and none
-// exists. Replicas starting together could both create one; each reads the
-// stored key back, and verifiers re-read it on a mismatch.
+// exists (put-if-absent, so racing replicas agree on one key).
 func signingKey(ctx context.Context, st store.Store, create bool) ([]byte, error) {
 	keyMu.Lock()
 	defer keyMu.Unlock()
@@ -181,11 +166,9 @@ func signingKey(ctx context.Context, st store.Store, create bool) ([]byte, error
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	if _, err := st.PutValue(ctx, valueSigningKey, key); err != nil {
+	// Replicas creating the key at the same moment all get the first one.
+	if key, err = st.CreateValue(ctx, valueSigningKey, key); err != nil {
 		return nil, fmt.Errorf("kds: store signing key: %w", err)
-	}
-	if key, err = st.GetValue(ctx, valueSigningKey); err != nil {
-		return nil, fmt.Errorf("kds: read signing key: %w", err)
 	}
 	return key, nil
 }
@@ -226,11 +209,11 @@ func (v *verifier) verify(ctx context.Context, token string) (ZoneTokenClaims, e
 			return claims, fmt.Errorf("%w: bad signature", ErrInvalidToken)
 		}
 	}
-	ids, err := revokedIDs(ctx, v.st)
+	revoked, err := isRevoked(ctx, v.st, claims.ID)
 	if err != nil {
 		return claims, err
 	}
-	if slices.Contains(ids, claims.ID) {
+	if revoked {
 		return claims, fmt.Errorf("%w: id %s", ErrRevokedToken, claims.ID)
 	}
 	return claims, nil

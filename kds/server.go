@@ -193,19 +193,23 @@ func (s *Server) stopAll() {
 }
 
 func (s *Server) checkRevocations(ctx context.Context) {
-	ids, err := revokedIDs(ctx, s.cfg.Store)
-	if err != nil {
-		s.log.Warn("cannot read token revocations", "error", err)
-		return
-	}
 	s.mu.Lock()
-	var cut []*serverStream
+	live := make([]*serverStream, 0, len(s.streams))
 	for _, st := range s.streams {
-		if slices.Contains(ids, st.tokenID) {
+		live = append(live, st)
+	}
+	s.mu.Unlock()
+	var cut []*serverStream
+	for _, st := range live {
+		revoked, err := isRevoked(ctx, s.cfg.Store, st.tokenID)
+		if err != nil {
+			s.log.Warn("cannot read token revocations", "error", err)
+			return
+		}
+		if revoked {
 			cut = append(cut, st)
 		}
 	}
-	s.mu.Unlock()
 	for _, st := range cut {
 		st.log.Warn("zone token revoked; closing stream", "token", st.tokenID)
 		st.fail(fmt.Errorf("%w: id %s", ErrRevokedToken, st.tokenID))
@@ -307,10 +311,8 @@ func (s *Server) detach(st *serverStream) {
 	s.metrics.streams.Dec()
 }
 
-// storeID returns the id of the store's history, creating it on first use.
-// Streams of this replica share one answer; replicas creating it at the same
-// moment on a fresh store could differ once, which costs a zone one snapshot
-// (applied by diff), never data.
+// storeID returns the id of the store's history, creating it on first use
+// (put-if-absent, so replicas starting together on a fresh store agree).
 func (s *Server) storeID(ctx context.Context) (string, error) {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
@@ -319,10 +321,7 @@ func (s *Server) storeID(ctx context.Context) (string, error) {
 	}
 	b, err := s.cfg.Store.GetValue(ctx, valueStoreID)
 	if errors.Is(err, store.ErrNotFound) {
-		if _, err := s.cfg.Store.PutValue(ctx, valueStoreID, []byte(randomID(16))); err != nil {
-			return "", err
-		}
-		b, err = s.cfg.Store.GetValue(ctx, valueStoreID)
+		b, err = s.cfg.Store.CreateValue(ctx, valueStoreID, []byte(randomID(16)))
 	}
 	if err != nil {
 		return "", err

@@ -245,6 +245,33 @@ func (s *EtcdStore) PutValue(ctx context.Context, key string, value []byte) (int
 	return resp.Header.Revision, nil
 }
 
+func (s *EtcdStore) CreateValue(ctx context.Context, key string, value []byte) ([]byte, error) {
+	defer s.observe("create_value", time.Now())
+	if key == "" {
+		return nil, errors.New("store: empty value key")
+	}
+	if len(value) > s.maxBytes {
+		return nil, fmt.Errorf("%w: value %q is %d bytes, the cap is %d", ErrTooLarge, key, len(value), s.maxBytes)
+	}
+	k := s.ks.valueKey(key)
+	resp, err := s.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, string(value))).
+		Else(clientv3.OpGet(k)).
+		Commit()
+	if err != nil {
+		return nil, s.wrap(err, "create value "+key)
+	}
+	if resp.Succeeded {
+		return append([]byte(nil), value...), nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return nil, fmt.Errorf("store: create value %q: lost and gone again", key)
+	}
+	return kvs[0].Value, nil
+}
+
 // Compact discards history before rev (etcd compaction, waiting until it is
 // physically applied). Reads and watches from earlier revisions then fail with
 // a *CompactedError.

@@ -299,6 +299,26 @@ func (m *MemoryStore) GetValue(ctx context.Context, key string) ([]byte, error) 
 	return append([]byte(nil), v...), nil
 }
 
+func (m *MemoryStore) CreateValue(ctx context.Context, key string, value []byte) ([]byte, error) {
+	if key == "" {
+		return nil, fmt.Errorf("store: empty value key")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	if v, ok := m.values[key]; ok {
+		return append([]byte(nil), v...), nil
+	}
+	if m.maxBytes > 0 && len(value) > m.maxBytes {
+		return nil, fmt.Errorf("%w: value %q is %d bytes, the cap is %d", ErrTooLarge, key, len(value), m.maxBytes)
+	}
+	m.values[key] = append([]byte(nil), value...)
+	m.bump()
+	return append([]byte(nil), value...), nil
+}
+
 func (m *MemoryStore) PutValue(ctx context.Context, key string, value []byte) (int64, error) {
 	if key == "" {
 		return 0, fmt.Errorf("store: empty value key")

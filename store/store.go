@@ -146,4 +146,9 @@ type Store interface {
 	// signing keys) apart from resources; GetValue returns ErrNotFound when unset.
 	GetValue(ctx context.Context, key string) ([]byte, error)
 	PutValue(ctx context.Context, key string, value []byte) (int64, error)
+	// CreateValue stores value under key only when the key is unset, and
+	// returns what the key holds afterwards: value, or the value another
+	// writer created first. Replicas racing to create a shared value (a
+	// signing key, an id) thus all end up with the same one.
+	CreateValue(ctx context.Context, key string, value []byte) ([]byte, error)
 }

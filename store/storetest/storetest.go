@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TxnLarge", testTxnLarge},
 		{"SizeCap", testSizeCap},
 		{"Values", testValues},
+		{"CreateValueRace", testCreateValueRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -688,5 +689,43 @@ func testValues(t *testing.T, s store.Store) {
 	l, _ := s.List(ctx, resource.TypeZone, store.ListOptions{})
 	if l.Total != 0 {
 		t.Fatalf("values leaked into resources: %+v", l.Items)
+	}
+}
+
+// testCreateValueRace: writers racing to create one value all get the
+// winner's, and an existing value is never replaced.
+func testCreateValueRace(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	const n = 8
+	got := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var v []byte
+			v, errs[i] = s.CreateValue(ctx, "signing-key", []byte(fmt.Sprint("key-", i)))
+			got[i] = string(v)
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("CreateValue %d: %v", i, errs[i])
+		}
+		if got[i] != got[0] {
+			t.Fatalf("racing creators disagree: %q vs %q", got[i], got[0])
+		}
+	}
+	stored, err := s.GetValue(ctx, "signing-key")
+	if err != nil || string(stored) != got[0] {
+		t.Fatalf("stored %q (%v), creators got %q", stored, err, got[0])
+	}
+	if v, err := s.CreateValue(ctx, "signing-key", []byte("later")); err != nil || string(v) != got[0] {
+		t.Fatalf("CreateValue over an existing value: %q %v", v, err)
+	}
+	if _, err := s.CreateValue(ctx, "big", make([]byte, store.DefaultMaxValueBytes+1)); !errors.Is(err, store.ErrTooLarge) {
+		t.Fatalf("oversized CreateValue: %v", err)
 	}
 }
