@@ -47,6 +47,7 @@ Commands:
   delete meshtrace|mesh|dataplane NAME [-m MESH]
   inspect dataplane NAME [-m MESH]       merged tracing conf, contributing policies, effective collector
   inspect meshtrace NAME [-m MESH]       proxies the policy applies to, per zone
+  generate zone-token --zone ZONE        issue a token a zone CP connects to global with (admin token needed)
 
 Environment: MESHTRACECTL_ADDRESS, MESHTRACECTL_TOKEN, MESHTRACECTL_CONFIG.
 `
@@ -107,13 +108,15 @@ func (a *App) run(ctx context.Context, args []string) error {
 		return a.get(ctx, c, cargs)
 	case "delete":
 		return a.delete(ctx, c, cargs)
+	case "generate":
+		return a.generate(ctx, c, cargs)
 	case "inspect":
 		return a.inspect(ctx, c, cargs)
 	case "help", "-h", "--help":
 		fmt.Fprint(a.Stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (try: config, apply, get, delete, inspect)", cmd)
+	return fmt.Errorf("unknown command %q (try: config, apply, get, delete, inspect, generate)", cmd)
 }
 
 func (a *App) settingsPath() string {

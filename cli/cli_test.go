@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/meshtrace/meshtrace/global"
+	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 )
@@ -272,5 +273,26 @@ func TestConfigSetAndView(t *testing.T) {
 	}
 	if code := app.Run(context.Background(), []string{"get", "gadgets"}); code == 0 || !strings.Contains(errb.String(), "unknown resource kind") {
 		t.Fatalf("unknown kind: %s", errb.String())
+	}
+}
+
+func TestGenerateZoneToken(t *testing.T) {
+	r := newRunner(t)
+	code, out, errOut := r.run("", "generate", "zone-token", "--zone", "west")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	claims, err := kds.ParseZoneToken(strings.TrimSpace(out))
+	if err != nil || claims.Zone != "west" {
+		t.Fatalf("token %q: %+v %v", out, claims, err)
+	}
+	code, _, errOut = r.run("", "generate", "zone-token", "--zone", "West_1")
+	if code == 0 || !strings.Contains(errOut, "400") {
+		t.Fatalf("bad zone name: %d %q", code, errOut)
+	}
+	var o, e bytes.Buffer
+	app := &App{Stdout: &o, Stderr: &e, ConfigPath: r.conf}
+	if app.Run(context.Background(), []string{"--address", "http://" + r.g.APIAddr(), "generate", "zone-token", "--zone", "west"}) == 0 || !strings.Contains(e.String(), "401") {
+		t.Fatalf("without the admin token: %q", e.String())
 	}
 }

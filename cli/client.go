@@ -55,6 +55,20 @@ func (e *APIError) Error() string {
 // Do sends a request and decodes a JSON answer into out (when non-nil). It
 // returns the HTTP status; non-2xx answers become an *APIError.
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body any, out any) (int, error) {
+	code, data, err := c.Raw(ctx, method, path, query, body)
+	if err != nil {
+		return code, err
+	}
+	if out != nil && len(bytes.TrimSpace(data)) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return code, fmt.Errorf("decode response of %s %s: %w", method, path, err)
+		}
+	}
+	return code, nil
+}
+
+// Raw is Do without decoding: it returns the status and the body as sent.
+func (c *Client) Raw(ctx context.Context, method, path string, query url.Values, body any) (int, []byte, error) {
 	u := strings.TrimRight(c.Address, "/") + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -63,13 +77,13 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, fmt.Errorf("encode request: %w", err)
+			return 0, nil, fmt.Errorf("encode request: %w", err)
 		}
 		rdr = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rdr)
 	if err != nil {
-		return 0, fmt.Errorf("build request: %w", err)
+		return 0, nil, fmt.Errorf("build request: %w", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -84,12 +98,12 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, u, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("read response: %w", err)
+		return resp.StatusCode, nil, fmt.Errorf("read response: %w", err)
 	}
 	if resp.StatusCode >= 300 {
 		apiErr := &APIError{Status: resp.StatusCode}
@@ -97,12 +111,7 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 			apiErr.Detail = strings.TrimSpace(string(data))
 		}
 		apiErr.Status = resp.StatusCode
-		return resp.StatusCode, apiErr
+		return resp.StatusCode, nil, apiErr
 	}
-	if out != nil && len(bytes.TrimSpace(data)) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("decode response of %s %s: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, data, nil
 }

@@ -314,3 +314,25 @@ func backendString(c *resource.MeshTraceConf) string {
 	}
 	return b.Type
 }
+
+// generate zone-token --zone ZONE, as kumactl generate zone-token.
+func (a *App) generate(ctx context.Context, c *Client, args []string) error {
+	if len(args) == 0 || args[0] != "zone-token" {
+		return errors.New("generate: want `generate zone-token --zone ZONE`")
+	}
+	fs := flag.NewFlagSet("generate zone-token", flag.ContinueOnError)
+	fs.SetOutput(a.Stderr)
+	zone := fs.String("zone", "", "zone name")
+	if _, err := interleaved(fs, args[1:]); err != nil {
+		return err
+	}
+	if *zone == "" {
+		return errors.New("generate zone-token: --zone is required")
+	}
+	_, token, err := c.Raw(ctx, http.MethodPost, "/tokens/zone", nil, map[string]string{"zone": *zone})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(a.Stdout, strings.TrimSpace(string(token)))
+	return nil
+}
