@@ -179,7 +179,38 @@ func (a *App) get(ctx context.Context, c *Client, args []string) error {
 		}
 		items = append(items, r)
 	}
+	if d.Type == resource.TypeZone {
+		return a.printZones(ctx, c, items)
+	}
 	return printTable(a.Stdout, d.Type, items, time.Now())
+}
+
+// printZones shows each zone with its sync state from its ZoneInsight.
+func (a *App) printZones(ctx context.Context, c *Client, zones []*resource.Resource) error {
+	var page listPage
+	if _, err := c.Do(ctx, http.MethodGet, "/zone-insights", url.Values{"size": {"1000"}}, nil, &page); err != nil {
+		return err
+	}
+	insights := map[string]*resource.ZoneInsightSpec{}
+	for _, raw := range page.Items {
+		r := &resource.Resource{}
+		if err := json.Unmarshal(raw, r); err == nil {
+			insights[r.Name] = r.Spec.(*resource.ZoneInsightSpec)
+		}
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(a.Stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATUS\tGLOBAL INSTANCE\tACKED REVISION\tLAG\tNACKS\tPROXIES\tAGE")
+	for _, z := range zones {
+		in := insights[z.Name]
+		if in == nil {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t%s\n", z.Name, "Offline", age(z.CreationTime, now))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", z.Name, onlineString(in.Online), dash(in.GlobalInstance),
+			in.LastAckedRevision, in.LagRevisions, in.NACKs, len(in.Proxies), age(z.CreationTime, now))
+	}
+	return tw.Flush()
 }
 
 func (a *App) delete(ctx context.Context, c *Client, args []string) error {

@@ -1,11 +1,15 @@
 package testcluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshtrace/meshtrace/cli"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 )
@@ -115,6 +119,18 @@ func TestPolicyReachesOnlyRegionalProxies(t *testing.T) {
 	dps, err := c.Global.Store().List(context.Background(), resource.TypeDataplane, store.ListOptions{Labels: map[string]string{resource.LabelZone: "east"}})
 	if err != nil || dps.Total != 2 {
 		t.Fatalf("east dataplanes on global: %v %+v", err, dps)
+	}
+
+	// meshtracectl shows the zones with their sync state.
+	var out, errb bytes.Buffer
+	app := &cli.App{Stdout: &out, Stderr: &errb, ConfigPath: filepath.Join(t.TempDir(), "ctl.yaml")}
+	if code := app.Run(context.Background(), []string{"--address", c.API.Address, "get", "zones"}); code != 0 {
+		t.Fatal(errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") || !strings.HasPrefix(lines[1], "east ") || !strings.Contains(lines[1], "Online") ||
+		!strings.HasPrefix(lines[2], "west ") || !strings.Contains(lines[2], "Online") {
+		t.Fatalf("get zones:\n%s", out.String())
 	}
 }
 
