@@ -166,12 +166,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log hclog.Logger) (err 
 		}
 		fmt.Fprintf(out, "zone %s: API http://%s, xDS %s\n", zc.Name, z.APIAddr(), z.XDSAddr())
 		zones = append(zones, z)
-		if err := waitMesh(ectx, z, cfg.ConvergeTimeout); err != nil {
+		if err := WaitMesh(ectx, z, cfg.ConvergeTimeout); err != nil {
 			return err
 		}
 		zapi := &cli.Client{Address: "http://" + z.APIAddr()}
 		for i, svc := range zc.Proxies {
-			if err := registerProxy(ectx, zapi, fmt.Sprintf("%s-%s", svc, zc.Name), svc, i); err != nil {
+			if err := RegisterProxy(ectx, zapi, fmt.Sprintf("%s-%s", svc, zc.Name), svc, fmt.Sprintf("10.0.0.%d", i+1)); err != nil {
 				return fmt.Errorf("register proxy in %s: %w", zc.Name, err)
 			}
 		}
@@ -227,8 +227,8 @@ func waitStarted(ctx context.Context, started <-chan struct{}) error {
 	}
 }
 
-// waitMesh waits until the default mesh has synced from global to z.
-func waitMesh(ctx context.Context, z *zone.Zone, timeout time.Duration) error {
+// WaitMesh waits until the default mesh has synced from global to z.
+func WaitMesh(ctx context.Context, z *zone.Zone, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	key := resource.Key{Type: resource.TypeMesh, Name: resource.DefaultMesh}
 	for {
@@ -246,13 +246,15 @@ func waitMesh(ctx context.Context, z *zone.Zone, timeout time.Duration) error {
 	}
 }
 
-func registerProxy(ctx context.Context, c *cli.Client, name, service string, i int) error {
+// RegisterProxy registers a sidecar Dataplane for service through a zone's API:
+// one HTTP inbound on 8080 (service port 80) and an outbound to backend.
+func RegisterProxy(ctx context.Context, c *cli.Client, name, service, address string) error {
 	dp, err := resource.New(resource.TypeDataplane, resource.DefaultMesh, name)
 	if err != nil {
 		return err
 	}
 	spec := dp.Spec.(*resource.DataplaneSpec)
-	spec.Networking.Address = fmt.Sprintf("10.0.0.%d", i+1)
+	spec.Networking.Address = address
 	spec.Networking.Inbound = []resource.Inbound{{
 		Port: 8080, ServicePort: 80,
 		Tags: map[string]string{resource.TagService: service, resource.TagProtocol: "http"},

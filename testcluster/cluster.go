@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/cli"
 	"github.com/meshtrace/meshtrace/config"
+	"github.com/meshtrace/meshtrace/demo"
 	"github.com/meshtrace/meshtrace/global"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
@@ -148,10 +149,9 @@ func Start(tb testing.TB, opts Options) *Cluster {
 // waits until the default mesh reached it.
 func (c *Cluster) StartZone(name string) *Zone {
 	z := c.startZone(name)
-	Eventually(c.tb, 30*time.Second, func() error {
-		_, _, err := z.Store().Get(context.Background(), resource.Key{Type: resource.TypeMesh, Name: resource.DefaultMesh})
-		return err
-	})
+	if err := demo.WaitMesh(context.Background(), z.Zone, 30*time.Second); err != nil {
+		c.tb.Fatal(err)
+	}
 	return z
 }
 
@@ -243,16 +243,7 @@ func (c *Cluster) Apply(doc string) error {
 // RegisterProxy registers a sidecar Dataplane for service in the zone.
 func (z *Zone) RegisterProxy(tb testing.TB, name, service string) {
 	tb.Helper()
-	dp, err := resource.New(resource.TypeDataplane, resource.DefaultMesh, name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	spec := dp.Spec.(*resource.DataplaneSpec)
-	spec.Networking.Address = "10.1.0.1"
-	spec.Networking.Inbound = []resource.Inbound{{Port: 8080, ServicePort: 80,
-		Tags: map[string]string{resource.TagService: service, resource.TagProtocol: "http"}}}
-	spec.Networking.Outbound = []resource.Outbound{{Port: 10001, Tags: map[string]string{resource.TagService: "backend"}}}
-	if _, err := z.API.Do(context.Background(), "PUT", "/meshes/default/dataplanes/"+name, nil, dp, nil); err != nil {
+	if err := demo.RegisterProxy(context.Background(), z.API, name, service, "10.1.0.1"); err != nil {
 		tb.Fatal(err)
 	}
 }
