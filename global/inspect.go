@@ -12,11 +12,10 @@ import (
 
 	"github.com/meshtrace/meshtrace/inspect"
 	"github.com/meshtrace/meshtrace/kds"
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
 	"github.com/meshtrace/meshtrace/store"
-	"github.com/meshtrace/meshtrace/zone"
-	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
 // storeSource answers inspect questions on global from its store: the
@@ -110,7 +109,7 @@ func (s storeSource) DataplaneRules(ctx context.Context, mesh, name string) (ins
 	if err != nil {
 		return inspect.DataplaneRules{}, err
 	}
-	return zone.RulesView(mesh, dp.Name, dp.Labels[resource.LabelZone], meshtrace.Compute(dp, pols)), nil
+	return inspect.RulesView(mesh, dp.Name, dp.Labels[resource.LabelZone], meshtrace.Compute(dp, pols)), nil
 }
 
 // DataplaneXDS forwards to the proxy's zone: only the zone holds the Envoy

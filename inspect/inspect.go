@@ -2,7 +2,10 @@
 // control planes that serve them and the CLI that reads them.
 package inspect
 
-import "github.com/meshtrace/meshtrace/resource"
+import (
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
+	"github.com/meshtrace/meshtrace/resource"
+)
 
 // PolicyRef names a policy that contributed to a proxy's configuration.
 type PolicyRef struct {
@@ -40,4 +43,18 @@ type AffectedDataplane struct {
 type AffectedDataplanes struct {
 	Total int                 `json:"total"`
 	Items []AffectedDataplane `json:"items"`
+}
+
+// RulesView renders computed rules in the _rules shape.
+func RulesView(mesh, name, zone string, rules meshtrace.Rules) DataplaneRules {
+	out := DataplaneRules{Mesh: mesh, Name: name, Zone: zone, Policies: []PolicyRef{}}
+	for _, k := range rules.Policies {
+		out.Policies = append(out.Policies, Policy(k))
+	}
+	if len(rules.Policies) > 0 {
+		conf := rules.Conf
+		out.Conf = &conf
+	}
+	out.Backend, out.Collector = meshtrace.EffectiveCollector(rules.Conf)
+	return out
 }

@@ -6,8 +6,8 @@ import (
 	"net/http"
 
 	"github.com/meshtrace/meshtrace/inspect"
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
-	"github.com/meshtrace/meshtrace/zone/meshtrace"
 	"github.com/meshtrace/meshtrace/zone/xds"
 )
 
@@ -21,7 +21,7 @@ func (s zoneSource) DataplaneRules(ctx context.Context, mesh, name string) (insp
 	if !ok {
 		return inspect.DataplaneRules{}, inspect.ErrNotFound
 	}
-	return RulesView(mesh, name, s.z.cfg.Name, rules), nil
+	return inspect.RulesView(mesh, name, s.z.cfg.Name, rules), nil
 }
 
 func (s zoneSource) PolicyDataplanes(ctx context.Context, mesh, name string) (inspect.AffectedDataplanes, error) {
@@ -51,18 +51,4 @@ func (s zoneSource) DataplaneXDS(ctx context.Context, mesh, name string) ([]byte
 		return nil, inspect.ErrNotFound
 	}
 	return b, err
-}
-
-// RulesView renders computed rules in the inspect shape.
-func RulesView(mesh, name, zone string, rules meshtrace.Rules) inspect.DataplaneRules {
-	out := inspect.DataplaneRules{Mesh: mesh, Name: name, Zone: zone, Policies: []inspect.PolicyRef{}}
-	for _, k := range rules.Policies {
-		out.Policies = append(out.Policies, inspect.Policy(k))
-	}
-	if len(rules.Policies) > 0 {
-		conf := rules.Conf
-		out.Conf = &conf
-	}
-	out.Backend, out.Collector = meshtrace.EffectiveCollector(rules.Conf)
-	return out
 }

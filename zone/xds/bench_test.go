@@ -10,8 +10,8 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
-	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
 // benchProxies returns n distinct sidecars (own address, one inbound, three

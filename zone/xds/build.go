@@ -39,8 +39,9 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
+	"github.com/meshtrace/meshtrace/policy/meshtrace/envoy"
 	"github.com/meshtrace/meshtrace/resource"
-	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
 const (
@@ -123,7 +124,7 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, co
 			port = nw.Inbound[0].Port
 		}
 		name := "gateway:" + hostPort(nw.Address, port)
-		l := meshtrace.Listener{Direction: meshtrace.Gateway, Service: service}
+		l := envoy.Listener{Direction: envoy.Gateway, Service: service}
 		if err := b.listener(name, nw.Address, port, corev3.TrafficDirection_INBOUND, "", l); err != nil {
 			return nil, err
 		}
@@ -146,7 +147,7 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, co
 				return nil, err
 			}
 			name := "inbound:" + hostPort(addr, in.Port)
-			l := meshtrace.Listener{Direction: meshtrace.Inbound, Service: in.Tags[resource.TagService]}
+			l := envoy.Listener{Direction: envoy.Inbound, Service: in.Tags[resource.TagService]}
 			if err := b.listener(name, addr, in.Port, corev3.TrafficDirection_INBOUND, cluster, l); err != nil {
 				return nil, err
 			}
@@ -165,7 +166,7 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, co
 			return nil, err
 		}
 		name := "outbound:" + hostPort(addr, out.Port)
-		l := meshtrace.Listener{Direction: meshtrace.Outbound, Service: service, Destination: dest}
+		l := envoy.Listener{Direction: envoy.Outbound, Service: service, Destination: dest}
 		if err := b.listener(name, addr, out.Port, corev3.TrafficDirection_OUTBOUND, dest, l); err != nil {
 			return nil, err
 		}
@@ -227,7 +228,7 @@ func statPrefix(name string) string {
 
 // listener adds a listener whose HttpConnectionManager routes everything to
 // cluster (or answers 404 when cluster is empty).
-func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDirection, cluster string, l meshtrace.Listener) error {
+func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDirection, cluster string, l envoy.Listener) error {
 	var tracing *hcmv3.HttpConnectionManager_Tracing
 	if b.tr != nil {
 		var err error
@@ -248,7 +249,7 @@ func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDir
 	hcmAny := &anypb.Any{TypeUrl: hcmTypeURL, Value: append(append(value, own...), shared...)}
 	lis := &listenerv3.Listener{
 		Name:             name,
-		Address:          meshtrace.SocketAddress(addr, port),
+		Address:          envoy.SocketAddress(addr, port),
 		TrafficDirection: dir,
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
@@ -369,7 +370,7 @@ func (b *builder) staticCluster(name, addr string, port uint32) error {
 				ClusterName: name,
 				Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
 					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-						Address: meshtrace.SocketAddress(addr, port),
+						Address: envoy.SocketAddress(addr, port),
 					}},
 				}}}},
 			},

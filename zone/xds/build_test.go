@@ -10,8 +10,9 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
+	"github.com/meshtrace/meshtrace/policy/meshtrace/envoy"
 	"github.com/meshtrace/meshtrace/resource"
-	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
 func fullConf(b resource.Backend) *resource.MeshTraceConf {
@@ -235,7 +236,7 @@ func TestConcatenatedHCM(t *testing.T) {
 	}
 	own := map[string][]byte{}
 	b := &builder{tr: prep, own: own, seen: map[string]bool{}}
-	l := meshtrace.Listener{Service: "backend"}
+	l := envoy.Listener{Service: "backend"}
 	tr, _ := prep.tracer.HTTP(l)
 	for _, name := range []string{"inbound:1.2.3.4:80", "outbound:127.0.0.1:1000", "inbound:1.2.3.4:80"} {
 		if err := b.listener(name, "1.2.3.4", 80, 0, "c", l); err != nil {

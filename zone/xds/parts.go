@@ -9,8 +9,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace/envoy"
 	"github.com/meshtrace/meshtrace/resource"
-	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
 // maxTracings bounds how many prepared tracing configurations parts keeps;
@@ -94,7 +94,7 @@ func (ps *parts) cluster(key string, create func() (*part, error)) (*part, error
 // prepared is the tracing of one merged configuration, shared by every proxy
 // with that configuration.
 type prepared struct {
-	tracer    *meshtrace.Tracer
+	tracer    *envoy.Tracer
 	collector *part
 
 	mu     sync.Mutex
@@ -129,7 +129,7 @@ func (ps *parts) tracing(key digest, conf resource.MeshTraceConf) (*prepared, er
 }
 
 func prepare(conf resource.MeshTraceConf) (*prepared, error) {
-	t, err := meshtrace.NewTracer(conf)
+	t, err := envoy.NewTracer(conf)
 	if err != nil || t == nil {
 		return nil, err
 	}

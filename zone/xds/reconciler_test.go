@@ -12,8 +12,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
-	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
 // countingCache is a real snapshot cache that also counts what it is given.

@@ -1,7 +1,9 @@
-// Package meshtrace implements the MeshTrace policy on the zone: which
-// policies select a proxy (targetRef matching), how the selected policies merge
-// into one configuration, and the Envoy tracing pieces that configuration
-// becomes (the HttpConnectionManager tracing block and the collector cluster).
+// Package meshtrace is the MeshTrace policy logic shared by global and zones:
+// which policies select a proxy (targetRef matching), how the selected
+// policies merge into one configuration, and where that configuration sends
+// spans (the parsed collector). The Envoy configuration it becomes lives in
+// the envoy subpackage, used by the zone only. Neither imports the global or
+// zone packages.
 //
 // Semantics follow Kong Mesh 2.7. A policy selects a proxy by the tags of its
 // inbounds, or by its gateway's tags when the proxy is a gateway:
