@@ -40,7 +40,7 @@ Usage:
   meshtracectl [--address URL] [--token T] <command> [flags]
 
 Commands:
-  config set --address URL [--token T]   remember the control plane address and token
+  config set --address URL [--token T]   remember the control plane address (http:// assumed without a scheme) and token
   config view                            show the settings in use
   apply -f FILE|- [--dry-run]            create or update resources (Universal or Kubernetes YAML/JSON, several documents per file)
   get meshes|meshtraces|dataplanes|zones|zone-insights [NAME] [-m MESH] [-o table|yaml|json]
@@ -96,6 +96,9 @@ func (a *App) run(ctx context.Context, args []string) error {
 	}
 	if settings.Address == "" {
 		settings.Address = DefaultAddress
+	}
+	if settings.Address, err = NormalizeAddress(settings.Address); err != nil {
+		return fmt.Errorf("--address: %w", err)
 	}
 	c := &Client{Address: settings.Address, Token: settings.Token}
 	cmd, cargs := rest[0], rest[1:]
@@ -169,14 +172,22 @@ func (a *App) config(args []string, current Settings) error {
 		if err != nil {
 			return err
 		}
+		tokenGiven := false
+		fs.Visit(func(f *flag.Flag) { tokenGiven = tokenGiven || f.Name == "token" })
 		if *address != "" {
-			if _, err := url.ParseRequestURI(*address); err != nil {
-				return fmt.Errorf("--address: must be a URL such as %s: %w", DefaultAddress, err)
+			addr, err := NormalizeAddress(*address)
+			if err != nil {
+				return fmt.Errorf("--address: %w", err)
 			}
-			s.Address = *address
+			s.Address = addr
 		}
-		if *token != "" {
-			s.Token = *token
+		if tokenGiven {
+			// An empty --token is almost always a failed $(cat FILE):
+			// saving it would silently drop the token.
+			if strings.TrimSpace(*token) == "" {
+				return errors.New("--token is empty (did reading the token file fail?); nothing saved")
+			}
+			s.Token = strings.TrimSpace(*token)
 		}
 		out, _ := yaml.Marshal(s)
 		if err := os.WriteFile(a.settingsPath(), out, 0o600); err != nil {
@@ -186,6 +197,27 @@ func (a *App) config(args []string, current Settings) error {
 		return nil
 	}
 	return fmt.Errorf("config: unknown subcommand %q", args[0])
+}
+
+// NormalizeAddress accepts a control plane address with or without a scheme
+// (127.0.0.1:5681 means http://127.0.0.1:5681) and checks it is an http(s)
+// URL with a host.
+func NormalizeAddress(addr string) (string, error) {
+	addr = strings.TrimSpace(addr)
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return "", fmt.Errorf("must be a URL such as %s: %w", DefaultAddress, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("scheme %q: want http or https, e.g. %s", u.Scheme, DefaultAddress)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("%q has no host, e.g. %s", addr, DefaultAddress)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
 }
 
 // interleaved lets flags follow positional arguments (`get meshtraces -o yaml`).

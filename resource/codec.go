@@ -91,6 +91,7 @@ func DecodeAll(data []byte) ([]*Resource, error) {
 		}
 		r, err := decodeDocument(d.data)
 		if err != nil {
+			locate(err, d.data, d.first)
 			return nil, &DocumentError{Index: i, Line: d.line, Err: err}
 		}
 		out = append(out, r)
@@ -100,7 +101,9 @@ func DecodeAll(data []byte) ([]*Resource, error) {
 
 type document struct {
 	data []byte
-	line int
+	line int // where the document starts: its "---" line, or 1
+	// first is the stream line of data's first line.
+	first int
 }
 
 func (d document) empty() bool {
@@ -119,10 +122,10 @@ func (d document) empty() bool {
 func splitDocuments(data []byte) []document {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if t := bytes.TrimSpace(data); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
-		return []document{{data: data, line: 1}}
+		return []document{{data: data, line: 1, first: 1}}
 	}
 	var docs []document
-	cur := document{line: 1}
+	cur := document{line: 1, first: 1}
 	line := 0
 	for len(data) > 0 {
 		var l []byte
@@ -138,9 +141,10 @@ func splitDocuments(data []byte) []document {
 				docs = append(docs, cur)
 			}
 			rest := bytes.TrimLeft(trimmed[3:], " \t")
-			cur = document{line: line}
+			cur = document{line: line, first: line + 1}
 			if len(rest) > 0 && rest[0] != '#' {
 				cur.data = append(append([]byte{}, rest...), '\n')
+				cur.first = line
 			}
 			continue
 		}

@@ -9,6 +9,8 @@ import (
 type Violation struct {
 	Field   string `json:"field"`
 	Message string `json:"message"`
+	// Line is the 1-based line of Field in the decoded input, when known.
+	Line int `json:"line,omitempty"`
 }
 
 // ValidationErrors lists every violation found, in a deterministic order.
@@ -53,9 +55,12 @@ type InvalidError struct {
 func (e *InvalidError) Error() string {
 	parts := make([]string, len(e.Violations))
 	for i, v := range e.Violations {
-		if v.Field == "" {
+		switch {
+		case v.Field == "":
 			parts[i] = v.Message
-		} else {
+		case v.Line > 0:
+			parts[i] = fmt.Sprintf("line %d: %s: %s", v.Line, v.Field, v.Message)
+		default:
 			parts[i] = fmt.Sprintf("%s: %s", v.Field, v.Message)
 		}
 	}

@@ -82,6 +82,10 @@ func (s *MeshTraceSpec) Validate() ValidationErrors {
 	return errs
 }
 
+// supportedTargetRefKinds lists the kinds a MeshTrace targetRef may name, in
+// the order error messages show them.
+var supportedTargetRefKinds = []string{KindMesh, KindMeshSubset, KindMeshService, KindMeshServiceSubset, KindMeshGateway}
+
 var targetRefKinds = map[string]struct {
 	name, tags bool // required / allowed
 }{
@@ -98,7 +102,7 @@ func validateTargetRef(errs *ValidationErrors, path string, ref *TargetRef) {
 		if ref.Kind == "" {
 			errs.Add(joinField(path, "kind"), msgMustBeDefined)
 		} else {
-			errs.Add(joinField(path, "kind"), msgNotSupported)
+			errs.Add(joinField(path, "kind"), notSupported(ref.Kind, supportedTargetRefKinds))
 		}
 		return
 	}
@@ -185,7 +189,7 @@ func (b *Backend) validate(errs *ValidationErrors, path string) {
 		return
 	case BackendZipkin, BackendDatadog, BackendOpenTelemetry:
 	default:
-		errs.Add(joinField(path, "type"), msgNotSupported)
+		errs.Add(joinField(path, "type"), notSupported(b.Type, []string{BackendZipkin, BackendDatadog, BackendOpenTelemetry}))
 		return
 	}
 	if len(defined) == 1 && defined[0] != b.Type {

@@ -140,3 +140,9 @@ func isIPOrHostname(s string) bool {
 	}
 	return len(s) <= maxNameLength && hostnameRe.MatchString(s)
 }
+
+// notSupported is Kuma's "value is not supported" message followed by the
+// values that are, so the reader does not have to look them up.
+func notSupported(got string, supported []string) string {
+	return fmt.Sprintf("%s: %q; supported: %s", msgNotSupported, got, strings.Join(supported, ", "))
+}

@@ -43,7 +43,7 @@ func TestMeshTraceValidation(t *testing.T) {
 			ValidationErrors{v("spec.default.backends", "must have zero or one backend defined")}},
 
 		// targetRef
-		{"kind unsupported", "targetRef:\n  kind: MeshHTTPRoute\ndefault: {}\n", ValidationErrors{v("spec.targetRef.kind", "value is not supported")}},
+		{"kind unsupported", "targetRef:\n  kind: MeshHTTPRoute\ndefault: {}\n", ValidationErrors{v("spec.targetRef.kind", `value is not supported: "MeshHTTPRoute"; supported: Mesh, MeshSubset, MeshService, MeshServiceSubset, MeshGateway`)}},
 		{"kind empty", "targetRef: {}\ndefault: {}\n", ValidationErrors{v("spec.targetRef.kind", "must be defined")}},
 		{"mesh with name", "targetRef:\n  kind: Mesh\n  name: x\ndefault: {}\n", ValidationErrors{v("spec.targetRef.name", "must not be set with kind Mesh")}},
 		{"mesh with tags", "targetRef:\n  kind: Mesh\n  tags: {a: b}\ndefault: {}\n", ValidationErrors{v("spec.targetRef.tags", "must not be set with kind Mesh")}},
@@ -93,7 +93,7 @@ func TestMeshTraceValidation(t *testing.T) {
 			ValidationErrors{v("spec.default.backends[0]", "backend must have only one type defined: datadog, openTelemetry, zipkin")}},
 		{"backend type mismatch", "default:\n  backends:\n  - type: Datadog\n    zipkin: {url: http://a}\n",
 			ValidationErrors{v("spec.default.backends[0].type", "is Datadog but only zipkin is defined")}},
-		{"backend type unknown", "default:\n  backends:\n  - type: Jaeger\n", ValidationErrors{v("spec.default.backends[0].type", "value is not supported")}},
+		{"backend type unknown", "default:\n  backends:\n  - type: Jaeger\n", ValidationErrors{v("spec.default.backends[0].type", `value is not supported: "Jaeger"; supported: Zipkin, Datadog, OpenTelemetry`)}},
 
 		// zipkin
 		{"zipkin no port", "default:\n  backends:\n  - zipkin: {url: 'https://zipkin.example.com/api/v2/spans'}\n", nil},
