@@ -44,8 +44,8 @@ func TestDecodeAllPointsAtTheLine(t *testing.T) {
 		lines[v.Field] = v.Line
 	}
 	want := map[string]int{
-		"apiVersoin": 12,
-		"apiVersion": 0, // missing: no line to point at
+		"apiVersoin":                             12,
+		"apiVersion":                             0, // missing: no line to point at
 		"spec.default.backends[0].zipkin.colour": 24,
 	}
 	for f, l := range want {
