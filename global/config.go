@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -53,7 +52,6 @@ func DefaultConfig() Config {
 		Store: store.Config{
 			Embedded: store.EmbeddedStoreConfig{
 				Dir:                     "./data/etcd",
-				ClientAddress:           "127.0.0.1:0",
 				AutoCompactionRetention: "1h",
 			},
 			External: store.ExternalStoreConfig{DialTimeout: config.Duration(5 * time.Second)},
@@ -104,9 +102,8 @@ func (c Config) Validate() error {
 	}
 	if c.UsesExternalStore() {
 		for i, ep := range c.Store.External.Endpoints {
-			u, err := url.Parse(ep)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad(fmt.Sprintf("store.external.endpoints[%d]", i), "%q is not an http:// or https:// URL", ep)
+			if err := store.ValidateEndpoint(ep); err != nil {
+				bad(fmt.Sprintf("store.external.endpoints[%d]", i), "%v", err)
 			}
 		}
 		if (c.Store.External.CertFile == "") != (c.Store.External.KeyFile == "") {
@@ -122,7 +119,6 @@ func (c Config) Validate() error {
 		if strings.TrimSpace(c.Store.Embedded.Dir) == "" {
 			bad("store.embedded.dir", "must not be empty when store.external.endpoints is empty")
 		}
-		checkAddress(bad, "store.embedded.clientAddress", c.Store.Embedded.ClientAddress)
 		if r := c.Store.Embedded.AutoCompactionRetention; r != "0" {
 			if d, err := time.ParseDuration(r); err != nil || d <= 0 {
 				bad("store.embedded.autoCompactionRetention", "%q is not a positive duration like \"1h\" (or \"0\" to disable)", r)

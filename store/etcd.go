@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,11 +38,12 @@ type Options struct {
 type EmbeddedConfig struct {
 	// Dir holds etcd's data; required.
 	Dir string
-	// ClientAddr is host:port for clients; default 127.0.0.1:0 (any free port).
-	ClientAddr string
-	// PeerAddr is host:port for the (unused, single-member) peer listener;
-	// default 127.0.0.1:0.
-	PeerAddr string
+	// SocketDir holds the unix sockets etcd serves its clients and its
+	// (unused, single-member) peer port on, each 0600; default Dir, or a
+	// private temporary dir when Dir's path is too long for a socket. Nothing
+	// listens on TCP: the sockets are the only way in, and only this user
+	// can open them.
+	SocketDir string
 	// Name is the etcd member name; default "meshtrace".
 	Name string
 	// UnsafeNoFsync disables fsync: fast, and loses data on a crash. Tests and
@@ -69,6 +72,7 @@ type ExternalConfig struct {
 type EtcdStore struct {
 	client    *clientv3.Client
 	server    *embed.Etcd
+	release   func()       // after an embedded server stopped: drop the dir lock and socket dir
 	closing   *atomic.Bool // set when Close begins, to quiet etcd's shutdown noise
 	endpoints []string
 	ks        keyspace
@@ -92,19 +96,28 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("store: embedded etcd needs a data dir")
 	}
+	// Before anything else: a second process on the same dir would otherwise
+	// wait forever on etcd's own file lock.
+	lock, err := LockDir(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: embedded etcd: %w", err)
+	}
+	sockets, cleanup, err := socketDir(cfg)
+	if err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	release := func() { cleanup(); lock.Unlock() }
 	ec := embed.NewConfig()
 	ec.Dir = cfg.Dir
 	ec.Name = orDefault(cfg.Name, "meshtrace")
-	curl, err := url.Parse("http://" + orDefault(cfg.ClientAddr, "127.0.0.1:0"))
-	if err != nil {
-		return nil, fmt.Errorf("store: client address: %w", err)
-	}
-	purl, err := url.Parse("http://" + orDefault(cfg.PeerAddr, "127.0.0.1:0"))
-	if err != nil {
-		return nil, fmt.Errorf("store: peer address: %w", err)
-	}
-	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
-	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
+	curl := url.URL{Scheme: "unix", Path: filepath.Join(sockets, "client.sock")}
+	// etcd binds a unix peer listener to the URL's host, not its path.
+	purl := url.URL{Scheme: "unix", Host: filepath.Join(sockets, "peer.sock")}
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
+	// The advertised form is only ever compared (a single member never dials
+	// itself), and must parse back.
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{purl}, []url.URL{{Scheme: "unix", Path: purl.Host}}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
 	log := cfg.Logger
 	if log == nil {
@@ -129,7 +142,13 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
 	start := time.Now()
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("store: start embedded etcd: %w", err)
+	}
+	fail := func(err error) (*EtcdStore, error) {
+		e.Close()
+		release()
+		return nil, err
 	}
 	timeout := cfg.StartTimeout
 	if timeout <= 0 {
@@ -138,20 +157,19 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
-		e.Close()
-		return nil, fmt.Errorf("store: embedded etcd: %w", err)
+		return fail(fmt.Errorf("store: embedded etcd: %w", err))
 	case <-time.After(timeout):
 		e.Server.Stop()
-		e.Close()
-		return nil, fmt.Errorf("store: embedded etcd not ready after %s", timeout)
+		return fail(fmt.Errorf("store: embedded etcd not ready after %s", timeout))
 	case <-ctx.Done():
-		e.Close()
-		return nil, ctx.Err()
+		return fail(ctx.Err())
 	}
-	eps := make([]string, 0, len(e.Clients))
-	for _, l := range e.Clients {
-		eps = append(eps, "http://"+l.Addr().String())
+	for _, p := range []string{curl.Path, purl.Host} {
+		if err := os.Chmod(p, 0o600); err != nil {
+			return fail(fmt.Errorf("store: embedded etcd socket: %w", err))
+		}
 	}
+	eps := []string{curl.String()}
 	client, err := clientv3.New(clientv3.Config{
 		Endpoints:   eps,
 		DialTimeout: 5 * time.Second,
@@ -159,11 +177,10 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
 		Context:     context.Background(),
 	})
 	if err != nil {
-		e.Close()
-		return nil, fmt.Errorf("store: connect to embedded etcd: %w", err)
+		return fail(fmt.Errorf("store: connect to embedded etcd: %w", err))
 	}
 	s := newEtcdStore(client, eps, cfg.Options)
-	s.server, s.closing = e, closing
+	s.server, s.closing, s.release = e, closing, release
 	s.log.Info("embedded etcd started", "dir", cfg.Dir, "endpoints", eps, "took", time.Since(start))
 	return s, nil
 }
@@ -298,6 +315,7 @@ func (s *EtcdStore) Close() error {
 		case <-s.server.Server.StopNotify():
 		case <-time.After(10 * time.Second):
 		}
+		s.release()
 	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
@@ -314,6 +332,35 @@ func (s *EtcdStore) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
+}
+
+// maxSocketPath keeps socket paths under the kernel's limit (108 bytes on
+// Linux, 104 on macOS, including the terminating NUL).
+const maxSocketPath = 100
+
+// socketDir returns where the embedded etcd's sockets go and how to clean
+// that up: cfg.SocketDir, else cfg.Dir (0700, created by LockDir), else,
+// when the socket paths would be too long, a private temporary dir.
+func socketDir(cfg EmbeddedConfig) (string, func(), error) {
+	dir := cfg.SocketDir
+	if dir == "" {
+		dir = cfg.Dir
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("store: socket dir: %w", err)
+	}
+	if len(filepath.Join(abs, "client.sock")) <= maxSocketPath {
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return "", nil, fmt.Errorf("store: socket dir: %w", err)
+		}
+		return abs, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "meshtrace-etcd-")
+	if err != nil {
+		return "", nil, fmt.Errorf("store: socket dir: %w", err)
+	}
+	return tmp, func() { os.RemoveAll(tmp) }, nil
 }
 
 func orDefault(v, def string) string {

@@ -10,7 +10,8 @@ import (
 
 // hclogCore sends etcd's zap logs at error level and above to hclog, so the
 // embedded server logs like the rest of meshtrace. Once the store is closing,
-// the listener errors etcd reports on shutdown are demoted to debug.
+// the listener errors etcd reports on shutdown are demoted to debug. Fatal
+// and panic entries are always logged, marked FATAL and fatal=true.
 type hclogCore struct {
 	log     hclog.Logger
 	closing *atomic.Bool
@@ -43,11 +44,16 @@ func (c *hclogCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	for k, v := range enc.Fields {
 		args = append(args, k, v)
 	}
-	if c.closing.Load() {
+	switch {
+	case e.Level >= zapcore.DPanicLevel:
+		// etcd gives up (zap then exits or panics): say so plainly, whatever
+		// the closing state. hclog has no fatal level: the message carries it.
+		c.log.Error("FATAL: embedded etcd stopped the process: "+e.Message, append(args, "fatal", true)...)
+	case c.closing.Load():
 		c.log.Debug(e.Message, args...)
-		return nil
+	default:
+		c.log.Error(e.Message, args...)
 	}
-	c.log.Error(e.Message, args...)
 	return nil
 }
 

@@ -17,8 +17,7 @@ type Config struct {
 
 // EmbeddedStoreConfig configures the etcd server run inside the process.
 type EmbeddedStoreConfig struct {
-	Dir                     string `json:"dir" desc:"Embedded etcd data directory."`
-	ClientAddress           string `json:"clientAddress" desc:"host:port the embedded etcd serves clients on; port 0 picks a free port."`
+	Dir                     string `json:"dir" desc:"Embedded etcd data directory. etcd listens only on unix sockets (0600) in it, never on TCP."`
 	AutoCompactionRetention string `json:"autoCompactionRetention" desc:"etcd history kept for KDS resumes, e.g. 1h; 0 disables compaction."`
 }
 
@@ -43,15 +42,33 @@ func (c Config) Validate() error {
 		return nil
 	}
 	for i, ep := range c.External.Endpoints {
-		u, err := url.Parse(ep)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("store.external.endpoints[%d]: %q is not an http:// or https:// URL", i, ep)
+		if err := ValidateEndpoint(ep); err != nil {
+			return fmt.Errorf("store.external.endpoints[%d]: %w", i, err)
 		}
 	}
 	if (c.External.CertFile == "") != (c.External.KeyFile == "") {
 		return fmt.Errorf("store.external.certFile: certFile and keyFile must be set together")
 	}
 	return nil
+}
+
+// ValidateEndpoint accepts an etcd client URL: http:// or https:// with a
+// host, or unix:// or unixs:// with a socket path.
+func ValidateEndpoint(ep string) error {
+	u, err := url.Parse(ep)
+	if err == nil {
+		switch u.Scheme {
+		case "http", "https":
+			if u.Host != "" {
+				return nil
+			}
+		case "unix", "unixs":
+			if u.Host+u.Path != "" {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%q is not an http://, https://, unix:// or unixs:// URL", ep)
 }
 
 // Open opens the store c describes: OpenExternal when endpoints are set,
@@ -65,7 +82,7 @@ func Open(ctx context.Context, c Config, o Options) (*EtcdStore, error) {
 		})
 	}
 	return OpenEmbedded(ctx, EmbeddedConfig{
-		Dir: c.Embedded.Dir, ClientAddr: c.Embedded.ClientAddress,
+		Dir:                     c.Embedded.Dir,
 		AutoCompactionRetention: c.Embedded.AutoCompactionRetention, Options: o,
 	})
 }

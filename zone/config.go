@@ -51,7 +51,7 @@ func DefaultConfig() Config {
 	return Config{
 		DataDir: "./data-zone",
 		Store: store.Config{
-			Embedded: store.EmbeddedStoreConfig{Dir: "./data-zone/etcd", ClientAddress: "127.0.0.1:0", AutoCompactionRetention: "1h"},
+			Embedded: store.EmbeddedStoreConfig{Dir: "./data-zone/etcd", AutoCompactionRetention: "1h"},
 			External: store.ExternalStoreConfig{DialTimeout: config.Duration(5e9)},
 		},
 		API:         APIConfig{Address: "127.0.0.1:5682"},

@@ -1,0 +1,32 @@
+package store
+
+import (
+	"bytes"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// etcd's fatal errors say FATAL, even while the store is closing (when
+// ordinary errors are demoted to debug).
+func TestEtcdFatalLoggedAsFatal(t *testing.T) {
+	for _, closing := range []bool{false, true} {
+		var out bytes.Buffer
+		c := new(atomic.Bool)
+		c.Store(closing)
+		lg := newEtcdZapLogger(hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Info}), c).
+			WithOptions(zap.WithFatalHook(zapcore.WriteThenPanic))
+		func() {
+			defer func() { _ = recover() }()
+			lg.Fatal("failed to purge snap db file", zap.String("error", "no space left on device"))
+		}()
+		got := out.String()
+		if !strings.Contains(got, "FATAL") || !strings.Contains(got, "failed to purge snap db file") || !strings.Contains(got, "fatal=true") {
+			t.Errorf("closing=%v: log %q does not mark the fatal error", closing, got)
+		}
+	}
+}
