@@ -38,9 +38,12 @@ e2e:
 bench:
 	scripts/bench.sh
 
-## demo: global + zones east and west with embedded etcd, demo policies applied
+## demo: global + zones east and west with embedded etcd, demo policies applied.
+## The binary is built, then run directly: `go run` exits 1 when Ctrl-C reaches it,
+## which made a clean stop look like a failure. DEMO_FLAGS passes flags (e.g. --dir).
 demo:
-	$(GO) run ./cmd/meshtrace-cp demo
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/meshtrace-cp ./cmd/meshtrace-cp
+	$(BIN)/meshtrace-cp demo $(DEMO_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -39,6 +41,9 @@ type Config struct {
 	ConvergeTimeout time.Duration
 	// Exit returns once the table is printed instead of serving until ctx ends.
 	Exit bool
+	// FreePortFallback: when one of the addresses above cannot be bound, every
+	// listener gets a free port instead (and the printed commands use them).
+	FreePortFallback bool
 }
 
 // ZoneConfig is one demo zone.
@@ -58,7 +63,41 @@ func DefaultConfig() Config {
 			{Name: "east", API: "127.0.0.1:5682", XDS: "127.0.0.1:5678", Diagnostics: "127.0.0.1:5692", Proxies: []string{"frontend", "backend", "payments"}},
 			{Name: "west", API: "127.0.0.1:5683", XDS: "127.0.0.1:5679", Diagnostics: "127.0.0.1:5693", Proxies: []string{"frontend", "backend", "inventory"}},
 		},
-		ConvergeTimeout: 30 * time.Second,
+		ConvergeTimeout:  30 * time.Second,
+		FreePortFallback: true,
+	}
+}
+
+// addrs returns pointers to every listen address of cfg.
+func (cfg *Config) addrs() []*string {
+	out := []*string{&cfg.GlobalAPI, &cfg.GlobalKDS}
+	for i := range cfg.Zones {
+		z := &cfg.Zones[i]
+		out = append(out, &z.API, &z.XDS, &z.Diagnostics)
+	}
+	return out
+}
+
+// busyAddress returns the first address of cfg that cannot be bound now, and why.
+func (cfg *Config) busyAddress() (string, error) {
+	for _, a := range cfg.addrs() {
+		ln, err := net.Listen("tcp", *a)
+		if err != nil {
+			return *a, err
+		}
+		ln.Close()
+	}
+	return "", nil
+}
+
+// useFreePorts moves every listener to a free port on its host.
+func (cfg *Config) useFreePorts() {
+	for _, a := range cfg.addrs() {
+		host, _, err := net.SplitHostPort(*a)
+		if err != nil || host == "" {
+			host = "127.0.0.1"
+		}
+		*a = net.JoinHostPort(host, "0")
 	}
 }
 
@@ -120,6 +159,13 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log hclog.Logger) (err 
 	}()
 
 	fmt.Fprintf(out, "meshtrace demo: state in %s\n", dir)
+	if cfg.FreePortFallback {
+		cfg.Zones = slices.Clone(cfg.Zones)
+		if addr, err := cfg.busyAddress(); err != nil {
+			fmt.Fprintf(out, "%s is not available (%v): every listener uses a free port instead\n", addr, err)
+			cfg.useFreePorts()
+		}
+	}
 	gcfg := global.DefaultConfig()
 	gcfg.DataDir = filepath.Join(dir, "global")
 	gcfg.Store.Embedded.Dir = filepath.Join(dir, "global", "etcd")
@@ -204,15 +250,20 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log hclog.Logger) (err 
 	if cfg.Exit {
 		return nil
 	}
+	tokenFile := filepath.Join(gcfg.DataDir, global.AdminTokenFile)
 	fmt.Fprintf(out, `
-Try (the admin token is in %s):
-  go run ./cmd/meshtracectl --address http://%s get meshtraces
-  go run ./cmd/meshtracectl --address http://%s get zone-insights
-  go run ./cmd/meshtracectl --address http://%s inspect meshtrace trace-west
-  go run ./cmd/meshtracectl --address http://%s inspect dataplane backend-west
-  go run ./cmd/meshtracectl --address http://%s --token "$(cat %s)" delete meshtrace trace-east
+Point meshtracectl at global (saves the address and the admin token in ~/.meshtracectl.yaml):
+  go run ./cmd/meshtracectl config set --address http://%[1]s --token "$(cat %[2]s)"
+Then try:
+  go run ./cmd/meshtracectl get meshtraces
+  go run ./cmd/meshtracectl get zone-insights
+  go run ./cmd/meshtracectl inspect meshtrace trace-west
+  go run ./cmd/meshtracectl --address http://%[3]s inspect dataplane backend-west
+  go run ./cmd/meshtracectl delete meshtrace trace-east
+or with kumactl 2.7:
+  kumactl config control-planes add --name meshtrace-demo --address http://%[1]s --auth-type=tokens --auth-conf token="$(cat %[2]s)"
 Ctrl-C stops the demo.
-`, filepath.Join(gcfg.DataDir, global.AdminTokenFile), g.APIAddr(), g.APIAddr(), g.APIAddr(), zones[len(zones)-1].APIAddr(), g.APIAddr(), filepath.Join(gcfg.DataDir, global.AdminTokenFile))
+`, g.APIAddr(), tokenFile, zones[len(zones)-1].APIAddr())
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")
 	return nil

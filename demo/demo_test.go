@@ -3,12 +3,18 @@ package demo
 import (
 	"bytes"
 	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/meshtrace/meshtrace/cli"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while the demo writes.
@@ -29,16 +35,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePorts(cfg *Config) {
-	cfg.GlobalAPI, cfg.GlobalKDS = "127.0.0.1:0", "127.0.0.1:0"
-	for i := range cfg.Zones {
-		cfg.Zones[i].API, cfg.Zones[i].XDS, cfg.Zones[i].Diagnostics = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	}
-}
-
+// The demo runs on its default ports with 5681 taken, as on a host where
+// something else serves there: it must move to free ports and print commands
+// that work against where it really listens.
 func TestDemoPrintsRegionalCollectorsAndStopsOnSignal(t *testing.T) {
+	if ln, err := net.Listen("tcp", "127.0.0.1:5681"); err == nil {
+		defer ln.Close()
+	} else {
+		t.Logf("127.0.0.1:5681 is already taken by another process (%v): fine for this test", err)
+	}
 	cfg := DefaultConfig()
-	freePorts(&cfg)
 	cfg.Dir = t.TempDir()
 	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
@@ -74,6 +80,8 @@ func TestDemoPrintsRegionalCollectorsAndStopsOnSignal(t *testing.T) {
 			t.Errorf("cross-region line: %q", line)
 		}
 	}
+	checkFreePortFallback(t, text)
+
 	cancel() // what Ctrl-C does through signal.NotifyContext
 	select {
 	case err := <-done:
@@ -86,6 +94,43 @@ func TestDemoPrintsRegionalCollectorsAndStopsOnSignal(t *testing.T) {
 	if !strings.Contains(out.String(), "stopping") {
 		t.Errorf("no stopping line:\n%s", out.String())
 	}
+}
+
+var configSetRe = regexp.MustCompile(`meshtracectl config set --address (http://\S+) --token "\$\(cat (\S+)\)"`)
+
+// checkFreePortFallback checks the demo said it left 5681, then runs the
+// printed `config set` line and a printed command with meshtracectl.
+func checkFreePortFallback(t *testing.T, text string) {
+	t.Helper()
+	if !strings.Contains(text, "127.0.0.1:5681 is not available") {
+		t.Errorf("the demo did not say 5681 was busy:\n%s", text)
+	}
+	m := configSetRe.FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no config set line:\n%s", text)
+	}
+	address, tokenFile := m[1], m[2]
+	if strings.HasSuffix(address, ":5681") || !strings.Contains(text, "global: API "+address+",") {
+		t.Errorf("config set uses %s, not the address global listens on:\n%s", address, text)
+	}
+	token, err := os.ReadFile(tokenFile)
+	if err != nil || len(bytes.TrimSpace(token)) == 0 {
+		t.Fatalf("token file %s: %v %q", tokenFile, err, token)
+	}
+	conf := filepath.Join(t.TempDir(), "meshtracectl.yaml")
+	run := func(args ...string) string {
+		var stdout, stderr bytes.Buffer
+		app := &cli.App{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, ConfigPath: conf}
+		if code := app.Run(context.Background(), args); code != 0 {
+			t.Fatalf("meshtracectl %v: %d %s", args, code, stderr.String())
+		}
+		return stdout.String()
+	}
+	run("config", "set", "--address", address, "--token", string(token))
+	if out := run("get", "meshtraces"); !strings.Contains(out, "trace-west") {
+		t.Errorf("get meshtraces after the printed config set: %q", out)
+	}
+	run("delete", "meshtrace", "trace-east") // needs the token config set saved
 }
 
 func TestCrossRegion(t *testing.T) {

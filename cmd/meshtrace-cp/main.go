@@ -160,5 +160,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// An address asked for explicitly is kept, or the demo fails naming it.
+	fs.Visit(func(f *flag.Flag) { cfg.FreePortFallback = cfg.FreePortFallback && f.Name != "global-api" })
 	return demo.Run(ctx, cfg, stdout, config.LogConfig{Level: cfg.LogLevel}.Logger("demo", stderr))
 }
