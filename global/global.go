@@ -207,6 +207,7 @@ func (g *Global) Run(ctx context.Context) (err error) {
 		Token:      token,
 		Registerer: g.reg,
 		Routes:     g.apiRoutes(),
+		Writable:   writableTypes(),
 	})
 	if err != nil {
 		return fmt.Errorf("global: %w", err)
@@ -252,6 +253,18 @@ func (g *Global) Run(ctx context.Context) (err error) {
 	err = eg.Wait()
 	g.log.Info("global control plane stopped", "error", err)
 	return err
+}
+
+// writableTypes are the types the global API accepts writes of: Mesh, Zone
+// (enabled, residency) and every policy type.
+func writableTypes() []resource.Type {
+	out := []resource.Type{resource.TypeMesh, resource.TypeZone}
+	for _, d := range resource.Types() {
+		if d.IsPolicy {
+			out = append(out, d.Type)
+		}
+	}
+	return out
 }
 
 // apiRoutes are the inspect endpoints answered from the store plus the

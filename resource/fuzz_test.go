@@ -20,6 +20,7 @@ func FuzzDecodeValidate(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"type":"Dataplane","mesh":"default","name":"dp","networking":{"address":"1.2.3.4","inbound":[{"port":80,"tags":{"kuma.io/service":"a"}}]}}`))
+	f.Add([]byte("type: Zone\nname: west\nresidency:\n  mode: Enforce\n  allowedCollectors: ['*.west.svc:9411', '10.0.0.0/8', '[fd00::/8]:4317']\n"))
 	f.Add([]byte("type: Zone\nname: a\n---\ntype: Mesh\nname: m\nmtls: {a: [1, 2.5, null]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, _ := DecodeAll(data)

@@ -1,22 +1,123 @@
 package resource
 
-import "time"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
 
-// ZoneSpec is a zone known to global (fields inline, like Kuma's Zone).
+	"github.com/meshtrace/meshtrace/residency/allow"
+)
+
+// ZoneSpec is a zone known to global (fields inline, like Kuma's Zone; under
+// `spec` in a Kubernetes manifest).
 type ZoneSpec struct {
 	Enabled *bool `json:"enabled,omitempty"`
+	// Residency declares where the zone's proxies may send spans.
+	Residency *Residency `json:"residency,omitempty"`
 }
 
-// SetDefaults enables a zone unless told otherwise.
+// ResidencyMode is Enforce, Audit or Off.
+type ResidencyMode string
+
+// UnmarshalJSON reads a mode string. It also takes the boolean false, which
+// is what YAML makes of an unquoted `mode: Off`.
+func (m *ResidencyMode) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case string:
+		*m = ResidencyMode(v)
+	case bool:
+		if v {
+			return fmt.Errorf("must be one of %s, %s or %s, got the boolean true (YAML reads an unquoted yes/on/true as one)",
+				ResidencyEnforce, ResidencyAudit, ResidencyOff)
+		}
+		*m = ResidencyOff
+	case nil:
+	default:
+		return errors.New("must be a string")
+	}
+	return nil
+}
+
+// Residency modes.
+const (
+	// ResidencyEnforce: global refuses policy writes that would send a proxy
+	// of the zone to a collector outside the allowed set, and the zone never
+	// serves such a tracing config (the proxy gets tracing off).
+	ResidencyEnforce ResidencyMode = "Enforce"
+	// ResidencyAudit: writes are admitted; violations are recorded and shown.
+	ResidencyAudit ResidencyMode = "Audit"
+	// ResidencyOff: no check (the default).
+	ResidencyOff ResidencyMode = "Off"
+)
+
+// Residency is a zone's declared trace residency.
+type Residency struct {
+	// Mode is Enforce, Audit or Off (default).
+	Mode ResidencyMode `json:"mode,omitempty"`
+	// AllowedCollectors are the collector addresses the zone's proxies may
+	// export to: host names, *.domain wildcards, IPs and CIDR blocks, each
+	// with an optional :port (see package residency/allow).
+	AllowedCollectors []string `json:"allowedCollectors,omitempty"`
+}
+
+// ResidencyMode returns the zone's residency mode, Off when none is declared.
+func (s *ZoneSpec) ResidencyMode() ResidencyMode {
+	if s == nil || s.Residency == nil || s.Residency.Mode == "" {
+		return ResidencyOff
+	}
+	return s.Residency.Mode
+}
+
+// SetDefaults enables a zone unless told otherwise and defaults a declared
+// residency's mode to Off.
 func (s *ZoneSpec) SetDefaults() {
 	if s.Enabled == nil {
 		t := true
 		s.Enabled = &t
 	}
+	if s.Residency != nil && s.Residency.Mode == "" {
+		s.Residency.Mode = ResidencyOff
+	}
 }
 
-// Validate accepts any zone.
-func (s *ZoneSpec) Validate() ValidationErrors { return nil }
+// Validate checks the residency section: a known mode and parseable
+// collector patterns, each problem under its own field path.
+func (s *ZoneSpec) Validate() ValidationErrors {
+	var errs ValidationErrors
+	if s.Residency == nil {
+		return nil
+	}
+	switch s.Residency.Mode {
+	case "", ResidencyEnforce, ResidencyAudit, ResidencyOff:
+	default:
+		errs.Add("residency.mode", fmt.Sprintf("must be one of %s, %s or %s, got %q",
+			ResidencyEnforce, ResidencyAudit, ResidencyOff, s.Residency.Mode))
+	}
+	_, err := allow.Compile(s.Residency.AllowedCollectors)
+	for _, e := range unwrapAll(err) {
+		var fe *allow.FieldError
+		if errors.As(e, &fe) {
+			errs.Add(fmt.Sprintf("residency.allowedCollectors[%d]", fe.Index), fe.Err.Error())
+		}
+	}
+	return errs
+}
+
+// unwrapAll returns the errors joined in err (err itself when not joined).
+func unwrapAll(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
 
 // ZoneInsightSpec is what global knows of a zone's sync state, reported by the
 // zone and completed by global.

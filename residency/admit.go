@@ -1,0 +1,191 @@
+package residency
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/zone/meshtrace"
+)
+
+// ErrNotReady is returned by Admit when the index has not loaded the store
+// (or has not caught up with the last write admitted) within AdmitWait.
+var ErrNotReady = errors.New("residency: the residency index is not ready")
+
+// AdmitWait bounds how long Admit waits for the index to reflect the last
+// write it admitted.
+const AdmitWait = 5 * time.Second
+
+// Decision is the verdict on one write.
+type Decision struct {
+	// Refused are the new violations in zones in Enforce mode; the write must
+	// not be stored when there is any.
+	Refused []Verdict
+	// Audited are the new violations in zones in Audit mode: admitted and
+	// recorded (the continuous audit logs and lists them once stored).
+	Audited []Verdict
+	// Current, for Zone writes, are the violations the zone's new residency
+	// finds among its proxies as they are now.
+	Current []Verdict
+
+	ix       *Index
+	released bool
+}
+
+// Allowed reports whether the write may be stored.
+func (d *Decision) Allowed() bool { return len(d.Refused) == 0 }
+
+// Done must be called once the write was stored (rev > 0) or not (rev 0):
+// it lets the next write be admitted, after the index has seen this one.
+func (d *Decision) Done(rev int64) {
+	if d == nil || d.ix == nil || d.released {
+		return
+	}
+	d.released = true
+	if rev > 0 {
+		d.ix.mu.Lock()
+		if rev > d.ix.lastWrite {
+			d.ix.lastWrite = rev
+		}
+		d.ix.mu.Unlock()
+	}
+	d.ix.admitMu.Unlock()
+}
+
+// Admit evaluates a write before it is stored: old is the stored resource
+// (nil on create), cur the resource to store (nil on delete). MeshTrace
+// writes are checked against every proxy the old or the new version selects,
+// with every other policy of the mesh as the index holds them; a proxy
+// counts as a new violation when, after the write, it exports to a collector
+// its zone does not allow and did not already export there before. Zone
+// writes are never refused; their Decision lists the proxies the new
+// residency would flag (Current). Other types are admitted as they are.
+//
+// Admitted writes are serialized: the returned Decision holds a lock until
+// Done, and the next Admit first waits for the index to reflect the
+// previous write, so two writes through one control plane cannot each pass
+// alone and violate together.
+func (ix *Index) Admit(ctx context.Context, old, cur *resource.Resource) (*Decision, error) {
+	some := cur
+	if some == nil {
+		some = old
+	}
+	if some == nil {
+		return &Decision{}, nil
+	}
+	switch some.Type {
+	case resource.TypeMeshTrace, resource.TypeZone:
+	default:
+		return &Decision{}, nil
+	}
+	ix.admitMu.Lock()
+	d := &Decision{ix: ix}
+	ix.mu.Lock()
+	want := ix.lastWrite
+	ix.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, AdmitWait)
+	err := ix.WaitFor(wctx, want)
+	cancel()
+	if err != nil {
+		d.Done(0)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: it has not loaded the store's state (revision %d) within %s", ErrNotReady, want, AdmitWait)
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if some.Type == resource.TypeZone {
+		d.Current = ix.zoneViolations(some.Name, cur)
+		return d, nil
+	}
+	ix.admitPolicy(d, old, cur)
+	return d, nil
+}
+
+// admitPolicy fills d for a MeshTrace write. Callers hold ix.mu.
+func (ix *Index) admitPolicy(d *Decision, old, cur *resource.Resource) {
+	some := cur
+	if some == nil {
+		some = old
+	}
+	ms := ix.meshes[some.Mesh]
+	if ms == nil || len(ms.dps) == 0 {
+		return
+	}
+	// The policies of the mesh as they will be after the write.
+	after := make([]*resource.Resource, 0, len(ms.policies)+1)
+	for k, p := range ms.policies {
+		if k != some.Key() {
+			after = append(after, p)
+		}
+	}
+	if cur != nil {
+		after = append(after, cur)
+	}
+	indexed := ms.policies[some.Key()] // may be fresher or staler than old
+	for k, dp := range ms.dps {
+		z := ix.zone(ix.zoneOf(dp))
+		if !z.Checked() {
+			continue
+		}
+		if !selects(old, dp, z.Name) && !selects(indexed, dp, z.Name) && !selects(cur, dp, z.Name) {
+			continue
+		}
+		v := Evaluate(dp, after, z)
+		if v.Allowed {
+			continue
+		}
+		if before, ok := ix.verdicts[k]; ok && !before.Allowed && before.Collector == v.Collector && before.Backend == v.Backend {
+			continue // already exported there: not this write's doing
+		}
+		if z.Mode == resource.ResidencyEnforce {
+			d.Refused = append(d.Refused, v)
+		} else {
+			d.Audited = append(d.Audited, v)
+		}
+	}
+	sortVerdicts(d.Refused)
+	sortVerdicts(d.Audited)
+}
+
+// selects reports whether policy p takes part for dp of zone.
+func selects(p, dp *resource.Resource, zone string) bool {
+	return p != nil && AppliesIn(p, zone) && meshtrace.Affects(p, dp)
+}
+
+// zoneViolations evaluates every proxy of zone under the residency of cur
+// (nil: the zone deleted, which turns checks off). Callers hold ix.mu.
+func (ix *Index) zoneViolations(zone string, cur *resource.Resource) []Verdict {
+	if cur == nil {
+		return nil
+	}
+	spec, _ := cur.Spec.(*resource.ZoneSpec)
+	z := CompileZone(zone, spec)
+	if !z.Checked() {
+		return nil
+	}
+	var out []Verdict
+	for _, ms := range ix.meshes {
+		for _, dp := range ms.dps {
+			if ix.zoneOf(dp) != zone {
+				continue
+			}
+			if v := Evaluate(dp, ms.policyList(), z); !v.Allowed {
+				out = append(out, v)
+			}
+		}
+	}
+	sortVerdicts(out)
+	return out
+}
+
+func sortVerdicts(vs []Verdict) {
+	sort.Slice(vs, func(i, j int) bool {
+		a, b := vs[i], vs[j]
+		return cmpStrings(a.Zone, b.Zone, a.Mesh, b.Mesh, a.Proxy, b.Proxy) < 0
+	})
+}

@@ -1,0 +1,553 @@
+package residency
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+	"github.com/meshtrace/meshtrace/zone/meshtrace"
+)
+
+// watchedTypes are what the evaluation depends on.
+var watchedTypes = []resource.Type{resource.TypeZone, resource.TypeDataplane, resource.TypeMeshTrace}
+
+// Config configures an Index.
+type Config struct {
+	// Store is watched (Run) for Zones, Dataplanes and MeshTraces.
+	Store  store.Store
+	Logger hclog.Logger
+	// Registerer receives meshtrace_residency_violations{zone}; nil keeps it unregistered.
+	Registerer prometheus.Registerer
+	// LocalZone, set on a zone control plane, is the zone of every Dataplane
+	// that has no kuma.io/zone label. Empty on global.
+	LocalZone string
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Index holds Zones, Dataplanes and MeshTraces in memory, the verdict of
+// every proxy, and the current violations. It is safe for concurrent use.
+type Index struct {
+	cfg     Config
+	log     hclog.Logger
+	now     func() time.Time
+	metric  *prometheus.GaugeVec
+	admitMu sync.Mutex // serializes admitted writes, see Admit
+
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced whenever rev moves
+	ready      bool
+	rev        int64
+	lastWrite  int64 // revision of the last write admitted here
+	zones      map[string]*resource.Resource
+	compiled   map[string]Zone
+	meshes     map[string]*meshState
+	verdicts   map[resource.Key]Verdict
+	violations map[resource.Key]Violation
+}
+
+type meshState struct {
+	policies map[resource.Key]*resource.Resource
+	list     []*resource.Resource // policies as a slice, nil when stale
+	dps      map[resource.Key]*resource.Resource
+}
+
+func (m *meshState) policyList() []*resource.Resource {
+	if m.list == nil {
+		m.list = make([]*resource.Resource, 0, len(m.policies))
+		for _, p := range m.policies {
+			m.list = append(m.list, p)
+		}
+	}
+	return m.list
+}
+
+// Violation is a current violation and since when it is known.
+type Violation struct {
+	Verdict
+	Mode  resource.ResidencyMode `json:"mode"`
+	Since time.Time              `json:"since"`
+}
+
+// NewIndex returns an empty index; Run fills it from the store.
+func NewIndex(cfg Config) (*Index, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	ix := &Index{
+		cfg: cfg, log: cfg.Logger, now: now,
+		changed: make(chan struct{}),
+		metric: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshtrace_residency_violations",
+			Help: "Proxies whose effective trace collector is outside their zone's allowed collectors (zones in Enforce or Audit).",
+		}, []string{"zone"}),
+	}
+	ix.reset()
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(ix.metric); err != nil {
+			return nil, fmt.Errorf("residency: register metrics: %w", err)
+		}
+	}
+	return ix, nil
+}
+
+func (ix *Index) reset() {
+	ix.zones = map[string]*resource.Resource{}
+	ix.compiled = map[string]Zone{}
+	ix.meshes = map[string]*meshState{}
+	ix.verdicts = map[resource.Key]Verdict{}
+	if ix.violations == nil {
+		ix.violations = map[resource.Key]Violation{}
+	}
+}
+
+// Run keeps the index current with the store until ctx ends: it lists at one
+// revision, then follows a watch from the next; when the watch cannot go on
+// (compaction, overflow) it lists again and re-evaluates everything.
+func (ix *Index) Run(ctx context.Context) error {
+	if ix.cfg.Store == nil {
+		return errors.New("residency: Config.Store is required to Run")
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		rev, err := ix.relist(ctx)
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			err = ix.follow(ctx, rev+1)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		ix.log.Warn("store watch interrupted, listing again", "rev", rev, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (ix *Index) relist(ctx context.Context) (int64, error) {
+	var rev int64
+	var all []*resource.Resource
+	for _, t := range watchedTypes {
+		res, err := ix.cfg.Store.List(ctx, t, store.ListOptions{Revision: rev})
+		if err != nil {
+			return 0, fmt.Errorf("list %s: %w", t, err)
+		}
+		rev = res.Revision
+		all = append(all, res.Items...)
+	}
+	ix.Load(rev, all)
+	return rev, nil
+}
+
+func (ix *Index) follow(ctx context.Context, from int64) error {
+	ch, err := ix.cfg.Store.Watch(ctx, store.WatchOptions{Types: watchedTypes, FromRevision: from})
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	for resp := range ch {
+		if resp.Err != nil {
+			return resp.Err
+		}
+		ix.Apply(resp.Revision, resp.Events)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.New("watch channel closed")
+}
+
+// Load replaces the whole state with items read at rev and re-evaluates
+// every proxy.
+func (ix *Index) Load(rev int64, items []*resource.Resource) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.reset()
+	for _, r := range items {
+		ix.put(r)
+	}
+	next := map[resource.Key]Verdict{}
+	for _, ms := range ix.meshes {
+		for k, dp := range ms.dps {
+			next[k] = ix.evaluate(dp, ms.policyList())
+		}
+	}
+	ix.verdicts = next
+	ix.diffViolations(nil)
+	ix.ready = true
+	ix.advance(rev)
+}
+
+// Apply applies a batch of store events of revision rev (a watch response)
+// and re-evaluates the proxies they can change.
+func (ix *Index) Apply(rev int64, events []store.Event) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	dirty := map[resource.Key]bool{}
+	for _, ev := range events {
+		r := ev.Resource
+		k := r.Key()
+		switch k.Type {
+		case resource.TypeZone:
+			ix.markZone(dirty, k.Name)
+		case resource.TypeDataplane:
+			dirty[k] = true
+		case resource.TypeMeshTrace:
+			ix.markPolicy(dirty, ix.policy(k), r)
+		}
+		if ev.Type == store.EventDelete {
+			ix.remove(k)
+		} else {
+			ix.put(r)
+		}
+	}
+	for k := range dirty {
+		ms := ix.meshes[k.Mesh]
+		dp := (*resource.Resource)(nil)
+		if ms != nil {
+			dp = ms.dps[k]
+		}
+		if dp == nil {
+			delete(ix.verdicts, k)
+			continue
+		}
+		ix.verdicts[k] = ix.evaluate(dp, ms.policyList())
+	}
+	ix.diffViolations(dirty)
+	ix.advance(rev)
+}
+
+// markZone marks every proxy of zone.
+func (ix *Index) markZone(dirty map[resource.Key]bool, zone string) {
+	for _, ms := range ix.meshes {
+		for k, dp := range ms.dps {
+			if ix.zoneOf(dp) == zone {
+				dirty[k] = true
+			}
+		}
+	}
+}
+
+// markPolicy marks the proxies the old or the new version of a policy selects.
+func (ix *Index) markPolicy(dirty map[resource.Key]bool, old, cur *resource.Resource) {
+	ms := ix.meshes[cur.Mesh]
+	if ms == nil {
+		return
+	}
+	for k, dp := range ms.dps {
+		if (old != nil && meshtrace.Affects(old, dp)) || meshtrace.Affects(cur, dp) {
+			dirty[k] = true
+		}
+	}
+}
+
+func (ix *Index) advance(rev int64) {
+	if rev > ix.rev {
+		ix.rev = rev
+	}
+	close(ix.changed)
+	ix.changed = make(chan struct{})
+}
+
+func (ix *Index) mesh(name string) *meshState {
+	ms := ix.meshes[name]
+	if ms == nil {
+		ms = &meshState{policies: map[resource.Key]*resource.Resource{}, dps: map[resource.Key]*resource.Resource{}}
+		ix.meshes[name] = ms
+	}
+	return ms
+}
+
+func (ix *Index) policy(k resource.Key) *resource.Resource {
+	if ms := ix.meshes[k.Mesh]; ms != nil {
+		return ms.policies[k]
+	}
+	return nil
+}
+
+func (ix *Index) put(r *resource.Resource) {
+	k := r.Key()
+	switch k.Type {
+	case resource.TypeZone:
+		ix.zones[k.Name] = r
+		spec, _ := r.Spec.(*resource.ZoneSpec)
+		ix.compiled[k.Name] = CompileZone(k.Name, spec)
+	case resource.TypeDataplane:
+		ix.mesh(k.Mesh).dps[k] = r
+	case resource.TypeMeshTrace:
+		ms := ix.mesh(k.Mesh)
+		ms.policies[k] = r
+		ms.list = nil
+	}
+}
+
+func (ix *Index) remove(k resource.Key) {
+	switch k.Type {
+	case resource.TypeZone:
+		delete(ix.zones, k.Name)
+		delete(ix.compiled, k.Name)
+	case resource.TypeDataplane:
+		if ms := ix.meshes[k.Mesh]; ms != nil {
+			delete(ms.dps, k)
+		}
+	case resource.TypeMeshTrace:
+		if ms := ix.meshes[k.Mesh]; ms != nil {
+			delete(ms.policies, k)
+			ms.list = nil
+		}
+	}
+}
+
+func (ix *Index) zoneOf(dp *resource.Resource) string {
+	if z := ZoneOf(dp); z != "" {
+		return z
+	}
+	return ix.cfg.LocalZone
+}
+
+// zone returns the compiled residency of a zone (Off when it has none).
+func (ix *Index) zone(name string) Zone {
+	if z, ok := ix.compiled[name]; ok {
+		return z
+	}
+	return Zone{Name: name, Mode: resource.ResidencyOff}
+}
+
+// evaluate checks one proxy; zones that are Off never violate.
+func (ix *Index) evaluate(dp *resource.Resource, policies []*resource.Resource) Verdict {
+	z := ix.zone(ix.zoneOf(dp))
+	v := Evaluate(dp, policies, z)
+	if !z.Checked() {
+		v.Allowed, v.Reason = true, ""
+	}
+	return v
+}
+
+// diffViolations brings the violation set in line with the verdicts of the
+// keys in dirty (every key when dirty is nil), logs each new and each
+// resolved violation, and updates the metric.
+func (ix *Index) diffViolations(dirty map[resource.Key]bool) {
+	now := ix.now().UTC()
+	check := func(k resource.Key) {
+		v, ok := ix.verdicts[k]
+		old, was := ix.violations[k]
+		switch {
+		case ok && !v.Allowed:
+			mode := ix.zone(v.Zone).Mode
+			if was && old.Collector == v.Collector && samePolicy(old.Policy, v.Policy) && old.Mode == mode {
+				old.Verdict = v
+				ix.violations[k] = old
+				return
+			}
+			ix.violations[k] = Violation{Verdict: v, Mode: mode, Since: now}
+			ix.log.Warn("residency violation", "zone", v.Zone, "mesh", v.Mesh, "name", v.Proxy, "mode", mode,
+				"backend", v.Backend, "collector", v.Collector, "policy", v.Policy.String(), "reason", v.Reason)
+		case was:
+			delete(ix.violations, k)
+			ix.log.Info("residency violation resolved", "zone", old.Zone, "mesh", old.Mesh, "name", old.Proxy,
+				"collector", old.Collector)
+		}
+	}
+	if dirty == nil {
+		for k := range ix.violations {
+			check(k)
+		}
+		for k := range ix.verdicts {
+			check(k)
+		}
+	} else {
+		for k := range dirty {
+			check(k)
+		}
+	}
+	counts := map[string]int{}
+	for z := range ix.compiled {
+		counts[z] = 0
+	}
+	for _, v := range ix.violations {
+		counts[v.Zone]++
+	}
+	ix.metric.Reset()
+	for z, n := range counts {
+		ix.metric.WithLabelValues(z).Set(float64(n))
+	}
+}
+
+func samePolicy(a, b *PolicyRef) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// Ready reports whether the first list has been loaded.
+func (ix *Index) Ready() bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.ready
+}
+
+// Revision is the store revision the index reflects.
+func (ix *Index) Revision() int64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.rev
+}
+
+// WaitFor blocks until the index reflects revision rev and is loaded, or ctx ends.
+func (ix *Index) WaitFor(ctx context.Context, rev int64) error {
+	for {
+		ix.mu.Lock()
+		ok, ch := ix.ready && ix.rev >= rev, ix.changed
+		ix.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Violations returns the current violations, ordered by zone, mesh, proxy.
+func (ix *Index) Violations() []Violation {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	out := make([]Violation, 0, len(ix.violations))
+	for _, v := range ix.violations {
+		out = append(out, v)
+	}
+	sortViolations(out)
+	return out
+}
+
+func sortViolations(vs []Violation) {
+	sort.Slice(vs, func(i, j int) bool {
+		a, b := vs[i], vs[j]
+		return cmpStrings(a.Zone, b.Zone, a.Mesh, b.Mesh, a.Proxy, b.Proxy) < 0
+	})
+}
+
+func cmpStrings(pairs ...string) int {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if c := strings.Compare(pairs[i], pairs[i+1]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// MaxProxyNames caps the proxy names listed per collector in a Report.
+const MaxProxyNames = 50
+
+// Report is GET /residency: per zone, its mode, allowed set, proxies by
+// effective collector and current violations.
+type Report struct {
+	// Revision is the store revision the report reflects.
+	Revision int64        `json:"revision"`
+	Zones    []ZoneReport `json:"zones"`
+}
+
+// ZoneReport is one zone of a Report.
+type ZoneReport struct {
+	Zone              string                 `json:"zone"`
+	Mode              resource.ResidencyMode `json:"mode"`
+	AllowedCollectors []string               `json:"allowedCollectors"`
+	// Proxies counts the zone's proxies global knows of.
+	Proxies int `json:"proxies"`
+	// TracingOff counts proxies without a tracing backend.
+	TracingOff int                `json:"tracingOff"`
+	Collectors []CollectorProxies `json:"collectors"`
+	Violations []Violation        `json:"violations"`
+}
+
+// CollectorProxies lists the proxies exporting to one collector.
+type CollectorProxies struct {
+	Backend   string `json:"backend"`
+	Collector string `json:"collector"`
+	Allowed   bool   `json:"allowed"`
+	Count     int    `json:"count"`
+	// Proxies are mesh/name, at most MaxProxyNames of them.
+	Proxies []string `json:"proxies"`
+}
+
+// Report builds the current report for every zone known (by Zone resource
+// or by a proxy), ordered by name.
+func (ix *Index) Report() Report {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	zones := map[string]*ZoneReport{}
+	get := func(name string) *ZoneReport {
+		zr := zones[name]
+		if zr == nil {
+			z := ix.zone(name)
+			zr = &ZoneReport{Zone: name, Mode: z.Mode, AllowedCollectors: z.Allowed.Strings(),
+				Collectors: []CollectorProxies{}, Violations: []Violation{}}
+			zones[name] = zr
+		}
+		return zr
+	}
+	for name := range ix.compiled {
+		get(name)
+	}
+	type ck struct{ zone, backend, collector string }
+	byCollector := map[ck]*CollectorProxies{}
+	for _, v := range ix.verdicts {
+		zr := get(v.Zone)
+		zr.Proxies++
+		if v.Backend == "" {
+			zr.TracingOff++
+			continue
+		}
+		c := byCollector[ck{v.Zone, v.Backend, v.Collector}]
+		if c == nil {
+			c = &CollectorProxies{Backend: v.Backend, Collector: v.Collector, Allowed: true}
+			byCollector[ck{v.Zone, v.Backend, v.Collector}] = c
+		}
+		c.Count++
+		c.Allowed = c.Allowed && v.Allowed
+		c.Proxies = append(c.Proxies, v.Mesh+"/"+v.Proxy)
+	}
+	for k, c := range byCollector {
+		slices.Sort(c.Proxies)
+		if len(c.Proxies) > MaxProxyNames {
+			c.Proxies = c.Proxies[:MaxProxyNames]
+		}
+		zr := zones[k.zone]
+		zr.Collectors = append(zr.Collectors, *c)
+	}
+	for _, v := range ix.violations {
+		zr := get(v.Zone)
+		zr.Violations = append(zr.Violations, v)
+	}
+	out := Report{Revision: ix.rev, Zones: make([]ZoneReport, 0, len(zones))}
+	for _, zr := range zones {
+		sort.Slice(zr.Collectors, func(i, j int) bool {
+			a, b := zr.Collectors[i], zr.Collectors[j]
+			return cmpStrings(a.Collector, b.Collector, a.Backend, b.Backend) < 0
+		})
+		sortViolations(zr.Violations)
+		out.Zones = append(out.Zones, *zr)
+	}
+	sort.Slice(out.Zones, func(i, j int) bool { return out.Zones[i].Zone < out.Zones[j].Zone })
+	return out
+}
