@@ -30,6 +30,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/diag"
 	"github.com/meshtrace/meshtrace/inspect"
+	"github.com/meshtrace/meshtrace/residency"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
 	"github.com/meshtrace/meshtrace/store"
@@ -66,6 +67,7 @@ type Global struct {
 
 	started chan struct{}
 	kds     *kdsState
+	res     *residency.Index
 }
 
 // New checks cfg and returns a Global ready to Run. A nil logger discards logs.
@@ -86,6 +88,7 @@ func New(cfg Config, logger hclog.Logger) (*Global, error) {
 		started: make(chan struct{}),
 	}
 	g.setupKDS()
+	g.AddRoute("GET /residency", http.HandlerFunc(g.residencyHandler))
 	return g, nil
 }
 
@@ -198,6 +201,13 @@ func (g *Global) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	res, err := residency.NewIndex(residency.Config{Store: st, Logger: g.log.Named("residency"), Registerer: g.reg})
+	if err != nil {
+		return fmt.Errorf("global: %w", err)
+	}
+	g.mu.Lock()
+	g.res = res
+	g.mu.Unlock()
 
 	api, err := restapi.New(restapi.Config{
 		Store:      st,
@@ -208,6 +218,7 @@ func (g *Global) Run(ctx context.Context) (err error) {
 		Registerer: g.reg,
 		Routes:     g.apiRoutes(),
 		Writable:   writableTypes(),
+		Admit:      g.admitResidency,
 	})
 	if err != nil {
 		return fmt.Errorf("global: %w", err)
@@ -241,6 +252,7 @@ func (g *Global) Run(ctx context.Context) (err error) {
 	}
 	serve("api", apiSrv, apiLn)
 	serve("diagnostics", diagSrv, diagLn)
+	eg.Go(func() error { return res.Run(ectx) })
 	eg.Go(func() error {
 		<-ectx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)

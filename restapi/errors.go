@@ -20,6 +20,9 @@ type Error struct {
 	Detail            string             `json:"detail"`
 	InvalidParameters []InvalidParameter `json:"invalid_parameters"`
 	Causes            []Cause            `json:"causes"`
+	// Details, when set, carries a machine-readable account of the error
+	// (e.g. the residency violations behind a 409).
+	Details any `json:"details,omitempty"`
 }
 
 // InvalidParameter is one field problem in Kuma 2.x's form.

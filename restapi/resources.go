@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,55 +156,82 @@ func isDryRun(r *http.Request) bool {
 	return b
 }
 
+// writeResult is the body of a successful write.
+type writeResult struct {
+	// Warnings are what admission noted without refusing (e.g. a residency
+	// violation in a zone in Audit mode).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
 func (h *Handler) putHandler(d *resource.Descriptor) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		status, apiErr := h.put(d, w, r)
+		status, warnings, apiErr := h.put(d, w, r)
 		if apiErr != nil {
 			WriteError(w, apiErr)
 			return
 		}
-		WriteJSON(w, status, struct{}{})
+		WriteJSON(w, status, writeResult{Warnings: warnings})
 	})
 }
 
-func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Request) (int, *Error) {
+// admit asks Config.Admit about a write; done is never nil.
+func (h *Handler) admit(ctx context.Context, old, cur *resource.Resource) ([]string, func(int64), *Error) {
+	if h.cfg.Admit == nil {
+		return nil, func(int64) {}, nil
+	}
+	warnings, done, err := h.cfg.Admit(ctx, old, cur)
+	if done == nil {
+		done = func(int64) {}
+	}
+	if err != nil {
+		done(0)
+		var ae *Error
+		if errors.As(err, &ae) {
+			return nil, done, ae
+		}
+		return nil, done, NewError(http.StatusInternalServerError, "admission: "+err.Error())
+	}
+	return warnings, done, nil
+}
+
+func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Request) (int, []string, *Error) {
 	ctx := r.Context()
 	key := keyOf(d, r)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return 0, NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+			return 0, nil, NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
 		}
-		return 0, NewError(http.StatusBadRequest, "read request body: "+err.Error())
+		return 0, nil, NewError(http.StatusBadRequest, "read request body: "+err.Error())
 	}
 	res, err := resource.Decode(body)
 	if err != nil {
 		var ie *resource.InvalidError
 		if errors.As(err, &ie) {
-			return 0, NewError(http.StatusBadRequest, "cannot decode the request body", ie.Violations...)
+			return 0, nil, NewError(http.StatusBadRequest, "cannot decode the request body", ie.Violations...)
 		}
-		return 0, NewError(http.StatusBadRequest, "cannot decode the request body: "+err.Error())
+		return 0, nil, NewError(http.StatusBadRequest, "cannot decode the request body: "+err.Error())
 	}
 	if apiErr := matchURL(d, key, res); apiErr != nil {
-		return 0, apiErr
+		return 0, nil, apiErr
 	}
 	if d.Scope == resource.ScopeMesh {
 		if _, _, err := h.cfg.Store.Get(ctx, resource.Key{Type: resource.TypeMesh, Name: key.Mesh}); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				return 0, NewError(http.StatusBadRequest, fmt.Sprintf("mesh %q does not exist: create it first", key.Mesh),
+				return 0, nil, NewError(http.StatusBadRequest, fmt.Sprintf("mesh %q does not exist: create it first", key.Mesh),
 					resource.Violation{Field: "mesh", Message: fmt.Sprintf("mesh %q does not exist", key.Mesh)})
 			}
-			return 0, StoreError(err, fmt.Sprintf("Mesh %q", key.Mesh))
+			return 0, nil, StoreError(err, fmt.Sprintf("Mesh %q", key.Mesh))
 		}
 	}
 	resource.Prepare(res)
 	if err := resource.Validate(res); err != nil {
 		var ie *resource.InvalidError
 		if errors.As(err, &ie) {
-			return 0, NewError(http.StatusBadRequest, describe(key)+" is invalid", ie.Violations...)
+			return 0, nil, NewError(http.StatusBadRequest, describe(key)+" is invalid", ie.Violations...)
 		}
-		return 0, NewError(http.StatusBadRequest, err.Error())
+		return 0, nil, NewError(http.StatusBadRequest, err.Error())
 	}
 
 	now := time.Now().UTC()
@@ -212,34 +240,45 @@ func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Req
 	switch {
 	case err == nil:
 		if h.cfg.ReadOnly != nil && h.cfg.ReadOnly(existing) {
-			return 0, h.readOnlyError(existing)
+			return 0, nil, h.readOnlyError(existing)
 		}
 		expect, status = existing.Version, http.StatusOK
 		res.CreationTime = existing.CreationTime
 	case errors.Is(err, store.ErrNotFound):
 		res.CreationTime = now
 	default:
-		return 0, StoreError(err, describe(key))
+		return 0, nil, StoreError(err, describe(key))
 	}
 	res.ModificationTime = now
 	h.setLabels(res)
 	if h.cfg.Mutate != nil {
 		h.cfg.Mutate(res)
 	}
+	var old *resource.Resource
+	if status == http.StatusOK {
+		old = existing
+	}
+	warnings, done, apiErr := h.admit(ctx, old, res)
+	if apiErr != nil {
+		return 0, nil, apiErr
+	}
 	if isDryRun(r) {
+		done(0)
 		w.Header().Set(DryRunHeader, "true")
-		return status, nil
+		return status, warnings, nil
 	}
 	rev, err := h.cfg.Store.Put(ctx, res, expect)
 	if err != nil {
-		return 0, StoreError(err, describe(key))
+		done(0)
+		return 0, nil, StoreError(err, describe(key))
 	}
+	done(rev)
 	verb := "created"
 	if status == http.StatusOK {
 		verb = "updated"
 	}
 	h.log.Info("resource "+verb, "type", key.Type, "mesh", key.Mesh, "name", key.Name, "rev", rev)
-	return status, nil
+	return status, warnings, nil
 }
 
 // matchURL checks the body names the resource the URL names. An empty body
@@ -323,13 +362,26 @@ func (h *Handler) deleteHandler(d *resource.Descriptor) http.Handler {
 				return
 			}
 		}
+		warnings, done, apiErr := h.admit(ctx, existing, nil)
+		if apiErr != nil {
+			WriteError(w, apiErr)
+			return
+		}
+		if isDryRun(r) {
+			done(0)
+			w.Header().Set(DryRunHeader, "true")
+			WriteJSON(w, http.StatusOK, writeResult{Warnings: warnings})
+			return
+		}
 		rev, err := h.cfg.Store.Delete(ctx, key, existing.Version)
 		if err != nil {
+			done(0)
 			WriteError(w, StoreError(err, describe(key)))
 			return
 		}
+		done(rev)
 		h.log.Info("resource deleted", "type", key.Type, "mesh", key.Mesh, "name", key.Name, "rev", rev)
-		WriteJSON(w, http.StatusOK, struct{}{})
+		WriteJSON(w, http.StatusOK, writeResult{Warnings: warnings})
 	})
 }
 

@@ -18,8 +18,8 @@
 //
 // Lists take size (1..1000, default 100), offset and label filters written
 // filter[labels.KEY]=VALUE; they answer {"total", "items", "next"} where next
-// is the URL of the next page or null. PUT takes ?dry-run=true (or the header
-// X-Meshtrace-Dry-Run: true) to validate without storing.
+// is the URL of the next page or null. PUT and DELETE take ?dry-run=true (or
+// the header X-Meshtrace-Dry-Run: true) to validate and admit without storing.
 //
 // Writes (any method but GET, HEAD and OPTIONS) need "Authorization: Bearer
 // <Token>" when Config.Token is set; reads are always open.
@@ -30,6 +30,7 @@
 package restapi
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -96,6 +97,13 @@ type Config struct {
 	Routes map[string]http.Handler
 	// MaxBodyBytes caps request bodies (413 above); 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Admit, when set, decides on every write (PUT and DELETE, dry runs
+	// included) after validation, just before it is stored: old is the stored
+	// resource (nil on create), cur the one to store (nil on delete). An error
+	// refuses the write (an *Error is answered as is, others as 500).
+	// Warnings are answered in the body ({"warnings": [...]}). done, when not
+	// nil, is called once with the revision written, 0 when nothing was.
+	Admit func(ctx context.Context, old, cur *resource.Resource) (warnings []string, done func(rev int64), err error)
 }
 
 // Handler is the REST API. It is safe for concurrent use.
