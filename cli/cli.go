@@ -44,9 +44,12 @@ Commands:
   config view                            show the settings in use
   apply -f FILE|- [--dry-run]            create or update resources (Universal or Kubernetes YAML/JSON, several documents per file)
   get meshes|meshtraces|dataplanes|zones|zone-insights [NAME] [-m MESH] [-o table|yaml|json]
-  delete meshtrace|mesh|dataplane NAME [-m MESH]
+  delete meshtrace|mesh|dataplane|zone NAME [-m MESH] [--dry-run]
   inspect dataplane NAME [-m MESH]       merged tracing conf, contributing policies, effective collector
   inspect meshtrace NAME [-m MESH]       proxies the policy applies to, per zone
+  residency [ZONE] [-o table|yaml|json]  per zone: residency mode, allowed collectors, proxies by collector, violations
+  residency set ZONE [--allow PATTERN]... [--mode Enforce|Audit|Off] [--clear] [--dry-run]
+                                         declare where a zone's proxies may send spans (PATTERN: host, *.domain, IP, CIDR, optional :port)
   generate zone-token --zone ZONE        issue a token a zone CP connects to global with (admin token needed)
 
 Environment: MESHTRACECTL_ADDRESS, MESHTRACECTL_TOKEN, MESHTRACECTL_CONFIG.
@@ -115,11 +118,13 @@ func (a *App) run(ctx context.Context, args []string) error {
 		return a.generate(ctx, c, cargs)
 	case "inspect":
 		return a.inspect(ctx, c, cargs)
+	case "residency":
+		return a.residency(ctx, c, cargs)
 	case "help", "-h", "--help":
 		fmt.Fprint(a.Stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (try: config, apply, get, delete, inspect, generate)", cmd)
+	return fmt.Errorf("unknown command %q (try: config, apply, get, delete, inspect, residency, generate)", cmd)
 }
 
 func (a *App) settingsPath() string {

@@ -80,7 +80,8 @@ func (a *App) apply(ctx context.Context, c *Client, args []string) error {
 		if *dryRun {
 			q.Set("dry-run", "true")
 		}
-		code, err := c.Do(ctx, http.MethodPut, ResourcePath(d, r.Mesh, r.Name), q, r, nil)
+		var res writeResult
+		code, err := c.Do(ctx, http.MethodPut, ResourcePath(d, r.Mesh, r.Name), q, r, &res)
 		label := strings.ToLower(string(r.Type)) + "/" + r.Name
 		if err != nil {
 			failed++
@@ -95,6 +96,7 @@ func (a *App) apply(ctx context.Context, c *Client, args []string) error {
 			verb = "valid (dry run)"
 		}
 		fmt.Fprintf(a.Stdout, "%s %s\n", label, verb)
+		a.printWarnings(res)
 	}
 	if failed > 0 {
 		return fmt.Errorf("apply: %d of %d resources failed", failed, len(items))
@@ -218,6 +220,7 @@ func (a *App) delete(ctx context.Context, c *Client, args []string) error {
 	fs.SetOutput(a.Stderr)
 	mesh := fs.String("mesh", "default", "mesh")
 	fs.StringVar(mesh, "m", "default", "mesh (shorthand)")
+	dryRun := fs.Bool("dry-run", false, "check the delete (e.g. residency) without deleting")
 	pos, err := interleaved(fs, args)
 	if err != nil {
 		return err
@@ -229,10 +232,18 @@ func (a *App) delete(ctx context.Context, c *Client, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.Do(ctx, http.MethodDelete, ResourcePath(d, *mesh, pos[1]), nil, nil, nil); err != nil {
+	q := url.Values{}
+	verb := "deleted"
+	if *dryRun {
+		q.Set("dry-run", "true")
+		verb = "can be deleted (dry run)"
+	}
+	var res writeResult
+	if _, err := c.Do(ctx, http.MethodDelete, ResourcePath(d, *mesh, pos[1]), q, nil, &res); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.Stdout, "%s/%s deleted\n", strings.ToLower(string(d.Type)), pos[1])
+	fmt.Fprintf(a.Stdout, "%s/%s %s\n", strings.ToLower(string(d.Type)), pos[1], verb)
+	a.printWarnings(res)
 	return nil
 }
 
