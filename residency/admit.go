@@ -7,8 +7,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
-	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
 // ErrNotReady is returned by Admit when the index has not loaded the store

@@ -13,9 +13,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/residency/allow"
 	"github.com/meshtrace/meshtrace/resource"
-	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
 // Zone is one zone's declared residency, compiled.

@@ -13,9 +13,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
-	"github.com/meshtrace/meshtrace/zone/meshtrace"
 )
 
 // watchedTypes are what the evaluation depends on.
