@@ -80,6 +80,7 @@ type EtcdStore struct {
 	buffer    int
 	log       hclog.Logger
 	latency   *prometheus.HistogramVec
+	hints     hints
 
 	mu     sync.Mutex
 	shared map[string]*hub   // running shared hubs by prefix
@@ -128,6 +129,11 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
 	ec.LogLevel = "error"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newEtcdZapLogger(log.Named("etcd"), closing))
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
+	// One member and no peers: nothing can compete in an election, so waiting
+	// out etcd's default 1 s election timeout (up to 2 s, randomized) only
+	// delays start-up. With 10 ms ticks the member elects itself within
+	// 100 ms; heartbeats go nowhere, so the shorter tick costs nothing.
+	ec.TickMs, ec.ElectionMs = 10, 100
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
 	ec.AutoCompactionRetention = orDefault(cfg.AutoCompactionRetention, "1h")
 	maxBytes := cfg.MaxValueBytes

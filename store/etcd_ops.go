@@ -109,6 +109,7 @@ func (s *EtcdStore) Put(ctx context.Context, r *resource.Resource, expectVersion
 			return 0, s.wrap(err, "put "+r.Key().String())
 		}
 		r.Version = resp.Header.Revision
+		s.hints.set(key, r)
 		return resp.Header.Revision, nil
 	case MustNotExist:
 		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
@@ -123,6 +124,7 @@ func (s *EtcdStore) Put(ctx context.Context, r *resource.Resource, expectVersion
 		return 0, failedPrecondition(r.Key(), resp, expectVersion)
 	}
 	r.Version = resp.Header.Revision
+	s.hints.set(key, r)
 	return resp.Header.Revision, nil
 }
 
@@ -158,6 +160,7 @@ func (s *EtcdStore) Delete(ctx context.Context, key resource.Key, expectVersion 
 		if err != nil {
 			return 0, s.wrap(err, "delete "+key.String())
 		}
+		s.hints.set(skey, nil)
 		if resp.Deleted == 0 {
 			return 0, fmt.Errorf("%w: %s", ErrNotFound, key)
 		}
@@ -173,6 +176,7 @@ func (s *EtcdStore) Delete(ctx context.Context, key resource.Key, expectVersion 
 	if !resp.Succeeded {
 		return 0, failedPrecondition(key, resp, expectVersion)
 	}
+	s.hints.set(skey, nil)
 	return resp.Header.Revision, nil
 }
 

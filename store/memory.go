@@ -528,3 +528,57 @@ func chunkOps(ops []preparedOp, maxBytes int) [][]preparedOp {
 	}
 	return chunks
 }
+
+// PutBatch writes rs in chunks as EtcdStore does; each chunk is applied under
+// the lock at one revision, all of it or nothing.
+func (m *MemoryStore) PutBatch(ctx context.Context, rs []*resource.Resource, opts BatchOptions) ([]BatchResult, error) {
+	keys, err := batchKeys(m.ks, rs)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]BatchResult, len(rs))
+	inBatch := meshesWritten(rs)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	for i := 0; i < len(rs); {
+		n := batchChunk(rs[i:], nil, 0, opts)
+		chunk, res := rs[i:i+n], results[i:i+n]
+		values := make([][]byte, n)
+		written := meshesWritten(chunk)
+		for j, r := range chunk {
+			var cur *resource.Resource
+			if v, ok := m.latest(keys[i+j]); ok {
+				if cur, err = decode(v.value, v.rev); err != nil {
+					return nil, err
+				}
+			}
+			if needsMesh(r, opts) && !(opts.DryRun && inBatch[r.Mesh]) && !written[r.Mesh] {
+				if _, ok := m.latest(m.ks.resourceKey(resource.Key{Type: resource.TypeMesh, Name: r.Mesh})); !ok {
+					res[j] = BatchResult{Created: cur == nil, Err: fmt.Errorf("%w: %q (needed by %s)", ErrNoMesh, r.Mesh, r.Key())}
+					continue
+				}
+			}
+			values[j] = prepareOne(r, cur, opts, m.maxBytes, &res[j])
+		}
+		if opts.DryRun {
+			i += n
+			continue
+		}
+		if ferr := firstErr(res); ferr != nil {
+			abortChunk(res)
+			markNotAttempted(results[i+n:])
+			return results, ferr
+		}
+		rev := m.bump()
+		for j, r := range chunk {
+			m.commit(rev, keys[i+j], values[j], false)
+			r.Version = rev
+			res[j].Revision = rev
+		}
+		i += n
+	}
+	return results, firstErr(results)
+}

@@ -138,6 +138,13 @@ type Store interface {
 	// Txn applies ops in transactions of at most 128 operations each (so the whole
 	// batch is not atomic when longer) and returns the last revision written.
 	Txn(ctx context.Context, ops []Op) (int64, error)
+	// PutBatch creates or updates rs (no key twice) in transactions of at
+	// most MaxTxnOps operations: within one transaction every resource lands
+	// or none does. It stops at the first transaction with a failure and
+	// returns one result per resource plus the first failure. See
+	// BatchOptions for the mesh check, Prepare and dry runs; r.Version is set
+	// for every resource written.
+	PutBatch(ctx context.Context, rs []*resource.Resource, opts BatchOptions) ([]BatchResult, error)
 	// Watch streams changes; see WatchOptions and WatchResponse.
 	Watch(ctx context.Context, opts WatchOptions) (<-chan WatchResponse, error)
 	// Revision returns the current store revision.

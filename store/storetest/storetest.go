@@ -45,6 +45,12 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SizeCap", testSizeCap},
 		{"Values", testValues},
 		{"CreateValueRace", testCreateValueRace},
+		{"PutBatch", testPutBatch},
+		{"PutBatchMesh", testPutBatchMesh},
+		{"PutBatchAtomicChunks", testPutBatchAtomicChunks},
+		{"PutBatchStaleVersion", testPutBatchStaleVersion},
+		{"PutBatchDryRun", testPutBatchDryRun},
+		{"PutBatchConcurrent", testPutBatchConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshtrace/meshtrace/resource"
+)
+
+// PutBatch writes rs in etcd transactions of at most MaxTxnOps compares and
+// operations. Each transaction compares, for every resource, the version it
+// expects (from what this process last wrote or read, or "absent") and, with
+// RequireMesh, that each Mesh exists; then puts. When a compare fails the
+// transaction's Else branch returns the current values and the transaction is
+// retried with them, so a write costs one round trip unless another writer
+// got in between: no read before the write.
+func (s *EtcdStore) PutBatch(ctx context.Context, rs []*resource.Resource, opts BatchOptions) ([]BatchResult, error) {
+	defer s.observe("put_batch", time.Now())
+	keys, err := batchKeys(s.ks, rs)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]BatchResult, len(rs))
+	inBatch := meshesWritten(rs)
+	for i := 0; i < len(rs); {
+		var n int
+		if opts.DryRun {
+			n, err = s.checkChunk(ctx, rs[i:], keys[i:], results[i:], inBatch, opts)
+		} else {
+			n, err = s.writeChunk(ctx, rs[i:], keys[i:], results[i:], opts)
+		}
+		if err != nil {
+			// The store failed: nothing of this transaction is known written.
+			for j := i; j < i+n; j++ {
+				results[j] = BatchResult{Err: err}
+			}
+			markNotAttempted(results[i+n:])
+			return results, err
+		}
+		if ferr := firstErr(results[i : i+n]); ferr != nil && !opts.DryRun {
+			abortChunk(results[i : i+n])
+			markNotAttempted(results[i+n:])
+			return results, ferr
+		}
+		i += n
+	}
+	return results, firstErr(results)
+}
+
+// chunkMeshes lists the meshes a transaction over rs must check: those of
+// mesh-scoped resources whose Mesh is not itself written in it.
+func chunkMeshes(rs []*resource.Resource, opts BatchOptions) []string {
+	written := meshesWritten(rs)
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if needsMesh(r, opts) && !written[r.Mesh] && !seen[r.Mesh] {
+			seen[r.Mesh] = true
+			out = append(out, r.Mesh)
+		}
+	}
+	return out
+}
+
+func (s *EtcdStore) meshKey(name string) string {
+	return s.ks.resourceKey(resource.Key{Type: resource.TypeMesh, Name: name})
+}
+
+// writeChunk writes the first resources of rs in one transaction and returns
+// how many it took. Per-resource failures are in results.
+func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, keys []string, results []BatchResult, opts BatchOptions) (int, error) {
+	n := batchChunk(rs, nil, 0, opts)
+	existing := make([]*resource.Resource, n)
+	for i := range n {
+		existing[i], _ = s.hints.get(keys[i])
+	}
+	values := make([][]byte, n)
+	for attempt := 1; ; attempt++ {
+		sizes := make([]int, n)
+		for i := range n {
+			values[i] = prepareOne(rs[i], existing[i], opts, s.maxBytes, &results[i])
+			sizes[i] = len(keys[i]) + len(values[i])
+		}
+		if firstErr(results[:n]) != nil {
+			return n, nil
+		}
+		if attempt == 1 {
+			n = batchChunk(rs[:n], sizes, txnChunkBytes, opts)
+		}
+		meshes := chunkMeshes(rs[:n], opts)
+		cmps := make([]clientv3.Cmp, 0, n+len(meshes))
+		puts := make([]clientv3.Op, n)
+		gets := make([]clientv3.Op, 0, n+len(meshes))
+		for i := range n {
+			if existing[i] == nil {
+				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(keys[i]), "=", 0))
+			} else {
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(keys[i]), "=", existing[i].Version))
+			}
+			puts[i] = clientv3.OpPut(keys[i], string(values[i]))
+			gets = append(gets, clientv3.OpGet(keys[i]))
+		}
+		for _, m := range meshes {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.meshKey(m)), ">", 0))
+			gets = append(gets, clientv3.OpGet(s.meshKey(m), clientv3.WithCountOnly()))
+		}
+		resp, err := s.client.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
+		if err != nil {
+			return n, s.wrap(err, fmt.Sprintf("batch transaction of %d resources", n))
+		}
+		if resp.Succeeded {
+			rev := resp.Header.Revision
+			for i := range n {
+				rs[i].Version = rev
+				results[i].Revision = rev
+				s.hints.set(keys[i], rs[i])
+			}
+			return n, nil
+		}
+		// Someone else wrote meanwhile (or a hint was stale): learn the
+		// current state from the Else reads and try again.
+		var conflict bool
+		for i := range n {
+			cur, err := s.fromRange(keys[i], resp.Responses[i])
+			if err != nil {
+				results[i].Err = err
+				return n, nil
+			}
+			if !sameVersion(cur, existing[i]) {
+				conflict = true
+			}
+			existing[i] = cur
+		}
+		missing := false
+		for j, m := range meshes {
+			if resp.Responses[n+j].GetResponseRange().GetCount() == 0 {
+				missing = true
+				for i := range n {
+					if needsMesh(rs[i], opts) && rs[i].Mesh == m {
+						results[i].Err = fmt.Errorf("%w: %q (needed by %s)", ErrNoMesh, m, rs[i].Key())
+					}
+				}
+			}
+		}
+		if missing {
+			return n, nil
+		}
+		if !conflict || attempt == maxBatchAttempts {
+			for i := range n {
+				results[i].Err = fmt.Errorf("%w: %s kept changing while it was written", ErrConflict, rs[i].Key())
+			}
+			return n, nil
+		}
+	}
+}
+
+// checkChunk is writeChunk for a dry run: one read-only transaction reads the
+// resources and their meshes, then every check runs against what it read.
+func (s *EtcdStore) checkChunk(ctx context.Context, rs []*resource.Resource, keys []string, results []BatchResult, inBatch map[string]bool, opts BatchOptions) (int, error) {
+	n := batchChunk(rs, nil, 0, opts)
+	var meshes []string
+	for _, m := range chunkMeshes(rs[:n], opts) {
+		if !inBatch[m] {
+			meshes = append(meshes, m)
+		}
+	}
+	gets := make([]clientv3.Op, 0, n+len(meshes))
+	for i := range n {
+		gets = append(gets, clientv3.OpGet(keys[i]))
+	}
+	for _, m := range meshes {
+		gets = append(gets, clientv3.OpGet(s.meshKey(m), clientv3.WithCountOnly()))
+	}
+	resp, err := s.client.Txn(ctx).Then(gets...).Commit()
+	if err != nil {
+		return n, s.wrap(err, fmt.Sprintf("batch read of %d resources", n))
+	}
+	missing := map[string]bool{}
+	for j, m := range meshes {
+		if resp.Responses[n+j].GetResponseRange().GetCount() == 0 {
+			missing[m] = true
+		}
+	}
+	for i := range n {
+		cur, err := s.fromRange(keys[i], resp.Responses[i])
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		if missing[rs[i].Mesh] && needsMesh(rs[i], opts) {
+			results[i] = BatchResult{Created: cur == nil, Err: fmt.Errorf("%w: %q (needed by %s)", ErrNoMesh, rs[i].Mesh, rs[i].Key())}
+			continue
+		}
+		prepareOne(rs[i], cur, opts, s.maxBytes, &results[i])
+	}
+	return n, nil
+}
+
+// fromRange decodes the result of an OpGet of key and remembers it as a hint.
+func (s *EtcdStore) fromRange(key string, op *etcdserverpb.ResponseOp) (*resource.Resource, error) {
+	kvs := op.GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		s.hints.set(key, nil)
+		return nil, nil
+	}
+	r, err := decode(kvs[0].Value, kvs[0].ModRevision)
+	if err != nil {
+		return nil, fmt.Errorf("%w (key %s)", err, key)
+	}
+	s.hints.set(key, r)
+	return r, nil
+}
+
+func sameVersion(a, b *resource.Resource) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Version == b.Version
+}

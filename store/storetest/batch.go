@@ -1,0 +1,249 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+func mesh(name string) *resource.Resource {
+	r, err := resource.New(resource.TypeMesh, "", name)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// stamp is a Prepare that keeps the creation time of what exists and records
+// what it was shown.
+type stamp struct {
+	mu   sync.Mutex
+	seen map[string]*resource.Resource
+	now  time.Time
+}
+
+func newStamp() *stamp {
+	return &stamp{seen: map[string]*resource.Resource{}, now: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}
+}
+
+func (p *stamp) prepare(r, existing *resource.Resource) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seen[r.Key().String()] = existing
+	if existing != nil {
+		r.CreationTime = existing.CreationTime
+	} else {
+		r.CreationTime = p.now
+	}
+	r.ModificationTime = p.now
+	return nil
+}
+
+func testPutBatch(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	p := newStamp()
+	first := []*resource.Resource{trace("default", "a", nil), trace("default", "b", nil)}
+	res, err := s.PutBatch(ctx, first, store.BatchOptions{Prepare: p.prepare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if !r.Created || r.Revision <= 0 || r.Err != nil || first[i].Version != r.Revision {
+			t.Fatalf("create result %d: %+v (version %d)", i, r, first[i].Version)
+		}
+	}
+	if p.seen["MeshTrace/default/a"] != nil {
+		t.Fatalf("Prepare was shown %v for a new resource", p.seen["MeshTrace/default/a"])
+	}
+	created := p.now
+	p.now = p.now.Add(time.Hour)
+	second := []*resource.Resource{trace("default", "a", map[string]string{"v": "2"}), trace("default", "c", nil)}
+	res, err = s.PutBatch(ctx, second, store.BatchOptions{Prepare: p.prepare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Created || !res[1].Created || res[0].Revision != res[1].Revision {
+		t.Fatalf("update+create results: %+v", res)
+	}
+	ex := p.seen["MeshTrace/default/a"]
+	if ex == nil || ex.Version != first[0].Version || !ex.CreationTime.Equal(created) {
+		t.Fatalf("Prepare was shown %+v, want version %d created %s", ex, first[0].Version, created)
+	}
+	got, _, err := s.Get(ctx, second[0].Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Labels["v"] != "2" || !got.CreationTime.Equal(created) || !got.ModificationTime.Equal(p.now) || got.Version != res[0].Revision {
+		t.Fatalf("stored %+v", got.Meta)
+	}
+	// A key twice is refused before anything is written.
+	if _, err := s.PutBatch(ctx, []*resource.Resource{trace("default", "d", nil), trace("default", "d", nil)}, store.BatchOptions{}); err == nil {
+		t.Fatal("a key twice in one batch was accepted")
+	}
+	if _, _, err := s.Get(ctx, resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "d"}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused batch wrote something: %v", err)
+	}
+}
+
+func testPutBatchMesh(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	opts := store.BatchOptions{RequireMesh: true}
+	res, err := s.PutBatch(ctx, []*resource.Resource{trace("m1", "a", nil)}, opts)
+	if !errors.Is(err, store.ErrNoMesh) || !errors.Is(res[0].Err, store.ErrNoMesh) || res[0].Revision != 0 {
+		t.Fatalf("policy in a missing mesh: %v %+v", err, res)
+	}
+	if _, _, err := s.Get(ctx, resource.Key{Type: resource.TypeMeshTrace, Mesh: "m1", Name: "a"}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("written anyway: %v", err)
+	}
+	// The mesh written by the same batch counts.
+	if _, err := s.PutBatch(ctx, []*resource.Resource{mesh("m1"), trace("m1", "a", nil)}, opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutBatch(ctx, []*resource.Resource{trace("m1", "b", nil)}, opts); err != nil {
+		t.Fatal(err)
+	}
+	// Without RequireMesh nothing is checked.
+	if _, err := s.PutBatch(ctx, []*resource.Resource{trace("m2", "a", nil)}, store.BatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A refusal in the middle of a long batch: earlier transactions landed whole,
+// the failing one not at all, later ones were not attempted.
+func testPutBatchAtomicChunks(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	if _, err := s.Put(ctx, mesh("default"), store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	const n, bad = 400, 300
+	rs := make([]*resource.Resource, n)
+	for i := range rs {
+		rs[i] = trace("default", fmt.Sprintf("p-%03d", i), nil)
+	}
+	refuse := errors.New("refused")
+	res, err := s.PutBatch(ctx, rs, store.BatchOptions{RequireMesh: true, Prepare: func(r, _ *resource.Resource) error {
+		if r.Name == fmt.Sprintf("p-%03d", bad) {
+			return refuse
+		}
+		return nil
+	}})
+	if !errors.Is(err, refuse) {
+		t.Fatalf("err = %v, want the refusal", err)
+	}
+	if !errors.Is(res[bad].Err, refuse) {
+		t.Fatalf("result %d: %+v", bad, res[bad])
+	}
+	revs := map[int64]int{}
+	written := 0
+	for i, r := range res {
+		_, _, gerr := s.Get(ctx, rs[i].Key())
+		switch {
+		case r.Err == nil:
+			if r.Revision <= 0 || gerr != nil {
+				t.Fatalf("%d reported written at %d, get: %v", i, r.Revision, gerr)
+			}
+			revs[r.Revision]++
+			written++
+		case i < bad && !errors.Is(r.Err, store.ErrAborted), i > bad && !errors.Is(r.Err, store.ErrNotAttempted) && !errors.Is(r.Err, store.ErrAborted):
+			t.Fatalf("%d: %v", i, r.Err)
+		default:
+			if !errors.Is(gerr, store.ErrNotFound) {
+				t.Fatalf("%d failed (%v) but is stored", i, r.Err)
+			}
+		}
+	}
+	if written == 0 || written >= bad {
+		t.Fatalf("%d written before the refusal at %d", written, bad)
+	}
+	for rev, c := range revs {
+		if c > store.MaxTxnOps {
+			t.Fatalf("%d resources in the transaction at %d (max %d)", c, rev, store.MaxTxnOps)
+		}
+	}
+}
+
+// Another writer changed a resource after this store last saw it: the batch
+// still writes it, showing Prepare the current version.
+func testPutBatchStaleVersion(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	p := newStamp()
+	r := trace("default", "a", nil)
+	if _, err := s.PutBatch(ctx, []*resource.Resource{r}, store.BatchOptions{Prepare: p.prepare}); err != nil {
+		t.Fatal(err)
+	}
+	other := trace("default", "a", map[string]string{"by": "other"})
+	v2 := mustPut(t, s, other, r.Version)
+	again := trace("default", "a", map[string]string{"by": "batch"})
+	res, err := s.PutBatch(ctx, []*resource.Resource{again}, store.BatchOptions{Prepare: p.prepare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Created || res[0].Revision <= v2 || p.seen["MeshTrace/default/a"].Version != v2 {
+		t.Fatalf("result %+v, Prepare shown %+v, want version %d", res[0], p.seen["MeshTrace/default/a"], v2)
+	}
+	// Deleted behind its back: created again.
+	mustDelete(t, s, again.Key())
+	res, err = s.PutBatch(ctx, []*resource.Resource{trace("default", "a", nil)}, store.BatchOptions{Prepare: p.prepare})
+	if err != nil || !res[0].Created {
+		t.Fatalf("after delete: %+v %v", res, err)
+	}
+}
+
+func testPutBatchDryRun(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	if _, err := s.Put(ctx, mesh("default"), store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	existing := trace("default", "old", nil)
+	mustPut(t, s, existing, store.MustNotExist)
+	rev, _ := s.Revision(ctx)
+	rs := []*resource.Resource{trace("default", "old", nil), trace("default", "new", nil), mesh("m9"), trace("m9", "x", nil), trace("nomesh", "y", nil)}
+	res, err := s.PutBatch(ctx, rs, store.BatchOptions{RequireMesh: true, DryRun: true})
+	if !errors.Is(err, store.ErrNoMesh) {
+		t.Fatalf("err = %v, want ErrNoMesh for the policy in a missing mesh", err)
+	}
+	want := []struct {
+		created bool
+		noMesh  bool
+	}{{false, false}, {true, false}, {true, false}, {true, false}, {true, true}}
+	for i, w := range want {
+		if res[i].Created != w.created || errors.Is(res[i].Err, store.ErrNoMesh) != w.noMesh || (!w.noMesh && res[i].Err != nil) || res[i].Revision != 0 {
+			t.Fatalf("dry-run result %d: %+v", i, res[i])
+		}
+	}
+	if after, _ := s.Revision(ctx); after != rev {
+		t.Fatalf("a dry run moved the revision from %d to %d", rev, after)
+	}
+}
+
+// Writers racing on the same resources all succeed (the batch retries with
+// the current version) and the last write is what is stored.
+func testPutBatchConcurrent(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8*10)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				r := trace("default", "shared", map[string]string{"w": fmt.Sprint(w), "i": fmt.Sprint(i)})
+				if _, err := s.PutBatch(ctx, []*resource.Resource{r}, store.BatchOptions{}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("concurrent batch: %v", err)
+		}
+	}
+}
