@@ -216,69 +216,92 @@ func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Req
 	if apiErr := matchURL(d, key, res); apiErr != nil {
 		return 0, nil, apiErr
 	}
-	if d.Scope == resource.ScopeMesh {
-		if _, _, err := h.cfg.Store.Get(ctx, resource.Key{Type: resource.TypeMesh, Name: key.Mesh}); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return 0, nil, NewError(http.StatusBadRequest, fmt.Sprintf("mesh %q does not exist: create it first", key.Mesh),
-					resource.Violation{Field: "mesh", Message: fmt.Sprintf("mesh %q does not exist", key.Mesh)})
-			}
-			return 0, nil, StoreError(err, fmt.Sprintf("Mesh %q", key.Mesh))
-		}
+	if apiErr := h.checkWrite(res); apiErr != nil {
+		return 0, nil, apiErr
 	}
+	// The stored version is not read first: admission decides from its own
+	// view of the store (see Config.Admit).
+	warnings, done, apiErr := h.admit(ctx, nil, res)
+	if apiErr != nil {
+		return 0, nil, apiErr
+	}
+	dry := isDryRun(r)
+	results, err := h.cfg.Store.PutBatch(ctx, []*resource.Resource{res}, h.batchOptions(time.Now().UTC(), dry))
+	done(results0Revision(results))
+	if err != nil {
+		return 0, nil, h.writeError(err, key)
+	}
+	status := http.StatusOK
+	if results[0].Created {
+		status = http.StatusCreated
+	}
+	if dry {
+		w.Header().Set(DryRunHeader, "true")
+		return status, warnings, nil
+	}
+	verb := "updated"
+	if results[0].Created {
+		verb = "created"
+	}
+	h.log.Info("resource "+verb, "type", key.Type, "mesh", key.Mesh, "name", key.Name, "rev", results[0].Revision)
+	return status, warnings, nil
+}
+
+func results0Revision(rs []store.BatchResult) int64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	return rs[0].Revision
+}
+
+// checkWrite prepares a decoded resource for storing, as every write path
+// does: defaults filled in, validated, labels set, Mutate applied. Nothing
+// here reads the store.
+func (h *Handler) checkWrite(res *resource.Resource) *Error {
 	resource.Prepare(res)
 	if err := resource.Validate(res); err != nil {
 		var ie *resource.InvalidError
 		if errors.As(err, &ie) {
-			return 0, nil, NewError(http.StatusBadRequest, describe(key)+" is invalid", ie.Violations...)
+			return NewError(http.StatusBadRequest, describe(res.Key())+" is invalid", ie.Violations...)
 		}
-		return 0, nil, NewError(http.StatusBadRequest, err.Error())
+		return NewError(http.StatusBadRequest, err.Error())
 	}
-
-	now := time.Now().UTC()
-	expect, status := store.MustNotExist, http.StatusCreated
-	existing, _, err := h.cfg.Store.Get(ctx, key)
-	switch {
-	case err == nil:
-		if h.cfg.ReadOnly != nil && h.cfg.ReadOnly(existing) {
-			return 0, nil, h.readOnlyError(existing)
-		}
-		expect, status = existing.Version, http.StatusOK
-		res.CreationTime = existing.CreationTime
-	case errors.Is(err, store.ErrNotFound):
-		res.CreationTime = now
-	default:
-		return 0, nil, StoreError(err, describe(key))
-	}
-	res.ModificationTime = now
 	h.setLabels(res)
 	if h.cfg.Mutate != nil {
 		h.cfg.Mutate(res)
 	}
-	var old *resource.Resource
-	if status == http.StatusOK {
-		old = existing
+	return nil
+}
+
+// batchOptions are the store-side checks of a write: the mesh exists, a
+// read-only resource is not overwritten, and the creation time of an
+// existing resource is kept. They run inside the store's transaction, so a
+// write needs no read before it.
+func (h *Handler) batchOptions(now time.Time, dry bool) store.BatchOptions {
+	return store.BatchOptions{
+		RequireMesh: true,
+		DryRun:      dry,
+		Prepare: func(r, existing *resource.Resource) error {
+			r.CreationTime, r.ModificationTime = now, now
+			if existing == nil {
+				return nil
+			}
+			if h.cfg.ReadOnly != nil && h.cfg.ReadOnly(existing) {
+				return h.readOnlyError(existing)
+			}
+			r.CreationTime = existing.CreationTime
+			return nil
+		},
 	}
-	warnings, done, apiErr := h.admit(ctx, old, res)
-	if apiErr != nil {
-		return 0, nil, apiErr
+}
+
+// writeError translates a PutBatch failure about key into an API error.
+func (h *Handler) writeError(err error, key resource.Key) *Error {
+	if errors.Is(err, store.ErrNoMesh) {
+		return NewError(http.StatusBadRequest, fmt.Sprintf("mesh %q does not exist: create it first", key.Mesh),
+			resource.Violation{Field: "mesh", Message: fmt.Sprintf("mesh %q does not exist", key.Mesh)})
 	}
-	if isDryRun(r) {
-		done(0)
-		w.Header().Set(DryRunHeader, "true")
-		return status, warnings, nil
-	}
-	rev, err := h.cfg.Store.Put(ctx, res, expect)
-	if err != nil {
-		done(0)
-		return 0, nil, StoreError(err, describe(key))
-	}
-	done(rev)
-	verb := "created"
-	if status == http.StatusOK {
-		verb = "updated"
-	}
-	h.log.Info("resource "+verb, "type", key.Type, "mesh", key.Mesh, "name", key.Name, "rev", rev)
-	return status, warnings, nil
+	return StoreError(err, describe(key))
 }
 
 // matchURL checks the body names the resource the URL names. An empty body

@@ -21,6 +21,17 @@
 // is the URL of the next page or null. PUT and DELETE take ?dry-run=true (or
 // the header X-Meshtrace-Dry-Run: true) to validate and admit without storing.
 //
+// Bulk apply (our own; Kuma has none): POST /_apply with {"items": [resource,
+// ...]} (the shape a list answers, Universal or Kubernetes items) validates
+// every item, checks each against the store (its mesh exists, it is not
+// read-only), and only then writes them in transactions of at most 128
+// operations, each landing whole or not at all; the first failing
+// transaction stops the apply. It answers {"created", "updated", "revision",
+// "items": [{"index", "type", "mesh", "name", "status", "error"}]} with
+// status created, updated, invalid, failed, aborted or skipped per item, and
+// on failure the std-errors fields of the first failure. ?dry-run=true stops
+// after the checks.
+//
 // Writes (any method but GET, HEAD and OPTIONS) need "Authorization: Bearer
 // <Token>" when Config.Token is set; reads are always open.
 //
@@ -98,12 +109,18 @@ type Config struct {
 	// MaxBodyBytes caps request bodies (413 above); 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// Admit, when set, decides on every write (PUT and DELETE, dry runs
-	// included) after validation, just before it is stored: old is the stored
-	// resource (nil on create), cur the one to store (nil on delete). An error
+	// included) after validation, just before it is stored: cur is the one to
+	// store (nil on delete); old is the stored resource on delete and nil on
+	// PUT, which does not read before it writes (the store compares versions
+	// in its transaction): an Admit that needs the stored version of a PUT
+	// must keep its own view of the store. An error
 	// refuses the write (an *Error is answered as is, others as 500).
 	// Warnings are answered in the body ({"warnings": [...]}). done, when not
 	// nil, is called once with the revision written, 0 when nothing was.
 	Admit func(ctx context.Context, old, cur *resource.Resource) (warnings []string, done func(rev int64), err error)
+	// MaxBulkBodyBytes caps the body of POST /_apply (413 above); 0 means
+	// DefaultMaxBulkBodyBytes.
+	MaxBulkBodyBytes int64
 }
 
 // Handler is the REST API. It is safe for concurrent use.
@@ -134,6 +151,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxBulkBodyBytes <= 0 {
+		cfg.MaxBulkBodyBytes = DefaultMaxBulkBodyBytes
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), writable: map[resource.Type]bool{}}
 	h.hostname, _ = os.Hostname()
@@ -203,6 +223,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 func (h *Handler) routes() error {
 	h.handle("GET /{$}", http.HandlerFunc(h.index))
 	h.handle("GET /_resources", http.HandlerFunc(h.types))
+	h.handle("POST /_apply", http.HandlerFunc(h.bulkHandler))
 	for _, d := range resource.Types() {
 		item, list := "/"+d.Plural+"/{name}", "/"+d.Plural
 		if d.Scope == resource.ScopeMesh {

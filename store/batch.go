@@ -55,8 +55,10 @@ type BatchResult struct {
 }
 
 // maxBatchAttempts bounds how often one transaction is retried when the store
-// changed between the version PutBatch assumed and the write.
-const maxBatchAttempts = 5
+// changed between the version PutBatch assumed and the write. Every failed
+// attempt means another writer succeeded, so n writers racing on one key all
+// land within n attempts.
+const maxBatchAttempts = 20
 
 // batchKeys checks every resource and returns the storage keys; a key twice
 // is refused (one transaction cannot write a key twice, and the result would
