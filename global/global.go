@@ -30,6 +30,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/diag"
 	"github.com/meshtrace/meshtrace/inspect"
+	"github.com/meshtrace/meshtrace/overview"
 	"github.com/meshtrace/meshtrace/residency"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
@@ -283,6 +284,9 @@ func writableTypes() []resource.Type {
 // routes added with AddRoute (which win on the same pattern).
 func (g *Global) apiRoutes() map[string]http.Handler {
 	routes := inspect.Routes(storeSource{g: g})
+	for p, h := range overview.Routes(overview.Config{Store: g.Store(), Proxies: g.proxyLookup}) {
+		routes[p] = h
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for p, h := range g.routes {

@@ -164,6 +164,28 @@ type ProxyTracing struct {
 	Backend   string   `json:"backend,omitempty"`   // Zipkin, Datadog, OpenTelemetry or "" for off
 	Collector string   `json:"collector,omitempty"` // url or endpoint
 	Policies  []string `json:"policies,omitempty"`
+	// XDS is the proxy's xDS connection as the zone's ADS server sees it;
+	// nil when the proxy never connected.
+	XDS *ProxyXDS `json:"xds,omitempty"`
+}
+
+// ProxyXDS is one proxy's xDS connection: what kumactl inspect dataplanes
+// shows as its DataplaneInsight.
+type ProxyXDS struct {
+	Online bool `json:"online"`
+	// ControlPlane names the zone control plane instance serving the proxy.
+	ControlPlane     string    `json:"controlPlane,omitempty"`
+	ConnectedTime    time.Time `json:"connectedTime,omitzero"`
+	DisconnectedTime time.Time `json:"disconnectedTime,omitzero"`
+	// LastUpdateTime is when the last response was sent to the proxy.
+	LastUpdateTime time.Time `json:"lastUpdateTime,omitzero"`
+	// Sent, Acked and Rejected count responses on the current connection.
+	Sent     uint64 `json:"sent"`
+	Acked    uint64 `json:"acked"`
+	Rejected uint64 `json:"rejected"`
+	// AckedVersion is the last configuration version the proxy ACKed.
+	AckedVersion string `json:"ackedVersion,omitempty"`
+	EnvoyVersion string `json:"envoyVersion,omitempty"`
 }
 
 // SetDefaults does nothing.

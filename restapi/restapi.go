@@ -64,10 +64,14 @@ const (
 	ModeZone   = "zone"
 )
 
-// Product identity reported on GET /, as Kuma 2.7 does, so kumactl accepts us.
+// Identity reported on GET /. kumactl 2.7.29 accepts a server without a
+// warning when its tagline is "Kuma" and its version is kumactl's own (or
+// contains "preview"); product says what really answers.
 const (
-	Product = "Kuma"
-	Version = "2.7.0"
+	Product = "meshtrace"
+	Tagline = "Kuma"
+	// Version is the Kuma release whose API this one follows.
+	Version = "2.7.29"
 )
 
 // DefaultMaxBodyBytes caps a request body.
@@ -348,7 +352,7 @@ type indexResponse struct {
 func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, indexResponse{
 		Hostname:    h.hostname,
-		Tagline:     Product,
+		Tagline:     Tagline,
 		Product:     Product,
 		Version:     Version,
 		BasedOnKuma: Version,

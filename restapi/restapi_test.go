@@ -36,13 +36,24 @@ func TestIndex(t *testing.T) {
 		t.Fatalf("GET / = %d %s", r.status, r.body)
 	}
 	m := r.json(t)
-	for k, want := range map[string]any{"product": "Kuma", "version": "2.7.0", "mode": "global", "instanceId": "i-1", "clusterId": "c-1"} {
+	for k, want := range map[string]any{"product": "meshtrace", "tagline": "Kuma", "version": "2.7.29", "basedOnKuma": "2.7.29", "mode": "global", "instanceId": "i-1", "clusterId": "c-1"} {
 		if m[k] != want {
 			t.Errorf("GET / %s = %v, want %v", k, m[k], want)
 		}
 	}
 	if _, ok := m["hostname"]; !ok {
 		t.Error("GET / lacks hostname")
+	}
+	// kumactl 2.7.29's checks (app/kumactl/pkg/cmd/root_context.go and
+	// pkg/config/validate.go): no "server returned version" warning and no
+	// "this CLI is for Kuma" refusal.
+	const kumactlVersion, kumactlProduct = "2.7.29", "Kuma"
+	preview := strings.Contains(fmt.Sprint(m["version"]), "preview")
+	if !preview && (m["version"] != kumactlVersion || m["tagline"] != kumactlProduct) {
+		t.Errorf("kumactl %s would warn: server returned %v %v", kumactlVersion, m["tagline"], m["version"])
+	}
+	if m["tagline"] != kumactlProduct && !preview {
+		t.Errorf("kumactl config control-planes add would refuse tagline %v", m["tagline"])
 	}
 	r = s.do(t, "GET", "/_resources", "", "")
 	if r.status != 200 || !strings.Contains(string(r.body), `"path":"meshtraces"`) {

@@ -132,6 +132,8 @@ func TestPolicyReachesOnlyRegionalProxies(t *testing.T) {
 		!strings.HasPrefix(lines[2], "west ") || !strings.Contains(lines[2], "Online") {
 		t.Fatalf("get zones:\n%s", out.String())
 	}
+	// and so do the routes kumactl 2.7 inspects with
+	checkKumactlRoutes(t, c)
 }
 
 // TestZonesKeepConfigWhileGlobalIsAway: global stops, a zone CP restarts

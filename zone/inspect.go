@@ -6,12 +6,30 @@ import (
 	"net/http"
 
 	"github.com/meshtrace/meshtrace/inspect"
+	"github.com/meshtrace/meshtrace/overview"
 	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/zone/xds"
 )
 
-func (z *Zone) inspectRoutes() map[string]http.Handler { return inspect.Routes(zoneSource{z}) }
+func (z *Zone) inspectRoutes() map[string]http.Handler {
+	routes := inspect.Routes(zoneSource{z})
+	for p, h := range overview.Routes(overview.Config{Store: z.Store(), Proxies: z.proxyLookup}) {
+		routes[p] = h
+	}
+	return routes
+}
+
+// proxyLookup answers the overview endpoints from the zone's ADS server.
+func (z *Zone) proxyLookup(context.Context) (overview.ProxyLookup, error) {
+	statuses := z.xds.ProxyStatuses()
+	return func(dp *resource.Resource) *resource.ProxyXDS {
+		if st, ok := statuses[dp.Mesh+"."+dp.Name]; ok {
+			return &st
+		}
+		return nil
+	}, nil
+}
 
 // zoneSource answers inspect questions from the live proxy state.
 type zoneSource struct{ z *Zone }
@@ -51,4 +69,24 @@ func (s zoneSource) DataplaneXDS(ctx context.Context, mesh, name string) ([]byte
 		return nil, inspect.ErrNotFound
 	}
 	return b, err
+}
+
+// ProxyReport is every proxy's effective tracing and xDS connection, as the
+// zone reports them to global in its ZoneInsight. Disconnected proxies whose
+// Dataplane is gone are forgotten here.
+func (z *Zone) ProxyReport() []resource.ProxyTracing {
+	proxies := z.rec.Proxies()
+	statuses := z.xds.ProxyStatuses()
+	known := make(map[string]bool, len(proxies))
+	for i := range proxies {
+		node := proxies[i].Mesh + "." + proxies[i].Name
+		known[node] = true
+		if st, ok := statuses[node]; ok {
+			proxies[i].XDS = &st
+		}
+	}
+	if len(statuses) > len(known) {
+		z.xds.ForgetOfflineProxies(func(node string) bool { return known[node] })
+	}
+	return proxies
 }

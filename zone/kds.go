@@ -55,7 +55,7 @@ func (z *Zone) runKDS(ctx context.Context, st store.Store) error {
 		Insecure:       g.Insecure,
 		Store:          st,
 		Logger:         z.log,
-		ProxyReport:    z.rec.Proxies,
+		ProxyReport:    z.ProxyReport,
 		Inspect:        z.answerInspect,
 		MaxDeleteRatio: g.MaxDeleteRatio,
 		Heartbeat:      g.Heartbeat.D(),

@@ -64,7 +64,7 @@ func New(cfg Config, logger hclog.Logger) (*Zone, error) {
 	log := logger.With("zone", cfg.Name)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := xds.NewServer(log, xds.WithRegisterer(reg))
+	srv := xds.NewServer(log, xds.WithRegisterer(reg), xds.WithInstance(cfg.Name))
 	rec, err := xds.NewReconciler(log, srv.Cache(), reg)
 	if err != nil {
 		return nil, fmt.Errorf("zone: %w", err)

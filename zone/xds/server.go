@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -41,6 +42,8 @@ type Server struct {
 	nacks       prometheus.Counter
 	streams     prometheus.Gauge
 	ackLatency  prometheus.Histogram
+
+	sessions *sessions
 
 	mu       sync.Mutex
 	lastNACK map[string]NACK
@@ -103,6 +106,8 @@ func NewServer(logger hclog.Logger, opts ...Option) *Server {
 		}),
 		lastNACK: map[string]NACK{},
 	}
+	host, _ := os.Hostname()
+	s.sessions = newSessions(host)
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, cacheLogger{s.log.Named("cache")})
 	for _, o := range opts {
 		o(s)
@@ -136,6 +141,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			s.mu.Lock()
 			s.sent[sentKey{id, resp.GetNonce()}] = time.Now()
 			s.mu.Unlock()
+			s.sessions.response(id, time.Now())
 		},
 		StreamClosedFunc: func(id int64, node *corev3.Node) {
 			s.streams.Dec()
@@ -146,9 +152,11 @@ func (s *Server) callbacks() serverv3.Callbacks {
 				}
 			}
 			s.mu.Unlock()
+			s.sessions.closed(id, time.Now())
 			s.log.Debug("stream closed", "stream", id, "node", node.GetId())
 		},
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			s.sessions.request(id, req, time.Now())
 			if nonce := req.GetResponseNonce(); nonce != "" {
 				s.mu.Lock()
 				if at, ok := s.sent[sentKey{id, nonce}]; ok {
