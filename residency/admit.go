@@ -33,6 +33,8 @@ type Decision struct {
 
 	ix       *Index
 	released bool
+	shared   bool // holds admitMu's read side (a write no zone checks)
+	zone     bool // a Zone write: later fast-path admits wait for it
 }
 
 // Allowed reports whether the write may be stored.
@@ -50,7 +52,14 @@ func (d *Decision) Done(rev int64) {
 		if rev > d.ix.lastWrite {
 			d.ix.lastWrite = rev
 		}
+		if d.zone && rev > d.ix.lastZoneWrite {
+			d.ix.lastZoneWrite = rev
+		}
 		d.ix.mu.Unlock()
+	}
+	if d.shared {
+		d.ix.admitMu.RUnlock()
+		return
 	}
 	d.ix.admitMu.Unlock()
 }
@@ -67,7 +76,9 @@ func (d *Decision) Done(rev int64) {
 // Admitted writes are serialized: the returned Decision holds a lock until
 // Done, and the next Admit first waits for the index to reflect the
 // previous write, so two writes through one control plane cannot each pass
-// alone and violate together.
+// alone and violate together. While no zone has checks, MeshTrace writes
+// are admitted at once and run concurrently (see admitUnchecked); Zone
+// writes stay serialized with everything.
 func (ix *Index) Admit(ctx context.Context, old, cur *resource.Resource) (*Decision, error) {
 	some := cur
 	if some == nil {
@@ -81,8 +92,13 @@ func (ix *Index) Admit(ctx context.Context, old, cur *resource.Resource) (*Decis
 	default:
 		return &Decision{}, nil
 	}
+	if some.Type == resource.TypeMeshTrace {
+		if d := ix.admitUnchecked(); d != nil {
+			return d, nil
+		}
+	}
 	ix.admitMu.Lock()
-	d := &Decision{ix: ix}
+	d := &Decision{ix: ix, zone: some.Type == resource.TypeZone}
 	ix.mu.Lock()
 	want := ix.lastWrite
 	ix.mu.Unlock()
@@ -188,4 +204,25 @@ func sortVerdicts(vs []Verdict) {
 		a, b := vs[i], vs[j]
 		return cmpStrings(a.Zone, b.Zone, a.Mesh, b.Mesh, a.Proxy, b.Proxy) < 0
 	})
+}
+
+// admitUnchecked admits a MeshTrace write at once, without serializing it
+// behind other writes, when no zone has residency checks (Enforce or Audit):
+// no proxy can then violate anything. It needs an index that has seen every
+// Zone write admitted here (those may turn checks on). The decision holds
+// admitMu's read side until Done, so a Zone write waits for such writes to
+// finish and they wait for it. It returns nil when the full path is needed.
+func (ix *Index) admitUnchecked() *Decision {
+	ix.admitMu.RLock()
+	ix.mu.Lock()
+	ok := ix.ready && ix.rev >= ix.lastZoneWrite
+	for _, z := range ix.compiled {
+		ok = ok && !z.Checked()
+	}
+	ix.mu.Unlock()
+	if !ok {
+		ix.admitMu.RUnlock()
+		return nil
+	}
+	return &Decision{ix: ix, shared: true}
 }

@@ -42,18 +42,20 @@ type Index struct {
 	log     hclog.Logger
 	now     func() time.Time
 	metric  *prometheus.GaugeVec
-	admitMu sync.Mutex // serializes admitted writes, see Admit
+	admitMu sync.RWMutex // serializes admitted writes, see Admit
 
-	mu         sync.Mutex
-	changed    chan struct{} // closed and replaced whenever rev moves
-	ready      bool
-	rev        int64
-	lastWrite  int64 // revision of the last write admitted here
-	zones      map[string]*resource.Resource
-	compiled   map[string]Zone
-	meshes     map[string]*meshState
-	verdicts   map[resource.Key]Verdict
-	violations map[resource.Key]Violation
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced whenever rev moves
+	ready     bool
+	rev       int64
+	lastWrite int64 // revision of the last write admitted here
+	// lastZoneWrite is the revision of the last Zone write admitted here.
+	lastZoneWrite int64
+	zones         map[string]*resource.Resource
+	compiled      map[string]Zone
+	meshes        map[string]*meshState
+	verdicts      map[resource.Key]Verdict
+	violations    map[resource.Key]Violation
 }
 
 type meshState struct {

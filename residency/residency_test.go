@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -364,5 +365,66 @@ func TestAdmitWaitsForItsPreviousWrite(t *testing.T) {
 	ix.Apply(5, []store.Event{{Type: store.EventPut, Resource: p, Revision: 5}})
 	if err := <-got; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// While no zone checks residency, policy writes are not serialized: a second
+// one is admitted while the first is still being written. A Zone write (it
+// may turn checks on) waits for them, and once a zone checks, policy writes
+// are serialized again.
+func TestAdmitUncheckedWritesRunConcurrently(t *testing.T) {
+	ix := newIndex(t, zoneRes(t, "west", "Off"), dp(t, "west", "web-1", "web"))
+	p := policy(t, "central", "{kind: MeshService, name: web}", zipkin("http://jaeger.central:9411"))
+	first, err := ix.Admit(context.Background(), nil, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Admit blocks on a lock, not on ctx: a serialized second admit would hang here.
+	second, err := ix.Admit(context.Background(), nil, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released atomic.Bool
+	zoneDone := make(chan bool, 1)
+	go func() {
+		d, err := ix.Admit(context.Background(), nil, zoneRes(t, "west", "Enforce", "*.west.svc"))
+		if err != nil {
+			t.Error(err)
+		}
+		zoneDone <- released.Load()
+		d.Done(4)
+	}()
+	released.Store(true)
+	first.Done(2)
+	second.Done(3)
+	ix.Apply(3, nil)
+	if !<-zoneDone {
+		t.Fatal("a Zone write was admitted while policy writes were in flight")
+	}
+	ix.Apply(4, []store.Event{{Type: store.EventPut, Resource: zoneRes(t, "west", "Enforce", "*.west.svc"), Revision: 4}})
+	// west is enforced now: policy writes are serialized again.
+	d, err := ix.Admit(context.Background(), nil, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allowed() {
+		t.Fatal("a collector outside west's allowed ones was admitted")
+	}
+	var done atomic.Bool
+	next := make(chan bool, 1)
+	go func() {
+		d2, err := ix.Admit(context.Background(), nil, p)
+		if err != nil {
+			t.Error(err)
+			next <- false
+			return
+		}
+		next <- done.Load()
+		d2.Done(0)
+	}()
+	done.Store(true)
+	d.Done(0)
+	if !<-next {
+		t.Fatal("a checked policy write was admitted while another was in flight")
 	}
 }
