@@ -1,5 +1,72 @@
 package resource
 
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Protocols a kuma.io/protocol tag may name (Kuma 2.7's list).
+const (
+	ProtocolTCP     = "tcp"
+	ProtocolHTTP    = "http"
+	ProtocolHTTP2   = "http2"
+	ProtocolGRPC    = "grpc"
+	ProtocolKafka   = "kafka"
+	ProtocolUnknown = "<unknown>"
+)
+
+// SupportedProtocols is the sorted list of valid kuma.io/protocol values.
+var SupportedProtocols = []string{ProtocolGRPC, ProtocolHTTP, ProtocolHTTP2, ProtocolKafka, ProtocolTCP}
+
+// ParseProtocol returns the protocol a kuma.io/protocol value names (case
+// insensitive), or ProtocolUnknown.
+func ParseProtocol(tag string) string {
+	switch p := strings.ToLower(tag); p {
+	case ProtocolTCP, ProtocolHTTP, ProtocolHTTP2, ProtocolGRPC, ProtocolKafka:
+		return p
+	}
+	return ProtocolUnknown
+}
+
+// localhostIP is where an inbound's application and an outbound's listener
+// are when no address is given.
+const localhostIP = "127.0.0.1"
+
+func cmpOr[T comparable](v, def T) T { return cmp.Or(v, def) }
+
+func isLoopback(addr string) bool {
+	ip := net.ParseIP(addr)
+	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
+}
+
+// validateInterfaces refuses two listeners on one address and port: two
+// inbounds, two outbounds, or an inbound and an outbound. Envoy would get two
+// listeners of one name and one of them would be dropped. (Beyond Kuma 2.7,
+// which accepts such Dataplanes.)
+func validateInterfaces(errs *ValidationErrors, n *DataplaneNetworking) {
+	used := map[string]string{} // address:port -> the field that took it
+	take := func(field, addr string, port uint32) {
+		if !validPort(port) {
+			return
+		}
+		hp := net.JoinHostPort(addr, strconv.FormatUint(uint64(port), 10))
+		if first, ok := used[hp]; ok {
+			errs.Add(joinField(field, "port"), fmt.Sprintf("%s is already used by %s", hp, first))
+			return
+		}
+		used[hp] = field
+	}
+	for i, in := range n.Inbound {
+		take(joinIndex(joinField("networking", "inbound"), i), cmpOr(in.Address, n.Address), in.Port)
+	}
+	for i, out := range n.Outbound {
+		take(joinIndex(joinField("networking", "outbound"), i), cmpOr(out.Address, localhostIP), out.Port)
+	}
+}
+
 // SetDefaults makes a gateway DELEGATED unless told otherwise and gives every
 // inbound a servicePort equal to its port when none is set.
 func (s *DataplaneSpec) SetDefaults() {
@@ -24,6 +91,8 @@ func (s *DataplaneSpec) Validate() ValidationErrors {
 		errs.Add(joinField(path, "address"), msgMustBeDefined)
 	case !isIPOrHostname(n.Address):
 		errs.Add(joinField(path, "address"), "must be a valid IP address or hostname")
+	case n.Address == "0.0.0.0" || n.Address == "::":
+		errs.Add(joinField(path, "address"), "must not be 0.0.0.0 or ::")
 	}
 	if n.AdvertisedAddress != "" && !isIPOrHostname(n.AdvertisedAddress) {
 		errs.Add(joinField(path, "advertisedAddress"), "must be a valid IP address or hostname")
@@ -48,8 +117,17 @@ func (s *DataplaneSpec) Validate() ValidationErrors {
 		if in.ServiceAddress != "" && !isIPOrHostname(in.ServiceAddress) {
 			errs.Add(joinField(p, "serviceAddress"), "must be a valid IP address or hostname")
 		}
+		if in.ServiceAddress != "" && (in.ServiceAddress == n.Address || in.ServiceAddress == in.Address) &&
+			(in.ServicePort == 0 || in.ServicePort == in.Port) {
+			errs.Add(joinField(p, "serviceAddress"), "serviceAddress and servicePort has to differ from address and port")
+		}
 		validateServiceTags(&errs, joinField(p, "tags"), in.Tags)
+		if v, ok := in.Tags[TagProtocol]; ok && ParseProtocol(v) == ProtocolUnknown {
+			errs.Add(joinKey(joinField(p, "tags"), TagProtocol), fmt.Sprintf("tag %q has an invalid value %q. Allowed values: %s",
+				TagProtocol, v, strings.Join(SupportedProtocols, ", ")))
+		}
 	}
+	validateInterfaces(&errs, n)
 	if g := n.Gateway; g != nil {
 		p := joinField(path, "gateway")
 		switch g.Type {
@@ -58,6 +136,12 @@ func (s *DataplaneSpec) Validate() ValidationErrors {
 			errs.Add(joinField(p, "type"), "must be one of BUILTIN, DELEGATED")
 		}
 		validateServiceTags(&errs, joinField(p, "tags"), g.Tags)
+		if v, ok := g.Tags[TagProtocol]; ok && v != ProtocolTCP {
+			errs.Add(joinKey(joinField(p, "tags"), TagProtocol), fmt.Sprintf("other values than tcp are not allowed, provided value %q", v))
+		}
+		if g.Type == GatewayBuiltin && len(n.Outbound) > 0 {
+			errs.Add(joinField(path, "outbound"), "outbound cannot be defined for builtin gateways")
+		}
 	}
 	for i, out := range n.Outbound {
 		p := joinIndex(joinField(path, "outbound"), i)
@@ -71,6 +155,21 @@ func (s *DataplaneSpec) Validate() ValidationErrors {
 	}
 	if a := n.Admin; a != nil && !validPort(a.Port) {
 		errs.Add(joinField(joinField(path, "admin"), "port"), msgPortRange)
+	} else if a != nil {
+		ap := joinField(joinField(path, "admin"), "port")
+		for _, in := range n.Inbound {
+			if (in.Port == a.Port && isLoopback(cmpOr(in.Address, n.Address))) ||
+				(cmpOr(in.ServicePort, in.Port) == a.Port && isLoopback(cmpOr(in.ServiceAddress, localhostIP))) {
+				errs.Add(ap, "must differ from inbound")
+				break
+			}
+		}
+		for _, out := range n.Outbound {
+			if out.Port == a.Port && isLoopback(cmpOr(out.Address, localhostIP)) {
+				errs.Add(ap, "must differ from outbound")
+				break
+			}
+		}
 	}
 	return errs
 }

@@ -22,7 +22,16 @@ type TargetRef struct {
 	Name string            `json:"name,omitempty"`
 	Mesh string            `json:"mesh,omitempty"`
 	Tags map[string]string `json:"tags,omitempty"`
+	// ProxyTypes narrows kinds Mesh and MeshSubset to sidecars, gateways or
+	// both (empty: both), as in Kuma 2.7.
+	ProxyTypes []string `json:"proxyTypes,omitempty"`
 }
+
+// Proxy types of TargetRef.ProxyTypes.
+const (
+	ProxyTypeSidecar = "Sidecar"
+	ProxyTypeGateway = "Gateway"
+)
 
 // MeshTraceConf is the tracing configuration. Pointers distinguish "unset"
 // (inherit when merging) from an explicit value; Backends set to an empty list

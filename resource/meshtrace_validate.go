@@ -87,10 +87,10 @@ func (s *MeshTraceSpec) Validate() ValidationErrors {
 var supportedTargetRefKinds = []string{KindMesh, KindMeshSubset, KindMeshService, KindMeshServiceSubset, KindMeshGateway}
 
 var targetRefKinds = map[string]struct {
-	name, tags bool // required / allowed
+	name, tags, proxyTypes bool // required / allowed / allowed
 }{
-	KindMesh:              {name: false, tags: false},
-	KindMeshSubset:        {name: false, tags: true},
+	KindMesh:              {name: false, tags: false, proxyTypes: true},
+	KindMeshSubset:        {name: false, tags: true, proxyTypes: true},
 	KindMeshService:       {name: true, tags: false},
 	KindMeshServiceSubset: {name: true, tags: true},
 	KindMeshGateway:       {name: true, tags: false},
@@ -111,6 +111,15 @@ func validateTargetRef(errs *ValidationErrors, path string, ref *TargetRef) {
 		errs.Add(joinField(path, "name"), "must be set with kind "+ref.Kind)
 	case !rule.name && ref.Name != "":
 		errs.Add(joinField(path, "name"), "must not be set with kind "+ref.Kind)
+	}
+	if !rule.proxyTypes && len(ref.ProxyTypes) > 0 {
+		errs.Add(joinField(path, "proxyTypes"), "must not be set with kind "+ref.Kind)
+	} else {
+		for i, pt := range ref.ProxyTypes {
+			if pt != ProxyTypeSidecar && pt != ProxyTypeGateway {
+				errs.Add(joinIndex(joinField(path, "proxyTypes"), i), "must be one of Sidecar, Gateway")
+			}
+		}
 	}
 	if !rule.tags {
 		if len(ref.Tags) > 0 {
@@ -133,8 +142,10 @@ func (c *MeshTraceConf) validate(errs *ValidationErrors, path string) {
 		validatePercentage(errs, joinField(sp, "client"), s.Client)
 		validatePercentage(errs, joinField(sp, "random"), s.Random)
 	}
-	if c.Backends != nil {
-		bp := joinField(path, "backends")
+	bp := joinField(path, "backends")
+	if c.Backends == nil {
+		errs.Add(bp, msgMustBeDefined)
+	} else {
 		switch len(*c.Backends) {
 		case 0: // tracing off
 		case 1:
@@ -152,8 +163,8 @@ func (t TraceTag) validate(errs *ValidationErrors, path string) {
 	switch {
 	case t.Literal != nil && t.Header != nil:
 		errs.Add(path, "tag must have only one type defined: header, literal")
-	case t.Literal == nil && t.Header == nil:
-		errs.Add(path, "tag must have exactly one defined: header, literal")
+	case t.Literal == nil && t.Header == nil: // Kuma 2.7 says the same for both cases
+		errs.Add(path, "tag must have only one type defined: header, literal")
 	case t.Header != nil && t.Header.Name == "":
 		errs.Add(joinField(joinField(path, "header"), "name"), msgMustNotBeEmpty)
 	}
