@@ -126,6 +126,7 @@ spec:
   default:
     sampling:
       overall: "12.5"
+    backends: []
 `
 	code, out, errOut := r.run(doc, "apply", "-f", "-")
 	if code != 0 || out != "meshtrace/a created\nmeshtrace/b created\n" {

@@ -49,6 +49,9 @@ func (a *App) inspect(ctx context.Context, c *Client, args []string) error {
 		default:
 			fmt.Fprintln(a.Stdout, "Effective collector: none (no MeshTrace applies)")
 		}
+		for _, w := range rules.Warnings {
+			fmt.Fprintf(a.Stdout, "Warning: %s\n", w)
+		}
 		fmt.Fprintln(a.Stdout, "Contributing policies (merge order, last wins):")
 		for _, p := range rules.Policies {
 			fmt.Fprintf(a.Stdout, "  - %s %s\n", p.Type, p.Name)

@@ -31,6 +31,14 @@ func (s storeSource) policies(ctx context.Context, mesh string) ([]*resource.Res
 	return res.Items, nil
 }
 
+func (s storeSource) gateways(ctx context.Context, mesh string) ([]*resource.Resource, error) {
+	res, err := s.g.Store().List(ctx, resource.TypeMeshGateway, store.ListOptions{Mesh: mesh})
+	if err != nil {
+		return nil, err
+	}
+	return res.Items, nil
+}
+
 // dataplane finds a Dataplane by its global name (<zone>.<name>) or, when
 // unambiguous, by the name it has in its zone.
 func (s storeSource) dataplane(ctx context.Context, mesh, name string) (*resource.Resource, error) {
@@ -109,7 +117,12 @@ func (s storeSource) DataplaneRules(ctx context.Context, mesh, name string) (ins
 	if err != nil {
 		return inspect.DataplaneRules{}, err
 	}
-	return inspect.RulesView(mesh, dp.Name, dp.Labels[resource.LabelZone], meshtrace.Compute(dp, pols)), nil
+	gws, err := s.gateways(ctx, mesh)
+	if err != nil {
+		return inspect.DataplaneRules{}, err
+	}
+	rules := meshtrace.Compute(dp, pols, meshtrace.SelectGateway(dp, gws))
+	return inspect.RulesView(mesh, dp.Name, dp.Labels[resource.LabelZone], rules, dp), nil
 }
 
 // DataplaneXDS forwards to the proxy's zone: only the zone holds the Envoy
@@ -147,9 +160,14 @@ func (s storeSource) PolicyDataplanes(ctx context.Context, mesh, name string) (i
 	if err != nil {
 		return inspect.AffectedDataplanes{}, err
 	}
+	gws, err := s.gateways(ctx, mesh)
+	if err != nil {
+		return inspect.AffectedDataplanes{}, err
+	}
 	out := inspect.AffectedDataplanes{Items: []inspect.AffectedDataplane{}}
 	for _, dp := range dps.Items {
-		if !meshtrace.Affects(pol, dp) {
+		gw := meshtrace.SelectGateway(dp, gws)
+		if !meshtrace.Affects(pol, dp, gw) {
 			continue
 		}
 		item := inspect.AffectedDataplane{Mesh: mesh, Name: dp.Name, Zone: dp.Labels[resource.LabelZone]}
@@ -159,7 +177,7 @@ func (s storeSource) PolicyDataplanes(ctx context.Context, mesh, name string) (i
 				break
 			}
 		}
-		item.Backend, item.Collector = meshtrace.EffectiveCollector(meshtrace.Compute(dp, pols).Conf)
+		item.Backend, item.Collector = meshtrace.EffectiveCollector(meshtrace.Compute(dp, pols, gw).Conf)
 		out.Items = append(out.Items, item)
 	}
 	sort.Slice(out.Items, func(i, j int) bool {

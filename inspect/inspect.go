@@ -3,6 +3,8 @@
 package inspect
 
 import (
+	"fmt"
+
 	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
 )
@@ -27,6 +29,9 @@ type DataplaneRules struct {
 	Backend string `json:"backend,omitempty"`
 	// Collector is the url or endpoint traces go to.
 	Collector string `json:"collector,omitempty"`
+	// Warnings say why the merged configuration may not trace everything,
+	// e.g. an inbound without an HTTP kuma.io/protocol.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // AffectedDataplane is one proxy a policy applies to.
@@ -45,8 +50,8 @@ type AffectedDataplanes struct {
 	Items []AffectedDataplane `json:"items"`
 }
 
-// RulesView renders computed rules in the _rules shape.
-func RulesView(mesh, name, zone string, rules meshtrace.Rules) DataplaneRules {
+// RulesView renders the rules computed for dp in the _rules shape.
+func RulesView(mesh, name, zone string, rules meshtrace.Rules, dp *resource.Resource) DataplaneRules {
 	out := DataplaneRules{Mesh: mesh, Name: name, Zone: zone, Policies: []PolicyRef{}}
 	for _, k := range rules.Policies {
 		out.Policies = append(out.Policies, Policy(k))
@@ -56,5 +61,33 @@ func RulesView(mesh, name, zone string, rules meshtrace.Rules) DataplaneRules {
 		out.Conf = &conf
 	}
 	out.Backend, out.Collector = meshtrace.EffectiveCollector(rules.Conf)
+	if rules.Enabled() {
+		out.Warnings = ProtocolWarnings(dp)
+	}
+	return out
+}
+
+// ProtocolWarnings names the inbounds of dp that tracing cannot apply to:
+// only listeners of kuma.io/protocol http, http2 or grpc are traced (as in
+// Kuma 2.7); tcp, kafka or no protocol get a plain TCP proxy.
+func ProtocolWarnings(dp *resource.Resource) []string {
+	spec, ok := dp.Spec.(*resource.DataplaneSpec)
+	if !ok || spec.IsGateway() {
+		return nil
+	}
+	var out []string
+	for i, in := range spec.Networking.Inbound {
+		v, set := in.Tags[resource.TagProtocol]
+		switch resource.ParseProtocol(v) {
+		case resource.ProtocolHTTP, resource.ProtocolHTTP2, resource.ProtocolGRPC:
+			continue
+		}
+		what := "is not set"
+		if set {
+			what = fmt.Sprintf("is %q", v)
+		}
+		out = append(out, fmt.Sprintf("networking.inbound[%d] (port %d, kuma.io/service %s): kuma.io/protocol %s, so this inbound is not traced; "+
+			"tracing needs kuma.io/protocol http, http2 or grpc", i, in.Port, in.Tags[resource.TagService], what))
+	}
 	return out
 }

@@ -1,5 +1,7 @@
 package resource
 
+import "net"
+
 // DataplaneSpec is Kuma's Universal Dataplane (its fields inline at the top level).
 type DataplaneSpec struct {
 	Networking DataplaneNetworking `json:"networking"`
@@ -67,6 +69,31 @@ func (s *DataplaneSpec) TagSets() []map[string]string {
 		out = append(out, in.Tags)
 	}
 	return out
+}
+
+// ServiceUnknown is the identifying service of a proxy without any
+// kuma.io/service tag (Kuma's value).
+const ServiceUnknown = "unknown"
+
+// IdentifyingService is the alphabetically first kuma.io/service among the
+// proxy's inbounds and gateway, as Kuma 2.7 names a proxy's spans.
+func (s *DataplaneSpec) IdentifyingService() string {
+	first := ""
+	for _, tags := range s.TagSets() {
+		if v := tags[TagService]; v != "" && (first == "" || v < first) {
+			first = v
+		}
+	}
+	if first == "" {
+		return ServiceUnknown
+	}
+	return first
+}
+
+// IsIPv6 reports whether the proxy's address is an IPv6 address.
+func (s *DataplaneSpec) IsIPv6() bool {
+	ip := net.ParseIP(s.Networking.Address)
+	return ip != nil && ip.To4() == nil
 }
 
 // SetZone forces the kuma.io/zone tag on every inbound and on the gateway.

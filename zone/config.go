@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"strings"
 
 	"github.com/meshtrace/meshtrace/config"
+	"github.com/meshtrace/meshtrace/policy/meshtrace/envoy"
 	"github.com/meshtrace/meshtrace/store"
 )
 
@@ -32,7 +34,14 @@ type APIConfig struct {
 
 // XDSConfig is the Envoy ADS server.
 type XDSConfig struct {
-	Address string `json:"address" desc:"Envoy ADS (gRPC) listen address"`
+	Address   string             `json:"address" desc:"Envoy ADS (gRPC) listen address"`
+	Collector CollectorTLSConfig `json:"collector"`
+}
+
+// CollectorTLSConfig is how proxies check https tracing collectors.
+type CollectorTLSConfig struct {
+	TrustedCAFile string `json:"trustedCAFile" desc:"CA bundle, on the proxy's file system, that https collectors' certificates are verified against"`
+	SkipVerify    bool   `json:"skipVerify" desc:"do not verify https collectors' certificates (logs a warning at start-up)"`
 }
 
 // GlobalConfig is how the zone reaches global over KDS.
@@ -54,8 +63,9 @@ func DefaultConfig() Config {
 			Embedded: store.EmbeddedStoreConfig{Dir: "./data-zone/etcd", AutoCompactionRetention: "1h"},
 			External: store.ExternalStoreConfig{DialTimeout: config.Duration(5e9)},
 		},
-		API:         APIConfig{Address: "127.0.0.1:5682"},
-		XDS:         XDSConfig{Address: "127.0.0.1:5678"},
+		API: APIConfig{Address: "127.0.0.1:5682"},
+		XDS: XDSConfig{Address: "127.0.0.1:5678",
+			Collector: CollectorTLSConfig{TrustedCAFile: envoy.DefaultTrustedCA}},
 		Diagnostics: config.DiagnosticsConfig{Address: "127.0.0.1:5692"},
 		Global: GlobalConfig{
 			MaxDeleteRatio: 0.5,
@@ -92,6 +102,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Global.Addresses) > 0 && !c.Global.Insecure && c.Global.CAFile == "" {
 		errs = append(errs, errors.New("global.caFile: global's CA certificate is required for TLS (or global.insecure: true in tests)"))
+	}
+	if !c.XDS.Collector.SkipVerify && !strings.HasPrefix(c.XDS.Collector.TrustedCAFile, "/") {
+		errs = append(errs, fmt.Errorf("xds.collector.trustedCAFile: %q must be an absolute path on the proxies (or set xds.collector.skipVerify)", c.XDS.Collector.TrustedCAFile))
 	}
 	if c.Global.MaxDeleteRatio <= 0 || c.Global.MaxDeleteRatio > 1 {
 		errs = append(errs, fmt.Errorf("global.maxDeleteRatio: %v must be in (0, 1]", c.Global.MaxDeleteRatio))

@@ -36,10 +36,11 @@ type zoneSource struct{ z *Zone }
 
 func (s zoneSource) DataplaneRules(ctx context.Context, mesh, name string) (inspect.DataplaneRules, error) {
 	rules, ok := s.z.rec.Rules(mesh, name)
-	if !ok {
+	dp, found := s.z.rec.Dataplane(mesh, name)
+	if !ok || !found {
 		return inspect.DataplaneRules{}, inspect.ErrNotFound
 	}
-	return inspect.RulesView(mesh, name, s.z.cfg.Name, rules), nil
+	return inspect.RulesView(mesh, name, s.z.cfg.Name, rules, dp), nil
 }
 
 func (s zoneSource) PolicyDataplanes(ctx context.Context, mesh, name string) (inspect.AffectedDataplanes, error) {

@@ -20,7 +20,7 @@ type proxyInputs interface {
 }
 
 // watchedTypes are the zone store types that shape proxies' configuration.
-var watchedTypes = []resource.Type{resource.TypeDataplane, resource.TypeMeshTrace}
+var watchedTypes = []resource.Type{resource.TypeDataplane, resource.TypeMeshTrace, resource.TypeMeshGateway}
 
 // feed keeps out current with the store: it lists every watched type at one
 // revision, hands the whole state over, then applies changes from revision+1.
@@ -64,7 +64,7 @@ func relist(ctx context.Context, log hclog.Logger, st store.Store, out proxyInpu
 		rev = res.Revision
 		lists[t] = res.Items
 	}
-	if err := out.Update(ctx, lists[resource.TypeDataplane], lists[resource.TypeMeshTrace]); err != nil {
+	if err := out.Update(ctx, lists[resource.TypeDataplane], append(lists[resource.TypeMeshTrace], lists[resource.TypeMeshGateway]...)); err != nil {
 		// Proxies that failed to build keep their last good config; the
 		// state itself was taken.
 		log.Warn("some proxies could not be built", "error", err)

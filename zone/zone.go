@@ -65,7 +65,12 @@ func New(cfg Config, logger hclog.Logger) (*Zone, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := xds.NewServer(log, xds.WithRegisterer(reg), xds.WithInstance(cfg.Name))
-	rec, err := xds.NewReconciler(log, srv.Cache(), reg)
+	if cfg.XDS.Collector.SkipVerify {
+		log.Warn("https tracing collectors' certificates are not verified (xds.collector.skipVerify)")
+	}
+	rec, err := xds.NewReconciler(log, srv.Cache(), reg, xds.WithCollectorTLS(xds.CollectorTLS{
+		TrustedCA: cfg.XDS.Collector.TrustedCAFile, SkipVerify: cfg.XDS.Collector.SkipVerify,
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("zone: %w", err)
 	}

@@ -184,6 +184,44 @@ func TestZoneServesSyncedPolicyToRegisteredProxy(t *testing.T) {
 	if code := call(t, "GET", api+"/meshes/default/dataplanes/nope/_rules", nil, nil); code != http.StatusNotFound {
 		t.Fatalf("_rules of unknown proxy: %d", code)
 	}
+	if len(rules.Warnings) != 0 {
+		t.Fatalf("an http inbound needs no warning: %v", rules.Warnings)
+	}
+
+	// A TCP inbound the policy matches: _rules says it is not traced.
+	db, _ := resource.New(resource.TypeDataplane, "default", "db-1")
+	db.Spec.(*resource.DataplaneSpec).Networking = resource.DataplaneNetworking{Address: "10.0.0.2",
+		Inbound: []resource.Inbound{{Port: 5432, Tags: map[string]string{resource.TagService: "db", resource.TagProtocol: "tcp"}}}}
+	if code := call(t, "PUT", api+"/meshes/default/dataplanes/db-1", db, nil); code != http.StatusCreated {
+		t.Fatalf("register db-1: %d", code)
+	}
+	waitCollector(t, z, "db-1", "http://west.zipkincollector:9411/api/v2/spans")
+	var dbRules inspect.DataplaneRules
+	if code := call(t, "GET", api+"/meshes/default/dataplanes/db-1/_rules", nil, &dbRules); code != http.StatusOK {
+		t.Fatalf("_rules: %d", code)
+	}
+	if len(dbRules.Warnings) != 1 || !strings.Contains(dbRules.Warnings[0], `kuma.io/protocol is "tcp"`) || !strings.Contains(dbRules.Warnings[0], "networking.inbound[0]") {
+		t.Fatalf("db-1 warnings %v", dbRules.Warnings)
+	}
+
+	// Two outbounds on one address:port are refused with the field path.
+	bad, _ := resource.New(resource.TypeDataplane, "default", "bad-1")
+	bad.Spec.(*resource.DataplaneSpec).Networking = resource.DataplaneNetworking{Address: "10.0.0.3",
+		Inbound: []resource.Inbound{{Port: 8080, Tags: map[string]string{resource.TagService: "bad"}}},
+		Outbound: []resource.Outbound{{Port: 10001, Tags: map[string]string{resource.TagService: "a"}},
+			{Port: 10001, Tags: map[string]string{resource.TagService: "b"}}}}
+	body, _ := json.Marshal(bad)
+	req, _ := http.NewRequest("PUT", api+"/meshes/default/dataplanes/bad-1", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errBody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(errBody), `"field":"networking.outbound[1].port"`) {
+		t.Fatalf("colliding outbounds: %d %s", resp.StatusCode, errBody)
+	}
 	var ready map[string]any
 	if code := call(t, "GET", "http://"+z.DiagnosticsAddr()+"/readyz", nil, &ready); code != http.StatusOK {
 		t.Fatalf("readyz: %d %v", code, ready)

@@ -12,13 +12,17 @@
 //   - MeshSubset: proxies with an inbound (or gateway) whose tags include all of targetRef.tags;
 //   - MeshService: proxies with an inbound (or gateway) tagged kuma.io/service: <name>;
 //   - MeshServiceSubset: both at once, on the same inbound;
-//   - MeshGateway: builtin gateways whose kuma.io/service is <name>.
+//   - MeshGateway: builtin gateways configured by the MeshGateway <name> (see SelectGateway).
+//
+// targetRef.proxyTypes narrows Mesh and MeshSubset to sidecars (proxies
+// without a gateway section) or gateways (builtin or delegated).
 //
 // Selected policies are merged from the least to the most specific (see Less),
 // so the most specific policy's fields win.
 package meshtrace
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/meshtrace/meshtrace/resource"
@@ -66,8 +70,10 @@ func isZoneOrigin(r *resource.Resource) bool {
 }
 
 // Affects reports whether policy selects the proxy dp. Both must be of the
-// same mesh; a resource of the wrong type never matches.
-func Affects(policy, dp *resource.Resource) bool {
+// same mesh; a resource of the wrong type never matches. gw is the
+// MeshGateway configuring dp when dp is a builtin gateway (see
+// SelectGateway); without it a MeshGateway target selects nothing.
+func Affects(policy, dp *resource.Resource, gw ...*resource.Resource) bool {
 	ps, ds := spec(policy), dataplane(dp)
 	if ps == nil || ds == nil || policy.Mesh != dp.Mesh {
 		return false
@@ -79,18 +85,62 @@ func Affects(policy, dp *resource.Resource) bool {
 	}
 	switch kind {
 	case resource.KindMesh:
-		return true
+		return proxyTypeMatches(ref.ProxyTypes, ds)
 	case resource.KindMeshSubset:
-		return anyTagSet(ds, ref.Tags, "")
+		return proxyTypeMatches(ref.ProxyTypes, ds) && anyTagSet(ds, ref.Tags, "")
 	case resource.KindMeshService:
 		return anyTagSet(ds, nil, ref.Name)
 	case resource.KindMeshServiceSubset:
 		return anyTagSet(ds, ref.Tags, ref.Name)
 	case resource.KindMeshGateway:
-		return ds.IsBuiltinGateway() && ds.Networking.Gateway.Tags[resource.TagService] == ref.Name
+		g := firstGateway(gw)
+		return ds.IsBuiltinGateway() && g != nil && g.Mesh == policy.Mesh && g.Name == ref.Name
 	default:
 		return false
 	}
+}
+
+func firstGateway(gw []*resource.Resource) *resource.Resource {
+	if len(gw) == 0 {
+		return nil
+	}
+	return gw[0]
+}
+
+// proxyTypeMatches reports whether a proxy of spec ds is one of types (all
+// when types is empty).
+func proxyTypeMatches(types []string, ds *resource.DataplaneSpec) bool {
+	if len(types) == 0 {
+		return true
+	}
+	want := resource.ProxyTypeSidecar
+	if ds.IsGateway() {
+		want = resource.ProxyTypeGateway
+	}
+	return slices.Contains(types, want)
+}
+
+// SelectGateway returns the MeshGateway of gateways that configures the
+// builtin gateway dp: one whose selectors match dp's gateway tags, the most
+// specific selector winning, then the smallest name. It returns nil for other
+// proxies or when none matches.
+func SelectGateway(dp *resource.Resource, gateways []*resource.Resource) *resource.Resource {
+	ds := dataplane(dp)
+	if ds == nil || !ds.IsBuiltinGateway() {
+		return nil
+	}
+	var best *resource.Resource
+	bestN := -1
+	for _, g := range gateways {
+		gs, ok := g.Spec.(*resource.MeshGatewaySpec)
+		if !ok || g.Mesh != dp.Mesh {
+			continue
+		}
+		if ok, n := gs.Selects(ds.Networking.Gateway.Tags); ok && (n > bestN || (n == bestN && g.Name < best.Name)) {
+			best, bestN = g, n
+		}
+	}
+	return best
 }
 
 // anyTagSet reports whether one of the proxy's tag sets holds every tag of
@@ -137,11 +187,11 @@ func Less(a, b *resource.Resource) bool {
 
 // Match returns the MeshTrace policies that select dp, in merge order (the
 // last one wins). Policies of other meshes and other types are ignored. The
-// input slice is not modified.
-func Match(dp *resource.Resource, policies []*resource.Resource) []*resource.Resource {
+// input slice is not modified. gw is as for Affects.
+func Match(dp *resource.Resource, policies []*resource.Resource, gw ...*resource.Resource) []*resource.Resource {
 	var out []*resource.Resource
 	for _, p := range policies {
-		if Affects(p, dp) {
+		if Affects(p, dp, gw...) {
 			out = append(out, p)
 		}
 	}

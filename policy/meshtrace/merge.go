@@ -21,9 +21,10 @@ func Enabled(conf resource.MeshTraceConf) bool {
 	return conf.Backends != nil && len(*conf.Backends) > 0
 }
 
-// Compute matches policies against dp and merges the matching ones.
-func Compute(dp *resource.Resource, policies []*resource.Resource) Rules {
-	return Merge(Match(dp, policies))
+// Compute matches policies against dp and merges the matching ones. gw is as
+// for Affects.
+func Compute(dp *resource.Resource, policies []*resource.Resource, gw ...*resource.Resource) Rules {
+	return Merge(Match(dp, policies, gw...))
 }
 
 // Merge merges the `default` sections of already ordered policies (see Match)

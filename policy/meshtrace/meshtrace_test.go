@@ -38,6 +38,14 @@ func gateway(name, typ string, tags map[string]string) *resource.Resource {
 	return &resource.Resource{Meta: resource.Meta{Type: resource.TypeDataplane, Mesh: "default", Name: name}, Spec: spec}
 }
 
+func meshGateway(name string, match map[string]string) *resource.Resource {
+	return &resource.Resource{
+		Meta: resource.Meta{Type: resource.TypeMeshGateway, Mesh: "default", Name: name},
+		Spec: &resource.MeshGatewaySpec{Selectors: []resource.Selector{{Match: match}},
+			Conf: &resource.MeshGatewayConf{Listeners: []resource.GatewayListener{{Port: 8080, Protocol: resource.GatewayHTTP}}}},
+	}
+}
+
 func zipkin(url string) *resource.MeshTraceConf {
 	return &resource.MeshTraceConf{Backends: &[]resource.Backend{{Type: resource.BackendZipkin, Zipkin: &resource.ZipkinBackend{URL: url}}}}
 }
@@ -50,8 +58,11 @@ func TestAffects(t *testing.T) {
 	other := sidecar("other", map[string]string{"kuma.io/service": "backend"})
 	other.Mesh = "other"
 
-	ref := func(kind, name string, tags map[string]string) *resource.TargetRef {
-		return &resource.TargetRef{Kind: kind, Name: name, Tags: tags}
+	edgeGW := meshGateway("edge-gateway", map[string]string{"kuma.io/service": "edge"})
+	gateways := []*resource.Resource{meshGateway("other-gateway", map[string]string{"kuma.io/service": "other"}), edgeGW}
+
+	ref := func(kind, name string, tags map[string]string, proxyTypes ...string) *resource.TargetRef {
+		return &resource.TargetRef{Kind: kind, Name: name, Tags: tags, ProxyTypes: proxyTypes}
 	}
 	tests := []struct {
 		name string
@@ -59,6 +70,14 @@ func TestAffects(t *testing.T) {
 		dp   *resource.Resource
 		want bool
 	}{
+		{"Mesh Sidecar selects sidecar", ref("Mesh", "", nil, "Sidecar"), backend, true},
+		{"Mesh Sidecar skips gateway", ref("Mesh", "", nil, "Sidecar"), builtin, false},
+		{"Mesh Gateway selects builtin", ref("Mesh", "", nil, "Gateway"), builtin, true},
+		{"Mesh Gateway selects delegated", ref("Mesh", "", nil, "Gateway"), delegated, true},
+		{"Mesh Gateway skips sidecar", ref("Mesh", "", nil, "Gateway"), backend, false},
+		{"Mesh both", ref("Mesh", "", nil, "Sidecar", "Gateway"), builtin, true},
+		{"MeshSubset Gateway", ref("MeshSubset", "", map[string]string{"kuma.io/zone": "east"}, "Gateway"), builtin, true},
+		{"MeshSubset Gateway skips sidecar", ref("MeshSubset", "", map[string]string{"kuma.io/zone": "east"}, "Gateway"), backend, false},
 		{"omitted targetRef is Mesh", nil, backend, true},
 		{"Mesh", ref("Mesh", "", nil), backend, true},
 		{"Mesh selects builtin gateway", ref("Mesh", "", nil), builtin, true},
@@ -78,8 +97,9 @@ func TestAffects(t *testing.T) {
 		{"MeshServiceSubset wrong version", ref("MeshServiceSubset", "backend", map[string]string{"version": "v2"}), backend, false},
 		{"MeshServiceSubset same inbound only", ref("MeshServiceSubset", "a", map[string]string{"version": "v2"}), multi, false},
 		{"MeshServiceSubset b v2", ref("MeshServiceSubset", "b", map[string]string{"version": "v2"}), multi, true},
-		{"MeshGateway builtin", ref("MeshGateway", "edge", nil), builtin, true},
-		{"MeshGateway other name", ref("MeshGateway", "other", nil), builtin, false},
+		{"MeshGateway builtin", ref("MeshGateway", "edge-gateway", nil), builtin, true},
+		{"MeshGateway by service name is not enough", ref("MeshGateway", "edge", nil), builtin, false},
+		{"MeshGateway other name", ref("MeshGateway", "other-gateway", nil), builtin, false},
 		{"MeshGateway delegated", ref("MeshGateway", "kong", nil), delegated, false},
 		{"MeshGateway sidecar", ref("MeshGateway", "backend", nil), backend, false},
 		{"unknown kind", ref("MeshHTTPRoute", "backend", nil), backend, false},
@@ -87,13 +107,22 @@ func TestAffects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := policy("p", tt.ref, nil)
-			if got := Affects(p, tt.dp); got != tt.want {
+			if got := Affects(p, tt.dp, SelectGateway(tt.dp, gateways)); got != tt.want {
 				t.Fatalf("Affects = %v, want %v", got, tt.want)
 			}
 		})
 	}
 	if Affects(backend, backend) {
 		t.Fatal("a Dataplane is not a policy")
+	}
+	if Affects(policy("p", ref("MeshGateway", "edge-gateway", nil), nil), builtin) {
+		t.Fatal("a MeshGateway target needs the MeshGateway")
+	}
+	if g := SelectGateway(builtin, gateways); g != edgeGW {
+		t.Fatalf("selected %v", g)
+	}
+	if g := SelectGateway(delegated, gateways); g != nil {
+		t.Fatalf("a delegated gateway has no MeshGateway, got %v", g)
 	}
 }
 
@@ -130,7 +159,7 @@ func TestMatchOrder(t *testing.T) {
 		policy("svc", &resource.TargetRef{Kind: "MeshService", Name: "edge"}, nil),
 		policy("subset", &resource.TargetRef{Kind: "MeshSubset"}, nil),
 	}
-	if got, want := names(Match(gw, gwPolicies)), []string{"mesh", "subset", "gw", "svc"}; !reflect.DeepEqual(got, want) {
+	if got, want := names(Match(gw, gwPolicies, meshGateway("edge", map[string]string{"kuma.io/service": "edge"}))), []string{"mesh", "subset", "gw", "svc"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("gateway order = %v, want %v", got, want)
 	}
 }

@@ -14,12 +14,14 @@ import (
 	"github.com/meshtrace/meshtrace/resource"
 )
 
-// benchProxies returns n distinct sidecars (own address, one inbound, three
-// outbounds) so that no two share a build.
+// benchProxies returns n distinct sidecars (own address, one http inbound
+// of one of 100 services, three outbounds to other services of the 100) so
+// that no two share a build and every outbound has endpoints (n/100 each).
 func benchProxies(n int) []*resource.Resource {
 	out := make([]*resource.Resource, n)
 	for i := range out {
-		dp := sidecar(fmt.Sprintf("backend-%d", i), fmt.Sprintf("svc-%d", i%100), map[string]string{resource.TagZone: "east"}, "web", "db", "cache")
+		svc := func(d int) string { return fmt.Sprintf("svc-%d", (i+d)%100) }
+		dp := sidecar(fmt.Sprintf("backend-%d", i), svc(0), map[string]string{resource.TagZone: "east"}, svc(1), svc(2), svc(3))
 		dp.Spec.(*resource.DataplaneSpec).Networking.Address = fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 		out[i] = dp
 	}
@@ -73,6 +75,10 @@ func benchmarkBuild(b *testing.B, n int, shared bool) {
 			for i, dp := range dps {
 				rules[i] = meshtrace.Compute(dp, policies)
 			}
+			in := &inputs{services: newServices()}
+			for _, dp := range dps {
+				in.services.set(dp.Key(), nil, contributions(dp))
+			}
 			snaps := make([]*cache.Snapshot, n)
 			var retained uint64
 			var cpu time.Duration
@@ -89,7 +95,7 @@ func benchmarkBuild(b *testing.B, n int, shared bool) {
 					ps = newParts()
 				}
 				for i, dp := range dps {
-					s, err := build(dp, rules[i].Conf, ps, digest{}, nil)
+					s, err := build(dp, rules[i].Conf, ps, digest{}, nil, in)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -187,7 +193,7 @@ func BenchmarkBuildOne(b *testing.B) {
 	b.ReportAllocs()
 	c0 := cpuTime()
 	for b.Loop() {
-		if _, err := Build(dp, rules); err != nil {
+		if _, err := Build(dp, rules, Env{}); err != nil {
 			b.Fatal(err)
 		}
 	}

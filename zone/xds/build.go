@@ -3,13 +3,17 @@
 // Reconciler keeps every proxy's snapshot current in a go-control-plane
 // SnapshotCache, and Server serves that cache over ADS.
 //
-// Resource names in a proxy's snapshot:
+// Listeners follow kuma.io/protocol (the inbound's tag; for an outbound, the
+// protocol the destination's endpoints in the zone agree on): http, http2 and
+// grpc get an HttpConnectionManager with the proxy's tracing, tcp, kafka or
+// none get tcp_proxy and no tracing. Resource names in a proxy's snapshot:
 //
-//	inbound:<address>:<port>    listener per inbound -> cluster localhost:<servicePort>
+//	inbound:<address>:<port>    listener per inbound -> its application's cluster
 //	outbound:<address>:<port>   listener per outbound -> EDS cluster <destination kuma.io/service>
-//	gateway:<address>:<port>    builtin gateway listener (port of inbound[0], else 8080), 404 for now
-//	localhost:<port>            STATIC cluster to the application (serviceAddress or 127.0.0.1)
-//	<service>                   EDS cluster with an empty ClusterLoadAssignment
+//	gateway:<address>:<port>    builtin gateway listener per HTTP port of its MeshGateway, 404 (no routes)
+//	localhost:<port>            STATIC cluster to an application on 127.0.0.1
+//	<serviceAddress>:<port>     STATIC cluster to an application elsewhere
+//	<service>                   EDS cluster; its ClusterLoadAssignment lists the zone's endpoints
 //	meshtrace:<type>:<host>_<port>  collector cluster ("-tls" after the type for https)
 package xds
 
@@ -31,6 +35,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -45,16 +51,12 @@ import (
 )
 
 const (
-	// DefaultGatewayPort is the port of a builtin gateway's listener when the
-	// gateway Dataplane has no inbound to take the port from. (Kuma takes
-	// gateway ports from MeshGateway resources, which this project does not
-	// model; the gateway's first inbound port stands in for them.)
-	DefaultGatewayPort = 8080
-
 	localhost      = "127.0.0.1"
 	connectTimeout = 5
 	hcmFilter      = "envoy.filters.network.http_connection_manager"
+	tcpProxyFilter = "envoy.filters.network.tcp_proxy"
 	routerFilter   = "envoy.filters.http.router"
+	httpOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
 
 // ErrNotDataplane is returned by Build for a resource that is not a Dataplane.
@@ -65,12 +67,58 @@ func NodeID(mesh, name string) string { return mesh + "." + name }
 
 var routerAny = mustAny(&routerv3.Router{})
 
+// http2Options makes a cluster speak HTTP/2 to its upstream.
+var http2Options = map[string]*anypb.Any{httpOptionsKey: mustAny(&upstreamhttpv3.HttpProtocolOptions{
+	UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+		ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+				Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+			},
+		},
+	},
+})}
+
 func mustAny(m proto.Message) *anypb.Any {
 	a, err := anypb.New(m)
 	if err != nil {
 		panic(err)
 	}
 	return a
+}
+
+// CollectorTLS is how proxies check https collectors (zone configuration).
+type CollectorTLS struct {
+	// TrustedCA is the CA bundle path on the proxy; "" means envoy.DefaultTrustedCA.
+	TrustedCA string
+	// SkipVerify turns verification off.
+	SkipVerify bool
+}
+
+// Env is what a proxy's configuration depends on besides its own Dataplane
+// and its MeshTrace rules.
+type Env struct {
+	// Dataplanes are the zone's Dataplanes: an outbound's endpoints and
+	// protocol come from their inbounds tagged with its kuma.io/service.
+	Dataplanes []*resource.Resource
+	// Gateways are the MeshGateways: a builtin gateway's listeners come from
+	// the one selecting it (meshtrace.SelectGateway).
+	Gateways []*resource.Resource
+	// Collector is how https collectors are verified.
+	Collector CollectorTLS
+}
+
+// inputs is Env prepared for building.
+type inputs struct {
+	services *services
+	gateway  *resource.MeshGatewaySpec
+	tls      CollectorTLS
+}
+
+func (in *inputs) destination(mesh, name string) (*part, string) {
+	if svc := in.services.get(mesh, name); svc != nil {
+		return svc.part, svc.protocol
+	}
+	return emptyService(name), resource.ProtocolUnknown
 }
 
 // builder accumulates one proxy's resources.
@@ -81,74 +129,87 @@ type builder struct {
 	listeners []types.Resource
 	clusters  []types.Resource
 	endpoints []types.Resource
-	sums      []digest        // per cluster: hash of the cluster and its load assignment
+	sums      []*part         // per cluster, for the versions
 	seen      map[string]bool // cluster names already added
 	eds       int             // EDS clusters added
+	http      int             // listeners with an HttpConnectionManager
 }
 
-// Build returns the snapshot of one proxy: a listener per inbound (routing to
-// the local cluster localhost:<servicePort>), a listener per outbound (routing
-// to an EDS cluster named after the destination's kuma.io/service, served with
-// an empty ClusterLoadAssignment), or for a builtin gateway one listener on
-// its first inbound's port (else DefaultGatewayPort) answering 404 until
-// routes exist. Every HttpConnectionManager carries the tracing block of
-// rules, and the collector cluster is in the same snapshot. Outbounds without
-// a kuma.io/service tag are skipped.
+// Build returns the snapshot of one proxy:
+//
+//   - a listener per inbound, routing to the application's STATIC cluster;
+//   - a listener per outbound, routing to the EDS cluster of the
+//     destination's kuma.io/service, whose load assignment lists every inbound
+//     of env.Dataplanes tagged with that service (an empty one when no
+//     Dataplane of the zone serves it);
+//   - for a builtin gateway, a listener per HTTP port of the MeshGateway of
+//     env.Gateways that selects it, answering 404 until routes exist (no
+//     listener without a MeshGateway, as Kuma).
+//
+// HTTP listeners (see the package comment) carry the tracing of rules, and
+// the collector cluster is in the same snapshot. Outbounds without a
+// kuma.io/service tag are skipped.
 //
 // Every resource passes ValidateAll and the snapshot is Consistent. The
-// version is a hash of the content: equal inputs give equal versions.
-func Build(dp *resource.Resource, rules meshtrace.Rules) (*cache.Snapshot, error) {
-	return build(dp, rules.Conf, nil, digest{}, nil)
+// versions (one per resource type) hash the content: equal inputs give equal
+// versions.
+func Build(dp *resource.Resource, rules meshtrace.Rules, env Env) (*cache.Snapshot, error) {
+	svcs := newServices()
+	for _, other := range env.Dataplanes {
+		if other.Type == resource.TypeDataplane && other.Mesh == dp.Mesh {
+			svcs.set(other.Key(), nil, contributions(other))
+		}
+	}
+	in := &inputs{services: svcs, tls: env.Collector}
+	if g := meshtrace.SelectGateway(dp, env.Gateways); g != nil {
+		in.gateway = g.Spec.(*resource.MeshGatewaySpec)
+	}
+	return build(dp, rules.Conf, nil, digest{}, nil, in)
 }
 
 // build is Build sharing what it can through shared (which may be nil);
 // confKey identifies conf among the configurations parts has seen. own, when
 // not nil, caches this proxy's listener-specific encodings by listener name:
 // it must be emptied whenever the Dataplane changes.
-func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, confKey digest, own map[string][]byte) (*cache.Snapshot, error) {
+func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, confKey digest, own map[string][]byte, in *inputs) (*cache.Snapshot, error) {
 	spec, ok := dp.Spec.(*resource.DataplaneSpec)
 	if !ok {
 		return nil, ErrNotDataplane
 	}
-	tr, err := shared.tracing(confKey, conf)
+	tr, err := shared.tracing(confKey, conf, envoy.Options{IPv6: spec.IsIPv6(), TrustedCA: in.tls.TrustedCA, SkipVerify: in.tls.SkipVerify})
 	if err != nil {
 		return nil, fmt.Errorf("meshtrace: %w", err)
 	}
 	b := &builder{tr: tr, parts: shared, own: own, seen: map[string]bool{}}
 	nw := spec.Networking
-	service := proxyService(spec)
+	service := spec.IdentifyingService()
 
 	if spec.IsBuiltinGateway() {
-		port := uint32(DefaultGatewayPort)
-		if len(nw.Inbound) > 0 {
-			port = nw.Inbound[0].Port
-		}
-		name := "gateway:" + hostPort(nw.Address, port)
-		l := envoy.Listener{Direction: envoy.Gateway, Service: service}
-		if err := b.listener(name, nw.Address, port, corev3.TrafficDirection_INBOUND, "", l); err != nil {
+		if err := b.gatewayListeners(nw.Address, service, in.gateway); err != nil {
 			return nil, err
 		}
 	} else {
-		for _, in := range nw.Inbound {
-			addr := in.Address
+		for _, inb := range nw.Inbound {
+			addr := inb.Address
 			if addr == "" {
 				addr = nw.Address
 			}
-			svcPort := in.ServicePort
+			svcPort := inb.ServicePort
 			if svcPort == 0 {
-				svcPort = in.Port
+				svcPort = inb.Port
 			}
-			svcAddr := in.ServiceAddress
+			svcAddr := inb.ServiceAddress
 			if svcAddr == "" {
 				svcAddr = localhost
 			}
-			cluster := "localhost:" + strconv.FormatUint(uint64(svcPort), 10)
-			if err := b.staticCluster(cluster, svcAddr, svcPort); err != nil {
+			protocol := resource.ParseProtocol(inb.Tags[resource.TagProtocol])
+			cluster := localClusterName(svcAddr, svcPort)
+			if err := b.staticCluster(cluster, svcAddr, svcPort, isHTTP2(protocol)); err != nil {
 				return nil, err
 			}
-			name := "inbound:" + hostPort(addr, in.Port)
-			l := envoy.Listener{Direction: envoy.Inbound, Service: in.Tags[resource.TagService]}
-			if err := b.listener(name, addr, in.Port, corev3.TrafficDirection_INBOUND, cluster, l); err != nil {
+			name := "inbound:" + hostPort(addr, inb.Port)
+			l := envoy.Listener{Direction: envoy.Inbound, Service: service}
+			if err := b.listener(name, addr, inb.Port, corev3.TrafficDirection_INBOUND, cluster, protocol, l); err != nil {
 				return nil, err
 			}
 		}
@@ -162,31 +223,57 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, co
 		if addr == "" {
 			addr = localhost
 		}
-		if err := b.edsCluster(dest); err != nil {
-			return nil, err
-		}
+		p, protocol := in.destination(dp.Mesh, dest)
+		b.add(p)
 		name := "outbound:" + hostPort(addr, out.Port)
 		l := envoy.Listener{Direction: envoy.Outbound, Service: service, Destination: dest}
-		if err := b.listener(name, addr, out.Port, corev3.TrafficDirection_OUTBOUND, dest, l); err != nil {
+		if err := b.listener(name, addr, out.Port, corev3.TrafficDirection_OUTBOUND, dest, protocol, l); err != nil {
 			return nil, err
 		}
 	}
-	if tr != nil && len(b.listeners) > 0 {
+	if tr != nil && b.http > 0 {
 		b.add(tr.collector)
 	}
 	return b.snapshot()
 }
 
-// proxyService is the proxy's own service: the gateway's kuma.io/service, else
-// its first inbound's.
-func proxyService(spec *resource.DataplaneSpec) string {
-	if g := spec.Networking.Gateway; g != nil {
-		return g.Tags[resource.TagService]
+// localClusterName names an inbound's application cluster by its address
+// and port: localhost:<port> on 127.0.0.1 (Kuma's name), else <address>:<port>.
+func localClusterName(addr string, port uint32) string {
+	if addr == localhost {
+		return "localhost:" + strconv.FormatUint(uint64(port), 10)
 	}
-	if len(spec.Networking.Inbound) > 0 {
-		return spec.Networking.Inbound[0].Tags[resource.TagService]
+	return hostPort(addr, port)
+}
+
+// gatewayListeners adds a listener per HTTP port of gw (nil: none). Listeners
+// of one port share it, each hostname a virtual host. HTTPS, TLS and TCP
+// listeners need certificates or routes this project does not model; they
+// get no listener.
+func (b *builder) gatewayListeners(addr, service string, gw *resource.MeshGatewaySpec) error {
+	if gw == nil || gw.Conf == nil {
+		return nil
 	}
-	return ""
+	hosts := map[uint32][]string{}
+	var ports []uint32
+	for _, l := range gw.Conf.Listeners {
+		if l.Protocol != resource.GatewayHTTP {
+			continue
+		}
+		if _, ok := hosts[l.Port]; !ok {
+			ports = append(ports, l.Port)
+		}
+		hosts[l.Port] = append(hosts[l.Port], l.NonEmptyHostname())
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	for _, port := range ports {
+		name := "gateway:" + hostPort(addr, port)
+		l := envoy.Listener{Direction: envoy.Gateway, Service: service}
+		if err := b.httpListener(name, addr, port, corev3.TrafficDirection_INBOUND, noRoutes(hosts[port]), l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func hostPort(host string, port uint32) string {
@@ -195,15 +282,28 @@ func hostPort(host string, port uint32) string {
 
 var prefixMatch = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
 
-// noRoute answers 404: a builtin gateway's routes come from route policies
-// this project does not model yet.
-func noRoute() *routev3.VirtualHost {
-	return &routev3.VirtualHost{Name: "*", Domains: []string{"*"}, Routes: []*routev3.Route{{
-		Match: prefixMatch,
-		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-			Status: 404,
-		}},
-	}}}
+// noRoutes answers 404 for every host: a builtin gateway's routes come from
+// route policies this project does not model. "*" sorts last.
+func noRoutes(hosts []string) func() []*routev3.VirtualHost {
+	return func() []*routev3.VirtualHost {
+		sorted := append([]string(nil), hosts...)
+		sort.Slice(sorted, func(i, j int) bool {
+			if (sorted[i] == "*") != (sorted[j] == "*") {
+				return sorted[j] == "*"
+			}
+			return sorted[i] < sorted[j]
+		})
+		out := make([]*routev3.VirtualHost, 0, len(sorted))
+		for _, h := range sorted {
+			out = append(out, &routev3.VirtualHost{Name: h, Domains: []string{h}, Routes: []*routev3.Route{{
+				Match: prefixMatch,
+				Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+					Status: 404,
+				}},
+			}}})
+		}
+		return out
+	}
 }
 
 func routeTo(cluster string) *routev3.VirtualHost {
@@ -226,35 +326,47 @@ func statPrefix(name string) string {
 	}, name)
 }
 
-// listener adds a listener whose HttpConnectionManager routes everything to
-// cluster (or answers 404 when cluster is empty).
-func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDirection, cluster string, l envoy.Listener) error {
-	var tracing *hcmv3.HttpConnectionManager_Tracing
-	if b.tr != nil {
-		var err error
-		if tracing, err = b.tr.tracer.HTTP(l); err != nil {
+// listener adds a listener forwarding to cluster: an HttpConnectionManager
+// (with tracing) for HTTP protocols, else tcp_proxy.
+func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDirection, cluster, protocol string, l envoy.Listener) error {
+	if isHTTP(protocol) {
+		return b.httpListener(name, addr, port, dir, func() []*routev3.VirtualHost { return []*routev3.VirtualHost{routeTo(cluster)} }, l)
+	}
+	return b.tcpListener(name, addr, port, dir, cluster)
+}
+
+// tcpListener adds a listener whose tcp_proxy forwards to cluster.
+func (b *builder) tcpListener(name, addr string, port uint32, dir corev3.TrafficDirection, cluster string) error {
+	key := "tcp\x00" + name + "\x00" + cluster
+	enc, ok := b.own[key]
+	if !ok {
+		tp := &tcpproxyv3.TcpProxy{
+			StatPrefix:       statPrefix(name),
+			ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+		}
+		if err := tp.ValidateAll(); err != nil {
 			return fmt.Errorf("listener %s: %w", name, err)
 		}
+		var err error
+		if enc, err = marshal.Marshal(tp); err != nil {
+			return err
+		}
+		if b.own != nil {
+			b.own[key] = enc
+		}
 	}
-	own, err := b.ownHCM(name, cluster)
-	if err != nil {
-		return fmt.Errorf("listener %s: %w", name, err)
-	}
-	shared, err := b.tr.sharedHCM(tracing)
-	if err != nil {
-		return fmt.Errorf("listener %s: %w", name, err)
-	}
-	// See ownHCM: the two encodings hold disjoint fields.
-	value := make([]byte, 0, len(own)+len(shared))
-	hcmAny := &anypb.Any{TypeUrl: hcmTypeURL, Value: append(append(value, own...), shared...)}
+	return b.addListener(name, addr, port, dir, tcpProxyFilter, &anypb.Any{TypeUrl: tcpProxyTypeURL, Value: enc})
+}
+
+func (b *builder) addListener(name, addr string, port uint32, dir corev3.TrafficDirection, filter string, cfg *anypb.Any) error {
 	lis := &listenerv3.Listener{
 		Name:             name,
 		Address:          envoy.SocketAddress(addr, port),
 		TrafficDirection: dir,
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
-				Name:       hcmFilter,
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+				Name:       filter,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: cfg},
 			}},
 		}},
 	}
@@ -265,9 +377,35 @@ func (b *builder) listener(name, addr string, port uint32, dir corev3.TrafficDir
 	return nil
 }
 
+// httpListener adds a listener whose HttpConnectionManager serves the
+// virtual hosts vhosts returns.
+func (b *builder) httpListener(name, addr string, port uint32, dir corev3.TrafficDirection, vhosts func() []*routev3.VirtualHost, l envoy.Listener) error {
+	var tracing *hcmv3.HttpConnectionManager_Tracing
+	if b.tr != nil {
+		var err error
+		if tracing, err = b.tr.tracer.HTTP(l); err != nil {
+			return fmt.Errorf("listener %s: %w", name, err)
+		}
+	}
+	own, err := b.ownHCM(name, vhosts, l.Direction != envoy.Gateway)
+	if err != nil {
+		return fmt.Errorf("listener %s: %w", name, err)
+	}
+	shared, err := b.tr.sharedHCM(tracing)
+	if err != nil {
+		return fmt.Errorf("listener %s: %w", name, err)
+	}
+	// See ownHCM: the two encodings hold disjoint fields.
+	value := make([]byte, 0, len(own)+len(shared))
+	hcmAny := &anypb.Any{TypeUrl: hcmTypeURL, Value: append(append(value, own...), shared...)}
+	b.http++
+	return b.addListener(name, addr, port, dir, hcmFilter, hcmAny)
+}
+
 var (
-	hcmTypeURL = "type.googleapis.com/" + string(proto.MessageName(&hcmv3.HttpConnectionManager{}))
-	marshal    = proto.MarshalOptions{Deterministic: true}
+	hcmTypeURL      = "type.googleapis.com/" + string(proto.MessageName(&hcmv3.HttpConnectionManager{}))
+	tcpProxyTypeURL = "type.googleapis.com/" + string(proto.MessageName(&tcpproxyv3.TcpProxy{}))
+	marshal         = proto.MarshalOptions{Deterministic: true}
 )
 
 // ownHCM returns the encoding of a listener's own HttpConnectionManager
@@ -279,17 +417,14 @@ var (
 // parsers accept fields in any order, and the concatenation of the encodings
 // of disjoint fields is the encoding of their union: this saves most of the
 // marshaling, and on a policy change a proxy's own fields are reused as is.
-func (b *builder) ownHCM(name, cluster string) ([]byte, error) {
-	if enc, ok := b.own[name]; ok {
+//
+// The cache (b.own) is used when cacheable: a listener whose routes depend
+// only on the Dataplane.
+func (b *builder) ownHCM(name string, vhosts func() []*routev3.VirtualHost, cacheable bool) ([]byte, error) {
+	if enc, ok := b.own[name]; ok && cacheable {
 		return enc, nil
 	}
-	var vh *routev3.VirtualHost
-	if cluster == "" {
-		vh = noRoute()
-	} else {
-		vh = routeTo(cluster)
-	}
-	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}}
+	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: vhosts()}
 	if err := rc.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("route configuration: %w", err)
 	}
@@ -300,7 +435,7 @@ func (b *builder) ownHCM(name, cluster string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b.own != nil {
+	if b.own != nil && cacheable {
 		b.own[name] = enc
 	}
 	return enc, nil
@@ -350,22 +485,29 @@ func (b *builder) add(p *part) {
 	}
 	b.seen[name] = true
 	b.clusters = append(b.clusters, p.cluster)
-	b.sums = append(b.sums, p.sum)
+	b.sums = append(b.sums, p)
 	if p.cla != nil {
 		b.endpoints = append(b.endpoints, p.cla)
 		b.eds++
 	}
 }
 
-func (b *builder) staticCluster(name, addr string, port uint32) error {
+func (b *builder) staticCluster(name, addr string, port uint32, http2 bool) error {
 	if b.seen[name] {
 		return nil
 	}
-	p, err := b.parts.cluster("static\x00"+name+"\x00"+hostPort(addr, port), func() (*part, error) {
+	key := "static\x00" + name + "\x00" + hostPort(addr, port)
+	var opts map[string]*anypb.Any
+	if http2 {
+		key += "\x00h2"
+		opts = http2Options
+	}
+	p, err := b.parts.cluster(key, func() (*part, error) {
 		return newPart(&clusterv3.Cluster{
-			Name:                 name,
-			ConnectTimeout:       durationpb.New(connectTimeout * 1e9),
-			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			TypedExtensionProtocolOptions: opts,
+			Name:                          name,
+			ConnectTimeout:                durationpb.New(connectTimeout * 1e9),
+			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			LoadAssignment: &endpointv3.ClusterLoadAssignment{
 				ClusterName: name,
 				Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
@@ -375,30 +517,6 @@ func (b *builder) staticCluster(name, addr string, port uint32) error {
 				}}}},
 			},
 		}, nil)
-	})
-	if err != nil {
-		return err
-	}
-	b.add(p)
-	return nil
-}
-
-var adsSource = &corev3.ConfigSource{
-	ResourceApiVersion:    corev3.ApiVersion_V3,
-	ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
-}
-
-func (b *builder) edsCluster(name string) error {
-	if b.seen[name] {
-		return nil
-	}
-	p, err := b.parts.cluster("eds\x00"+name, func() (*part, error) {
-		return newPart(&clusterv3.Cluster{
-			Name:                 name,
-			ConnectTimeout:       durationpb.New(connectTimeout * 1e9),
-			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-			EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource},
-		}, &endpointv3.ClusterLoadAssignment{ClusterName: name})
 	})
 	if err != nil {
 		return err
@@ -430,18 +548,12 @@ func (b *builder) snapshot() (*cache.Snapshot, error) {
 		h.Write(buf)
 		h.Write([]byte{1})
 	}
-	for i := range b.sums {
-		h.Write(b.sums[i][:])
-	}
-	version := hex.EncodeToString(h.Sum(nil)[:8])
-	snap, err := cache.NewSnapshot(version, map[resourcev3.Type][]types.Resource{
-		resourcev3.ListenerType: b.listeners,
-		resourcev3.ClusterType:  b.clusters,
-		resourcev3.EndpointType: b.endpoints,
-	})
-	if err != nil {
-		return nil, err
-	}
+	lv := hex.EncodeToString(h.Sum(nil)[:8])
+	cv, ev := versionOf(b.sums, func(p *part) digest { return p.sum }), versionOf(b.sums, func(p *part) digest { return p.claSum })
+	snap := &cache.Snapshot{}
+	snap.Resources[types.Listener] = cache.NewResources(lv, b.listeners)
+	snap.Resources[types.Cluster] = cache.NewResources(cv, b.clusters)
+	snap.Resources[types.Endpoint] = cache.NewResources(ev, b.endpoints)
 	// The snapshot is consistent by construction (routes are inline and every
 	// EDS cluster is added with its ClusterLoadAssignment); snap.Consistent()
 	// would unpack every HttpConnectionManager again, so tests check it instead.
@@ -449,6 +561,31 @@ func (b *builder) snapshot() (*cache.Snapshot, error) {
 		return nil, fmt.Errorf("inconsistent snapshot: %d EDS clusters, %d load assignments", b.eds, len(b.endpoints))
 	}
 	return snap, nil
+}
+
+// versionOf hashes one digest per part.
+func versionOf(ps []*part, sum func(*part) digest) string {
+	h := sha256.New()
+	for _, p := range ps {
+		d := sum(p)
+		h.Write(d[:])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// sameVersions reports whether two snapshots have the same versions.
+func sameVersions(a, b *cache.Snapshot) bool {
+	for _, t := range []types.ResponseType{types.Listener, types.Cluster, types.Endpoint} {
+		if a.Resources[t].Version != b.Resources[t].Version {
+			return false
+		}
+	}
+	return true
+}
+
+// Version is the snapshot's versions, listeners/clusters/endpoints.
+func Version(snap *cache.Snapshot) string {
+	return snap.Resources[types.Listener].Version + "/" + snap.Resources[types.Cluster].Version + "/" + snap.Resources[types.Endpoint].Version
 }
 
 // Dump renders a snapshot's listeners, clusters and endpoints as indented
@@ -459,7 +596,7 @@ func Dump(snap *cache.Snapshot) ([]byte, error) {
 		Listeners []json.RawMessage `json:"listeners"`
 		Clusters  []json.RawMessage `json:"clusters"`
 		Endpoints []json.RawMessage `json:"endpoints"`
-	}{Version: snap.GetVersion(resourcev3.ListenerType)}
+	}{Version: Version(snap)}
 	for _, t := range []struct {
 		typ string
 		dst *[]json.RawMessage

@@ -7,6 +7,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -27,17 +28,23 @@ func fullConf(b resource.Backend) *resource.MeshTraceConf {
 	}
 }
 
+func datadog(split bool) resource.Backend {
+	return resource.Backend{Type: resource.BackendDatadog, Datadog: &resource.DatadogBackend{URL: "http://127.0.0.1:8126", SplitService: split}}
+}
+
+// TestBuildGolden compares each case's snapshot with its golden file, checks
+// every resource with ValidateAll, and serves it through the ADS server to
+// the Envoy stand-in, which must ACK every type.
 func TestBuildGolden(t *testing.T) {
+	ads := startADS(t)
 	backend := sidecar("backend-1", "backend", nil, "db1", "db2")
-	datadog := func(split bool) resource.Backend {
-		return resource.Backend{Type: resource.BackendDatadog, Datadog: &resource.DatadogBackend{URL: "http://127.0.0.1:8126", SplitService: split}}
-	}
 	tests := []struct {
 		name     string
 		dp       *resource.Resource
 		policies []*resource.Resource
 		// collector is the collector cluster expected in the snapshot, "" for none.
 		collector string
+		env       Env
 	}{
 		{
 			name:      "zipkin",
@@ -104,10 +111,92 @@ func TestBuildGolden(t *testing.T) {
 			collector: "meshtrace:zipkin:zipkin_9411",
 		},
 		{
-			name:      "builtin-gateway",
-			dp:        builtinGateway("edge-1", "edge", 8443),
-			policies:  []*resource.Resource{meshTrace("gw", &resource.TargetRef{Kind: resource.KindMeshGateway, Name: "edge"}, withZipkin("http://zipkin:9411/api/v2/spans"))},
+			name: "builtin-gateway",
+			dp:   builtinGateway("edge-1", "edge", 0),
+			policies: []*resource.Resource{
+				meshTrace("gw", &resource.TargetRef{Kind: resource.KindMeshGateway, Name: "edge-gateway"}, withZipkin("http://zipkin:9411/api/v2/spans")),
+				meshTrace("sidecars", &resource.TargetRef{Kind: resource.KindMesh, ProxyTypes: []string{resource.ProxyTypeSidecar}}, withZipkin("http://other:9411/api/v2/spans")),
+			},
 			collector: "meshtrace:zipkin:zipkin_9411",
+			env:       Env{Gateways: []*resource.Resource{edgeGateway()}},
+		},
+		{
+			// proxyTypes: Gateway selects the gateway, Sidecar the sidecar.
+			name: "proxytypes-sidecar",
+			dp:   sidecar("backend-1", "backend", nil),
+			policies: []*resource.Resource{
+				meshTrace("gateways", &resource.TargetRef{Kind: resource.KindMesh, ProxyTypes: []string{resource.ProxyTypeGateway}}, withZipkin("http://gw-zipkin:9411/api/v2/spans")),
+				meshTrace("sidecars", &resource.TargetRef{Kind: resource.KindMeshSubset, Tags: map[string]string{resource.TagService: "backend"}, ProxyTypes: []string{resource.ProxyTypeSidecar}}, withZipkin("http://sc-zipkin:9411/api/v2/spans")),
+			},
+			collector: "meshtrace:zipkin:sc-zipkin_9411",
+		},
+		{
+			name:      "tcp-inbound",
+			dp:        withProtocol(sidecar("db-1", "db", nil, "backend"), "tcp"),
+			policies:  []*resource.Resource{meshTrace("default", meshRef(), withZipkin("http://zipkin:9411/api/v2/spans"))},
+			collector: "", // no HTTP listener, no tracing
+			env:       Env{Dataplanes: []*resource.Resource{withProtocol(sidecar("backend-2", "backend", nil), "tcp")}},
+		},
+		{
+			name:      "no-protocol-inbound",
+			dp:        withProtocol(sidecar("db-1", "db", nil), ""),
+			policies:  []*resource.Resource{meshTrace("default", meshRef(), withZipkin("http://zipkin:9411/api/v2/spans"))},
+			collector: "",
+		},
+		{
+			name:      "http2-and-grpc",
+			dp:        withProtocol(sidecar("api-1", "api", nil, "grpc-svc", "h2-svc", "mixed"), "http2"),
+			policies:  []*resource.Resource{meshTrace("default", meshRef(), withZipkin("http://zipkin:9411/api/v2/spans"))},
+			collector: "meshtrace:zipkin:zipkin_9411",
+			env: Env{Dataplanes: []*resource.Resource{
+				at(withProtocol(sidecar("grpc-1", "grpc-svc", nil), "grpc"), "10.0.0.11"),
+				at(withProtocol(sidecar("h2-1", "h2-svc", nil), "http2"), "10.0.0.12"),
+				// grpc and http2 endpoints of one service agree on http2
+				at(withProtocol(sidecar("mixed-1", "mixed", nil), "grpc"), "10.0.0.13"),
+				at(withProtocol(sidecar("mixed-2", "mixed", nil), "http2"), "10.0.0.14"),
+			}},
+		},
+		{
+			name:      "grpc-inbound",
+			dp:        withProtocol(sidecar("grpc-1", "grpc-svc", nil), "grpc"),
+			policies:  []*resource.Resource{meshTrace("default", meshRef(), fullConf(resource.Backend{Type: resource.BackendOpenTelemetry, OpenTelemetry: &resource.OpenTelemetryBackend{Endpoint: "otel:4317"}}))},
+			collector: "meshtrace:opentelemetry:otel_4317",
+		},
+		{
+			// The identifying service (alphabetically first) names every
+			// listener's spans, inbound and outbound.
+			name:      "multi-inbound-identifying-service",
+			dp:        multiInbound("multi-1", []string{"zeta", "alpha"}, "db1"),
+			policies:  []*resource.Resource{meshTrace("default", meshRef(), fullConf(datadog(true)))},
+			collector: "meshtrace:datadog:127.0.0.1_8126",
+		},
+		{
+			name:      "https-collector-verified",
+			dp:        backend,
+			policies:  []*resource.Resource{meshTrace("default", meshRef(), withZipkin("https://zipkin.example.com/api/v2/spans"))},
+			collector: "meshtrace:zipkin-tls:zipkin.example.com_443",
+			env:       Env{Collector: CollectorTLS{TrustedCA: "/etc/meshtrace/collector-ca.pem"}},
+		},
+		{
+			name:      "https-collector-unverified",
+			dp:        backend,
+			policies:  []*resource.Resource{meshTrace("default", meshRef(), withZipkin("https://zipkin.example.com/api/v2/spans"))},
+			collector: "meshtrace:zipkin-tls:zipkin.example.com_443",
+			env:       Env{Collector: CollectorTLS{SkipVerify: true}},
+		},
+		{
+			name:      "endpoints-from-dataplanes",
+			dp:        backend,
+			policies:  []*resource.Resource{meshTrace("default", meshRef(), withZipkin("http://zipkin:9411/api/v2/spans"))},
+			collector: "meshtrace:zipkin:zipkin_9411",
+			env: Env{Dataplanes: []*resource.Resource{
+				at(sidecar("db1-a", "db1", map[string]string{"version": "v1"}), "10.0.1.1"),
+				at(sidecar("db1-b", "db1", map[string]string{"version": "v2"}), "10.0.1.2"),
+				// one of db2's endpoints is tcp: db2's listeners are tcp
+				at(withProtocol(sidecar("db2-a", "db2", nil), "tcp"), "10.0.2.1"),
+				at(sidecar("db2-b", "db2", nil), "10.0.2.2"),
+				at(sidecar("other-mesh", "db1", nil), "10.0.9.9", "other"),
+			}},
 		},
 		{
 			name: "merge-mesh-and-service",
@@ -131,10 +220,16 @@ func TestBuildGolden(t *testing.T) {
 			collector: "meshtrace:zipkin:aa-zipkin_9411",
 		},
 	}
+	// By default db1 and db2, backend's destinations, have an http endpoint each.
+	dbs := []*resource.Resource{at(sidecar("db1-1", "db1", nil), "10.0.1.1"), at(sidecar("db2-1", "db2", nil), "10.0.2.1")}
 	for _, tt := range tests {
+		if tt.env.Dataplanes == nil {
+			tt.env.Dataplanes = dbs
+		}
 		t.Run(tt.name, func(t *testing.T) {
-			rules := meshtrace.Compute(tt.dp, tt.policies)
-			snap, err := Build(tt.dp, rules)
+			gw := meshtrace.SelectGateway(tt.dp, tt.env.Gateways)
+			rules := meshtrace.Compute(tt.dp, tt.policies, gw)
+			snap, err := Build(tt.dp, rules, tt.env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,14 +246,15 @@ func TestBuildGolden(t *testing.T) {
 			case tt.collector != "" && (len(collectors) != 1 || collectors[0] != tt.collector):
 				t.Fatalf("collector clusters %v, want [%s]", collectors, tt.collector)
 			}
-			again, err := Build(tt.dp, meshtrace.Compute(tt.dp, tt.policies))
+			again, err := Build(tt.dp, meshtrace.Compute(tt.dp, tt.policies, gw), tt.env)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v1, v2 := snap.GetVersion(resourcev3.ListenerType), again.GetVersion(resourcev3.ListenerType); v1 != v2 {
+			if v1, v2 := Version(snap), Version(again); v1 != v2 {
 				t.Fatalf("equal inputs gave versions %s and %s", v1, v2)
 			}
 			golden(t, tt.name, dumpYAML(t, snap))
+			ads.serveAndACK(t, tt.dp, snap)
 		})
 	}
 }
@@ -178,7 +274,7 @@ func TestBuildEastWest(t *testing.T) {
 		if len(rules.Policies) != 1 || rules.Policies[0].Name != "trace-"+zone {
 			t.Fatalf("%s: policies %v", zone, rules.Policies)
 		}
-		snap, err := Build(dp, rules)
+		snap, err := Build(dp, rules, Env{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +287,7 @@ func TestBuildEastWest(t *testing.T) {
 	}
 	// A proxy in neither zone gets no tracing.
 	dp := sidecar("backend-north", "backend", map[string]string{resource.TagZone: "north"})
-	snap, err := Build(dp, meshtrace.Compute(dp, policies))
+	snap, err := Build(dp, meshtrace.Compute(dp, policies), Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,26 +298,44 @@ func TestBuildEastWest(t *testing.T) {
 	}
 }
 
-func TestBuildGatewayDefaults(t *testing.T) {
+// A builtin gateway's listeners follow its MeshGateway: none without one (as
+// Kuma), one per HTTP port with one, and they change with it.
+func TestBuildGatewayListeners(t *testing.T) {
 	gw := builtinGateway("edge-1", "edge", 0)
-	snap, err := Build(gw, meshtrace.Compute(gw, []*resource.Resource{meshTrace("default", nil, withZipkin("http://10.0.0.5:9411"))}))
-	if err != nil {
-		t.Fatal(err)
+	pols := []*resource.Resource{meshTrace("default", nil, withZipkin("http://10.0.0.5:9411"))}
+	listeners := func(env Env) map[string]types.Resource {
+		t.Helper()
+		snap, err := Build(gw, meshtrace.Compute(gw, pols), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSnapshot(t, snap)
+		return snap.GetResources(resourcev3.ListenerType)
 	}
-	checkSnapshot(t, snap)
-	ls := snap.GetResources(resourcev3.ListenerType)
-	if _, ok := ls["gateway:192.168.0.9:8080"]; !ok || len(ls) != 1 {
+	if ls := listeners(Env{}); len(ls) != 0 {
+		t.Fatalf("without a MeshGateway: listeners %v", ls)
+	}
+	mg := edgeGateway()
+	if ls := listeners(Env{Gateways: []*resource.Resource{mg}}); len(ls) != 1 || ls["gateway:192.168.0.9:8080"] == nil {
 		t.Fatalf("listeners %v", ls)
+	}
+	for i, l := range mg.Spec.(*resource.MeshGatewaySpec).Conf.Listeners {
+		if l.Port == 8080 {
+			mg.Spec.(*resource.MeshGatewaySpec).Conf.Listeners[i].Port = 9090
+		}
+	}
+	if ls := listeners(Env{Gateways: []*resource.Resource{mg}}); len(ls) != 1 || ls["gateway:192.168.0.9:9090"] == nil {
+		t.Fatalf("after the port change: listeners %v", ls)
 	}
 }
 
 func TestBuildErrors(t *testing.T) {
 	dp := sidecar("backend-1", "backend", nil)
-	if _, err := Build(meshTrace("x", nil, nil), meshtrace.Rules{}); err == nil {
+	if _, err := Build(meshTrace("x", nil, nil), meshtrace.Rules{}, Env{}); err == nil {
 		t.Fatal("a policy is not a dataplane")
 	}
 	rules := meshtrace.Rules{Conf: resource.MeshTraceConf{Backends: backends(zipkinBackend("gopher://x"))}}
-	if _, err := Build(dp, rules); err == nil {
+	if _, err := Build(dp, rules, Env{}); err == nil {
 		t.Fatal("expected an error for a bad collector url")
 	}
 }
@@ -230,7 +344,7 @@ func TestBuildErrors(t *testing.T) {
 func TestConcatenatedHCM(t *testing.T) {
 	dp := sidecar("backend-1", "backend", nil, "db1")
 	rules := meshtrace.Compute(dp, []*resource.Resource{meshTrace("default", meshRef(), fullConf(zipkinBackend("http://zipkin:9411")))})
-	prep, err := prepare(rules.Conf)
+	prep, err := prepare(rules.Conf, envoy.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +353,7 @@ func TestConcatenatedHCM(t *testing.T) {
 	l := envoy.Listener{Service: "backend"}
 	tr, _ := prep.tracer.HTTP(l)
 	for _, name := range []string{"inbound:1.2.3.4:80", "outbound:127.0.0.1:1000", "inbound:1.2.3.4:80"} {
-		if err := b.listener(name, "1.2.3.4", 80, 0, "c", l); err != nil {
+		if err := b.listener(name, "1.2.3.4", 80, 0, "c", resource.ProtocolHTTP, l); err != nil {
 			t.Fatal(err)
 		}
 		want := &hcmv3.HttpConnectionManager{

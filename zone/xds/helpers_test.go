@@ -76,6 +76,56 @@ func builtinGateway(name, service string, port uint32) *resource.Resource {
 	return &resource.Resource{Meta: resource.Meta{Type: resource.TypeDataplane, Mesh: "default", Name: name}, Spec: spec}
 }
 
+// withProtocol sets (or with "" removes) kuma.io/protocol on every inbound.
+func withProtocol(dp *resource.Resource, protocol string) *resource.Resource {
+	for i := range dp.Spec.(*resource.DataplaneSpec).Networking.Inbound {
+		tags := dp.Spec.(*resource.DataplaneSpec).Networking.Inbound[i].Tags
+		if protocol == "" {
+			delete(tags, resource.TagProtocol)
+		} else {
+			tags[resource.TagProtocol] = protocol
+		}
+	}
+	return dp
+}
+
+// at moves a Dataplane to address (and mesh, when given).
+func at(dp *resource.Resource, address string, mesh ...string) *resource.Resource {
+	dp.Spec.(*resource.DataplaneSpec).Networking.Address = address
+	if len(mesh) > 0 {
+		dp.Mesh = mesh[0]
+	}
+	return dp
+}
+
+// multiInbound is a proxy with one http inbound per service, in order.
+func multiInbound(name string, services []string, outbounds ...string) *resource.Resource {
+	dp := sidecar(name, services[0], nil, outbounds...)
+	nw := &dp.Spec.(*resource.DataplaneSpec).Networking
+	for i, svc := range services[1:] {
+		nw.Inbound = append(nw.Inbound, resource.Inbound{Port: uint32(8090 + i), ServicePort: uint32(8091 + i),
+			Tags: map[string]string{resource.TagService: svc, resource.TagProtocol: "http"}})
+	}
+	return dp
+}
+
+// edgeGateway is the MeshGateway of builtinGateway(..., "edge", ...): HTTP on
+// 8080 for two hostnames and any, TCP on 9000 (no listener: no routes).
+func edgeGateway() *resource.Resource {
+	return &resource.Resource{
+		Meta: resource.Meta{Type: resource.TypeMeshGateway, Mesh: "default", Name: "edge-gateway"},
+		Spec: &resource.MeshGatewaySpec{
+			Selectors: []resource.Selector{{Match: map[string]string{resource.TagService: "edge"}}},
+			Conf: &resource.MeshGatewayConf{Listeners: []resource.GatewayListener{
+				{Port: 8080, Protocol: resource.GatewayHTTP, Hostname: "foo.example.com"},
+				{Port: 8080, Protocol: resource.GatewayHTTP},
+				{Port: 8080, Protocol: resource.GatewayHTTP, Hostname: "*.bar.example.com"},
+				{Port: 9000, Protocol: resource.GatewayTCP},
+			}},
+		},
+	}
+}
+
 type validator interface{ ValidateAll() error }
 
 // validateDeep runs ValidateAll on m and on every message packed in an Any

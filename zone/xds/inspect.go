@@ -32,6 +32,17 @@ func (r *Reconciler) Rules(mesh, name string) (meshtrace.Rules, bool) {
 	return p.built.rules, true
 }
 
+// Dataplane returns the Dataplane of a proxy the Reconciler knows.
+func (r *Reconciler) Dataplane(mesh, name string) (*resource.Resource, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	p, ok := r.lookup(mesh, name)
+	if !ok {
+		return nil, false
+	}
+	return p.dp, true
+}
+
 // Snapshot returns the snapshot last pushed for a proxy. It must not be modified.
 func (r *Reconciler) Snapshot(mesh, name string) (*cache.Snapshot, bool) {
 	r.mu.RLock()
@@ -87,7 +98,7 @@ func (r *Reconciler) Proxies() []resource.ProxyTracing {
 	for k, p := range r.proxies {
 		pt := resource.ProxyTracing{Mesh: k.Mesh, Name: k.Name}
 		if spec, ok := p.dp.Spec.(*resource.DataplaneSpec); ok {
-			pt.Service = proxyService(spec)
+			pt.Service = spec.IdentifyingService()
 		}
 		if p.built != nil {
 			pt.Backend, pt.Collector = meshtrace.EffectiveCollector(p.built.rules.Conf)

@@ -35,23 +35,23 @@ func newParts() *parts {
 }
 
 // part is a validated cluster, its load assignment when it uses EDS, and a
-// hash of both for snapshot versions.
+// hash of each for snapshot versions.
 type part struct {
 	cluster *clusterv3.Cluster
 	cla     *endpointv3.ClusterLoadAssignment
-	sum     digest
+	sum     digest // of the cluster
+	claSum  digest // of the load assignment; zero without one
 }
 
 func newPart(c *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment) (*part, error) {
 	if err := c.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", c.GetName(), err)
 	}
-	h := sha256.New()
 	buf, err := marshal.Marshal(c)
 	if err != nil {
 		return nil, err
 	}
-	h.Write(buf)
+	p := &part{cluster: c, cla: cla, sum: sha256.Sum256(buf)}
 	if cla != nil {
 		if err := cla.ValidateAll(); err != nil {
 			return nil, fmt.Errorf("load assignment %s: %w", cla.GetClusterName(), err)
@@ -59,11 +59,8 @@ func newPart(c *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment) (*part
 		if buf, err = marshal.Marshal(cla); err != nil {
 			return nil, err
 		}
-		h.Write([]byte{0})
-		h.Write(buf)
+		p.claSum = sha256.Sum256(buf)
 	}
-	p := &part{cluster: c, cla: cla}
-	h.Sum(p.sum[:0])
 	return p, nil
 }
 
@@ -102,8 +99,11 @@ type prepared struct {
 }
 
 // tracing returns the prepared tracing of conf (nil when tracing is off),
-// cached under key when ps is not nil.
-func (ps *parts) tracing(key digest, conf resource.MeshTraceConf) (*prepared, error) {
+// cached under key (and opts) when ps is not nil.
+func (ps *parts) tracing(key digest, conf resource.MeshTraceConf, opts envoy.Options) (*prepared, error) {
+	if opts.IPv6 {
+		key[0] ^= 0xff // IPv6 proxies resolve collectors differently
+	}
 	if ps != nil {
 		ps.mu.Lock()
 		p, ok := ps.tracings[key]
@@ -112,7 +112,7 @@ func (ps *parts) tracing(key digest, conf resource.MeshTraceConf) (*prepared, er
 			return p, nil
 		}
 	}
-	p, err := prepare(conf)
+	p, err := prepare(conf, opts)
 	if err != nil || ps == nil {
 		return p, err
 	}
@@ -128,8 +128,8 @@ func (ps *parts) tracing(key digest, conf resource.MeshTraceConf) (*prepared, er
 	return p, nil
 }
 
-func prepare(conf resource.MeshTraceConf) (*prepared, error) {
-	t, err := envoy.NewTracer(conf)
+func prepare(conf resource.MeshTraceConf, opts envoy.Options) (*prepared, error) {
+	t, err := envoy.NewTracer(conf, opts)
 	if err != nil || t == nil {
 		return nil, err
 	}

@@ -45,6 +45,10 @@ type proxy struct {
 	// ownFor, so that a policy change does not re-encode routes.
 	own    map[string][]byte
 	ownFor digest
+	// contrib is what the Dataplane adds to the zone's endpoints; dests are
+	// the services its outbounds go to.
+	contrib map[string]*member
+	dests   []string
 }
 
 // built is a snapshot shared by every proxy with the same inputs.
@@ -61,15 +65,19 @@ type policy struct {
 }
 
 // Reconciler keeps a snapshot per proxy in a snapshot cache, current with the
-// dataplanes and MeshTrace policies it is given. For each proxy it hashes the
-// inputs (the Dataplane and the policies that select it, in merge order) and
-// rebuilds and pushes only when that hash changes; proxies with identical
-// inputs share one build. It is safe for concurrent use.
+// dataplanes, MeshTrace policies and MeshGateways it is given. For each proxy
+// it hashes the inputs (the Dataplane, the policies that select it in merge
+// order, the endpoints and protocol of each outbound's service, its
+// MeshGateway) and rebuilds and pushes only when that hash changes; proxies
+// with identical inputs share one build. A Dataplane that comes, goes or
+// changes its inbounds makes only the proxies with an outbound to one of its
+// services rebuild. It is safe for concurrent use.
 type Reconciler struct {
 	log    hclog.Logger
 	out    Snapshots
 	pushes prometheus.Counter
 	errs   prometheus.Counter
+	tls    CollectorTLS
 
 	mu        sync.RWMutex
 	proxies   map[resource.Key]*proxy
@@ -79,11 +87,23 @@ type Reconciler struct {
 	affecting map[resource.Key]map[resource.Key]bool // policy -> proxies it selects
 	builds    map[digest]*built
 	parts     *parts
+	services  *services
+	consumers map[svcKey]map[resource.Key]bool // service -> proxies with an outbound to it
+	gateways  map[resource.Key]*policy         // MeshGateways
+	meshGWs   map[string][]*resource.Resource  // MeshGateways per mesh
+}
+
+// ReconcilerOption configures a Reconciler.
+type ReconcilerOption func(*Reconciler)
+
+// WithCollectorTLS sets how proxies verify https collectors.
+func WithCollectorTLS(t CollectorTLS) ReconcilerOption {
+	return func(r *Reconciler) { r.tls = t }
 }
 
 // NewReconciler returns a Reconciler writing to out. Metrics are registered
 // with reg when it is not nil.
-func NewReconciler(logger hclog.Logger, out Snapshots, reg prometheus.Registerer) (*Reconciler, error) {
+func NewReconciler(logger hclog.Logger, out Snapshots, reg prometheus.Registerer, opts ...ReconcilerOption) (*Reconciler, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
@@ -105,6 +125,13 @@ func NewReconciler(logger hclog.Logger, out Snapshots, reg prometheus.Registerer
 		affecting: map[resource.Key]map[resource.Key]bool{},
 		builds:    map[digest]*built{},
 		parts:     newParts(),
+		services:  newServices(),
+		consumers: map[svcKey]map[resource.Key]bool{},
+		gateways:  map[resource.Key]*policy{},
+		meshGWs:   map[string][]*resource.Resource{},
+	}
+	for _, o := range opts {
+		o(r)
 	}
 	if reg != nil {
 		var err error
@@ -131,8 +158,9 @@ func register(reg prometheus.Registerer, c prometheus.Counter) (prometheus.Count
 	return c, nil
 }
 
-// Update replaces the whole state: dataplanes and MeshTrace policies not in
-// the lists are deleted; resources of other types are ignored. Only proxies whose inputs changed are rebuilt. The
+// Update replaces the whole state: dataplanes, and MeshTrace policies and
+// MeshGateways (both in policies), not in the lists are deleted; resources of
+// other types are ignored. Only proxies whose inputs changed are rebuilt. The
 // state is applied even when some proxies fail to build; the returned error
 // lists those (they keep their last good snapshot).
 func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resource.Resource) error {
@@ -140,9 +168,13 @@ func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resourc
 	defer r.mu.Unlock()
 	dirty := map[resource.Key]bool{}
 	keepPol := map[resource.Key]bool{}
+	keepGW := map[resource.Key]bool{}
 	for _, p := range policies {
-		if p.Type == resource.TypeMeshTrace {
+		switch p.Type {
+		case resource.TypeMeshTrace:
 			keepPol[p.Key()] = true
+		case resource.TypeMeshGateway:
+			keepGW[p.Key()] = true
 		}
 	}
 	keepDP := map[resource.Key]bool{}
@@ -156,15 +188,22 @@ func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resourc
 			r.deletePolicy(k, dirty)
 		}
 	}
+	for k := range r.gateways {
+		if !keepGW[k] {
+			r.deleteGateway(k, dirty)
+		}
+	}
 	for k := range r.proxies {
 		if !keepDP[k] {
-			r.deleteProxy(k)
-			delete(dirty, k)
+			r.deleteProxy(k, dirty)
 		}
 	}
 	for _, p := range policies {
-		if p.Type == resource.TypeMeshTrace {
+		switch p.Type {
+		case resource.TypeMeshTrace:
 			r.setPolicy(p, dirty)
+		case resource.TypeMeshGateway:
+			r.setGateway(p, dirty)
 		}
 	}
 	for _, dp := range dataplanes {
@@ -175,7 +214,8 @@ func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resourc
 	return r.syncLocked(ctx, dirty)
 }
 
-// Upsert adds or replaces dataplanes and MeshTrace policies. Other types are ignored.
+// Upsert adds or replaces dataplanes, MeshTrace policies and MeshGateways.
+// Other types are ignored.
 func (r *Reconciler) Upsert(ctx context.Context, rs ...*resource.Resource) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -184,6 +224,8 @@ func (r *Reconciler) Upsert(ctx context.Context, rs ...*resource.Resource) error
 		switch res.Type {
 		case resource.TypeMeshTrace:
 			r.setPolicy(res, dirty)
+		case resource.TypeMeshGateway:
+			r.setGateway(res, dirty)
 		case resource.TypeDataplane:
 			r.setDataplane(res, dirty)
 		}
@@ -191,7 +233,8 @@ func (r *Reconciler) Upsert(ctx context.Context, rs ...*resource.Resource) error
 	return r.syncLocked(ctx, dirty)
 }
 
-// Delete removes dataplanes (their snapshots are cleared) and MeshTrace policies.
+// Delete removes dataplanes (their snapshots are cleared), MeshTrace policies
+// and MeshGateways.
 func (r *Reconciler) Delete(ctx context.Context, keys ...resource.Key) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -200,9 +243,10 @@ func (r *Reconciler) Delete(ctx context.Context, keys ...resource.Key) error {
 		switch k.Type {
 		case resource.TypeMeshTrace:
 			r.deletePolicy(k, dirty)
+		case resource.TypeMeshGateway:
+			r.deleteGateway(k, dirty)
 		case resource.TypeDataplane:
-			r.deleteProxy(k)
-			delete(dirty, k)
+			r.deleteProxy(k, dirty)
 		}
 	}
 	return r.syncLocked(ctx, dirty)
@@ -234,10 +278,90 @@ func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bo
 		dirty[pk] = true
 	}
 	for pk, p := range r.byMesh[res.Mesh] {
-		if meshtrace.Affects(res, p.dp) {
+		if meshtrace.Affects(res, p.dp, meshtrace.SelectGateway(p.dp, r.meshGWs[res.Mesh])) {
 			dirty[pk] = true
 		}
 	}
+}
+
+func (r *Reconciler) setGateway(res *resource.Resource, dirty map[resource.Key]bool) {
+	k := res.Key()
+	d := hashJSON(k, res.Spec)
+	if old, ok := r.gateways[k]; ok && old.digest == d {
+		return
+	}
+	r.gateways[k] = &policy{r: res, digest: d}
+	r.gatewaysChanged(res.Mesh, dirty)
+}
+
+func (r *Reconciler) deleteGateway(k resource.Key, dirty map[resource.Key]bool) {
+	if _, ok := r.gateways[k]; !ok {
+		return
+	}
+	delete(r.gateways, k)
+	r.gatewaysChanged(k.Mesh, dirty)
+}
+
+// gatewaysChanged rebuilds a mesh's MeshGateway list and marks its builtin
+// gateways dirty: their listeners and MeshGateway targets may change.
+func (r *Reconciler) gatewaysChanged(mesh string, dirty map[resource.Key]bool) {
+	var list []*resource.Resource
+	for _, g := range r.gateways {
+		if g.r.Mesh == mesh {
+			list = append(list, g.r)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	if len(list) == 0 {
+		delete(r.meshGWs, mesh)
+	} else {
+		r.meshGWs[mesh] = list
+	}
+	for pk, p := range r.byMesh[mesh] {
+		if spec, ok := p.dp.Spec.(*resource.DataplaneSpec); ok && spec.IsBuiltinGateway() {
+			dirty[pk] = true
+		}
+	}
+}
+
+// setEndpoints records what proxy k adds to the zone's endpoints and where
+// its outbounds go, and marks dirty the proxies whose destinations changed.
+func (r *Reconciler) setEndpoints(k resource.Key, p *proxy, dp *resource.Resource, dirty map[resource.Key]bool) {
+	var contrib map[string]*member
+	var dests []string
+	if dp != nil {
+		contrib = contributions(dp)
+		if spec, ok := dp.Spec.(*resource.DataplaneSpec); ok {
+			for _, out := range spec.Networking.Outbound {
+				if d := out.Tags[resource.TagService]; d != "" {
+					dests = append(dests, d)
+				}
+			}
+		}
+	}
+	for _, sk := range r.services.set(k, p.contrib, contrib) {
+		for ck := range r.consumers[sk] {
+			dirty[ck] = true
+		}
+	}
+	p.contrib = contrib
+	for _, d := range p.dests {
+		sk := svcKey{k.Mesh, d}
+		if set := r.consumers[sk]; set != nil {
+			delete(set, k)
+			if len(set) == 0 {
+				delete(r.consumers, sk)
+			}
+		}
+	}
+	for _, d := range dests {
+		sk := svcKey{k.Mesh, d}
+		if r.consumers[sk] == nil {
+			r.consumers[sk] = map[resource.Key]bool{}
+		}
+		r.consumers[sk][k] = true
+	}
+	p.dests = dests
 }
 
 func (r *Reconciler) deletePolicy(k resource.Key, dirty map[resource.Key]bool) {
@@ -274,6 +398,7 @@ func (r *Reconciler) setDataplane(res *resource.Resource, dirty map[resource.Key
 		if old.dpDigest != d {
 			old.dpDigest = d
 			dirty[k] = true
+			r.setEndpoints(k, old, res, dirty)
 		}
 		return
 	}
@@ -284,13 +409,16 @@ func (r *Reconciler) setDataplane(res *resource.Resource, dirty map[resource.Key
 	}
 	r.byMesh[res.Mesh][k] = p
 	dirty[k] = true
+	r.setEndpoints(k, p, res, dirty)
 }
 
-func (r *Reconciler) deleteProxy(k resource.Key) {
+func (r *Reconciler) deleteProxy(k resource.Key, dirty map[resource.Key]bool) {
 	p, ok := r.proxies[k]
 	if !ok {
 		return
 	}
+	r.setEndpoints(k, p, nil, dirty)
+	delete(dirty, k)
 	r.out.ClearSnapshot(NodeID(k.Mesh, k.Name))
 	r.setPolicies(k, p, nil)
 	r.release(p.built)
@@ -389,7 +517,8 @@ func compareKeys(a, b resource.Key) int {
 
 func (r *Reconciler) plan(pl *plan) {
 	p := pl.p
-	matched := meshtrace.Match(p.dp, r.meshPols[p.dp.Mesh])
+	gw := meshtrace.SelectGateway(p.dp, r.meshGWs[p.dp.Mesh])
+	matched := meshtrace.Match(p.dp, r.meshPols[p.dp.Mesh], gw)
 	// confKey identifies the merged configuration (the matched policies in
 	// order); inputs adds the Dataplane.
 	h := sha256.New()
@@ -404,6 +533,17 @@ func (r *Reconciler) plan(pl *plan) {
 	h.Reset()
 	h.Write(confKey[:])
 	h.Write(p.dpDigest[:])
+	in := &inputs{services: r.services, tls: r.tls}
+	for _, d := range p.dests {
+		part, _ := in.destination(p.dp.Mesh, d)
+		h.Write(part.sum[:])
+		h.Write(part.claSum[:])
+	}
+	if gw != nil {
+		in.gateway = gw.Spec.(*resource.MeshGatewaySpec)
+		d := r.gateways[gw.Key()].digest
+		h.Write(d[:])
+	}
 	h.Sum(pl.inputs[:0])
 	if p.built != nil && p.built.inputs == pl.inputs {
 		return // unchanged
@@ -415,7 +555,7 @@ func (r *Reconciler) plan(pl *plan) {
 	if p.ownFor != p.dpDigest {
 		p.own, p.ownFor = map[string][]byte{}, p.dpDigest
 	}
-	snap, err := build(p.dp, rules.Conf, r.parts, confKey, p.own)
+	snap, err := build(p.dp, rules.Conf, r.parts, confKey, p.own, in)
 	if err != nil {
 		pl.err = err
 		return
@@ -448,7 +588,7 @@ func (r *Reconciler) commit(ctx context.Context, pl *plan) error {
 	b.refs++
 	// New inputs may still give the same content (a policy change that another,
 	// more specific policy overrides): then the proxy has nothing to receive.
-	same := p.built != nil && p.built.snap.GetVersion(listenerType) == b.snap.GetVersion(listenerType)
+	same := p.built != nil && sameVersions(p.built.snap, b.snap)
 	r.release(p.built)
 	p.built = b
 	p.inputs = pl.inputs
@@ -465,7 +605,7 @@ func (r *Reconciler) commit(ctx context.Context, pl *plan) error {
 		for i, k := range b.rules.Policies {
 			names[i] = k.Name
 		}
-		r.log.Debug("pushed snapshot", "node", node, "policies", names, "version", b.snap.GetVersion(listenerType))
+		r.log.Debug("pushed snapshot", "node", node, "policies", names, "version", Version(b.snap))
 	}
 	return nil
 }

@@ -3,12 +3,16 @@ package xds
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -276,13 +280,157 @@ func TestReconcilerParallel(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s: no snapshot", dp.Name)
 			}
-			want, err := Build(dp, meshtrace.Compute(dp, policies))
+			want, err := Build(dp, meshtrace.Compute(dp, policies), Env{Dataplanes: dps})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if snap.GetVersion(listenerType) != want.GetVersion(listenerType) {
-				t.Fatalf("%s: version %s, plain Build gives %s", dp.Name, snap.GetVersion(listenerType), want.GetVersion(listenerType))
+			if Version(snap) != Version(want) {
+				t.Fatalf("%s: version %s, plain Build gives %s", dp.Name, Version(snap), Version(want))
 			}
 		}
+	}
+}
+
+// Endpoints follow the zone's Dataplanes: a Dataplane that comes, changes or
+// goes pushes only the proxies with an outbound to its service, and a second
+// endpoint of a known service changes only their load assignments.
+func TestReconcilerEndpoints(t *testing.T) {
+	ctx := context.Background()
+	out := newCountingCache()
+	r, err := NewReconciler(nil, out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := sidecar("front-1", "front", nil, "db")
+	other := sidecar("other-1", "other", nil, "web")
+	pol := meshTrace("default", meshRef(), withZipkin("http://zipkin:9411/api/v2/spans"))
+	if err := r.Update(ctx, []*resource.Resource{front, other}, []*resource.Resource{pol}); err != nil {
+		t.Fatal(err)
+	}
+	out.reset()
+	snapOf := func(name string) *cache.Snapshot {
+		s, ok := r.Snapshot("default", name)
+		if !ok {
+			t.Fatalf("%s: no snapshot", name)
+		}
+		checkSnapshot(t, s)
+		return s
+	}
+	outboundFilter := func() string {
+		l := snapOf("front-1").GetResources(resourcev3.ListenerType)["outbound:127.0.0.1:10001"].(*listenerv3.Listener)
+		return l.GetFilterChains()[0].GetFilters()[0].GetName()
+	}
+	endpoints := func() []string {
+		var addrs []string
+		cla := snapOf("front-1").GetResources(resourcev3.EndpointType)["db"].(*endpointv3.ClusterLoadAssignment)
+		for _, le := range cla.GetEndpoints() {
+			for _, lb := range le.GetLbEndpoints() {
+				addrs = append(addrs, lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress())
+			}
+		}
+		return addrs
+	}
+	if f := outboundFilter(); f != tcpProxyFilter || len(endpoints()) != 0 {
+		t.Fatalf("db has no endpoint: %s, %v", f, endpoints())
+	}
+	before := snapOf("front-1")
+
+	db1 := at(sidecar("db-1", "db", nil), "10.0.0.1")
+	if err := r.Upsert(ctx, db1); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 2 || got["default.front-1"] != 1 || got["default.db-1"] != 1 {
+		t.Fatalf("db-1 joining pushed %v, want front-1 and db-1", got)
+	}
+	if f, eps := outboundFilter(), endpoints(); f != hcmFilter || !slices.Equal(eps, []string{"10.0.0.1"}) {
+		t.Fatalf("after db-1: %s %v", f, eps)
+	}
+	mid := snapOf("front-1")
+	if sameVersions(before, mid) || mid.GetVersion(resourcev3.ListenerType) == before.GetVersion(resourcev3.ListenerType) {
+		t.Fatal("db became http: the outbound listener must change")
+	}
+
+	db2 := at(sidecar("db-2", "db", nil), "10.0.0.2")
+	if err := r.Upsert(ctx, db2); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 2 || got["default.front-1"] != 1 {
+		t.Fatalf("db-2 joining pushed %v", got)
+	}
+	after := snapOf("front-1")
+	if !slices.Equal(endpoints(), []string{"10.0.0.1", "10.0.0.2"}) {
+		t.Fatalf("endpoints %v", endpoints())
+	}
+	for _, typ := range []string{resourcev3.ListenerType, resourcev3.ClusterType} {
+		if after.GetVersion(typ) != mid.GetVersion(typ) {
+			t.Errorf("%s version changed for a new endpoint only", typ)
+		}
+	}
+	if after.GetVersion(resourcev3.EndpointType) == mid.GetVersion(resourcev3.EndpointType) {
+		t.Error("endpoint version unchanged")
+	}
+
+	// A change of db-2 that does not touch its inbounds pushes db-2 only.
+	db2b := at(sidecar("db-2", "db", nil, "web"), "10.0.0.2")
+	if err := r.Upsert(ctx, db2b); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 1 || got["default.db-2"] != 1 {
+		t.Fatalf("db-2's outbound change pushed %v", got)
+	}
+
+	if err := r.Delete(ctx, db1.Key(), db2.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 1 || got["default.front-1"] != 1 {
+		t.Fatalf("db leaving pushed %v", got)
+	}
+	if f := outboundFilter(); f != tcpProxyFilter || len(endpoints()) != 0 {
+		t.Fatalf("db left: %s, %v", f, endpoints())
+	}
+	if v := snapOf("front-1"); !sameVersions(v, before) {
+		t.Fatal("back to no endpoint: the snapshot should equal the first one")
+	}
+}
+
+// A builtin gateway follows its MeshGateway and the MeshGateway targets that
+// name it.
+func TestReconcilerMeshGateway(t *testing.T) {
+	ctx := context.Background()
+	out := newCountingCache()
+	r, err := NewReconciler(nil, out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := builtinGateway("edge-1", "edge", 0)
+	side := sidecar("backend-1", "backend", nil)
+	pol := meshTrace("gw", &resource.TargetRef{Kind: resource.KindMeshGateway, Name: "edge-gateway"}, withZipkin("http://zipkin:9411/api/v2/spans"))
+	if err := r.Update(ctx, []*resource.Resource{gw, side}, []*resource.Resource{pol}); err != nil {
+		t.Fatal(err)
+	}
+	out.reset()
+	if s, _ := r.Snapshot("default", "edge-1"); len(s.GetResources(resourcev3.ListenerType)) != 0 {
+		t.Fatal("no MeshGateway, no listener")
+	}
+	if err := r.Upsert(ctx, edgeGateway()); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 1 || got["default.edge-1"] != 1 {
+		t.Fatalf("MeshGateway created: pushed %v", got)
+	}
+	if got := r.AffectedBy(pol.Key()); len(got) != 1 || got[0].Name != "edge-1" {
+		t.Fatalf("the MeshGateway target selects %v", got)
+	}
+	if _, c, _ := r.Collector("default", "edge-1"); c == "" {
+		t.Fatal("the gateway has no tracing")
+	}
+	if err := r.Delete(ctx, resource.Key{Type: resource.TypeMeshGateway, Mesh: "default", Name: "edge-gateway"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.reset(); len(got) != 1 || got["default.edge-1"] != 1 {
+		t.Fatalf("MeshGateway deleted: pushed %v", got)
+	}
+	if s, _ := r.Snapshot("default", "edge-1"); len(s.GetResources(resourcev3.ListenerType)) != 0 {
+		t.Fatal("MeshGateway gone, listeners stay")
 	}
 }

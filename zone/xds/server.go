@@ -47,8 +47,11 @@ type Server struct {
 
 	mu       sync.Mutex
 	lastNACK map[string]NACK
+	acked    map[ackKey]string     // last version each node ACKed, per type
 	sent     map[sentKey]time.Time // responses awaiting their ACK
 }
+
+type ackKey struct{ node, typeURL string }
 
 // sentKey names one response on one stream.
 type sentKey struct {
@@ -105,6 +108,7 @@ func NewServer(logger hclog.Logger, opts ...Option) *Server {
 			Help: "Open xDS streams.",
 		}),
 		lastNACK: map[string]NACK{},
+		acked:    map[ackKey]string{},
 	}
 	host, _ := os.Hostname()
 	s.sessions = newSessions(host)
@@ -166,6 +170,11 @@ func (s *Server) callbacks() serverv3.Callbacks {
 				s.mu.Unlock()
 			}
 			if req.GetErrorDetail() == nil {
+				if req.GetResponseNonce() != "" {
+					s.mu.Lock()
+					s.acked[ackKey{req.GetNode().GetId(), req.GetTypeUrl()}] = req.GetVersionInfo()
+					s.mu.Unlock()
+				}
 				return nil
 			}
 			n := NACK{
@@ -185,6 +194,14 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			return nil
 		},
 	}
+}
+
+// ACKed returns the last version of typeURL the proxy node acknowledged.
+func (s *Server) ACKed(node, typeURL string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.acked[ackKey{node, typeURL}]
+	return v, ok
 }
 
 // Run serves ADS on lis until ctx ends, then stops gracefully: open streams

@@ -8,6 +8,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -64,6 +65,16 @@ func (e *envoyStub) send(typeURL, version, nonce string, nack string) {
 	}
 }
 
+// request asks for resources of typeURL (all when names is empty).
+func (e *envoyStub) request(typeURL string, names []string) *discoveryv3.DiscoveryRequest {
+	e.t.Helper()
+	req := &discoveryv3.DiscoveryRequest{Node: e.node, TypeUrl: typeURL, ResourceNames: names}
+	if err := e.stream.Send(req); err != nil {
+		e.t.Fatal(err)
+	}
+	return req
+}
+
 func (e *envoyStub) recv() *discoveryv3.DiscoveryResponse {
 	e.t.Helper()
 	select {
@@ -78,6 +89,8 @@ func (e *envoyStub) recv() *discoveryv3.DiscoveryResponse {
 				m = &clusterv3.Cluster{}
 			case resourcev3.ListenerType:
 				m = &listenerv3.Listener{}
+			case resourcev3.EndpointType:
+				m = &endpointv3.ClusterLoadAssignment{}
 			default:
 				continue
 			}

@@ -4,6 +4,7 @@
 package envoy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	tracingtypev3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
@@ -41,10 +43,29 @@ const (
 	datadogOutboundInfix = "_OUTBOUND_"
 )
 
+// DefaultTrustedCA is where the Envoy images (and Kuma's kuma-dp image) keep
+// the system CA bundle.
+const DefaultTrustedCA = "/etc/ssl/certs/ca-certificates.crt"
+
+// Options are the proxy- and zone-dependent inputs of the collector cluster.
+type Options struct {
+	// IPv6 is set for proxies whose address is IPv6: a collector host name is
+	// then resolved with dns_lookup_family AUTO instead of V4_ONLY (as Kuma).
+	IPv6 bool
+	// TrustedCA is the CA bundle file (on the proxy's file system) an https
+	// collector's certificate is verified against; "" means DefaultTrustedCA.
+	TrustedCA string
+	// SkipVerify turns certificate verification of https collectors off.
+	SkipVerify bool
+}
+
 // Cluster returns the Envoy cluster for collector c: STATIC for an IP,
-// STRICT_DNS for a host name, a 5 s connect timeout, HTTP/2 for OpenTelemetry
-// (OTLP over gRPC) and an upstream TLS transport socket (SNI = host) for https.
-func Cluster(c meshtrace.Collector) (*clusterv3.Cluster, error) {
+// STRICT_DNS for a host name (dns_lookup_family V4_ONLY, AUTO for IPv6
+// proxies), a 5 s connect timeout, HTTP/2 for OpenTelemetry (OTLP over gRPC)
+// and for https an upstream TLS transport socket with SNI = host that verifies
+// the collector's certificate against opts.TrustedCA and its name (unless
+// opts.SkipVerify).
+func Cluster(c meshtrace.Collector, opts Options) (*clusterv3.Cluster, error) {
 	name := c.ClusterName()
 	cl := &clusterv3.Cluster{
 		Name:           name,
@@ -63,6 +84,10 @@ func Cluster(c meshtrace.Collector) (*clusterv3.Cluster, error) {
 	typ := clusterv3.Cluster_STRICT_DNS
 	if net.ParseIP(c.Host) != nil {
 		typ = clusterv3.Cluster_STATIC
+	} else if opts.IPv6 {
+		cl.DnsLookupFamily = clusterv3.Cluster_AUTO
+	} else {
+		cl.DnsLookupFamily = clusterv3.Cluster_V4_ONLY
 	}
 	cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: typ}
 	if c.Type == resource.BackendOpenTelemetry {
@@ -81,7 +106,7 @@ func Cluster(c meshtrace.Collector) (*clusterv3.Cluster, error) {
 		cl.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptions: opts}
 	}
 	if c.TLS {
-		tls, err := anypb.New(&tlsv3.UpstreamTlsContext{Sni: c.Host})
+		tls, err := anypb.New(upstreamTLS(c.Host, opts))
 		if err != nil {
 			return nil, err
 		}
@@ -91,6 +116,27 @@ func Cluster(c meshtrace.Collector) (*clusterv3.Cluster, error) {
 		}
 	}
 	return cl, cl.ValidateAll()
+}
+
+func upstreamTLS(host string, opts Options) *tlsv3.UpstreamTlsContext {
+	ctx := &tlsv3.UpstreamTlsContext{Sni: host}
+	if opts.SkipVerify {
+		return ctx
+	}
+	san := tlsv3.SubjectAltNameMatcher_DNS
+	if net.ParseIP(host) != nil {
+		san = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+	}
+	ctx.CommonTlsContext = &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: cmp.Or(opts.TrustedCA, DefaultTrustedCA)}},
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+				SanType: san,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}},
+			}},
+		}},
+	}
+	return ctx
 }
 
 // SocketAddress returns a TCP socket address.
@@ -118,8 +164,9 @@ const (
 // Listener says which listener a tracing block is for.
 type Listener struct {
 	Direction Direction
-	// Service is the proxy's own service: the inbound's kuma.io/service, the
-	// gateway's, or for outbounds the proxy's first inbound service.
+	// Service is the proxy's identifying service (see
+	// resource.DataplaneSpec.IdentifyingService), for every listener of the
+	// proxy as in Kuma 2.7.
 	Service string
 	// Destination is the kuma.io/service an outbound forwards to.
 	Destination string
@@ -139,7 +186,7 @@ type Tracer struct {
 	tags      []*tracingtypev3.CustomTag
 
 	mu        sync.Mutex
-	providers map[string]*tracev3.Tracing_Http // by service name
+	providers map[blockKey]*tracev3.Tracing_Http
 	blocks    map[blockKey]*hcmv3.HttpConnectionManager_Tracing
 }
 
@@ -151,17 +198,17 @@ type blockKey struct {
 // NewTracer prepares the tracing configuration for conf. It returns nil and no
 // error when conf turns tracing off (no backends, or `backends: []`). Only the
 // first backend is used, as in Kuma.
-func NewTracer(conf resource.MeshTraceConf) (*Tracer, error) {
+func NewTracer(conf resource.MeshTraceConf, opts Options) (*Tracer, error) {
 	if !meshtrace.Enabled(conf) {
 		return nil, nil
 	}
-	t := &Tracer{backend: (*conf.Backends)[0], providers: map[string]*tracev3.Tracing_Http{},
+	t := &Tracer{backend: (*conf.Backends)[0], providers: map[blockKey]*tracev3.Tracing_Http{},
 		blocks: map[blockKey]*hcmv3.HttpConnectionManager_Tracing{}}
 	var err error
 	if t.collector, err = meshtrace.ParseBackend(t.backend); err != nil {
 		return nil, err
 	}
-	if t.cluster, err = Cluster(t.collector); err != nil {
+	if t.cluster, err = Cluster(t.collector, opts); err != nil {
 		return nil, fmt.Errorf("collector cluster: %w", err)
 	}
 	if s := conf.Sampling; s != nil {
@@ -236,7 +283,7 @@ func (t *Tracer) HTTP(l Listener) (*hcmv3.HttpConnectionManager_Tracing, error) 
 	if tr, ok := t.blocks[blockKey{service, gw}]; ok {
 		return tr, nil
 	}
-	provider, err := t.provider(service)
+	provider, err := t.provider(service, gw)
 	if err != nil {
 		return nil, err
 	}
@@ -246,9 +293,9 @@ func (t *Tracer) HTTP(l Listener) (*hcmv3.HttpConnectionManager_Tracing, error) 
 		ClientSampling:  t.client,
 		CustomTags:      t.tags,
 		Provider:        provider,
-	}
-	if gw {
-		tr.SpawnUpstreamSpan = wrapperspb.Bool(true)
+		// Set explicitly either way, as Kuma 2.7 does: gateways open an
+		// upstream span per request, sidecars do not.
+		SpawnUpstreamSpan: wrapperspb.Bool(gw),
 	}
 	t.blocks[blockKey{service, gw}] = tr
 	return tr, nil
@@ -266,8 +313,8 @@ func (t *Tracer) serviceName(l Listener) string {
 	return l.Service + datadogInboundSuffix
 }
 
-func (t *Tracer) provider(service string) (*tracev3.Tracing_Http, error) {
-	if p, ok := t.providers[service]; ok {
+func (t *Tracer) provider(service string, gw bool) (*tracev3.Tracing_Http, error) {
+	if p, ok := t.providers[blockKey{service, gw}]; ok {
 		return p, nil
 	}
 	var name string
@@ -290,6 +337,9 @@ func (t *Tracer) provider(service string) (*tracev3.Tracing_Http, error) {
 			TraceId_128Bit:           z.TraceID128Bit,
 			SharedSpanContext:        wrapperspb.Bool(shared),
 			CollectorEndpointVersion: version,
+			// Builtin gateways report the downstream and upstream spans of a
+			// request separately (Kuma 2.7).
+			SplitSpansForRequest: gw,
 		}
 	case resource.BackendDatadog:
 		if service == "" {
@@ -319,6 +369,6 @@ func (t *Tracer) provider(service string) (*tracev3.Tracing_Http, error) {
 		return nil, err
 	}
 	p := &tracev3.Tracing_Http{Name: name, ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: a}}
-	t.providers[service] = p
+	t.providers[blockKey{service, gw}] = p
 	return p, nil
 }
