@@ -107,7 +107,7 @@ func BenchmarkBurst1000(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for j := w; j < 1000; j += 8 {
-					doc := fmt.Sprintf("type: MeshTrace\nname: burst-%d-%d\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: svc-%d\n  default:\n    sampling:\n      overall: 10\n", i, j, j)
+					doc := fmt.Sprintf("type: MeshTrace\nname: burst-%d-%d\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: svc-%d\n  default:\n    sampling:\n      overall: 10\n    backends:\n    - zipkin:\n        url: http://zipkin-burst:9411/api/v2/spans\n", i, j, j)
 					if err := c.Apply(doc); err != nil {
 						errs <- err
 						return
