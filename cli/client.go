@@ -67,7 +67,8 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	return code, nil
 }
 
-// Raw is Do without decoding: it returns the status and the body as sent.
+// Raw is Do without decoding: it returns the status and the body as sent
+// (also with an error, when the server answered).
 func (c *Client) Raw(ctx context.Context, method, path string, query url.Values, body any) (int, []byte, error) {
 	u := strings.TrimRight(c.Address, "/") + path
 	if len(query) > 0 {
@@ -111,7 +112,7 @@ func (c *Client) Raw(ctx context.Context, method, path string, query url.Values,
 			apiErr.Detail = strings.TrimSpace(string(data))
 		}
 		apiErr.Status = resp.StatusCode
-		return resp.StatusCode, nil, apiErr
+		return resp.StatusCode, data, apiErr
 	}
 	return resp.StatusCode, data, nil
 }

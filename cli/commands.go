@@ -66,15 +66,30 @@ func (a *App) apply(ctx context.Context, c *Client, args []string) error {
 	if err != nil {
 		return fmt.Errorf("apply: read %s: %w", *file, err)
 	}
-	items, err := resource.DecodeAll(data)
-	if err != nil {
-		return fmt.Errorf("apply: %s: %w", *file, err)
+	docs := resource.DecodeDocuments(data)
+	var bad int
+	for _, d := range docs {
+		if d.Err != nil {
+			bad++
+			fmt.Fprintf(a.Stderr, "%s: %v\n", *file, d.Err)
+		}
 	}
-	if len(items) == 0 {
+	if bad > 0 {
+		return fmt.Errorf("apply: %d of %d documents of %s are invalid; nothing was applied", bad, len(docs), *file)
+	}
+	if len(docs) == 0 {
 		return fmt.Errorf("apply: %s holds no resource", *file)
 	}
+	if len(docs) > 1 {
+		err := a.applyBulk(ctx, c, docs, *dryRun)
+		if !errors.Is(err, errNoBulk) {
+			return err
+		}
+		fmt.Fprintln(a.Stderr, "Warning: the server has no bulk apply (POST /_apply): applying one document at a time, without validating them all first")
+	}
 	var failed int
-	for _, r := range items {
+	for _, doc := range docs {
+		r := doc.Resource
 		d, _ := resource.Lookup(r.Type)
 		q := url.Values{}
 		if *dryRun {
@@ -82,7 +97,7 @@ func (a *App) apply(ctx context.Context, c *Client, args []string) error {
 		}
 		var res writeResult
 		code, err := c.Do(ctx, http.MethodPut, ResourcePath(d, r.Mesh, r.Name), q, r, &res)
-		label := strings.ToLower(string(r.Type)) + "/" + r.Name
+		label := docLabel(r)
 		if err != nil {
 			failed++
 			fmt.Fprintf(a.Stderr, "%s: %v\n", label, err)
@@ -99,9 +114,13 @@ func (a *App) apply(ctx context.Context, c *Client, args []string) error {
 		a.printWarnings(res)
 	}
 	if failed > 0 {
-		return fmt.Errorf("apply: %d of %d resources failed", failed, len(items))
+		return fmt.Errorf("apply: %d of %d resources failed", failed, len(docs))
 	}
 	return nil
+}
+
+func docLabel(r *resource.Resource) string {
+	return strings.ToLower(string(r.Type)) + "/" + r.Name
 }
 
 type listPage struct {

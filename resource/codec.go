@@ -99,6 +99,39 @@ func DecodeAll(data []byte) ([]*Resource, error) {
 	return out, nil
 }
 
+// Document is one document of a multi-document input: its resource, or why
+// it could not be decoded.
+type Document struct {
+	// Index is the 0-based position among all documents, counting empty ones.
+	Index int
+	// Line is the 1-based line the document starts on.
+	Line     int
+	Resource *Resource
+	// Err is a *DocumentError (wrapping an *InvalidError) when decoding failed.
+	Err error
+}
+
+// DecodeDocuments decodes every non-empty document of a stream like
+// DecodeAll, but reports each document's failure instead of stopping at the
+// first, so a caller can show them all.
+func DecodeDocuments(data []byte) []Document {
+	var out []Document
+	for i, d := range splitDocuments(data) {
+		if d.empty() {
+			continue
+		}
+		doc := Document{Index: i, Line: d.line}
+		r, err := decodeDocument(d.data)
+		if err != nil {
+			locate(err, d.data, d.first)
+			doc.Err = &DocumentError{Index: i, Line: d.line, Err: err}
+		}
+		doc.Resource = r
+		out = append(out, doc)
+	}
+	return out
+}
+
 type document struct {
 	data []byte
 	line int // where the document starts: its "---" line, or 1
