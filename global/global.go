@@ -89,7 +89,7 @@ func New(cfg Config, logger hclog.Logger) (*Global, error) {
 		started: make(chan struct{}),
 	}
 	g.setupKDS()
-	g.AddRoute("GET /residency", http.HandlerFunc(g.residencyHandler))
+	g.AddRoute("GET /residency", residency.Handler(g.Residency, g.zoneEnforcement))
 	return g, nil
 }
 
@@ -219,7 +219,7 @@ func (g *Global) Run(ctx context.Context) (err error) {
 		Registerer: g.reg,
 		Routes:     g.apiRoutes(),
 		Writable:   writableTypes(),
-		Admit:      g.admitResidency,
+		Admit:      residency.Admission(g.Residency),
 	})
 	if err != nil {
 		return fmt.Errorf("global: %w", err)

@@ -3,19 +3,11 @@ package global
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http"
 
 	"github.com/meshtrace/meshtrace/residency"
 	"github.com/meshtrace/meshtrace/resource"
-	"github.com/meshtrace/meshtrace/restapi"
+	"github.com/meshtrace/meshtrace/store"
 )
-
-// maxRefusalCauses caps the per-proxy causes of a residency 409.
-const maxRefusalCauses = 20
-
-// maxRefusalDetails caps the verdicts listed in a 409's details.
-const maxRefusalDetails = 200
 
 // Residency is the residency index (nil before Run opened the store).
 func (g *Global) Residency() *residency.Index {
@@ -24,98 +16,30 @@ func (g *Global) Residency() *residency.Index {
 	return g.res
 }
 
-// admitResidency is the API's admission: MeshTrace writes that would make a
-// proxy of a zone in Enforce mode export outside the zone's allowed
-// collectors are refused (409); Audit-mode violations and, for Zone writes,
-// the proxies the new residency flags are answered as warnings.
-func (g *Global) admitResidency(ctx context.Context, old, cur *resource.Resource) ([]string, func(int64), error) {
-	ix := g.Residency()
-	if ix == nil {
-		return nil, nil, nil
-	}
-	d, err := ix.Admit(ctx, old, cur)
-	if err != nil {
-		if errors.Is(err, residency.ErrNotReady) {
-			return nil, nil, restapi.NewError(http.StatusServiceUnavailable, err.Error()+"; retry")
+// zoneEnforcement adds to a residency report what each zone reports in its
+// ZoneInsight: the proxies whose tracing the zone turned off (Enforce) or
+// flagged (Audit) by its own check.
+func (g *Global) zoneEnforcement(ctx context.Context, rep *residency.Report) {
+	st := g.Store()
+	for i := range rep.Zones {
+		z := &rep.Zones[i]
+		in, _, err := st.Get(ctx, resource.Key{Type: resource.TypeZoneInsight, Name: z.Zone})
+		if err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				g.log.Named("residency").Warn("cannot read zone insight", "zone", z.Zone, "error", err)
+			}
+			continue
 		}
-		return nil, nil, err
-	}
-	if !d.Allowed() {
-		d.Done(0)
-		return nil, nil, refusal(old, cur, d)
-	}
-	var warnings []string
-	for _, v := range d.Audited {
-		warnings = append(warnings, "residency (Audit, admitted and recorded): "+v.Message())
-	}
-	for _, v := range d.Current {
-		warnings = append(warnings, "residency: currently violating: "+v.Message())
-	}
-	return capWarnings(warnings), d.Done, nil
-}
-
-func capWarnings(ws []string) []string {
-	if len(ws) <= maxRefusalCauses {
-		return ws
-	}
-	return append(ws[:maxRefusalCauses:maxRefusalCauses], fmt.Sprintf("and %d more", len(ws)-maxRefusalCauses))
-}
-
-// refusalDetails is the machine-readable part of a residency 409.
-type refusalDetails struct {
-	Residency struct {
-		// Total is the number of proxies that would export outside their zone.
-		Total int `json:"total"`
-		// Violations lists them (at most 200).
-		Violations []residency.Verdict `json:"violations"`
-	} `json:"residency"`
-}
-
-// refusal is the 409 for a write refused by residency: one cause per proxy
-// (zone, proxy, collector, responsible policy) under the field that brings
-// the collector in.
-func refusal(old, cur *resource.Resource, d *residency.Decision) *restapi.Error {
-	some, verb := cur, "writing"
-	if cur == nil {
-		some, verb = old, "deleting"
-	}
-	zones := map[string]bool{}
-	for _, v := range d.Refused {
-		zones[v.Zone] = true
-	}
-	detail := fmt.Sprintf("%s MeshTrace %q in mesh %q would make %d proxies of %d zones in residency Enforce mode export spans to collectors outside their zone",
-		verb, some.Name, some.Mesh, len(d.Refused), len(zones))
-	var causes []resource.Violation
-	for i, v := range d.Refused {
-		if i == maxRefusalCauses {
-			causes = append(causes, resource.Violation{Message: fmt.Sprintf("and %d more proxies", len(d.Refused)-i)})
-			break
+		spec, _ := in.Spec.(*resource.ZoneInsightSpec)
+		if spec == nil {
+			continue
 		}
-		field := ""
-		switch {
-		case cur == nil:
-		case v.Policy != nil && v.Policy.Name == cur.Name && v.Policy.Mesh == cur.Mesh:
-			field = "spec.default.backends"
-		default:
-			field = "spec.targetRef"
+		for _, p := range spec.Proxies {
+			if p.ResidencyViolation != "" {
+				z.ZoneReported = append(z.ZoneReported, residency.ZoneReported{
+					Mesh: p.Mesh, Proxy: p.Name, Collector: p.ResidencyCollector, Blocked: p.ResidencyBlocked, Reason: p.ResidencyViolation,
+				})
+			}
 		}
-		causes = append(causes, resource.Violation{Field: field, Message: v.Message()})
 	}
-	e := restapi.NewError(http.StatusConflict, detail, causes...)
-	var det refusalDetails
-	det.Residency.Total = len(d.Refused)
-	det.Residency.Violations = d.Refused[:min(len(d.Refused), maxRefusalDetails)]
-	e.Details = det
-	return e
-}
-
-// residencyHandler is GET /residency: per zone, mode, allowed set, proxies
-// by effective collector and current violations.
-func (g *Global) residencyHandler(w http.ResponseWriter, r *http.Request) {
-	ix := g.Residency()
-	if ix == nil || !ix.Ready() {
-		restapi.WriteError(w, restapi.NewError(http.StatusServiceUnavailable, "the residency index is loading; retry"))
-		return
-	}
-	restapi.WriteJSON(w, http.StatusOK, ix.Report())
 }

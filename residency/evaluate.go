@@ -143,22 +143,32 @@ func Evaluate(dp *resource.Resource, policies []*resource.Resource, z Zone) Verd
 		return v
 	}
 	v.Policy = policyRef(responsible)
-	v.Backend, v.Collector = meshtrace.EffectiveCollector(conf)
+	v.Backend, v.Collector, v.Host, v.Port, v.AllowedBy, v.Reason, v.Allowed = check(conf, z)
+	return v
+}
+
+// Check is the zone's own check of a merged configuration: it reports
+// whether the collector conf exports to is allowed in z, and why not. Tracing
+// off is always allowed. Zones run it before serving a proxy.
+func Check(conf resource.MeshTraceConf, z Zone) (allowed bool, collector, reason string) {
+	_, collector, _, _, _, reason, allowed = check(conf, z)
+	return allowed, collector, reason
+}
+
+func check(conf resource.MeshTraceConf, z Zone) (backend, collector, host string, port uint32, allowedBy, reason string, allowed bool) {
+	if !meshtrace.Enabled(conf) {
+		return "", "", "", 0, "", "", true
+	}
+	backend, collector = meshtrace.EffectiveCollector(conf)
 	c, err := meshtrace.ParseBackend((*conf.Backends)[0])
 	if err != nil {
-		v.Allowed = false
-		v.Reason = fmt.Sprintf("the collector address cannot be parsed (%v), so it cannot be shown to stay in zone %q", err, z.Name)
-		return v
+		return backend, collector, "", 0, "", fmt.Sprintf("the collector address cannot be parsed (%v), so it cannot be shown to stay in zone %q", err, z.Name), false
 	}
-	v.Host, v.Port = c.Host, c.Port
 	if p, ok := z.Allowed.Allows(c.Host, c.Port); ok {
-		v.AllowedBy = p.Raw
-		return v
+		return backend, collector, c.Host, c.Port, p.Raw, "", true
 	}
-	v.Allowed = false
-	v.Reason = fmt.Sprintf("%s:%d is not in zone %q's allowed collectors [%s]",
-		hostForDisplay(c.Host), c.Port, z.Name, strings.Join(z.Allowed.Strings(), ", "))
-	return v
+	return backend, collector, c.Host, c.Port, "", fmt.Sprintf("%s:%d is not in zone %q's allowed collectors [%s]",
+		hostForDisplay(c.Host), c.Port, z.Name, strings.Join(z.Allowed.Strings(), ", ")), false
 }
 
 func hostForDisplay(h string) string {

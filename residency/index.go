@@ -480,6 +480,19 @@ type ZoneReport struct {
 	TracingOff int                `json:"tracingOff"`
 	Collectors []CollectorProxies `json:"collectors"`
 	Violations []Violation        `json:"violations"`
+	// ZoneReported are the proxies the zone itself found outside its allowed
+	// collectors (ZoneInsight): served tracing off in Enforce mode.
+	ZoneReported []ZoneReported `json:"zoneReported,omitempty"`
+}
+
+// ZoneReported is one proxy a zone's own check flagged.
+type ZoneReported struct {
+	Mesh      string `json:"mesh"`
+	Proxy     string `json:"proxy"`
+	Collector string `json:"collector"`
+	// Blocked: the zone serves this proxy tracing off (Enforce).
+	Blocked bool   `json:"blocked"`
+	Reason  string `json:"reason"`
 }
 
 // CollectorProxies lists the proxies exporting to one collector.

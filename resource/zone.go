@@ -167,6 +167,14 @@ type ProxyTracing struct {
 	// XDS is the proxy's xDS connection as the zone's ADS server sees it;
 	// nil when the proxy never connected.
 	XDS *ProxyXDS `json:"xds,omitempty"`
+	// ResidencyViolation, when set, says why the collector the merged
+	// policies name is outside the zone's allowed collectors; with
+	// ResidencyBlocked (Enforce) the zone serves the proxy tracing off, and
+	// Backend and Collector are empty while ResidencyCollector names the
+	// collector refused.
+	ResidencyViolation string `json:"residencyViolation,omitempty"`
+	ResidencyCollector string `json:"residencyCollector,omitempty"`
+	ResidencyBlocked   bool   `json:"residencyBlocked,omitempty"`
 }
 
 // ProxyXDS is one proxy's xDS connection: what kumactl inspect dataplanes
@@ -196,9 +204,11 @@ func (s *ZoneInsightSpec) Validate() ValidationErrors { return nil }
 
 func init() {
 	Register(&Descriptor{
-		Type:    TypeZone,
-		Plural:  "zones",
-		Scope:   ScopeGlobal,
+		Type:   TypeZone,
+		Plural: "zones",
+		Scope:  ScopeGlobal,
+		// Down to zones, so each holds its residency and enforces it itself.
+		Sync:    SyncGlobalToZone,
 		NewSpec: func() Spec { return &ZoneSpec{} },
 	})
 	Register(&Descriptor{

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/meshtrace/meshtrace/residency"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 )
@@ -17,26 +18,38 @@ type proxyInputs interface {
 	Update(ctx context.Context, dataplanes, policies []*resource.Resource) error
 	Upsert(ctx context.Context, rs ...*resource.Resource) error
 	Delete(ctx context.Context, keys ...resource.Key) error
+	SetResidency(ctx context.Context, z residency.Zone) error
 }
 
-// watchedTypes are the zone store types that shape proxies' configuration.
-var watchedTypes = []resource.Type{resource.TypeDataplane, resource.TypeMeshTrace, resource.TypeMeshGateway}
+// watchedTypes are the zone store types that shape proxies' configuration
+// (the Zone resource, synced from global, carries the zone's residency).
+var watchedTypes = []resource.Type{resource.TypeDataplane, resource.TypeMeshTrace, resource.TypeMeshGateway, resource.TypeZone}
+
+// setResidency hands the zone's residency to out: the Zone resource named
+// zone among rs, Off when there is none.
+func setResidency(ctx context.Context, out proxyInputs, zone string, r *resource.Resource) error {
+	var spec *resource.ZoneSpec
+	if r != nil {
+		spec, _ = r.Spec.(*resource.ZoneSpec)
+	}
+	return out.SetResidency(ctx, residency.CompileZone(zone, spec))
+}
 
 // feed keeps out current with the store: it lists every watched type at one
 // revision, hands the whole state over, then applies changes from revision+1.
 // When the watch cannot go on (history compacted, subscriber overflow) it
 // lists again at one revision and lets the reconciler diff. It returns when
 // ctx ends. synced is called after every full state hand-over.
-func feed(ctx context.Context, log hclog.Logger, st store.Store, out proxyInputs, synced func(rev int64)) error {
+func feed(ctx context.Context, log hclog.Logger, st store.Store, zone string, out proxyInputs, synced func(rev int64)) error {
 	backoff := 100 * time.Millisecond
 	for {
-		rev, err := relist(ctx, log, st, out)
+		rev, err := relist(ctx, log, st, zone, out)
 		if err == nil {
 			backoff = 100 * time.Millisecond
 			if synced != nil {
 				synced(rev)
 			}
-			err = follow(ctx, log, st, out, rev+1)
+			err = follow(ctx, log, st, zone, out, rev+1)
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -53,7 +66,7 @@ func feed(ctx context.Context, log hclog.Logger, st store.Store, out proxyInputs
 	}
 }
 
-func relist(ctx context.Context, log hclog.Logger, st store.Store, out proxyInputs) (int64, error) {
+func relist(ctx context.Context, log hclog.Logger, st store.Store, zone string, out proxyInputs) (int64, error) {
 	var rev int64
 	lists := map[resource.Type][]*resource.Resource{}
 	for _, t := range watchedTypes {
@@ -64,6 +77,16 @@ func relist(ctx context.Context, log hclog.Logger, st store.Store, out proxyInpu
 		rev = res.Revision
 		lists[t] = res.Items
 	}
+	// Residency first, so no proxy is served before the zone's check is on.
+	var own *resource.Resource
+	for _, z := range lists[resource.TypeZone] {
+		if z.Name == zone {
+			own = z
+		}
+	}
+	if err := setResidency(ctx, out, zone, own); err != nil {
+		log.Warn("some proxies could not be built", "error", err)
+	}
 	if err := out.Update(ctx, lists[resource.TypeDataplane], append(lists[resource.TypeMeshTrace], lists[resource.TypeMeshGateway]...)); err != nil {
 		// Proxies that failed to build keep their last good config; the
 		// state itself was taken.
@@ -72,7 +95,7 @@ func relist(ctx context.Context, log hclog.Logger, st store.Store, out proxyInpu
 	return rev, nil
 }
 
-func follow(ctx context.Context, log hclog.Logger, st store.Store, out proxyInputs, from int64) error {
+func follow(ctx context.Context, log hclog.Logger, st store.Store, zone string, out proxyInputs, from int64) error {
 	ch, err := st.Watch(ctx, store.WatchOptions{Types: watchedTypes, FromRevision: from})
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
@@ -95,6 +118,20 @@ func follow(ctx context.Context, log hclog.Logger, st store.Store, out proxyInpu
 			return errors.Join(errs...)
 		}
 		for _, ev := range resp.Events {
+			if ev.Resource.Type == resource.TypeZone {
+				if ev.Resource.Name != zone {
+					continue
+				}
+				_ = flush()
+				own := ev.Resource
+				if ev.Type == store.EventDelete {
+					own = nil
+				}
+				if err := setResidency(ctx, out, zone, own); err != nil {
+					log.Warn("some proxies could not be built", "rev", resp.Revision, "error", err)
+				}
+				continue
+			}
 			if log.IsDebug() {
 				k := ev.Resource.Key()
 				log.Debug("store change", "op", ev.Type, "type", k.Type, "mesh", k.Mesh, "name", k.Name, "rev", ev.Revision)

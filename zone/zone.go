@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/diag"
 	"github.com/meshtrace/meshtrace/kds"
+	"github.com/meshtrace/meshtrace/residency"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
 	"github.com/meshtrace/meshtrace/store"
@@ -51,6 +52,7 @@ type Zone struct {
 	ran       bool
 	started   chan struct{}
 	syncedRev atomic.Int64
+	res       *residency.Index
 }
 
 // New checks cfg and returns a Zone ready to Run. A nil logger discards logs.
@@ -157,6 +159,15 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 		z.SetStore(st)
 	}
 
+	res, err := residency.NewIndex(residency.Config{Store: st, Logger: z.log.Named("residency"), Registerer: z.reg, LocalZone: z.cfg.Name})
+	if err != nil {
+		return fmt.Errorf("zone: %w", err)
+	}
+	z.mu.Lock()
+	z.res = res
+	z.mu.Unlock()
+	routes := z.inspectRoutes()
+	routes["GET /residency"] = residency.Handler(z.Residency, nil)
 	api, err := restapi.New(restapi.Config{
 		Store:      st,
 		Logger:     z.log.Named("api"),
@@ -167,7 +178,10 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 		Mutate:     z.mutate,
 		Token:      z.cfg.API.Token,
 		Registerer: z.reg,
-		Routes:     z.inspectRoutes(),
+		Routes:     routes,
+		// Local MeshTraces (zone-originated) meet the same residency check
+		// as global's, against this zone's own proxies.
+		Admit: residency.Admission(z.Residency),
 	})
 	if err != nil {
 		return fmt.Errorf("zone: %w", err)
@@ -225,8 +239,9 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 		return errors.Join(apiSrv.Shutdown(sctx), diagSrv.Shutdown(sctx))
 	})
 	eg.Go(func() error { return z.xds.Run(ectx, xdsLn) })
+	eg.Go(func() error { return res.Run(ectx) })
 	eg.Go(func() error {
-		return feed(ectx, z.log.Named("feed"), st, z.rec, func(rev int64) { z.syncedRev.Store(rev) })
+		return feed(ectx, z.log.Named("feed"), st, z.cfg.Name, z.rec, func(rev int64) { z.syncedRev.Store(rev) })
 	})
 	for _, run := range runners {
 		eg.Go(func() error { return run(ectx, st) })
@@ -234,6 +249,13 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 	err = eg.Wait()
 	z.log.Info("zone control plane stopped", "error", err)
 	return err
+}
+
+// Residency is the zone's residency index (nil before Run opened the store).
+func (z *Zone) Residency() *residency.Index {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.res
 }
 
 // isSynced reports whether r is a read-only copy of a global resource.

@@ -105,6 +105,9 @@ func (r *Reconciler) Proxies() []resource.ProxyTracing {
 			for _, pk := range p.built.rules.Policies {
 				pt.Policies = append(pt.Policies, pk.Name)
 			}
+			if rs := p.built.residency; rs.violation != "" {
+				pt.ResidencyViolation, pt.ResidencyCollector, pt.ResidencyBlocked = rs.violation, rs.collector, rs.blocked
+			}
 		}
 		out = append(out, pt)
 	}

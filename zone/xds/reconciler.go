@@ -53,10 +53,11 @@ type proxy struct {
 
 // built is a snapshot shared by every proxy with the same inputs.
 type built struct {
-	inputs digest
-	rules  meshtrace.Rules
-	snap   *cache.Snapshot
-	refs   int
+	inputs    digest
+	rules     meshtrace.Rules
+	residency residencyState
+	snap      *cache.Snapshot
+	refs      int
 }
 
 type policy struct {
@@ -91,6 +92,7 @@ type Reconciler struct {
 	consumers map[svcKey]map[resource.Key]bool // service -> proxies with an outbound to it
 	gateways  map[resource.Key]*policy         // MeshGateways
 	meshGWs   map[string][]*resource.Resource  // MeshGateways per mesh
+	guard     guard
 }
 
 // ReconcilerOption configures a Reconciler.
@@ -528,6 +530,9 @@ func (r *Reconciler) plan(pl *plan) {
 		d := r.policies[m.Key()].digest
 		h.Write(d[:])
 	}
+	if r.guard.digest != (digest{}) {
+		h.Write(r.guard.digest[:])
+	}
 	var confKey digest
 	h.Sum(confKey[:0])
 	h.Reset()
@@ -552,6 +557,7 @@ func (r *Reconciler) plan(pl *plan) {
 		return // another proxy has the same inputs
 	}
 	rules := meshtrace.Merge(matched)
+	res := r.guard.enforce(&rules)
 	if p.ownFor != p.dpDigest {
 		p.own, p.ownFor = map[string][]byte{}, p.dpDigest
 	}
@@ -560,7 +566,7 @@ func (r *Reconciler) plan(pl *plan) {
 		pl.err = err
 		return
 	}
-	pl.built = &built{inputs: pl.inputs, rules: rules, snap: snap}
+	pl.built = &built{inputs: pl.inputs, rules: rules, residency: res, snap: snap}
 }
 
 func (r *Reconciler) commit(ctx context.Context, pl *plan) error {
@@ -589,6 +595,7 @@ func (r *Reconciler) commit(ctx context.Context, pl *plan) error {
 	// New inputs may still give the same content (a policy change that another,
 	// more specific policy overrides): then the proxy has nothing to receive.
 	same := p.built != nil && sameVersions(p.built.snap, b.snap)
+	r.logResidency(pl.key, p.built, b)
 	r.release(p.built)
 	p.built = b
 	p.inputs = pl.inputs
