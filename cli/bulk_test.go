@@ -20,7 +20,7 @@ func tracesDoc(n int, bad map[int]string) string {
 		if s, ok := bad[i]; ok {
 			sampling = s
 		}
-		fmt.Fprintf(&b, "type: MeshTrace\nname: p-%03d\nmesh: default\nspec:\n  default:\n    sampling:\n      overall: %s\n", i, sampling)
+		fmt.Fprintf(&b, "type: MeshTrace\nname: p-%03d\nmesh: default\nspec:\n  default:\n    backends: []\n    sampling:\n      overall: %s\n", i, sampling)
 	}
 	return b.String()
 }
@@ -43,7 +43,7 @@ func TestApplyValidatesEveryDocumentBeforeWriting(t *testing.T) {
 	if code == 0 || out != "" {
 		t.Fatalf("apply: %d %q", code, out)
 	}
-	for _, want := range []string{"document 1 (line 8) meshtrace/p-001", "spec.default.sampling.overall: must be between 0 and 100", "nothing was applied"} {
+	for _, want := range []string{"document 1 (line 9) meshtrace/p-001", "spec.default.sampling.overall: must be between 0 and 100", "nothing was applied"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
@@ -54,7 +54,7 @@ func TestApplyValidatesEveryDocumentBeforeWriting(t *testing.T) {
 	// Unknown fields in two documents: both reported, by line.
 	doc := tracesDoc(3, nil)
 	doc = strings.Replace(doc, "name: p-000", "nmae: p-000", 1)
-	doc = strings.Replace(doc, "    sampling:\n      overall: 10\n---\ntype: MeshTrace\nname: p-002", "    sampling:\n      overall: 10\n---\ntype: MeshTrace\nname: p-002\nbogus: 1", 1)
+	doc = strings.Replace(doc, "name: p-002", "name: p-002\nbogus: 1", 1)
 	code, _, errOut = r.run(doc, "apply", "-f", "-")
 	if code == 0 || !strings.Contains(errOut, "nmae") || !strings.Contains(errOut, "bogus") || !strings.Contains(errOut, "2 of 3 documents") {
 		t.Fatalf("two bad documents: %d\n%s", code, errOut)

@@ -282,6 +282,11 @@ func (h *Handler) batchOptions(now time.Time, dry bool) store.BatchOptions {
 		RequireMesh: true,
 		DryRun:      dry,
 		Prepare: func(r, existing *resource.Resource) error {
+			// Taken here, once the store state is known: an update is never
+			// stamped earlier than the creation it follows.
+			if t := time.Now().UTC(); t.After(now) {
+				now = t
+			}
 			r.CreationTime, r.ModificationTime = now, now
 			if existing == nil {
 				return nil
