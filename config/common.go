@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"net"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -31,7 +32,22 @@ func (c LogConfig) Logger(name string, out io.Writer) hclog.Logger {
 	})
 }
 
+// IsLoopback reports whether a host:port only listens on the loopback
+// interface (localhost, 127.0.0.0/8 or ::1); "", 0.0.0.0 and :: do not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // DiagnosticsConfig is where a control plane serves /healthz, /readyz and /metrics.
 type DiagnosticsConfig struct {
-	Address string `json:"address" desc:"host:port of /healthz, /readyz and Prometheus /metrics."`
+	Address        string `json:"address" desc:"host:port of /healthz, /readyz and Prometheus /metrics."`
+	MaxConnections int    `json:"maxConnections" desc:"Cap on open connections to the diagnostics port; at the cap the oldest idle one is closed."`
 }

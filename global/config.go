@@ -30,8 +30,9 @@ type Config struct {
 
 // APIConfig configures the REST API (kumactl and meshtracectl talk to it).
 type APIConfig struct {
-	Address    string `json:"address" desc:"host:port of the REST API."`
-	AdminToken string `json:"adminToken" desc:"Bearer token for writes; when empty it is read from, or generated into, the file admin-token in dataDir."`
+	Address        string `json:"address" desc:"host:port of the REST API."`
+	AdminToken     string `json:"adminToken" desc:"Bearer token for writes; when empty it is read from, or generated into, the file admin-token in dataDir."`
+	MaxConnections int    `json:"maxConnections" desc:"Cap on open API connections; at the cap the oldest idle one is closed (caps are lowered to fit the open-file limit)."`
 }
 
 // KDSConfig configures the zone sync server.
@@ -43,6 +44,7 @@ type KDSConfig struct {
 	Insecure        bool            `json:"insecure" desc:"Serve KDS without TLS (tests only)."`
 	MaxMessageBytes int             `json:"maxMessageBytes" desc:"Largest gRPC message KDS sends or accepts."`
 	Heartbeat       config.Duration `json:"heartbeat" desc:"Interval of KDS keepalive pings."`
+	MaxConnections  int             `json:"maxConnections" desc:"Cap on open KDS connections; at the cap the oldest connection without a stream is closed."`
 }
 
 // DefaultConfig returns the defaults; config.defaults.yaml spells them out.
@@ -56,13 +58,14 @@ func DefaultConfig() Config {
 			},
 			External: store.ExternalStoreConfig{DialTimeout: config.Duration(5 * time.Second)},
 		},
-		API: APIConfig{Address: "127.0.0.1:5681"},
+		API: APIConfig{Address: "127.0.0.1:5681", MaxConnections: 1024},
 		KDS: KDSConfig{
 			Address:         "0.0.0.0:5685",
 			MaxMessageBytes: 10 << 20,
 			Heartbeat:       config.Duration(10 * time.Second),
+			MaxConnections:  1024,
 		},
-		Diagnostics: config.DiagnosticsConfig{Address: "127.0.0.1:5680"},
+		Diagnostics: config.DiagnosticsConfig{Address: "127.0.0.1:5680", MaxConnections: 64},
 		Log:         config.LogConfig{Level: "info"},
 	}
 }
@@ -142,6 +145,14 @@ func (c Config) Validate() error {
 		bad("kds.heartbeat", "must be at least 100ms, got %s", c.KDS.Heartbeat)
 	}
 	checkAddress(bad, "diagnostics.address", c.Diagnostics.Address)
+	for _, m := range []struct {
+		key string
+		n   int
+	}{{"api.maxConnections", c.API.MaxConnections}, {"kds.maxConnections", c.KDS.MaxConnections}, {"diagnostics.maxConnections", c.Diagnostics.MaxConnections}} {
+		if m.n < 1 {
+			bad(m.key, "must be at least 1, got %d", m.n)
+		}
+	}
 	if samePort(c.API.Address, c.Diagnostics.Address) {
 		bad("diagnostics.address", "%q is the same port as api.address", c.Diagnostics.Address)
 	}

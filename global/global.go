@@ -30,6 +30,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/diag"
 	"github.com/meshtrace/meshtrace/inspect"
+	"github.com/meshtrace/meshtrace/listen"
 	"github.com/meshtrace/meshtrace/overview"
 	"github.com/meshtrace/meshtrace/residency"
 	"github.com/meshtrace/meshtrace/resource"
@@ -46,8 +47,9 @@ const (
 // AdminTokenFile is the name of the generated token file under DataDir.
 const AdminTokenFile = "admin-token"
 
-// ShutdownTimeout bounds how long HTTP servers drain on shutdown.
-const ShutdownTimeout = 10 * time.Second
+// ShutdownTimeout bounds how long servers drain on shutdown, so that a
+// SIGTERM stops the process within a few seconds.
+const ShutdownTimeout = 2 * time.Second
 
 // Global is one global control plane instance.
 type Global struct {
@@ -81,6 +83,7 @@ func New(cfg Config, logger hclog.Logger) (*Global, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	listen.Register(reg)
 	g := &Global{
 		cfg:     cfg,
 		log:     logger,
@@ -185,6 +188,15 @@ func (g *Global) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(g.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("global: data dir: %w", err)
 	}
+	if note, err := listen.FitFDLimit(
+		listen.Cap{Key: "api.maxConnections", Max: &g.cfg.API.MaxConnections},
+		listen.Cap{Key: "kds.maxConnections", Max: &g.cfg.KDS.MaxConnections},
+		listen.Cap{Key: "diagnostics.maxConnections", Max: &g.cfg.Diagnostics.MaxConnections},
+	); err != nil {
+		return fmt.Errorf("global: %w", err)
+	} else if note != "" {
+		g.log.Warn(note)
+	}
 	st, closeStore, err := g.openStore(ctx)
 	if err != nil {
 		return err
@@ -224,17 +236,17 @@ func (g *Global) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("global: %w", err)
 	}
-	apiLn, err := net.Listen("tcp", g.cfg.API.Address)
+	apiLn, err := listen.TCP("api", g.cfg.API.Address, g.cfg.API.MaxConnections)
 	if err != nil {
 		return fmt.Errorf("global: api.address: %w", err)
 	}
-	diagLn, err := net.Listen("tcp", g.cfg.Diagnostics.Address)
+	diagLn, err := listen.TCP("diagnostics", g.cfg.Diagnostics.Address, g.cfg.Diagnostics.MaxConnections)
 	if err != nil {
 		apiLn.Close()
 		return fmt.Errorf("global: diagnostics.address: %w", err)
 	}
-	apiSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	diagSrv := &http.Server{Handler: diag.Handler(g.reg, diag.StoreCheck(st)), ReadHeaderTimeout: 10 * time.Second}
+	apiSrv := listen.HTTPServer(api, apiLn)
+	diagSrv := listen.HTTPServer(diag.Handler(g.reg, diag.StoreCheck(st)), diagLn)
 
 	g.mu.Lock()
 	g.apiAddr, g.diagAddr, g.token, g.cluster = apiLn.Addr().String(), diagLn.Addr().String(), token, cluster

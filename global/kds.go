@@ -17,11 +17,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshtrace/meshtrace/kds"
+	"github.com/meshtrace/meshtrace/listen"
 	"github.com/meshtrace/meshtrace/restapi"
 )
 
 // KDSTLSDir is where generated KDS certificates live under dataDir.
 const KDSTLSDir = "kds-tls"
+
+// kdsMaxStreams caps concurrent streams on one KDS connection.
+const kdsMaxStreams = 8
 
 // kdsState is what the KDS runner publishes once its listener is bound.
 type kdsState struct {
@@ -113,11 +117,13 @@ func (g *Global) runKDS(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("global: kds tls: %w", err)
 	}
-	ln, err := net.Listen("tcp", g.cfg.KDS.Address)
+	ln, err := listen.TCP("kds", g.cfg.KDS.Address, g.cfg.KDS.MaxConnections)
 	if err != nil {
 		return fmt.Errorf("global: kds.address: %w", err)
 	}
-	gs := grpc.NewServer(append(srv.GRPCServerOptions(), grpc.Creds(creds))...)
+	// A zone needs one stream (Sync); a few more leave room for reconnects.
+	opts := append(srv.GRPCServerOptions(), ln.GRPCServerOptions(kdsMaxStreams)...)
+	gs := grpc.NewServer(append(opts, grpc.Creds(creds))...)
 	srv.Register(gs)
 	g.mu.Lock()
 	g.kds.addr, g.kds.caFile, g.kds.server = ln.Addr().String(), caFile, srv

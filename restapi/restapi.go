@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -104,6 +105,10 @@ type Config struct {
 	Mutate func(r *resource.Resource)
 	// Token is the bearer token writes need; "" turns auth off.
 	Token string
+	// OpenWrites, when Token is "" and OpenWrites is not nil, are the only
+	// types that may still be written; other writes answer 403 (a zone
+	// without a token lets proxies register but not change policies).
+	OpenWrites []resource.Type
 	// Registerer receives the HTTP metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
 	// Routes adds handlers by ServeMux pattern (e.g.
@@ -236,7 +241,11 @@ func (h *Handler) routes() error {
 		}
 		h.handle("GET "+item, h.getHandler(d))
 		h.handle("GET "+list, h.listHandler(d, d.Scope == resource.ScopeMesh))
-		if h.writable[d.Type] {
+		if h.writable[d.Type] && h.cfg.Token == "" && h.cfg.OpenWrites != nil && !slices.Contains(h.cfg.OpenWrites, d.Type) {
+			nt := h.needsToken(d)
+			h.handle("PUT "+item, nt)
+			h.handle("DELETE "+item, nt)
+		} else if h.writable[d.Type] {
 			h.handle("PUT "+item, h.putHandler(d))
 			h.handle("DELETE "+item, h.deleteHandler(d))
 		} else {
@@ -254,6 +263,13 @@ func (h *Handler) routes() error {
 		WriteError(w, NewError(http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
 	}))
 	return nil
+}
+
+// needsToken refuses writes of d while the API has no token.
+func (h *Handler) needsToken(d *resource.Descriptor) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, NewError(http.StatusForbidden, fmt.Sprintf("writing %s needs a token: set api.token and send it as \"Authorization: Bearer <token>\"", d.Plural)))
+	})
 }
 
 // safeHandle registers an extra route, turning ServeMux's panic on a bad or

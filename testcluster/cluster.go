@@ -80,6 +80,9 @@ type Options struct {
 	Zones []string
 	// Logger receives every control plane's logs; nil discards them.
 	Logger hclog.Logger
+	// Global, when set, adjusts global's configuration (addresses and dirs
+	// are set already).
+	Global func(*global.Config)
 }
 
 func openStore(tb testing.TB, dir string, reg prometheus.Registerer) *store.EtcdStore {
@@ -137,6 +140,9 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	gcfg := global.DefaultConfig()
 	gcfg.DataDir = filepath.Join(c.dir, "global")
 	gcfg.API.Address, gcfg.KDS.Address, gcfg.Diagnostics.Address = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	if opts.Global != nil {
+		opts.Global(&gcfg)
+	}
 	c.gcfg = gcfg
 	c.startGlobal()
 	for _, name := range opts.Zones {

@@ -28,14 +28,18 @@ type Config struct {
 
 // APIConfig is the zone's REST API.
 type APIConfig struct {
-	Address string `json:"address" desc:"REST API listen address (dataplanes, read-only policies, inspect)"`
-	Token   string `json:"token" desc:"bearer token required for writes; empty disables auth"`
+	Address        string `json:"address" desc:"REST API listen address (dataplanes, read-only policies, inspect)"`
+	Token          string `json:"token" desc:"bearer token required for writes; when empty only Dataplane writes are open, and only on a loopback api.address"`
+	MaxConnections int    `json:"maxConnections" desc:"cap on open API connections; at the cap the oldest idle one is closed"`
 }
 
 // XDSConfig is the Envoy ADS server.
 type XDSConfig struct {
-	Address   string             `json:"address" desc:"Envoy ADS (gRPC) listen address"`
-	Collector CollectorTLSConfig `json:"collector"`
+	Address        string             `json:"address" desc:"Envoy ADS (gRPC) listen address"`
+	MaxConnections int                `json:"maxConnections" desc:"cap on open xDS connections (about one per proxy); at the cap the oldest connection without a stream is closed"`
+	TLSCertFile    string             `json:"tlsCertFile" desc:"server certificate for xDS over TLS; without it xDS is plaintext (a warning is logged on a non-loopback address)"`
+	TLSKeyFile     string             `json:"tlsKeyFile" desc:"server key for xDS over TLS"`
+	Collector      CollectorTLSConfig `json:"collector"`
 }
 
 // CollectorTLSConfig is how proxies check https tracing collectors.
@@ -63,10 +67,10 @@ func DefaultConfig() Config {
 			Embedded: store.EmbeddedStoreConfig{Dir: "./data-zone/etcd", AutoCompactionRetention: "1h"},
 			External: store.ExternalStoreConfig{DialTimeout: config.Duration(5e9)},
 		},
-		API: APIConfig{Address: "127.0.0.1:5682"},
-		XDS: XDSConfig{Address: "127.0.0.1:5678",
+		API: APIConfig{Address: "127.0.0.1:5682", MaxConnections: 1024},
+		XDS: XDSConfig{Address: "127.0.0.1:5678", MaxConnections: 8192,
 			Collector: CollectorTLSConfig{TrustedCAFile: envoy.DefaultTrustedCA}},
-		Diagnostics: config.DiagnosticsConfig{Address: "127.0.0.1:5692"},
+		Diagnostics: config.DiagnosticsConfig{Address: "127.0.0.1:5692", MaxConnections: 64},
 		Global: GlobalConfig{
 			MaxDeleteRatio: 0.5,
 			Heartbeat:      config.Duration(5e9),
@@ -91,6 +95,20 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", a.key, a.addr, err))
 		}
+	}
+	for _, m := range []struct {
+		key string
+		n   int
+	}{{"api.maxConnections", c.API.MaxConnections}, {"xds.maxConnections", c.XDS.MaxConnections}, {"diagnostics.maxConnections", c.Diagnostics.MaxConnections}} {
+		if m.n < 1 {
+			errs = append(errs, fmt.Errorf("%s: must be at least 1, got %d", m.key, m.n))
+		}
+	}
+	if c.API.Token == "" && !config.IsLoopback(c.API.Address) {
+		errs = append(errs, fmt.Errorf("api.token: must be set when api.address %q is not a loopback address (anyone reaching it could register proxies)", c.API.Address))
+	}
+	if (c.XDS.TLSCertFile == "") != (c.XDS.TLSKeyFile == "") {
+		errs = append(errs, errors.New("xds.tlsCertFile: tlsCertFile and tlsKeyFile must be set together"))
 	}
 	for i, a := range c.Global.Addresses {
 		if _, _, err := net.SplitHostPort(a); err != nil {

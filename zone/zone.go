@@ -18,9 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/meshtrace/meshtrace/config"
 	"github.com/meshtrace/meshtrace/diag"
 	"github.com/meshtrace/meshtrace/kds"
+	"github.com/meshtrace/meshtrace/listen"
 	"github.com/meshtrace/meshtrace/residency"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/restapi"
@@ -28,8 +32,13 @@ import (
 	"github.com/meshtrace/meshtrace/zone/xds"
 )
 
-// ShutdownTimeout bounds how long servers drain on shutdown.
-const ShutdownTimeout = 10 * time.Second
+// ShutdownTimeout bounds how long servers drain on shutdown, so that a
+// SIGTERM stops the process within a few seconds.
+const ShutdownTimeout = 2 * time.Second
+
+// xdsMaxStreams caps concurrent streams on one xDS connection (Envoy opens
+// one ADS stream).
+const xdsMaxStreams = 16
 
 // Zone is one zone control plane.
 type Zone struct {
@@ -66,7 +75,8 @@ func New(cfg Config, logger hclog.Logger) (*Zone, error) {
 	log := logger.With("zone", cfg.Name)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := xds.NewServer(log, xds.WithRegisterer(reg), xds.WithInstance(cfg.Name))
+	listen.Register(reg)
+	srv := xds.NewServer(log, xds.WithRegisterer(reg), xds.WithInstance(cfg.Name), xds.WithStopTimeout(ShutdownTimeout))
 	if cfg.XDS.Collector.SkipVerify {
 		log.Warn("https tracing collectors' certificates are not verified (xds.collector.skipVerify)")
 	}
@@ -145,6 +155,19 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(z.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("zone: data dir: %w", err)
 	}
+	if note, err := listen.FitFDLimit(
+		listen.Cap{Key: "api.maxConnections", Max: &z.cfg.API.MaxConnections},
+		listen.Cap{Key: "xds.maxConnections", Max: &z.cfg.XDS.MaxConnections},
+		listen.Cap{Key: "diagnostics.maxConnections", Max: &z.cfg.Diagnostics.MaxConnections},
+	); err != nil {
+		return fmt.Errorf("zone: %w", err)
+	} else if note != "" {
+		z.log.Warn(note)
+	}
+	xdsCreds, err := z.xdsCredentials()
+	if err != nil {
+		return err
+	}
 	if st == nil {
 		est, err := store.Open(ctx, z.cfg.Store, store.Options{Registerer: z.reg, Logger: z.log.Named("store")})
 		if err != nil {
@@ -177,6 +200,7 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 		ReadOnly:   isSynced,
 		Mutate:     z.mutate,
 		Token:      z.cfg.API.Token,
+		OpenWrites: []resource.Type{resource.TypeDataplane},
 		Registerer: z.reg,
 		Routes:     routes,
 		// Local MeshTraces (zone-originated) meet the same residency check
@@ -187,8 +211,8 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("zone: %w", err)
 	}
 	var lns []net.Listener
-	listen := func(key, addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
+	open := func(name, key, addr string, max int) (*listen.Listener, error) {
+		ln, err := listen.TCP(name, addr, max)
 		if err != nil {
 			for _, l := range lns {
 				l.Close()
@@ -198,20 +222,26 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 		lns = append(lns, ln)
 		return ln, nil
 	}
-	apiLn, err := listen("api.address", z.cfg.API.Address)
+	apiLn, err := open("api", "api.address", z.cfg.API.Address, z.cfg.API.MaxConnections)
 	if err != nil {
 		return err
 	}
-	xdsLn, err := listen("xds.address", z.cfg.XDS.Address)
+	xdsLn, err := open("xds", "xds.address", z.cfg.XDS.Address, z.cfg.XDS.MaxConnections)
 	if err != nil {
 		return err
 	}
-	diagLn, err := listen("diagnostics.address", z.cfg.Diagnostics.Address)
+	diagLn, err := open("diagnostics", "diagnostics.address", z.cfg.Diagnostics.Address, z.cfg.Diagnostics.MaxConnections)
 	if err != nil {
 		return err
 	}
-	apiSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	diagSrv := &http.Server{Handler: diag.Handler(z.reg, diag.StoreCheck(st), z.globalCheck()), ReadHeaderTimeout: 10 * time.Second}
+	z.xds.AddGRPCOptions(xdsLn.GRPCServerOptions(xdsMaxStreams)...)
+	if xdsCreds != nil {
+		z.xds.AddGRPCOptions(grpc.Creds(xdsCreds))
+	} else if !config.IsLoopback(z.cfg.XDS.Address) {
+		z.log.Warn("xDS is served without TLS on a non-loopback address: proxies' configuration and node ids travel in clear; set xds.tlsCertFile and xds.tlsKeyFile", "address", z.cfg.XDS.Address)
+	}
+	apiSrv := listen.HTTPServer(api, apiLn)
+	diagSrv := listen.HTTPServer(diag.Handler(z.reg, diag.StoreCheck(st), z.servingCheck(), z.globalCheck()), diagLn)
 	z.mu.Lock()
 	z.api = api
 	z.apiAddr, z.xdsAddr, z.diagAddr = apiLn.Addr().String(), xdsLn.Addr().String(), diagLn.Addr().String()
@@ -274,9 +304,23 @@ func (z *Zone) mutate(r *resource.Resource) {
 	}
 }
 
-// globalCheck is ready while the zone is connected to global (or standalone).
+// servingCheck is ready once the proxies' configuration reflects the zone
+// store (the last good state, whether or not global is reachable).
+func (z *Zone) servingCheck() diag.Check {
+	return diag.Check{Name: "configLoadedAtRevision", Probe: func(ctx context.Context) (any, error) {
+		rev := z.SyncedRevision()
+		if rev <= 0 {
+			return nil, errors.New("xDS configuration not computed from the store yet")
+		}
+		return rev, nil
+	}}
+}
+
+// globalCheck reports the connection to global on /healthz and /readyz; it
+// never makes the zone unready: proxies keep being served the last good
+// configuration while global is away.
 func (z *Zone) globalCheck() diag.Check {
-	return diag.Check{Name: "globalConnected", Probe: func(ctx context.Context) (any, error) {
+	return diag.Check{Name: "globalConnected", Info: true, Probe: func(ctx context.Context) (any, error) {
 		z.mu.Lock()
 		up := z.globalUp
 		z.mu.Unlock()
@@ -288,4 +332,18 @@ func (z *Zone) globalCheck() diag.Check {
 		}
 		return true, nil
 	}}
+}
+
+// xdsCredentials are the TLS credentials of the xDS server, nil without
+// xds.tlsCertFile.
+func (z *Zone) xdsCredentials() (credentials.TransportCredentials, error) {
+	c := z.cfg.XDS
+	if c.TLSCertFile == "" {
+		return nil, nil
+	}
+	creds, err := credentials.NewServerTLSFromFile(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("zone: xds.tlsCertFile: %w", err)
+	}
+	return creds, nil
 }

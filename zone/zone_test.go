@@ -19,7 +19,10 @@ import (
 )
 
 // startZone runs a standalone zone CP (no global) on an embedded etcd in dir.
-func startZone(t *testing.T, dir string) (*Zone, func()) {
+// testToken is the zone API token of startZone's zones; call sends it.
+const testToken = "zone-api-token"
+
+func startZone(t *testing.T, dir string, mutate ...func(*Config)) (*Zone, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.OpenEmbedded(ctx, store.EmbeddedConfig{Dir: filepath.Join(dir, "etcd"), UnsafeNoFsync: true})
@@ -30,6 +33,10 @@ func startZone(t *testing.T, dir string) (*Zone, func()) {
 	cfg.Name = "west"
 	cfg.DataDir = dir
 	cfg.API.Address, cfg.XDS.Address, cfg.Diagnostics.Address = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.API.Token = testToken
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	z, err := New(cfg, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: io.Discard}))
 	if err != nil {
 		t.Fatal(err)
@@ -66,12 +73,18 @@ func call(t *testing.T, method, url string, body any, out any) int {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if !strings.Contains(url, "#notoken") {
+		req.Header.Set("Authorization", "Bearer "+testToken)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 {
+		t.Logf("%s %s: %d %s", method, url, resp.StatusCode, data)
+	}
 	if out != nil && resp.StatusCode < 300 {
 		if err := json.Unmarshal(data, out); err != nil {
 			t.Fatalf("%s %s: %v in %s", method, url, err, data)
@@ -213,6 +226,7 @@ func TestZoneServesSyncedPolicyToRegisteredProxy(t *testing.T) {
 	body, _ := json.Marshal(bad)
 	req, _ := http.NewRequest("PUT", api+"/meshes/default/dataplanes/bad-1", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -85,6 +85,12 @@ func WithGRPCOptions(opts ...grpc.ServerOption) Option {
 	return func(s *Server) { s.grpcOpts = append(s.grpcOpts, opts...) }
 }
 
+// AddGRPCOptions adds gRPC server options before Run (e.g. those of the
+// listener it will serve on).
+func (s *Server) AddGRPCOptions(opts ...grpc.ServerOption) {
+	s.grpcOpts = append(s.grpcOpts, opts...)
+}
+
 // NewServer returns a Server with an empty ADS snapshot cache keyed by node id.
 func NewServer(logger hclog.Logger, opts ...Option) *Server {
 	if logger == nil {

@@ -1,0 +1,196 @@
+package listen
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func serveHTTP(t *testing.T, max int, h http.Handler) (*Listener, string) {
+	t.Helper()
+	ln, err := TCP("test", "127.0.0.1:0", max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := HTTPServer(h, ln)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln, ln.Addr().String()
+}
+
+func waitOpen(t *testing.T, ln *Listener, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for ln.Open() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("open connections %d, want %d", ln.Open(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A flood of idle connections never holds more than the cap, and a client
+// doing work still gets its answer.
+func TestIdleFloodEvictsOldest(t *testing.T) {
+	ln, addr := serveHTTP(t, 8, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	var idle []net.Conn
+	for range 50 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	waitOpen(t, ln, 8)
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("request during an idle flood: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok" {
+		t.Fatalf("body %q", b)
+	}
+	if ln.Open() > 8 {
+		t.Fatalf("%d open connections above the cap", ln.Open())
+	}
+	// The oldest idle connections were the ones closed.
+	idle[0].SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := idle[0].Read(make([]byte, 1)); err == nil {
+		t.Fatal("the oldest idle connection is still open")
+	}
+}
+
+// A connection in the middle of a request is never evicted: at the cap with
+// every connection busy, the newcomer is closed instead.
+func TestBusyConnectionsAreKept(t *testing.T) {
+	release := make(chan struct{})
+	ln, addr := serveHTTP(t, 2, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "done")
+	}))
+	defer close(release)
+	var busy []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		busy = append(busy, c)
+	}
+	waitOpen(t, ln, 2)
+	// Both are active once the server read their request line.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ln.mu.Lock()
+		n := 0
+		for c := range ln.conns {
+			if !c.idle.Load() {
+				n++
+			}
+		}
+		ln.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("requests never became active")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("newcomer was served above the cap")
+	}
+	release <- struct{}{}
+	release <- struct{}{}
+	for _, b := range busy {
+		b.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(b), nil)
+		if err != nil {
+			t.Fatalf("busy request lost: %v", err)
+		}
+		resp.Body.Close()
+	}
+}
+
+// Every HTTP server has the timeouts and limits of an exposed listener.
+func TestHTTPServerLimits(t *testing.T) {
+	srv := HTTPServer(http.NotFoundHandler(), nil)
+	for name, ok := range map[string]bool{
+		"ReadHeaderTimeout": srv.ReadHeaderTimeout > 0 && srv.ReadHeaderTimeout <= 10*time.Second,
+		"ReadTimeout":       srv.ReadTimeout > 0 && srv.ReadTimeout <= 30*time.Second,
+		"WriteTimeout":      srv.WriteTimeout > 0,
+		"IdleTimeout":       srv.IdleTimeout > 0 && srv.IdleTimeout <= 2*time.Minute,
+		"MaxHeaderBytes":    srv.MaxHeaderBytes > 0 && srv.MaxHeaderBytes <= 1<<20,
+	} {
+		if !ok {
+			t.Errorf("%s not set to a bounded value", name)
+		}
+	}
+}
+
+// Bodies above MaxBodyBytes are refused.
+func TestBodyLimit(t *testing.T) {
+	_, addr := serveHTTP(t, 4, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+			return
+		}
+		io.WriteString(w, "read")
+	}))
+	resp, err := http.Post("http://"+addr+"/", "text/plain", strings.NewReader(strings.Repeat("x", MaxBodyBytes+1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d for an oversized body", resp.StatusCode)
+	}
+}
+
+func TestFitFDLimit(t *testing.T) {
+	for _, tc := range []struct {
+		limit   int64
+		caps    []int
+		want    []int
+		wantErr bool
+	}{
+		{limit: 100000, caps: []int{1024, 64, 1024}, want: []int{1024, 64, 1024}},
+		{limit: 1024, caps: []int{1024, 64, 1024}, want: []int{372, 23, 372}},
+		{limit: 256 + 24, caps: []int{1024, 64, 1024}, want: []int{11, 1, 11}},
+		{limit: 200, caps: []int{10}, wantErr: true},
+	} {
+		caps := make([]Cap, len(tc.caps))
+		for i := range tc.caps {
+			caps[i] = Cap{Key: fmt.Sprint("k", i), Max: &tc.caps[i]}
+		}
+		note, err := fit(tc.limit, caps)
+		if (err != nil) != tc.wantErr {
+			t.Fatalf("limit %d: err %v", tc.limit, err)
+		}
+		if err != nil {
+			continue
+		}
+		if fmt.Sprint(tc.caps) != fmt.Sprint(tc.want) {
+			t.Errorf("limit %d: caps %v, want %v (%s)", tc.limit, tc.caps, tc.want, note)
+		}
+	}
+}

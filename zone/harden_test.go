@@ -1,0 +1,138 @@
+package zone
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+func testDataplane(t *testing.T, name string) *resource.Resource {
+	t.Helper()
+	dp, _ := resource.New(resource.TypeDataplane, "default", name)
+	spec := dp.Spec.(*resource.DataplaneSpec)
+	spec.Networking.Address = "10.0.0.1"
+	spec.Networking.Inbound = []resource.Inbound{{Port: 8080, ServicePort: 80, Tags: map[string]string{
+		resource.TagService: "backend", resource.TagProtocol: "http",
+	}}}
+	return dp
+}
+
+// Without api.token, proxies may register (loopback only) but zone-local
+// policies cannot be written; with it, every write needs it.
+func TestZoneAPITokenRules(t *testing.T) {
+	pol := syncedPolicy(t, "local", "http://west.zipkincollector:9411/api/v2/spans")
+	pol.Labels = nil
+	withMesh := func(t *testing.T, z *Zone) {
+		mesh, _ := resource.New(resource.TypeMesh, "", "default")
+		mesh.Labels = map[string]string{resource.LabelOrigin: resource.OriginGlobal}
+		if _, err := z.Store().Put(context.Background(), mesh, store.AnyVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("no token", func(t *testing.T) {
+		z, stop := startZone(t, t.TempDir(), func(c *Config) { c.API.Token = "" })
+		defer stop()
+		withMesh(t, z)
+		api := "http://" + z.APIAddr()
+		if code := call(t, "PUT", api+"/meshes/default/dataplanes/dp-1#notoken", testDataplane(t, "dp-1"), nil); code != http.StatusCreated {
+			t.Fatalf("dataplane registration without token: %d", code)
+		}
+		if code := call(t, "PUT", api+"/meshes/default/meshtraces/local#notoken", pol, nil); code != http.StatusForbidden {
+			t.Fatalf("zone-local policy write without a configured token: %d, want 403", code)
+		}
+		if code := call(t, "DELETE", api+"/meshes/default/meshtraces/local#notoken", nil, nil); code != http.StatusForbidden {
+			t.Fatalf("zone-local policy delete without a configured token: %d, want 403", code)
+		}
+	})
+	t.Run("token", func(t *testing.T) {
+		z, stop := startZone(t, t.TempDir())
+		defer stop()
+		withMesh(t, z)
+		api := "http://" + z.APIAddr()
+		if code := call(t, "PUT", api+"/meshes/default/dataplanes/dp-1#notoken", testDataplane(t, "dp-1"), nil); code != http.StatusUnauthorized {
+			t.Fatalf("dataplane write without the token: %d, want 401", code)
+		}
+		if code := call(t, "PUT", api+"/meshes/default/meshtraces/local#notoken", pol, nil); code != http.StatusUnauthorized {
+			t.Fatalf("policy write without the token: %d, want 401", code)
+		}
+		if code := call(t, "PUT", api+"/meshes/default/meshtraces/local", pol, nil); code != http.StatusCreated {
+			t.Fatalf("policy write with the token: %d", code)
+		}
+	})
+}
+
+func TestZoneConfigTokenRules(t *testing.T) {
+	for _, tc := range []struct {
+		addr, token, xdsCert string
+		wantErr             string
+	}{
+		{addr: "127.0.0.1:5682"},
+		{addr: "localhost:5682"},
+		{addr: "[::1]:5682"},
+		{addr: "0.0.0.0:5682", wantErr: "api.token"},
+		{addr: ":5682", wantErr: "api.token"},
+		{addr: "10.1.2.3:5682", wantErr: "api.token"},
+		{addr: "0.0.0.0:5682", token: "t"},
+		{addr: "127.0.0.1:5682", xdsCert: "cert.pem", wantErr: "xds.tlsCertFile"},
+	} {
+		c := DefaultConfig()
+		c.Name = "west"
+		c.API.Address, c.API.Token, c.XDS.TLSCertFile = tc.addr, tc.token, tc.xdsCert
+		err := c.Validate()
+		if tc.wantErr == "" && err != nil {
+			t.Errorf("%s token %q: %v", tc.addr, tc.token, err)
+		}
+		if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%s token %q: error %v, want one naming %s", tc.addr, tc.token, err, tc.wantErr)
+		}
+	}
+}
+
+// A zone that cannot reach global is ready (it serves the last good
+// configuration); /healthz says global is away.
+func TestZoneReadyWhileGlobalAway(t *testing.T) {
+	z, stop := startZone(t, t.TempDir(), func(c *Config) {
+		c.Global.Addresses = []string{"127.0.0.1:1"}
+		c.Global.Token = "unused"
+		c.Global.Insecure = true
+	})
+	defer stop()
+	diag := "http://" + z.DiagnosticsAddr()
+	get := func(path string) (int, map[string]any) {
+		resp, err := http.Get(diag + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		return resp.StatusCode, m
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := get("/readyz")
+		if code == http.StatusOK {
+			if _, ok := body["configLoadedAtRevision"]; !ok {
+				t.Fatalf("readyz %v does not show the served revision", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz %d %v while global is away, want 200", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, body := get("/healthz")
+	g, _ := body["globalConnected"].(map[string]any)
+	if code != http.StatusOK || g == nil || g["ok"] != false {
+		t.Fatalf("healthz %d %v: want globalConnected {ok: false, error}", code, body)
+	}
+}
