@@ -71,7 +71,7 @@ func TestZoneAPITokenRules(t *testing.T) {
 func TestZoneConfigTokenRules(t *testing.T) {
 	for _, tc := range []struct {
 		addr, token, xdsCert string
-		wantErr             string
+		wantErr              string
 	}{
 		{addr: "127.0.0.1:5682"},
 		{addr: "localhost:5682"},
