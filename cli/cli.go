@@ -43,7 +43,7 @@ Commands:
   config set --address URL [--token T]   remember the control plane address (http:// assumed without a scheme) and token
   config view                            show the settings in use
   apply -f FILE|- [--dry-run]            create or update resources (Universal or Kubernetes YAML/JSON, several documents per file)
-  get meshes|meshtraces|dataplanes|zones|zone-insights [NAME] [-m MESH] [-o table|yaml|json]
+  get meshes|meshtraces|dataplanes|zones|zone-insights [NAME] [-m MESH] [-o table|yaml|json] [--effective]
   delete meshtrace|mesh|dataplane|zone NAME [-m MESH] [--dry-run]
   inspect dataplane NAME [-m MESH]       merged tracing conf, contributing policies, effective collector
   inspect meshtrace NAME [-m MESH]       proxies the policy applies to, per zone

@@ -136,9 +136,14 @@ func (a *App) get(ctx context.Context, c *Client, args []string) error {
 	fs.StringVar(mesh, "m", "", "mesh (shorthand)")
 	output := fs.String("o", "table", "output format: table, yaml or json")
 	fs.StringVar(output, "output", "table", "output format: table, yaml or json")
+	effective := fs.Bool("effective", false, "show specs with their defaults filled in, not as applied")
 	pos, err := interleaved(fs, args)
 	if err != nil {
 		return err
+	}
+	var extra url.Values
+	if *effective {
+		extra = url.Values{"effective": {"true"}}
 	}
 	if len(pos) == 0 || len(pos) > 2 {
 		return errors.New("get: want a kind and an optional NAME, e.g. `get meshtraces` or `get meshtrace trace-west`")
@@ -160,7 +165,7 @@ func (a *App) get(ctx context.Context, c *Client, args []string) error {
 			m = "default"
 		}
 		var raw json.RawMessage
-		if _, err := c.Do(ctx, http.MethodGet, ResourcePath(d, m, pos[1]), nil, nil, &raw); err != nil {
+		if _, err := c.Do(ctx, http.MethodGet, ResourcePath(d, m, pos[1]), extra, nil, &raw); err != nil {
 			return err
 		}
 		raws = append(raws, raw)
@@ -173,6 +178,9 @@ func (a *App) get(ctx context.Context, c *Client, args []string) error {
 		for {
 			var page listPage
 			q := url.Values{"size": {"1000"}, "offset": {fmt.Sprint(offset)}}
+			for k, v := range extra {
+				q[k] = v
+			}
 			if _, err := c.Do(ctx, http.MethodGet, path, q, nil, &page); err != nil {
 				return err
 			}

@@ -83,3 +83,26 @@ func TestConfigSetRefusesAnEmptyToken(t *testing.T) {
 		t.Fatalf("settings: %s", b)
 	}
 }
+
+func TestGetEffective(t *testing.T) {
+	g := startGlobal(t)
+	conf := filepath.Join(t.TempDir(), "c.yaml")
+	base := []string{"--address", g.APIAddr(), "--token", g.AdminToken()}
+	doc := "type: MeshTrace\nname: bare\nmesh: default\nspec:\n  default:\n    backends:\n    - zipkin:\n        url: http://zipkin:9411\n"
+	var out, errb bytes.Buffer
+	app := &App{Stdin: strings.NewReader(doc), Stdout: &out, Stderr: &errb, ConfigPath: conf}
+	if code := app.Run(context.Background(), append(base, "apply", "-f", "-")); code != 0 {
+		t.Fatalf("apply: %s", errb.String())
+	}
+	_, applied, _ := runApp(t, conf, append(base, "get", "meshtrace", "bare", "-o", "yaml")...)
+	_, effective, _ := runApp(t, conf, append(base, "get", "meshtrace", "bare", "-o", "yaml", "--effective")...)
+	_, list, _ := runApp(t, conf, append(base, "get", "meshtraces", "-o", "json", "--effective")...)
+	if strings.Contains(applied, "targetRef") || strings.Contains(applied, "apiVersion") {
+		t.Errorf("get shows defaults that were not applied:\n%s", applied)
+	}
+	for _, out := range []string{effective, list} {
+		if !strings.Contains(out, "Mesh") || !strings.Contains(out, "httpJson") || !strings.Contains(out, "Zipkin") {
+			t.Errorf("--effective lacks the defaults:\n%s", out)
+		}
+	}
+}

@@ -335,7 +335,6 @@ func (g *Global) bootstrap(ctx context.Context, st store.Store) (string, error) 
 		}
 		now := time.Now().UTC()
 		mesh.CreationTime, mesh.ModificationTime = now, now
-		mesh.Labels = map[string]string{resource.LabelOrigin: resource.OriginGlobal, resource.LabelDisplayName: mesh.Name}
 		if _, err := st.Put(ctx, mesh, store.MustNotExist); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
 			return "", fmt.Errorf("global: create default mesh: %w", err)
 		} else if err == nil {

@@ -518,7 +518,29 @@ func Hash(r *Resource) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Prepare fills in the defaults of r's spec, so a stored resource shows them.
+// Effective returns a copy of r with the defaults of its spec filled in:
+// the form validation, matching and Envoy generation work on. r itself (the
+// spec as applied, which is what is stored and returned) is not changed.
+func Effective(r *Resource) *Resource {
+	if r == nil {
+		return nil
+	}
+	cp := *r
+	cp.Labels = maps.Clone(r.Labels)
+	if d, ok := Lookup(r.Type); ok {
+		spec := d.NewSpec()
+		if r.Spec != nil {
+			if b, err := json.Marshal(r.Spec); err == nil {
+				_ = json.Unmarshal(b, spec)
+			}
+		}
+		cp.Spec = spec
+	}
+	Prepare(&cp)
+	return &cp
+}
+
+// Prepare fills in the defaults of r's spec in place.
 func Prepare(r *Resource) {
 	if r == nil {
 		return

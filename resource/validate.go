@@ -65,10 +65,9 @@ func Validate(r *Resource) error {
 		validateLabel(&errs, joinKey("labels", k), k, r.Labels[k])
 	}
 	if ok {
-		spec := r.Spec
-		if spec == nil {
-			spec = d.NewSpec()
-		}
+		// The rules apply to the spec with its defaults filled in (a spec
+		// is stored as applied; zones fill the defaults in where they use it).
+		spec := Effective(r).Spec
 		prefix := ""
 		if d.IsPolicy {
 			prefix = "spec"

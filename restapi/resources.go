@@ -46,6 +46,9 @@ func (h *Handler) getHandler(d *resource.Descriptor) http.Handler {
 			WriteError(w, StoreError(err, describe(key)))
 			return
 		}
+		if wantEffective(r) {
+			res = resource.Effective(res)
+		}
 		WriteJSON(w, http.StatusOK, res)
 	})
 }
@@ -73,7 +76,11 @@ func (h *Handler) listHandler(d *resource.Descriptor, inMesh bool) http.Handler 
 			return
 		}
 		out := listResponse{Total: page.Total, Items: make([]json.RawMessage, 0, len(page.Items))}
+		effective := wantEffective(r)
 		for _, item := range page.Items {
+			if effective {
+				item = resource.Effective(item)
+			}
 			b, err := json.Marshal(item)
 			if err != nil {
 				WriteError(w, NewError(http.StatusInternalServerError, fmt.Sprintf("encode %s: %v", describe(item.Key()), err)))
@@ -145,6 +152,15 @@ func nextURL(r *http.Request, offset, size int) string {
 	q.Set("offset", strconv.Itoa(offset))
 	q.Set("size", strconv.Itoa(size))
 	return scheme + "://" + r.Host + r.URL.Path + "?" + q.Encode()
+}
+
+// EffectiveParam, set to true on a GET, returns specs with their defaults
+// filled in (the form zones use) instead of as applied.
+const EffectiveParam = "effective"
+
+func wantEffective(r *http.Request) bool {
+	b, _ := strconv.ParseBool(r.URL.Query().Get(EffectiveParam))
+	return b
 }
 
 func isDryRun(r *http.Request) bool {
@@ -255,10 +271,11 @@ func results0Revision(rs []store.BatchResult) int64 {
 }
 
 // checkWrite prepares a decoded resource for storing, as every write path
-// does: defaults filled in, validated, labels set, Mutate applied. Nothing
-// here reads the store.
+// does: validated (with its defaults filled in, see resource.Validate),
+// labels set, Mutate applied. The spec is stored as applied, without the
+// defaults.
+// Nothing here reads the store.
 func (h *Handler) checkWrite(res *resource.Resource) *Error {
-	resource.Prepare(res)
 	if err := resource.Validate(res); err != nil {
 		var ie *resource.InvalidError
 		if errors.As(err, &ie) {
@@ -341,22 +358,16 @@ func matchURL(d *resource.Descriptor, key resource.Key, res *resource.Resource) 
 	return nil
 }
 
-// setLabels sets the labels Kuma sets on every write.
+// setLabels sets the labels Kuma 2.7 sets on a write: kuma.io/origin: zone
+// on a zone; nothing on global (the labels stay as the user wrote them).
 func (h *Handler) setLabels(res *resource.Resource) {
+	if h.cfg.Mode != ModeZone {
+		return
+	}
 	if res.Labels == nil {
 		res.Labels = map[string]string{}
 	}
-	origin := resource.OriginGlobal
-	if h.cfg.Mode == ModeZone {
-		origin = resource.OriginZone
-	}
-	res.Labels[resource.LabelOrigin] = origin
-	if res.Mesh != "" {
-		res.Labels[resource.LabelMesh] = res.Mesh
-	}
-	if res.Labels[resource.LabelDisplayName] == "" {
-		res.Labels[resource.LabelDisplayName] = res.Name
-	}
+	res.Labels[resource.LabelOrigin] = resource.OriginZone
 }
 
 func (h *Handler) readOnlyError(existing *resource.Resource) *Error {
