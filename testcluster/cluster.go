@@ -40,6 +40,8 @@ type Cluster struct {
 	mu     sync.Mutex
 	stops  []func()
 	tokens map[string]string
+
+	durable bool
 }
 
 func (c *Cluster) startGlobal() {
@@ -49,7 +51,7 @@ func (c *Cluster) startGlobal() {
 	}
 	if c.gst == nil {
 		// The first global's registry shows the store's metrics.
-		gst := openStore(c.tb, filepath.Join(c.dir, "global-etcd"), g.Registry())
+		gst := c.openStore(filepath.Join(c.dir, "global-etcd"), g.Registry())
 		c.onStop(func() { gst.Close() })
 		c.gst = gst
 	}
@@ -83,11 +85,15 @@ type Options struct {
 	// Global, when set, adjusts global's configuration (addresses and dirs
 	// are set already).
 	Global func(*global.Config)
+	// Durable keeps etcd's fsync on, as in production; by default the
+	// cluster's embedded etcds skip it (fast, and tests need no crash safety).
+	Durable bool
 }
 
-func openStore(tb testing.TB, dir string, reg prometheus.Registerer) *store.EtcdStore {
+func (c *Cluster) openStore(dir string, reg prometheus.Registerer) *store.EtcdStore {
+	tb := c.tb
 	tb.Helper()
-	st, err := store.OpenEmbedded(context.Background(), store.EmbeddedConfig{Dir: dir, UnsafeNoFsync: true,
+	st, err := store.OpenEmbedded(context.Background(), store.EmbeddedConfig{Dir: dir, UnsafeNoFsync: !c.durable,
 		Options: store.Options{Registerer: reg}})
 	if err != nil {
 		tb.Fatal(err)
@@ -134,7 +140,7 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	c := &Cluster{tb: tb, dir: tb.TempDir(), log: log, Zones: map[string]*Zone{}, tokens: map[string]string{}}
+	c := &Cluster{tb: tb, dir: tb.TempDir(), log: log, Zones: map[string]*Zone{}, tokens: map[string]string{}, durable: opts.Durable}
 	tb.Cleanup(c.Stop)
 
 	gcfg := global.DefaultConfig()
@@ -191,7 +197,7 @@ func (c *Cluster) startZone(name string) *Zone {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	zst := openStore(tb, filepath.Join(c.dir, name+"-etcd"), z.Registry())
+	zst := c.openStore(filepath.Join(c.dir, name+"-etcd"), z.Registry())
 	z.SetStore(zst)
 	stopZone := run(tb, "zone "+name, z.Run, z.Started())
 	zz := &Zone{Zone: z, API: &cli.Client{Address: "http://" + z.APIAddr()}}
