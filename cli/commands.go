@@ -22,6 +22,7 @@ import (
 var kindAliases = map[string]resource.Type{
 	"mesh": resource.TypeMesh, "meshes": resource.TypeMesh,
 	"meshtrace": resource.TypeMeshTrace, "meshtraces": resource.TypeMeshTrace,
+	"meshgateway": resource.TypeMeshGateway, "meshgateways": resource.TypeMeshGateway,
 	"dataplane": resource.TypeDataplane, "dataplanes": resource.TypeDataplane, "dp": resource.TypeDataplane, "dps": resource.TypeDataplane,
 	"zone": resource.TypeZone, "zones": resource.TypeZone,
 	"zone-insight": resource.TypeZoneInsight, "zone-insights": resource.TypeZoneInsight,
@@ -30,7 +31,7 @@ var kindAliases = map[string]resource.Type{
 func lookupKind(s string) (*resource.Descriptor, error) {
 	t, ok := kindAliases[trimKind(s)]
 	if !ok {
-		return nil, fmt.Errorf("unknown resource kind %q (one of: meshes, meshtraces, dataplanes, zones, zone-insights)", s)
+		return nil, fmt.Errorf("unknown resource kind %q (one of: meshes, meshtraces, meshgateways, dataplanes, zones, zone-insights)", s)
 	}
 	d, _ := resource.Lookup(t)
 	return d, nil

@@ -283,7 +283,7 @@ func (g *Global) Run(ctx context.Context) (err error) {
 // writableTypes are the types the global API accepts writes of: Mesh, Zone
 // (enabled, residency) and every policy type.
 func writableTypes() []resource.Type {
-	out := []resource.Type{resource.TypeMesh, resource.TypeZone}
+	out := []resource.Type{resource.TypeMesh, resource.TypeZone, resource.TypeMeshGateway}
 	for _, d := range resource.Types() {
 		if d.IsPolicy {
 			out = append(out, d.Type)
