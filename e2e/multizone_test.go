@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +167,7 @@ func TestMultiZone(t *testing.T) {
 		{"MeshDefaultWithZoneOverride", testMeshDefaultWithZoneOverride},
 		{"UpdateAndDelete", testUpdateAndDelete},
 		{"OtherBackends", testOtherBackends},
+		{"ProtocolsAndEndpoints", testProtocolsAndEndpoints},
 		{"BadPolicyRejected", testBadPolicyRejected},
 		{"GlobalReplicaKilled", testGlobalReplicaKilled},
 		{"ZonePartitioned", testZonePartitioned},
@@ -518,6 +521,91 @@ func testZoneRestartWhileGlobalDown(t *testing.T, tp *Topology) {
 	}
 	put(t, tp, zonePolicy("east", "east.zipkincollector:9440"))
 	expectTracing(t, tp, map[string]string{"east": zipkinTo("east.zipkincollector:9440")}, 2*converge)
+}
+
+// A TCP service's proxy gets tcp_proxy and no tracing, so it emits no span;
+// an HTTP proxy with an outbound to that service gets an EDS cluster that
+// resolves to the TCP proxy's address, and its HTTP inbound's spans reach its
+// zone's collector.
+func testProtocolsAndEndpoints(t *testing.T, tp *Topology) {
+	east := tp.Zone("east")
+	const dbAddr, dbPort = "10.0.0.20", 5432
+	dbJSON := fmt.Sprintf(`{"type":"Dataplane","mesh":%q,"name":"east-db","networking":{"address":%q,`+
+		`"inbound":[{"port":%d,"tags":{"kuma.io/service":"db-east","kuma.io/protocol":"tcp"}}]}}`, mesh, dbAddr, dbPort)
+	if resp, err := east.API().Do(t, http.MethodPut, "/meshes/"+mesh+"/dataplanes/east-db", dbJSON); err != nil || resp.Status >= 300 {
+		t.Fatalf("register east-db: %v %d %s", err, resp.Status, resp.Body)
+	}
+	web := east.Dataplanes[0]
+	withOutbound := strings.TrimSuffix(dataplaneJSON(mesh, web, "web-"+east.Name), "}}") +
+		`,"outbound":[{"port":10001,"tags":{"kuma.io/service":"db-east"}}]}}`
+	if resp, err := east.API().Do(t, http.MethodPut, "/meshes/"+mesh+"/dataplanes/"+web, withOutbound); err != nil || resp.Status >= 300 {
+		t.Fatalf("add an outbound to %s: %v %d %s", web, err, resp.Status, resp.Body)
+	}
+	defer func() {
+		if resp, err := east.API().Do(t, http.MethodPut, "/meshes/"+mesh+"/dataplanes/"+web, dataplaneJSON(mesh, web, "web-"+east.Name)); err != nil || resp.Status >= 300 {
+			t.Errorf("restore %s: %v %d %s", web, err, resp.Status, resp.Body)
+		}
+		if resp, err := east.API().Do(t, http.MethodDelete, "/meshes/"+mesh+"/dataplanes/east-db", nil); err != nil || resp.Status >= 300 {
+			t.Errorf("delete east-db: %v %d %s", err, resp.Status, resp.Body)
+		}
+	}()
+	db, err := startADSClient(t.Context(), t, east.Name, mesh, "east-db", "", zoneXDSAddr(), east.Net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.terminate()
+
+	waitFor(t, converge, "east-db has one tcp_proxy listener and no tracing", func() error {
+		c, err := proxyConfig(t, db)
+		if err != nil {
+			return err
+		}
+		if len(c.Listeners) != 1 || !c.Listeners[0].TCPProxy || c.Listeners[0].HTTP || len(c.Listeners[0].Tracers) != 0 {
+			return fmt.Errorf("listeners %+v", c.Listeners)
+		}
+		for _, cl := range c.ClusterNames {
+			if strings.HasPrefix(cl, "meshtrace:") {
+				return fmt.Errorf("collector cluster %s on a proxy with no HTTP listener", cl)
+			}
+		}
+		return nil
+	})
+	want := net.JoinHostPort(dbAddr, strconv.Itoa(dbPort))
+	waitFor(t, converge, web+"'s outbound to db-east resolves to east-db's address", func() error {
+		c, err := proxyConfig(t, east.Proxies[0])
+		if err != nil {
+			return err
+		}
+		var out []string
+		for _, l := range c.Listeners {
+			if l.Name == "outbound:127.0.0.1:10001" && l.TCPProxy && !l.HTTP {
+				out = l.Clusters
+			}
+		}
+		if len(out) != 1 || out[0] != "db-east" {
+			return fmt.Errorf("outbound listener to db-east (tcp_proxy) missing: %+v", c.Listeners)
+		}
+		for _, cl := range c.Clusters {
+			if cl.Name == "db-east" {
+				if !cl.EDS || strings.Join(cl.Endpoints, ",") != want {
+					return fmt.Errorf("cluster db-east: eds %v endpoints %v, want %s", cl.EDS, cl.Endpoints, want)
+				}
+				if tr, err := c.Tracing(); err != nil || tr != zipkinTo(collectorOf(east.Name)) {
+					return fmt.Errorf("tracing %q %v", tr, err)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no cluster db-east in %v", c.ClusterNames)
+	})
+	resetCollector(t, east.Collector)
+	if n := emit(t, db); n != 0 {
+		t.Fatalf("east-db (tcp only) sent %d spans", n)
+	}
+	emitSpans(t, east.Proxies[0])
+	if got := received(t, east.Collector).Services(); strings.Join(got, ",") != mesh+"."+web {
+		t.Fatalf("east's collector got spans from %v, want only %s.%s", got, mesh, web)
+	}
 }
 
 // ensureRunning starts those of nodes that are not running, so a failed

@@ -21,6 +21,8 @@ type ProxyConfig struct {
 	ClusterNames []string          `json:"clusterNames"`
 	Clusters     []struct {
 		Name      string   `json:"name"`
+		EDS       bool     `json:"eds"`
+		HTTP2     bool     `json:"http2"`
 		Endpoints []string `json:"endpoints"`
 	} `json:"clusters"`
 	Listeners []struct {
@@ -31,7 +33,9 @@ type ProxyConfig struct {
 			Provider         string `json:"provider"`
 			CollectorCluster string `json:"collectorCluster"`
 		} `json:"tracers"`
-		HTTP bool `json:"http"`
+		HTTP     bool     `json:"http"`
+		TCPProxy bool     `json:"tcpProxy"`
+		Clusters []string `json:"clusters"`
 	} `json:"listeners"`
 	ACKs      int       `json:"acks"`
 	NACKs     int       `json:"nacks"`
@@ -160,6 +164,15 @@ func (r Received) Services() []string {
 // config names, as Envoy would for a sampled request.
 func emitSpans(t testing.TB, p *Node) {
 	t.Helper()
+	if n := emit(t, p); n == 0 {
+		t.Fatalf("%s had no Zipkin collector to send a span to", p.Name)
+	}
+}
+
+// emit asks the stand-in to post a span from each traced HTTP listener and
+// returns how many it sent; failed posts fail the test.
+func emit(t testing.TB, p *Node) int {
+	t.Helper()
 	resp, err := httpClient.Post(p.URL(t, adsclientPort)+"/emit", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -173,14 +186,12 @@ func emitSpans(t testing.TB, p *Node) {
 	if err := json.NewDecoder(resp.Body).Decode(&sent); err != nil {
 		t.Fatalf("emit on %s: %v", p.Name, err)
 	}
-	if len(sent) == 0 {
-		t.Fatalf("%s had no Zipkin collector to send a span to", p.Name)
-	}
 	for _, s := range sent {
 		if s.Error != "" || s.Status/100 != 2 {
 			t.Errorf("%s: span to %s: status %d %s", p.Name, s.URL, s.Status, s.Error)
 		}
 	}
+	return len(sent)
 }
 
 func received(t testing.TB, col *Node) Received {

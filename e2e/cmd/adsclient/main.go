@@ -1,8 +1,11 @@
 // Command adsclient stands in for Envoy in the e2e suite. It opens an ADS
 // stream to a zone control plane with node id "<mesh>.<dataplane>", subscribes
-// to clusters and listeners, validates and ACKs (or NACKs) every response as
-// Envoy does, keeps its last accepted configuration across disconnects, and
-// serves a summary of that configuration on GET /config.
+// to clusters and listeners, and, as Envoy does, to the load assignments of
+// its EDS clusters once it has them; it validates and ACKs (or NACKs) every
+// response, keeps its last accepted configuration across disconnects, and
+// serves a summary of that configuration on GET /config. POST /emit posts a
+// span from every HTTP listener that traces, to the collector its cluster
+// resolves to.
 package main
 
 import (
@@ -19,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -27,9 +31,12 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -43,6 +50,7 @@ import (
 const (
 	typeCluster  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 	typeListener = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	typeEndpoint = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 )
 
 // Config is the body of GET /config.
@@ -66,7 +74,12 @@ type Config struct {
 // Cluster is one accepted cluster.
 type Cluster struct {
 	Name string `json:"name"`
-	// Endpoints are the "host:port" addresses of its inline load assignment.
+	// EDS is set for clusters whose endpoints come over EDS.
+	EDS bool `json:"eds,omitempty"`
+	// HTTP2 is set when the cluster speaks HTTP/2 upstream.
+	HTTP2 bool `json:"http2,omitempty"`
+	// Endpoints are the "host:port" addresses it resolves to: its inline
+	// load assignment, or for EDS clusters the last accepted one.
 	Endpoints []string `json:"endpoints,omitempty"`
 }
 
@@ -83,6 +96,10 @@ type Listener struct {
 	Tracers []Tracer `json:"tracers,omitempty"`
 	// HTTP reports whether any filter chain has an HTTP connection manager.
 	HTTP bool `json:"http"`
+	// TCPProxy reports whether any filter chain has a tcp_proxy.
+	TCPProxy bool `json:"tcpProxy,omitempty"`
+	// Clusters are the clusters its routes or tcp_proxy forward to.
+	Clusters []string `json:"clusters,omitempty"`
 }
 
 // Tracer is the tracing provider of one connection manager.
@@ -96,6 +113,7 @@ type Tracer struct {
 type state struct {
 	mu  sync.Mutex
 	cfg Config
+	eds map[string][]string // EDS cluster -> endpoints of its load assignment
 }
 
 func (s *state) update(f func(c *Config)) {
@@ -111,6 +129,12 @@ func (s *state) snapshot() Config {
 	c.Versions = map[string]string{}
 	for k, v := range s.cfg.Versions {
 		c.Versions[k] = v
+	}
+	c.Clusters = append([]Cluster(nil), s.cfg.Clusters...)
+	for i, cl := range c.Clusters {
+		if cl.EDS {
+			c.Clusters[i].Endpoints = s.eds[cl.Name]
+		}
 	}
 	return c
 }
@@ -131,7 +155,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	st := &state{cfg: Config{Node: *node, Versions: map[string]string{}}}
+	st := &state{cfg: Config{Node: *node, Versions: map[string]string{}}, eds: map[string][]string{}}
 	srv := &http.Server{Addr: *listen, Handler: handler(st), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -179,6 +203,9 @@ func emit(ctx context.Context, cfg Config) []Emitted {
 	seen := map[string]bool{}
 	out := []Emitted{}
 	for _, l := range cfg.Listeners {
+		if !l.HTTP { // Envoy traces HTTP connection managers only
+			continue
+		}
 		for _, tr := range l.Tracers {
 			eps := endpoints[tr.CollectorCluster]
 			if tr.Provider != "envoy.tracers.zipkin" || len(eps) == 0 {
@@ -233,6 +260,9 @@ type client struct {
 	// accepted is the last accepted version and resources per type; it
 	// survives reconnects, as Envoy's config does.
 	accepted map[string]string
+	// edsNames are the EDS clusters of the accepted clusters, whose load
+	// assignments are subscribed to.
+	edsNames []string
 }
 
 func (c *client) run(ctx context.Context) {
@@ -286,6 +316,11 @@ func (c *client) stream(ctx context.Context) error {
 			return fmt.Errorf("subscribe %s: %w", typ, err)
 		}
 	}
+	if len(c.edsNames) > 0 {
+		if err := ads.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typeEndpoint, VersionInfo: c.accepted[typeEndpoint], ResourceNames: c.edsNames}); err != nil {
+			return fmt.Errorf("subscribe %s: %w", typeEndpoint, err)
+		}
+	}
 	// A stream is created only on a ready connection, so the control plane
 	// is reachable now. It may send nothing: a server whose versions equal
 	// those just announced has nothing new to say.
@@ -299,6 +334,10 @@ func (c *client) stream(ctx context.Context) error {
 			return err
 		}
 		ack := &discoveryv3.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}
+		if resp.GetTypeUrl() == typeEndpoint {
+			ack.ResourceNames = c.edsNames
+		}
+		edsBefore := c.edsNames
 		if err := c.apply(resp); err != nil {
 			ack.VersionInfo = c.accepted[resp.GetTypeUrl()]
 			ack.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
@@ -311,6 +350,13 @@ func (c *client) stream(ctx context.Context) error {
 		}
 		if err := ads.Send(ack); err != nil {
 			return fmt.Errorf("ack: %w", err)
+		}
+		// New EDS clusters: (re)subscribe to their load assignments, as
+		// Envoy does after accepting clusters.
+		if resp.GetTypeUrl() == typeCluster && !slices.Equal(edsBefore, c.edsNames) {
+			if err := ads.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typeEndpoint, VersionInfo: c.accepted[typeEndpoint], ResourceNames: c.edsNames}); err != nil {
+				return fmt.Errorf("subscribe %s: %w", typeEndpoint, err)
+			}
 		}
 	}
 }
@@ -330,9 +376,14 @@ func (c *client) apply(resp *discoveryv3.DiscoveryResponse) error {
 		}
 		sort.Slice(clusters, func(i, j int) bool { return clusters[i].Name < clusters[j].Name })
 		names := make([]string, len(clusters))
+		var eds []string
 		for i, cl := range clusters {
 			names[i] = cl.Name
+			if cl.EDS {
+				eds = append(eds, cl.Name)
+			}
 		}
+		c.edsNames = eds
 		c.st.update(func(cfg *Config) {
 			cfg.Clusters, cfg.ClusterNames = clusters, names
 			cfg.Versions[typeCluster] = resp.GetVersionInfo()
@@ -357,10 +408,38 @@ func (c *client) apply(resp *discoveryv3.DiscoveryResponse) error {
 			cfg.Versions[typeListener] = resp.GetVersionInfo()
 			cfg.UpdatedAt = time.Now().UTC()
 		})
+	case typeEndpoint:
+		eds := map[string][]string{}
+		for _, a := range resp.GetResources() {
+			var cla endpointv3.ClusterLoadAssignment
+			if err := unpack(a, &cla); err != nil {
+				return err
+			}
+			eds[cla.GetClusterName()] = endpointsOf(&cla)
+		}
+		c.st.mu.Lock()
+		c.st.eds = eds
+		c.st.cfg.Versions[typeEndpoint] = resp.GetVersionInfo()
+		c.st.cfg.UpdatedAt = time.Now().UTC()
+		c.st.mu.Unlock()
 	default:
 		return fmt.Errorf("unexpected type %q", resp.GetTypeUrl())
 	}
 	return nil
+}
+
+func endpointsOf(cla *endpointv3.ClusterLoadAssignment) []string {
+	var out []string
+	for _, lep := range cla.GetEndpoints() {
+		for _, ep := range lep.GetLbEndpoints() {
+			sa := ep.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				continue
+			}
+			out = append(out, net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
+		}
+	}
+	return out
 }
 
 type validator interface {
@@ -379,14 +458,14 @@ func unpack(a *anypb.Any, m validator) error {
 }
 
 func summarizeCluster(cl *clusterv3.Cluster) Cluster {
-	out := Cluster{Name: cl.GetName()}
-	for _, lep := range cl.GetLoadAssignment().GetEndpoints() {
-		for _, ep := range lep.GetLbEndpoints() {
-			sa := ep.GetEndpoint().GetAddress().GetSocketAddress()
-			if sa == nil {
-				continue
-			}
-			out.Endpoints = append(out.Endpoints, net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
+	out := Cluster{Name: cl.GetName(), EDS: cl.GetType() == clusterv3.Cluster_EDS}
+	if !out.EDS {
+		out.Endpoints = endpointsOf(cl.GetLoadAssignment())
+	}
+	if o, ok := cl.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; ok {
+		var opts upstreamhttpv3.HttpProtocolOptions
+		if o.UnmarshalTo(&opts) == nil && opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil {
+			out.HTTP2 = true
 		}
 	}
 	return out
@@ -401,6 +480,15 @@ func summarizeListener(l *listenerv3.Listener) (Listener, error) {
 	for _, fc := range chains {
 		for _, f := range fc.GetFilters() {
 			tc := f.GetTypedConfig()
+			if tc != nil && tc.MessageIs(&tcpproxyv3.TcpProxy{}) {
+				var tp tcpproxyv3.TcpProxy
+				if err := unpack(tc, &tp); err != nil {
+					return out, fmt.Errorf("listener %s: %w", l.GetName(), err)
+				}
+				out.TCPProxy = true
+				out.Clusters = append(out.Clusters, tp.GetCluster())
+				continue
+			}
 			if tc == nil || !tc.MessageIs(&hcmv3.HttpConnectionManager{}) {
 				continue
 			}
@@ -409,6 +497,13 @@ func summarizeListener(l *listenerv3.Listener) (Listener, error) {
 				return out, fmt.Errorf("listener %s: %w", l.GetName(), err)
 			}
 			out.HTTP = true
+			for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+				for _, r := range vh.GetRoutes() {
+					if c := r.GetRoute().GetCluster(); c != "" {
+						out.Clusters = append(out.Clusters, c)
+					}
+				}
+			}
 			p := hcm.GetTracing().GetProvider()
 			if p == nil {
 				continue
