@@ -164,21 +164,23 @@ func Build(dp *resource.Resource, rules meshtrace.Rules, env Env) (*cache.Snapsh
 	if g := meshtrace.SelectGateway(dp, env.Gateways); g != nil {
 		in.gateway = g.Spec.(*resource.MeshGatewaySpec)
 	}
-	return build(dp, rules.Conf, nil, digest{}, nil, in)
+	snap, _, err := build(dp, rules.Conf, nil, digest{}, nil, in)
+	return snap, err
 }
 
 // build is Build sharing what it can through shared (which may be nil);
 // confKey identifies conf among the configurations parts has seen. own, when
 // not nil, caches this proxy's listener-specific encodings by listener name:
-// it must be emptied whenever the Dataplane changes.
-func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, confKey digest, own map[string][]byte, in *inputs) (*cache.Snapshot, error) {
+// it must be emptied whenever the Dataplane changes. It also returns the
+// snapshot's clusters' parts, in order (see withEndpoints).
+func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, confKey digest, own map[string][]byte, in *inputs) (*cache.Snapshot, []*part, error) {
 	spec, ok := dp.Spec.(*resource.DataplaneSpec)
 	if !ok {
-		return nil, ErrNotDataplane
+		return nil, nil, ErrNotDataplane
 	}
 	tr, err := shared.tracing(confKey, conf, envoy.Options{IPv6: spec.IsIPv6(), TrustedCA: in.tls.TrustedCA, SkipVerify: in.tls.SkipVerify})
 	if err != nil {
-		return nil, fmt.Errorf("meshtrace: %w", err)
+		return nil, nil, fmt.Errorf("meshtrace: %w", err)
 	}
 	b := &builder{tr: tr, parts: shared, own: own, seen: map[string]bool{}}
 	nw := spec.Networking
@@ -186,7 +188,7 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, co
 
 	if spec.IsBuiltinGateway() {
 		if err := b.gatewayListeners(nw.Address, service, in.gateway); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	} else {
 		for _, inb := range nw.Inbound {
@@ -205,12 +207,12 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, co
 			protocol := resource.ParseProtocol(inb.Tags[resource.TagProtocol])
 			cluster := localClusterName(svcAddr, svcPort)
 			if err := b.staticCluster(cluster, svcAddr, svcPort, isHTTP2(protocol)); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			name := "inbound:" + hostPort(addr, inb.Port)
 			l := envoy.Listener{Direction: envoy.Inbound, Service: service}
 			if err := b.listener(name, addr, inb.Port, corev3.TrafficDirection_INBOUND, cluster, protocol, l); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
@@ -228,13 +230,14 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, co
 		name := "outbound:" + hostPort(addr, out.Port)
 		l := envoy.Listener{Direction: envoy.Outbound, Service: service, Destination: dest}
 		if err := b.listener(name, addr, out.Port, corev3.TrafficDirection_OUTBOUND, dest, protocol, l); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if tr != nil && b.http > 0 {
 		b.add(tr.collector)
 	}
-	return b.snapshot()
+	snap, err := b.snapshot()
+	return snap, b.sums, err
 }
 
 // localClusterName names an inbound's application cluster by its address
@@ -561,6 +564,27 @@ func (b *builder) snapshot() (*cache.Snapshot, error) {
 		return nil, fmt.Errorf("inconsistent snapshot: %d EDS clusters, %d load assignments", b.eds, len(b.endpoints))
 	}
 	return snap, nil
+}
+
+// withEndpoints returns old with the load assignments of its EDS clusters
+// replaced by their current ones (listeners and clusters shared with old),
+// and the parts that now make it. It is what a full build gives when only
+// destinations' endpoints changed, at a fraction of the cost.
+func withEndpoints(old *cache.Snapshot, oldParts []*part, mesh string, in *inputs) (*cache.Snapshot, []*part) {
+	now := make([]*part, len(oldParts))
+	var clas []types.Resource
+	for i, p := range oldParts {
+		if p.cla != nil {
+			p, _ = in.destination(mesh, p.cluster.GetName())
+			clas = append(clas, p.cla)
+		}
+		now[i] = p
+	}
+	snap := &cache.Snapshot{}
+	snap.Resources[types.Listener] = old.Resources[types.Listener]
+	snap.Resources[types.Cluster] = old.Resources[types.Cluster]
+	snap.Resources[types.Endpoint] = cache.NewResources(versionOf(now, func(p *part) digest { return p.claSum }), clas)
+	return snap, now
 }
 
 // versionOf hashes one digest per part.

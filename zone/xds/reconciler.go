@@ -53,10 +53,14 @@ type proxy struct {
 
 // built is a snapshot shared by every proxy with the same inputs.
 type built struct {
-	inputs    digest
+	inputs digest
+	// shape is inputs without the destinations' endpoints: builds of one
+	// shape differ in their load assignments only.
+	shape     digest
 	rules     meshtrace.Rules
 	residency residencyState
 	snap      *cache.Snapshot
+	parts     []*part // the snapshot's clusters, in order
 	refs      int
 }
 
@@ -539,16 +543,21 @@ func (r *Reconciler) plan(pl *plan) {
 	h.Write(confKey[:])
 	h.Write(p.dpDigest[:])
 	in := &inputs{services: r.services, tls: r.tls}
+	eps := sha256.New() // the destinations' endpoints
 	for _, d := range p.dests {
-		part, _ := in.destination(p.dp.Mesh, d)
+		part, protocol := in.destination(p.dp.Mesh, d)
 		h.Write(part.sum[:])
-		h.Write(part.claSum[:])
+		h.Write([]byte(protocol))
+		eps.Write(part.claSum[:])
 	}
 	if gw != nil {
 		in.gateway = gw.Spec.(*resource.MeshGatewaySpec)
 		d := r.gateways[gw.Key()].digest
 		h.Write(d[:])
 	}
+	var shape digest
+	h.Sum(shape[:0])
+	h.Write(eps.Sum(nil))
 	h.Sum(pl.inputs[:0])
 	if p.built != nil && p.built.inputs == pl.inputs {
 		return // unchanged
@@ -556,17 +565,23 @@ func (r *Reconciler) plan(pl *plan) {
 	if _, ok := r.builds[pl.inputs]; ok {
 		return // another proxy has the same inputs
 	}
+	if old := p.built; old != nil && old.shape == shape {
+		// Only endpoints changed: keep listeners and clusters.
+		snap, parts := withEndpoints(old.snap, old.parts, p.dp.Mesh, in)
+		pl.built = &built{inputs: pl.inputs, shape: shape, rules: old.rules, residency: old.residency, snap: snap, parts: parts}
+		return
+	}
 	rules := meshtrace.Merge(matched)
 	res := r.guard.enforce(&rules)
 	if p.ownFor != p.dpDigest {
 		p.own, p.ownFor = map[string][]byte{}, p.dpDigest
 	}
-	snap, err := build(p.dp, rules.Conf, r.parts, confKey, p.own, in)
+	snap, parts, err := build(p.dp, rules.Conf, r.parts, confKey, p.own, in)
 	if err != nil {
 		pl.err = err
 		return
 	}
-	pl.built = &built{inputs: pl.inputs, rules: rules, residency: res, snap: snap}
+	pl.built = &built{inputs: pl.inputs, shape: shape, rules: rules, residency: res, snap: snap, parts: parts}
 }
 
 func (r *Reconciler) commit(ctx context.Context, pl *plan) error {

@@ -369,6 +369,14 @@ func TestReconcilerEndpoints(t *testing.T) {
 	if after.GetVersion(resourcev3.EndpointType) == mid.GetVersion(resourcev3.EndpointType) {
 		t.Error("endpoint version unchanged")
 	}
+	// The endpoints-only update equals a full build.
+	full, err := Build(front, meshtrace.Compute(front, []*resource.Resource{pol}), Env{Dataplanes: []*resource.Resource{front, other, db1, db2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Version(full) != Version(after) || dumpYAMLString(t, full) != dumpYAMLString(t, after) {
+		t.Fatalf("endpoints-only update %s, full build %s", Version(after), Version(full))
+	}
 
 	// A change of db-2 that does not touch its inbounds pushes db-2 only.
 	db2b := at(sidecar("db-2", "db", nil, "web"), "10.0.0.2")
@@ -392,6 +400,8 @@ func TestReconcilerEndpoints(t *testing.T) {
 		t.Fatal("back to no endpoint: the snapshot should equal the first one")
 	}
 }
+
+func dumpYAMLString(t testing.TB, snap *cache.Snapshot) string { return string(dumpYAML(t, snap)) }
 
 // A builtin gateway follows its MeshGateway and the MeshGateway targets that
 // name it.
