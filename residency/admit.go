@@ -148,10 +148,11 @@ func (ix *Index) admitPolicy(d *Decision, old, cur *resource.Resource) {
 		if !z.Checked() {
 			continue
 		}
-		if !selects(old, dp, z.Name) && !selects(indexed, dp, z.Name) && !selects(cur, dp, z.Name) {
+		gw := ms.gateway(dp)
+		if !selects(old, dp, z.Name, gw) && !selects(indexed, dp, z.Name, gw) && !selects(cur, dp, z.Name, gw) {
 			continue
 		}
-		v := Evaluate(dp, after, z)
+		v := Evaluate(dp, after, z, gw...)
 		if v.Allowed {
 			continue
 		}
@@ -169,8 +170,8 @@ func (ix *Index) admitPolicy(d *Decision, old, cur *resource.Resource) {
 }
 
 // selects reports whether policy p takes part for dp of zone.
-func selects(p, dp *resource.Resource, zone string) bool {
-	return p != nil && AppliesIn(p, zone) && meshtrace.Affects(p, dp)
+func selects(p, dp *resource.Resource, zone string, gw []*resource.Resource) bool {
+	return p != nil && AppliesIn(p, zone) && meshtrace.Affects(p, dp, gw...)
 }
 
 // zoneViolations evaluates every proxy of zone under the residency of cur
@@ -190,7 +191,7 @@ func (ix *Index) zoneViolations(zone string, cur *resource.Resource) []Verdict {
 			if ix.zoneOf(dp) != zone {
 				continue
 			}
-			if v := Evaluate(dp, ms.policyList(), z); !v.Allowed {
+			if v := Evaluate(dp, ms.policyList(), z, ms.gateway(dp)...); !v.Allowed {
 				out = append(out, v)
 			}
 		}

@@ -120,13 +120,16 @@ func ProxyName(dp *resource.Resource) string {
 // Evaluate computes which collector dp exports to under policies (every
 // MeshTrace of dp's mesh; the ones not applying in z are skipped) and whether
 // z allows it. Tracing off is always allowed.
-func Evaluate(dp *resource.Resource, policies []*resource.Resource, z Zone) Verdict {
+//
+// gw is the MeshGateway configuring dp when dp is a builtin gateway (see
+// meshtrace.SelectGateway), so MeshGateway targets match as on the zone.
+func Evaluate(dp *resource.Resource, policies []*resource.Resource, z Zone, gw ...*resource.Resource) Verdict {
 	v := Verdict{Zone: z.Name, Mesh: dp.Mesh, Proxy: ProxyName(dp), Service: identifyingService(dp), Allowed: true}
 	var (
 		conf        resource.MeshTraceConf
 		responsible *resource.Resource
 	)
-	for _, p := range meshtrace.Match(dp, policies) {
+	for _, p := range meshtrace.Match(dp, policies, gw...) {
 		if !AppliesIn(p, z.Name) {
 			continue
 		}

@@ -19,7 +19,7 @@ import (
 )
 
 // watchedTypes are what the evaluation depends on.
-var watchedTypes = []resource.Type{resource.TypeZone, resource.TypeDataplane, resource.TypeMeshTrace}
+var watchedTypes = []resource.Type{resource.TypeZone, resource.TypeDataplane, resource.TypeMeshTrace, resource.TypeMeshGateway}
 
 // Config configures an Index.
 type Config struct {
@@ -62,6 +62,25 @@ type meshState struct {
 	policies map[resource.Key]*resource.Resource
 	list     []*resource.Resource // policies as a slice, nil when stale
 	dps      map[resource.Key]*resource.Resource
+	gateways map[resource.Key]*resource.Resource // MeshGateways
+	gwList   []*resource.Resource                // nil when stale
+}
+
+// gateway is the MeshGateway configuring dp (nil for other proxies).
+func (m *meshState) gateway(dp *resource.Resource) []*resource.Resource {
+	if len(m.gateways) == 0 {
+		return nil
+	}
+	if m.gwList == nil {
+		m.gwList = make([]*resource.Resource, 0, len(m.gateways))
+		for _, g := range m.gateways {
+			m.gwList = append(m.gwList, g)
+		}
+	}
+	if gw := meshtrace.SelectGateway(dp, m.gwList); gw != nil {
+		return []*resource.Resource{gw}
+	}
+	return nil
 }
 
 func (m *meshState) policyList() []*resource.Resource {
@@ -188,7 +207,7 @@ func (ix *Index) Load(rev int64, items []*resource.Resource) {
 	next := map[resource.Key]Verdict{}
 	for _, ms := range ix.meshes {
 		for k, dp := range ms.dps {
-			next[k] = ix.evaluate(dp, ms.policyList())
+			next[k] = ix.evaluate(dp, ms, ms.policyList())
 		}
 	}
 	ix.verdicts = next
@@ -213,6 +232,8 @@ func (ix *Index) Apply(rev int64, events []store.Event) {
 			dirty[k] = true
 		case resource.TypeMeshTrace:
 			ix.markPolicy(dirty, ix.policy(k), r)
+		case resource.TypeMeshGateway:
+			ix.markGateways(dirty, k.Mesh)
 		}
 		if ev.Type == store.EventDelete {
 			ix.remove(k)
@@ -230,7 +251,7 @@ func (ix *Index) Apply(rev int64, events []store.Event) {
 			delete(ix.verdicts, k)
 			continue
 		}
-		ix.verdicts[k] = ix.evaluate(dp, ms.policyList())
+		ix.verdicts[k] = ix.evaluate(dp, ms, ms.policyList())
 	}
 	ix.diffViolations(dirty)
 	ix.advance(rev)
@@ -247,6 +268,17 @@ func (ix *Index) markZone(dirty map[resource.Key]bool, zone string) {
 	}
 }
 
+// markGateways marks the builtin gateway proxies of a mesh.
+func (ix *Index) markGateways(dirty map[resource.Key]bool, mesh string) {
+	if ms := ix.meshes[mesh]; ms != nil {
+		for k, dp := range ms.dps {
+			if ds, _ := dp.Spec.(*resource.DataplaneSpec); ds != nil && ds.IsBuiltinGateway() {
+				dirty[k] = true
+			}
+		}
+	}
+}
+
 // markPolicy marks the proxies the old or the new version of a policy selects.
 func (ix *Index) markPolicy(dirty map[resource.Key]bool, old, cur *resource.Resource) {
 	ms := ix.meshes[cur.Mesh]
@@ -254,7 +286,8 @@ func (ix *Index) markPolicy(dirty map[resource.Key]bool, old, cur *resource.Reso
 		return
 	}
 	for k, dp := range ms.dps {
-		if (old != nil && meshtrace.Affects(old, dp)) || meshtrace.Affects(cur, dp) {
+		gw := ms.gateway(dp)
+		if (old != nil && meshtrace.Affects(old, dp, gw...)) || meshtrace.Affects(cur, dp, gw...) {
 			dirty[k] = true
 		}
 	}
@@ -271,7 +304,8 @@ func (ix *Index) advance(rev int64) {
 func (ix *Index) mesh(name string) *meshState {
 	ms := ix.meshes[name]
 	if ms == nil {
-		ms = &meshState{policies: map[resource.Key]*resource.Resource{}, dps: map[resource.Key]*resource.Resource{}}
+		ms = &meshState{policies: map[resource.Key]*resource.Resource{}, dps: map[resource.Key]*resource.Resource{},
+			gateways: map[resource.Key]*resource.Resource{}}
 		ix.meshes[name] = ms
 	}
 	return ms
@@ -297,6 +331,10 @@ func (ix *Index) put(r *resource.Resource) {
 		ms := ix.mesh(k.Mesh)
 		ms.policies[k] = r
 		ms.list = nil
+	case resource.TypeMeshGateway:
+		ms := ix.mesh(k.Mesh)
+		ms.gateways[k] = r
+		ms.gwList = nil
 	}
 }
 
@@ -313,6 +351,11 @@ func (ix *Index) remove(k resource.Key) {
 		if ms := ix.meshes[k.Mesh]; ms != nil {
 			delete(ms.policies, k)
 			ms.list = nil
+		}
+	case resource.TypeMeshGateway:
+		if ms := ix.meshes[k.Mesh]; ms != nil {
+			delete(ms.gateways, k)
+			ms.gwList = nil
 		}
 	}
 }
@@ -333,9 +376,9 @@ func (ix *Index) zone(name string) Zone {
 }
 
 // evaluate checks one proxy; zones that are Off never violate.
-func (ix *Index) evaluate(dp *resource.Resource, policies []*resource.Resource) Verdict {
+func (ix *Index) evaluate(dp *resource.Resource, ms *meshState, policies []*resource.Resource) Verdict {
 	z := ix.zone(ix.zoneOf(dp))
-	v := Evaluate(dp, policies, z)
+	v := Evaluate(dp, policies, z, ms.gateway(dp)...)
 	if !z.Checked() {
 		v.Allowed, v.Reason = true, ""
 	}

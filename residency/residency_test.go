@@ -441,3 +441,29 @@ func TestAdmitUncheckedWritesRunConcurrently(t *testing.T) {
 		t.Fatal("a checked policy write was admitted while another was in flight")
 	}
 }
+
+// A MeshGateway-targeted policy reaches a builtin gateway proxy through the
+// MeshGateway selecting it, as on the zone: admission and audit follow it.
+func TestMeshGatewayTargets(t *testing.T) {
+	gwDP := decode(t, `{"type":"Dataplane","mesh":"default","name":"west.edge-1","labels":{"kuma.io/zone":"west","kuma.io/display-name":"edge-1"},
+"networking":{"address":"10.0.0.9","gateway":{"type":"BUILTIN","tags":{"kuma.io/service":"edge","kuma.io/zone":"west"}}}}`)
+	gw := decode(t, "type: MeshGateway\nmesh: default\nname: edge-gateway\nselectors:\n- match: {kuma.io/service: edge}\nconf:\n  listeners:\n  - {port: 8080, protocol: HTTP}\n")
+	ix := newIndex(t, append(seed(t), gwDP)...)
+	p := policy(t, "edge-out", "{kind: MeshGateway, name: edge-gateway}", zipkin("http://jaeger.central:9411"))
+	if d := admit(t, ix, nil, p); !d.Allowed() {
+		t.Fatalf("without the MeshGateway nothing is selected: %s", proxies(d.Refused))
+	}
+	ix.Apply(2, []store.Event{{Type: store.EventPut, Resource: gw, Revision: 2}})
+	if d := admit(t, ix, nil, p); proxies(d.Refused) != "west/edge-1->http://jaeger.central:9411 by edge-out" {
+		t.Fatalf("refused: %q", proxies(d.Refused))
+	}
+	ix.Apply(3, []store.Event{{Type: store.EventPut, Resource: p, Revision: 3}})
+	if vs := ix.Violations(); len(vs) != 1 || vs[0].Proxy != "edge-1" {
+		t.Fatalf("violations: %+v", vs)
+	}
+	// The MeshGateway going away un-selects the gateway: back to trace-west.
+	ix.Apply(4, []store.Event{{Type: store.EventDelete, Resource: gw, Revision: 4}})
+	if vs := ix.Violations(); len(vs) != 0 {
+		t.Fatalf("violations after the gateway left: %+v", vs)
+	}
+}
