@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
 )
+
+// parallelThreshold is the number of proxies of a mesh from which admission
+// checks them on every core.
+const parallelThreshold = 2000
 
 // ErrNotReady is returned by Admit when the index has not loaded the store
 // (or has not caught up with the last write admitted) within AdmitWait.
@@ -132,38 +138,64 @@ func (ix *Index) admitPolicy(d *Decision, old, cur *resource.Resource) {
 	if ms == nil || len(ms.dps) == 0 {
 		return
 	}
-	// The policies of the mesh as they will be after the write.
-	after := make([]*resource.Resource, 0, len(ms.policies)+1)
-	for k, p := range ms.policies {
-		if k != some.Key() {
+	// The policies of the mesh as they will be after the write, most
+	// specific first.
+	current := ms.policyList()
+	after := make([]*resource.Resource, 0, len(current)+1)
+	for _, p := range current {
+		if p.Key() != some.Key() {
 			after = append(after, p)
 		}
 	}
 	if cur != nil {
 		after = append(after, cur)
+		sortMostSpecificFirst(after)
 	}
 	indexed := ms.policies[some.Key()] // may be fresher or staler than old
-	for k, dp := range ms.dps {
-		z := ix.zone(ix.zoneOf(dp))
-		if !z.Checked() {
-			continue
-		}
-		gw := ms.gateway(dp)
-		if !selects(old, dp, z.Name, gw) && !selects(indexed, dp, z.Name, gw) && !selects(cur, dp, z.Name, gw) {
-			continue
-		}
-		v := Evaluate(dp, after, z, gw...)
-		if v.Allowed {
-			continue
-		}
-		if before, ok := ix.verdicts[k]; ok && !before.Allowed && before.Collector == v.Collector && before.Backend == v.Backend {
-			continue // already exported there: not this write's doing
-		}
-		if z.Mode == resource.ResidencyEnforce {
-			d.Refused = append(d.Refused, v)
-		} else {
-			d.Audited = append(d.Audited, v)
-		}
+	if indexed == old {
+		indexed = nil
+	}
+	entries := ms.entries()
+	// Proxies are checked in parallel chunks; each chunk has its own cache.
+	workers := 1
+	if len(entries) >= parallelThreshold {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	type result struct{ refused, audited []Verdict }
+	results := make([]result, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			cache := checkCache{}
+			for i := w; i < len(entries); i += workers {
+				e := entries[i]
+				z := ix.zone(e.zone)
+				if !z.Checked() {
+					continue
+				}
+				gw := ms.gateway(e)
+				if !selects(old, e.r, z.Name, gw) && !selects(indexed, e.r, z.Name, gw) && !selects(cur, e.r, z.Name, gw) {
+					continue
+				}
+				v := evaluate(e.r, e.name, after, z, cache, gw...)
+				if v.Allowed {
+					continue
+				}
+				if before, ok := ix.verdicts[e.key]; ok && !before.Allowed && before.Collector == v.Collector && before.Backend == v.Backend {
+					continue // already exported there: not this write's doing
+				}
+				if z.Mode == resource.ResidencyEnforce {
+					results[w].refused = append(results[w].refused, v)
+				} else {
+					results[w].audited = append(results[w].audited, v)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, r := range results {
+		d.Refused = append(d.Refused, r.refused...)
+		d.Audited = append(d.Audited, r.audited...)
 	}
 	sortVerdicts(d.Refused)
 	sortVerdicts(d.Audited)
@@ -186,12 +218,13 @@ func (ix *Index) zoneViolations(zone string, cur *resource.Resource) []Verdict {
 		return nil
 	}
 	var out []Verdict
+	cache := checkCache{}
 	for _, ms := range ix.meshes {
-		for _, dp := range ms.dps {
-			if ix.zoneOf(dp) != zone {
+		for _, e := range ms.entries() {
+			if e.zone != zone {
 				continue
 			}
-			if v := Evaluate(dp, ms.policyList(), z, ms.gateway(dp)...); !v.Allowed {
+			if v := evaluate(e.r, e.name, ms.policyList(), z, cache, ms.gateway(e)...); !v.Allowed {
 				out = append(out, v)
 			}
 		}

@@ -11,6 +11,7 @@ package residency
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/meshtrace/meshtrace/policy/meshtrace"
@@ -124,29 +125,73 @@ func ProxyName(dp *resource.Resource) string {
 // gw is the MeshGateway configuring dp when dp is a builtin gateway (see
 // meshtrace.SelectGateway), so MeshGateway targets match as on the zone.
 func Evaluate(dp *resource.Resource, policies []*resource.Resource, z Zone, gw ...*resource.Resource) Verdict {
-	v := Verdict{Zone: z.Name, Mesh: dp.Mesh, Proxy: ProxyName(dp), Service: identifyingService(dp), Allowed: true}
-	var (
-		conf        resource.MeshTraceConf
-		responsible *resource.Resource
-	)
-	for _, p := range meshtrace.Match(dp, policies, gw...) {
-		if !AppliesIn(p, z.Name) {
-			continue
-		}
+	sorted := slices.Clone(policies)
+	sortMostSpecificFirst(sorted)
+	return evaluate(dp, ProxyName(dp), sorted, z, nil, gw...)
+}
+
+// The collector of a proxy is decided by one policy: merging replaces
+// `backends` whole, so the merged backends are those of the last policy in
+// merge order (meshtrace.Less) that sets them, and only the first backend is
+// used. evaluate therefore takes the policies most specific first (the
+// reverse of meshtrace.Less) and stops at the first one that sets backends
+// and selects the proxy (the zones' own Affects), without merging; it checks
+// that policy's backend once per (policy, zone) when given a cache. TestEvaluateAgreesWithMerge holds it to
+// meshtrace.Compute.
+
+// checkKey identifies a check result in a cache.
+type checkKey struct {
+	policy *resource.Resource
+	zone   string
+}
+
+// checked is the zone-independent-of-proxy part of a Verdict.
+type checked struct {
+	backend, collector, host, allowedBy, reason string
+	port                                        uint32
+	allowed                                     bool
+	off                                         bool // backends: []
+}
+
+type checkCache map[checkKey]checked
+
+func evaluate(dp *resource.Resource, proxy string, policies []*resource.Resource, z Zone, cache checkCache, gw ...*resource.Resource) Verdict {
+	v := Verdict{Zone: z.Name, Mesh: dp.Mesh, Proxy: proxy, Allowed: true}
+	var responsible *resource.Resource
+	for _, p := range policies {
 		s, _ := p.Spec.(*resource.MeshTraceSpec)
-		if s == nil || s.Default == nil {
+		if s == nil || s.Default == nil || s.Default.Backends == nil {
 			continue
 		}
-		if s.Default.Backends != nil {
+		if AppliesIn(p, z.Name) && meshtrace.Affects(p, dp, gw...) {
 			responsible = p
+			break
 		}
-		meshtrace.MergeInto(&conf, *s.Default)
 	}
-	if !meshtrace.Enabled(conf) {
+	if responsible == nil {
 		return v
 	}
+	k := checkKey{responsible, z.Name}
+	c, ok := cache[k]
+	if !ok {
+		conf := resource.MeshTraceConf{Backends: responsible.Spec.(*resource.MeshTraceSpec).Default.Backends}
+		if !meshtrace.Enabled(conf) {
+			c = checked{allowed: true, off: true}
+		} else {
+			c.backend, c.collector, c.host, c.port, c.allowedBy, c.reason, c.allowed = check(conf, z)
+		}
+		if cache != nil {
+			cache[k] = c
+		}
+	}
+	if c.off {
+		return v // an explicit empty backends list: tracing off
+	}
 	v.Policy = policyRef(responsible)
-	v.Backend, v.Collector, v.Host, v.Port, v.AllowedBy, v.Reason, v.Allowed = check(conf, z)
+	v.Backend, v.Collector, v.Host, v.Port, v.AllowedBy, v.Reason, v.Allowed = c.backend, c.collector, c.host, c.port, c.allowedBy, c.reason, c.allowed
+	if !v.Allowed {
+		v.Service = identifyingService(dp) // for violations only: it costs
+	}
 	return v
 }
 

@@ -60,15 +60,56 @@ type Index struct {
 
 type meshState struct {
 	policies map[resource.Key]*resource.Resource
-	list     []*resource.Resource // policies as a slice, nil when stale
-	dps      map[resource.Key]*resource.Resource
+	list     []*resource.Resource // policies, most specific first; nil when stale
+	dps      map[resource.Key]*dpEntry
+	dpList   []*dpEntry                          // dps as a slice; nil when stale
 	gateways map[resource.Key]*resource.Resource // MeshGateways
 	gwList   []*resource.Resource                // nil when stale
 }
 
-// gateway is the MeshGateway configuring dp (nil for other proxies).
-func (m *meshState) gateway(dp *resource.Resource) []*resource.Resource {
-	if len(m.gateways) == 0 {
+// dpEntry is a Dataplane with what evaluation reads of it every time.
+type dpEntry struct {
+	key  resource.Key
+	r    *resource.Resource
+	zone string
+	name string // ProxyName
+	// gateway marks builtin gateways, which a MeshGateway may configure.
+	gateway bool
+}
+
+// policyList returns the mesh's policies, most specific first (the reverse
+// of the merge order, see meshtrace.Less).
+func (m *meshState) policyList() []*resource.Resource {
+	if m.list == nil {
+		m.list = make([]*resource.Resource, 0, len(m.policies))
+		for _, p := range m.policies {
+			m.list = append(m.list, p)
+		}
+		sortMostSpecificFirst(m.list)
+	}
+	return m.list
+}
+
+// sortMostSpecificFirst orders policies so that the first one selecting a
+// proxy and setting backends is the one whose backends the merge keeps.
+func sortMostSpecificFirst(ps []*resource.Resource) {
+	sort.Slice(ps, func(i, j int) bool { return meshtrace.Less(ps[j], ps[i]) })
+}
+
+func (m *meshState) entries() []*dpEntry {
+	if m.dpList == nil {
+		m.dpList = make([]*dpEntry, 0, len(m.dps))
+		for _, e := range m.dps {
+			m.dpList = append(m.dpList, e)
+		}
+	}
+	return m.dpList
+}
+
+// gateway is the MeshGateway configuring a builtin gateway proxy (nil for
+// other proxies).
+func (m *meshState) gateway(e *dpEntry) []*resource.Resource {
+	if !e.gateway || len(m.gateways) == 0 {
 		return nil
 	}
 	if m.gwList == nil {
@@ -77,20 +118,10 @@ func (m *meshState) gateway(dp *resource.Resource) []*resource.Resource {
 			m.gwList = append(m.gwList, g)
 		}
 	}
-	if gw := meshtrace.SelectGateway(dp, m.gwList); gw != nil {
+	if gw := meshtrace.SelectGateway(e.r, m.gwList); gw != nil {
 		return []*resource.Resource{gw}
 	}
 	return nil
-}
-
-func (m *meshState) policyList() []*resource.Resource {
-	if m.list == nil {
-		m.list = make([]*resource.Resource, 0, len(m.policies))
-		for _, p := range m.policies {
-			m.list = append(m.list, p)
-		}
-	}
-	return m.list
 }
 
 // Violation is a current violation and since when it is known.
@@ -205,9 +236,10 @@ func (ix *Index) Load(rev int64, items []*resource.Resource) {
 		ix.put(r)
 	}
 	next := map[resource.Key]Verdict{}
+	cache := checkCache{}
 	for _, ms := range ix.meshes {
-		for k, dp := range ms.dps {
-			next[k] = ix.evaluate(dp, ms, ms.policyList())
+		for _, e := range ms.entries() {
+			next[e.key] = ix.evaluate(e, ms, ms.policyList(), cache)
 		}
 	}
 	ix.verdicts = next
@@ -241,17 +273,18 @@ func (ix *Index) Apply(rev int64, events []store.Event) {
 			ix.put(r)
 		}
 	}
+	cache := checkCache{}
 	for k := range dirty {
 		ms := ix.meshes[k.Mesh]
-		dp := (*resource.Resource)(nil)
+		var e *dpEntry
 		if ms != nil {
-			dp = ms.dps[k]
+			e = ms.dps[k]
 		}
-		if dp == nil {
+		if e == nil {
 			delete(ix.verdicts, k)
 			continue
 		}
-		ix.verdicts[k] = ix.evaluate(dp, ms, ms.policyList())
+		ix.verdicts[k] = ix.evaluate(e, ms, ms.policyList(), cache)
 	}
 	ix.diffViolations(dirty)
 	ix.advance(rev)
@@ -260,9 +293,9 @@ func (ix *Index) Apply(rev int64, events []store.Event) {
 // markZone marks every proxy of zone.
 func (ix *Index) markZone(dirty map[resource.Key]bool, zone string) {
 	for _, ms := range ix.meshes {
-		for k, dp := range ms.dps {
-			if ix.zoneOf(dp) == zone {
-				dirty[k] = true
+		for _, e := range ms.entries() {
+			if e.zone == zone {
+				dirty[e.key] = true
 			}
 		}
 	}
@@ -271,9 +304,9 @@ func (ix *Index) markZone(dirty map[resource.Key]bool, zone string) {
 // markGateways marks the builtin gateway proxies of a mesh.
 func (ix *Index) markGateways(dirty map[resource.Key]bool, mesh string) {
 	if ms := ix.meshes[mesh]; ms != nil {
-		for k, dp := range ms.dps {
-			if ds, _ := dp.Spec.(*resource.DataplaneSpec); ds != nil && ds.IsBuiltinGateway() {
-				dirty[k] = true
+		for _, e := range ms.entries() {
+			if e.gateway {
+				dirty[e.key] = true
 			}
 		}
 	}
@@ -285,10 +318,10 @@ func (ix *Index) markPolicy(dirty map[resource.Key]bool, old, cur *resource.Reso
 	if ms == nil {
 		return
 	}
-	for k, dp := range ms.dps {
-		gw := ms.gateway(dp)
-		if (old != nil && meshtrace.Affects(old, dp, gw...)) || meshtrace.Affects(cur, dp, gw...) {
-			dirty[k] = true
+	for _, e := range ms.entries() {
+		gw := ms.gateway(e)
+		if (old != nil && meshtrace.Affects(old, e.r, gw...)) || meshtrace.Affects(cur, e.r, gw...) {
+			dirty[e.key] = true
 		}
 	}
 }
@@ -304,7 +337,7 @@ func (ix *Index) advance(rev int64) {
 func (ix *Index) mesh(name string) *meshState {
 	ms := ix.meshes[name]
 	if ms == nil {
-		ms = &meshState{policies: map[resource.Key]*resource.Resource{}, dps: map[resource.Key]*resource.Resource{},
+		ms = &meshState{policies: map[resource.Key]*resource.Resource{}, dps: map[resource.Key]*dpEntry{},
 			gateways: map[resource.Key]*resource.Resource{}}
 		ix.meshes[name] = ms
 	}
@@ -326,7 +359,17 @@ func (ix *Index) put(r *resource.Resource) {
 		spec, _ := r.Spec.(*resource.ZoneSpec)
 		ix.compiled[k.Name] = CompileZone(k.Name, spec)
 	case resource.TypeDataplane:
-		ix.mesh(k.Mesh).dps[k] = r
+		ms := ix.mesh(k.Mesh)
+		e := &dpEntry{key: k, r: r, zone: ix.zoneOf(r), name: ProxyName(r)}
+		if ds, _ := r.Spec.(*resource.DataplaneSpec); ds != nil {
+			e.gateway = ds.IsBuiltinGateway()
+		}
+		if old := ms.dps[k]; old != nil {
+			*old = *e // in place: the slice stays valid
+		} else {
+			ms.dps[k] = e
+			ms.dpList = nil
+		}
 	case resource.TypeMeshTrace:
 		ms := ix.mesh(k.Mesh)
 		ms.policies[k] = r
@@ -346,6 +389,7 @@ func (ix *Index) remove(k resource.Key) {
 	case resource.TypeDataplane:
 		if ms := ix.meshes[k.Mesh]; ms != nil {
 			delete(ms.dps, k)
+			ms.dpList = nil
 		}
 	case resource.TypeMeshTrace:
 		if ms := ix.meshes[k.Mesh]; ms != nil {
@@ -376,9 +420,9 @@ func (ix *Index) zone(name string) Zone {
 }
 
 // evaluate checks one proxy; zones that are Off never violate.
-func (ix *Index) evaluate(dp *resource.Resource, ms *meshState, policies []*resource.Resource) Verdict {
-	z := ix.zone(ix.zoneOf(dp))
-	v := Evaluate(dp, policies, z, ms.gateway(dp)...)
+func (ix *Index) evaluate(e *dpEntry, ms *meshState, policies []*resource.Resource, cache checkCache) Verdict {
+	z := ix.zone(e.zone)
+	v := evaluate(e.r, e.name, policies, z, cache, ms.gateway(e)...)
 	if !z.Checked() {
 		v.Allowed, v.Reason = true, ""
 	}

@@ -2,12 +2,15 @@ package residency
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 )
@@ -146,7 +149,7 @@ func TestEvaluate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := Evaluate(web, tt.policies, west)
-			if v.Allowed != tt.allowed || v.Zone != "west" || v.Proxy != "web-1" || v.Service != "web" {
+			if v.Allowed != tt.allowed || v.Zone != "west" || v.Proxy != "web-1" || (!v.Allowed && v.Service != "web") {
 				t.Fatalf("verdict %+v", v)
 			}
 			if tt.collector != "" && v.Collector != tt.collector {
@@ -466,4 +469,74 @@ func TestMeshGatewayTargets(t *testing.T) {
 	if vs := ix.Violations(); len(vs) != 0 {
 		t.Fatalf("violations after the gateway left: %+v", vs)
 	}
+}
+
+// evaluate's shortcut (the most specific policy setting backends decides)
+// must give the collector the zones' full match-and-merge gives, for random
+// policy sets and proxies. The seed is printed; -seed N replays one.
+func TestEvaluateAgreesWithMerge(t *testing.T) {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	t.Logf("seed %d (replay with -seed %d)", seed, seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	west := CompileZone("west", zoneRes(t, "west", "Enforce", "*.west.svc").Spec.(*resource.ZoneSpec))
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	for round := range 300 {
+		var policies []*resource.Resource
+		for i := range 1 + rng.IntN(6) {
+			target := pick("", "{kind: Mesh}", subset("west"), subset("east"), "{kind: MeshService, name: web}",
+				"{kind: MeshServiceSubset, name: web, tags: {version: v1}}", "{kind: MeshSubset, tags: {version: v2}}")
+			name := fmt.Sprintf("p%d", rng.IntN(4)*10+i)
+			var labels []string
+			if rng.IntN(3) == 0 {
+				labels = []string{"kuma.io/origin", "zone", "kuma.io/zone", pick("west", "east")}
+			}
+			var p *resource.Resource
+			switch rng.IntN(4) {
+			case 0: // no backends: sampling only
+				doc := "type: MeshTrace\nmesh: default\nname: " + name + "\nspec:\n  default:\n    sampling: {overall: 5}\n"
+				if target != "" {
+					doc = strings.Replace(doc, "spec:\n", "spec:\n  targetRef: "+target+"\n", 1)
+				}
+				r, err := resource.Decode([]byte(doc)) // not validated: Kuma 2.7 required backends only later
+				if err != nil {
+					t.Fatal(err)
+				}
+				p = r
+			case 1:
+				p = policy(t, name, target, "[]", labels...)
+			default:
+				p = policy(t, name, target, zipkin("http://"+pick("a.west.svc", "b.east.svc", "10.0.0.1")+":9411"), labels...)
+			}
+			if len(labels) > 0 && p.Labels == nil {
+				p.Labels = map[string]string{labels[0]: labels[1], labels[2]: labels[3]}
+			}
+			policies = append(policies, p)
+		}
+		proxy := dp(t, "west", "x", pick("web", "db"), "version", pick("v1", "v2"))
+		got := Evaluate(proxy, policies, west)
+		var applying []*resource.Resource
+		for _, p := range policies {
+			if AppliesIn(p, "west") {
+				applying = append(applying, p)
+			}
+		}
+		rules := meshtrace.Compute(proxy, applying)
+		backend, collector := meshtrace.EffectiveCollector(rules.Conf)
+		if got.Backend != backend || got.Collector != collector {
+			t.Fatalf("seed %d round %d: evaluate says %q %q, merge says %q %q\npolicies: %v", seed, round, got.Backend, got.Collector, backend, collector, names(policies))
+		}
+	}
+}
+
+var seedFlag = flag.Int64("seed", 0, "seed of TestEvaluateAgreesWithMerge (0: from the clock)")
+
+func names(ps []*resource.Resource) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name+"@"+p.Labels["kuma.io/zone"])
+	}
+	return out
 }
