@@ -193,6 +193,7 @@ func (c *Cluster) startZone(name string) *Zone {
 	cfg.Global.Token = token
 	cfg.Global.CAFile = filepath.Join(c.gcfg.DataDir, global.KDSTLSDir, "ca.crt")
 	cfg.Global.Heartbeat = config.Duration(time.Second)
+	cfg.API.Token = "zone-api-" + name // zone-local policy writes need one
 	z, err := zone.New(cfg, c.log.Named(name))
 	if err != nil {
 		tb.Fatal(err)
@@ -200,7 +201,7 @@ func (c *Cluster) startZone(name string) *Zone {
 	zst := c.openStore(filepath.Join(c.dir, name+"-etcd"), z.Registry())
 	z.SetStore(zst)
 	stopZone := run(tb, "zone "+name, z.Run, z.Started())
-	zz := &Zone{Zone: z, API: &cli.Client{Address: "http://" + z.APIAddr()}}
+	zz := &Zone{Zone: z, API: &cli.Client{Address: "http://" + z.APIAddr(), Token: cfg.API.Token}}
 	zz.stop = func() { stopZone(); zst.Close() }
 	c.mu.Lock()
 	c.Zones[name] = zz
