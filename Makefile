@@ -5,7 +5,7 @@ BIN       ?= bin
 PKGS      ?= ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build test check generate lint e2e bench demo clean
+.PHONY: all build test check generate lint e2e bench demo image clean
 
 all: build
 
@@ -13,6 +13,17 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/meshtrace-cp ./cmd/meshtrace-cp
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/meshtracectl ./cmd/meshtracectl
+
+## image: FROM scratch images of meshtrace-cp and meshtracectl (non-root, static binaries)
+IMAGE_REPO ?= meshtrace
+IMAGE_TAG  ?= dev
+DOCKER     ?= docker
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/meshtrace-cp ./cmd/meshtrace-cp
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/meshtracectl ./cmd/meshtracectl
+	rm -rf $(BIN)/image-root && mkdir -p $(BIN)/image-root/data $(BIN)/image-root/tmp
+	$(DOCKER) build --target meshtrace-cp -t $(IMAGE_REPO)/meshtrace-cp:$(IMAGE_TAG) .
+	$(DOCKER) build --target meshtracectl -t $(IMAGE_REPO)/meshtracectl:$(IMAGE_TAG) .
 
 ## test: unit and in-process integration tests (embedded etcd, real gRPC)
 test:
