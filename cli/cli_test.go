@@ -234,7 +234,9 @@ func TestInspectOnGlobal(t *testing.T) {
 	if code != 0 {
 		t.Fatal(errOut)
 	}
-	for _, want := range []string{"zone west", "Effective collector: Zipkin http://west.zipkincollector:9411/api/v2/spans", "MeshTrace trace-west"} {
+	// The inbound has no kuma.io/protocol: inspect warns that it is not traced.
+	for _, want := range []string{"zone west", "Effective collector: Zipkin http://west.zipkincollector:9411/api/v2/spans", "MeshTrace trace-west",
+		"Warning: networking.inbound[0] (port 8080, kuma.io/service backend): kuma.io/protocol is not set, so this inbound is not traced"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect dataplane lacks %q:\n%s", want, out)
 		}

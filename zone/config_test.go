@@ -72,6 +72,8 @@ func TestValidate(t *testing.T) {
 		{"ratio", func(c *Config) { c.Global.MaxDeleteRatio = 2 }, "global.maxDeleteRatio"},
 		{"heartbeat", func(c *Config) { c.Global.Heartbeat = 0 }, "global.heartbeat"},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
+		{"relative collector CA", func(c *Config) { c.XDS.Collector.TrustedCAFile = "ca.pem" }, "xds.collector.trustedCAFile"},
+		{"no collector CA", func(c *Config) { c.XDS.Collector.TrustedCAFile = "" }, "xds.collector.trustedCAFile"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
