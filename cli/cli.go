@@ -50,7 +50,7 @@ Commands:
   residency [ZONE] [-o table|yaml|json]  per zone: residency mode, allowed collectors, proxies by collector, violations
   residency set ZONE [--allow PATTERN]... [--mode Enforce|Audit|Off] [--clear] [--dry-run]
                                          declare where a zone's proxies may send spans (PATTERN: host, *.domain, IP, CIDR, optional :port)
-  generate zone-token --zone ZONE        issue a token a zone CP connects to global with (admin token needed)
+  generate zone-token --zone ZONE [--valid-for 24h]   issue a token a zone CP connects to global with (admin token needed)
 
 Environment: MESHTRACECTL_ADDRESS, MESHTRACECTL_TOKEN, MESHTRACECTL_CONFIG.
 `

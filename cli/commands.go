@@ -393,13 +393,18 @@ func (a *App) generate(ctx context.Context, c *Client, args []string) error {
 	fs := flag.NewFlagSet("generate zone-token", flag.ContinueOnError)
 	fs.SetOutput(a.Stderr)
 	zone := fs.String("zone", "", "zone name")
+	validFor := fs.Duration("valid-for", 0, `how long the token is valid (for example "24h"; default: the server's, 10 years as Kuma's API)`)
 	if _, err := interleaved(fs, args[1:]); err != nil {
 		return err
 	}
 	if *zone == "" {
 		return errors.New("generate zone-token: --zone is required")
 	}
-	_, token, err := c.Raw(ctx, http.MethodPost, "/tokens/zone", nil, map[string]string{"zone": *zone})
+	req := map[string]string{"zone": *zone}
+	if *validFor != 0 {
+		req["validFor"] = validFor.String()
+	}
+	_, token, err := c.Raw(ctx, http.MethodPost, "/tokens/zone", nil, req)
 	if err != nil {
 		return err
 	}

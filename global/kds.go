@@ -1,6 +1,7 @@
 package global
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,6 +42,7 @@ func (g *Global) setupKDS() {
 	g.AddRunner(g.runKDS)
 	g.AddRoute("POST /tokens/zone", http.HandlerFunc(g.zoneTokenHandler))
 	g.AddRoute("DELETE /tokens/zone/{id}", http.HandlerFunc(g.revokeZoneTokenHandler))
+	g.AddRoute("POST /tokens/zone/signing-key/rotate", http.HandlerFunc(g.rotateSigningKeyHandler))
 }
 
 // KDSStarted is closed once the KDS server listens.
@@ -68,13 +70,19 @@ func (g *Global) KDSServer() *kds.Server {
 	return g.kds.server
 }
 
-// IssueZoneToken issues a signed token a zone authenticates with.
+// IssueZoneToken issues a signed token a zone authenticates with, valid
+// for kds.DefaultTokenValidity.
 func (g *Global) IssueZoneToken(ctx context.Context, zone string) (string, error) {
+	return g.IssueZoneTokenFor(ctx, zone, kds.DefaultTokenValidity)
+}
+
+// IssueZoneTokenFor issues a zone token valid for validFor.
+func (g *Global) IssueZoneTokenFor(ctx context.Context, zone string, validFor time.Duration) (string, error) {
 	st := g.Store()
 	if st == nil {
 		return "", errors.New("global: not started")
 	}
-	return kds.IssueZoneToken(ctx, st, zone)
+	return kds.IssueZoneTokenFor(ctx, st, zone, validFor)
 }
 
 func (g *Global) kdsCredentials() (credentials.TransportCredentials, string, error) {
@@ -157,10 +165,25 @@ func (g *Global) runKDS(ctx context.Context) error {
 
 type zoneTokenRequest struct {
 	Zone string `json:"zone"`
+	// ValidFor is a Go duration ("24h"); empty means kds.DefaultTokenValidity,
+	// as Kuma's API.
+	ValidFor string `json:"validFor"`
 }
 
-// zoneTokenHandler is POST /tokens/zone {"zone": "west"} (as kumactl
-// generate zone-token): it answers the token as text.
+// parseDuration reads an optional duration field of a request body.
+func parseDuration(field, v string, def time.Duration) (time.Duration, *restapi.Error) {
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, restapi.NewError(http.StatusBadRequest, fmt.Sprintf("%s: %q is not a duration like \"24h\"", field, v))
+	}
+	return d, nil
+}
+
+// zoneTokenHandler is POST /tokens/zone {"zone": "west", "validFor": "24h"}
+// (as kumactl generate zone-token): it answers the token as text.
 func (g *Global) zoneTokenHandler(w http.ResponseWriter, r *http.Request) {
 	var req zoneTokenRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
@@ -168,10 +191,18 @@ func (g *Global) zoneTokenHandler(w http.ResponseWriter, r *http.Request) {
 		err = json.Unmarshal(body, &req)
 	}
 	if err != nil {
-		restapi.WriteError(w, restapi.NewError(http.StatusBadRequest, "body must be JSON like {\"zone\": \"west\"}: "+err.Error()))
+		restapi.WriteError(w, restapi.NewError(http.StatusBadRequest, "body must be JSON like {\"zone\": \"west\", \"validFor\": \"24h\"}: "+err.Error()))
 		return
 	}
-	token, err := g.IssueZoneToken(r.Context(), req.Zone)
+	validFor, verr := parseDuration("validFor", req.ValidFor, kds.DefaultTokenValidity)
+	if verr == nil && validFor == 0 {
+		verr = restapi.NewError(http.StatusBadRequest, "validFor: must be positive")
+	}
+	if verr != nil {
+		restapi.WriteError(w, verr)
+		return
+	}
+	token, err := g.IssueZoneTokenFor(r.Context(), req.Zone, validFor)
 	if err != nil {
 		if verr := kds.ValidateZoneName(req.Zone); verr != nil {
 			restapi.WriteError(w, restapi.NewError(http.StatusBadRequest, verr.Error()))
@@ -195,4 +226,38 @@ func (g *Global) revokeZoneTokenHandler(w http.ResponseWriter, r *http.Request) 
 	}
 	g.log.Info("zone token revoked", "token", id)
 	restapi.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+type rotateKeyRequest struct {
+	// GracePeriod is how long tokens of the previous key stay valid (Go
+	// duration; empty means kds.DefaultKeyGracePeriod, "0s" retires it now).
+	GracePeriod string `json:"gracePeriod"`
+}
+
+// rotateSigningKeyHandler is POST /tokens/zone/signing-key/rotate
+// {"gracePeriod": "1h"}: new zone tokens are signed with a new key; the
+// previous key's tokens stay valid for the grace period, then are refused
+// and their streams cut. It answers kds.KeyRotation.
+func (g *Global) rotateSigningKeyHandler(w http.ResponseWriter, r *http.Request) {
+	var req rotateKeyRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err == nil && len(bytes.TrimSpace(body)) > 0 {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
+		restapi.WriteError(w, restapi.NewError(http.StatusBadRequest, "body must be JSON like {\"gracePeriod\": \"1h\"}: "+err.Error()))
+		return
+	}
+	grace, verr := parseDuration("gracePeriod", req.GracePeriod, kds.DefaultKeyGracePeriod)
+	if verr != nil {
+		restapi.WriteError(w, verr)
+		return
+	}
+	rot, err := kds.RotateSigningKey(r.Context(), g.Store(), grace)
+	if err != nil {
+		restapi.WriteError(w, restapi.StoreError(err, "zone token signing key"))
+		return
+	}
+	g.log.Info("zone token signing key rotated", "kid", rot.KeyID, "previous", rot.PreviousKeyID, "previousRetiresAt", rot.PreviousRetires)
+	restapi.WriteJSON(w, http.StatusOK, rot)
 }

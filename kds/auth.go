@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,9 +22,15 @@ import (
 
 // Keys of the small values KDS keeps in a store (store.GetValue/PutValue).
 const (
-	// valueSigningKey holds the HMAC key zone tokens are signed with; every
-	// global replica reads it from the shared store.
-	valueSigningKey = "kds/token-signing-key"
+	// valueSigningKeyPrefix + key id holds an HMAC key zone tokens are
+	// signed with; every global replica reads them from the shared store.
+	// Key ids are serial numbers: "1", then one more per rotation.
+	valueSigningKeyPrefix = "kds/token-signing-keys/"
+	// valueCurrentKeyID names the key new tokens are signed with.
+	valueCurrentKeyID = "kds/token-signing-key-current"
+	// valueRetiredKeyPrefix + key id holds the time (RFC 3339) from which
+	// tokens signed with that key are refused.
+	valueRetiredKeyPrefix = "kds/token-signing-keys-retired/"
 	// valueRevokedPrefix + token id marks that token revoked (one key per
 	// id, so concurrent revocations never overwrite each other).
 	valueRevokedPrefix = "kds/revoked-tokens/"
@@ -35,13 +42,25 @@ const (
 
 const tokenPrefix = "mtz1"
 
-// keyRefresh bounds how often a verifier re-reads the signing key.
-const keyRefresh = 5 * time.Second
+// keyRefresh bounds how often a verifier looks for a signing key it does not
+// know yet, so forged key ids cannot hammer the store.
+const keyRefresh = time.Second
+
+// DefaultTokenValidity is how long a zone token is valid when the issuer
+// does not say: 10 years, as Kuma's API when validFor is empty (kumactl
+// generate zone-token requires --valid-for).
+const DefaultTokenValidity = 10 * 365 * 24 * time.Hour
+
+// DefaultKeyGracePeriod is how long tokens signed with a rotated-out key stay
+// valid when the rotation does not say.
+const DefaultKeyGracePeriod = 24 * time.Hour
 
 // Token errors.
 var (
 	ErrInvalidToken = errors.New("invalid zone token")
 	ErrRevokedToken = errors.New("zone token revoked")
+	ErrExpiredToken = errors.New("zone token expired")
+	ErrRetiredKey   = errors.New("zone token signed with a retired key")
 )
 
 // zoneNameRe is a DNS label: zone names prefix the global names of uploaded
@@ -58,19 +77,29 @@ func ValidateZoneName(name string) error {
 
 // ZoneTokenClaims is the signed payload of a zone token.
 type ZoneTokenClaims struct {
-	Zone     string    `json:"zone"`
-	ID       string    `json:"id"`
-	IssuedAt time.Time `json:"issuedAt"`
+	Zone      string    `json:"zone"`
+	ID        string    `json:"id"`
+	KeyID     string    `json:"kid"`
+	IssuedAt  time.Time `json:"issuedAt"`
+	ExpiresAt time.Time `json:"expiresAt"`
 }
 
-// IssueZoneToken signs a token for zone with the signing key kept in st
-// (created on first use). Give the token to the zone CP; revoke it with
-// RevokeZoneToken and its id.
+// IssueZoneToken signs a token for zone valid for DefaultTokenValidity.
 func IssueZoneToken(ctx context.Context, st store.Store, zone string) (string, error) {
+	return IssueZoneTokenFor(ctx, st, zone, DefaultTokenValidity)
+}
+
+// IssueZoneTokenFor signs a token for zone, valid for validFor, with the
+// current signing key kept in st (created on first use). Give the token to
+// the zone CP; revoke it with RevokeZoneToken and its id.
+func IssueZoneTokenFor(ctx context.Context, st store.Store, zone string, validFor time.Duration) (string, error) {
 	if err := ValidateZoneName(zone); err != nil {
 		return "", err
 	}
-	key, err := signingKey(ctx, st, true)
+	if validFor <= 0 {
+		return "", fmt.Errorf("kds: token validity %s must be positive", validFor)
+	}
+	kid, key, err := currentKey(ctx, st, true)
 	if err != nil {
 		return "", err
 	}
@@ -78,13 +107,53 @@ func IssueZoneToken(ctx context.Context, st store.Store, zone string) (string, e
 	if _, err := rand.Read(id); err != nil {
 		return "", err
 	}
-	claims := ZoneTokenClaims{Zone: zone, ID: hex.EncodeToString(id), IssuedAt: time.Now().UTC().Truncate(time.Second)}
+	now := time.Now().UTC().Truncate(time.Second)
+	claims := ZoneTokenClaims{Zone: zone, ID: hex.EncodeToString(id), KeyID: kid, IssuedAt: now, ExpiresAt: now.Add(validFor)}
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
 	enc := base64.RawURLEncoding
 	return tokenPrefix + "." + enc.EncodeToString(payload) + "." + enc.EncodeToString(sign(key, payload)), nil
+}
+
+// KeyRotation is the outcome of RotateSigningKey.
+type KeyRotation struct {
+	KeyID           string    `json:"kid"`
+	PreviousKeyID   string    `json:"previousKid"`
+	PreviousRetires time.Time `json:"previousRetiresAt"`
+}
+
+// RotateSigningKey makes a new signing key current: tokens issued from now on
+// use it, and tokens signed with the previous key stay valid for grace (0:
+// refused at once; live streams on them are cut at the servers' next check).
+// Keys rotated out earlier keep their own retirement time.
+func RotateSigningKey(ctx context.Context, st store.Store, grace time.Duration) (KeyRotation, error) {
+	if grace < 0 {
+		return KeyRotation{}, fmt.Errorf("kds: grace period %s must not be negative", grace)
+	}
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	prev, _, err := currentKeyLocked(ctx, st, true)
+	if err != nil {
+		return KeyRotation{}, err
+	}
+	n, err := strconv.Atoi(prev)
+	if err != nil {
+		return KeyRotation{}, fmt.Errorf("kds: current signing key id %q is not a serial number", prev)
+	}
+	next := strconv.Itoa(n + 1)
+	if _, err := st.CreateValue(ctx, valueSigningKeyPrefix+next, newKey()); err != nil {
+		return KeyRotation{}, fmt.Errorf("kds: store signing key: %w", err)
+	}
+	retires := time.Now().UTC().Add(grace)
+	if _, err := st.PutValue(ctx, valueRetiredKeyPrefix+prev, []byte(retires.Format(time.RFC3339Nano))); err != nil {
+		return KeyRotation{}, fmt.Errorf("kds: retire signing key: %w", err)
+	}
+	if _, err := st.PutValue(ctx, valueCurrentKeyID, []byte(next)); err != nil {
+		return KeyRotation{}, fmt.Errorf("kds: store current signing key: %w", err)
+	}
+	return KeyRotation{KeyID: next, PreviousKeyID: prev, PreviousRetires: retires}, nil
 }
 
 // ParseZoneToken reads a token's claims without verifying its signature (to
@@ -144,77 +213,160 @@ func splitToken(token string) (ZoneTokenClaims, []byte, []byte, error) {
 	if err := dec.Decode(&claims); err != nil {
 		return claims, nil, nil, fmt.Errorf("%w: malformed claims", ErrInvalidToken)
 	}
-	if ValidateZoneName(claims.Zone) != nil || claims.ID == "" {
-		return claims, nil, nil, fmt.Errorf("%w: bad claims", ErrInvalidToken)
+	if ValidateZoneName(claims.Zone) != nil || claims.ID == "" || !validKeyID(claims.KeyID) || claims.ExpiresAt.IsZero() {
+		return claims, nil, nil, fmt.Errorf("%w: bad claims (zone, id, kid and expiresAt are required)", ErrInvalidToken)
 	}
 	return claims, payload, sig, nil
 }
 
-// signingKey returns the key in st, creating it when create is set and none
-// exists (put-if-absent, so racing replicas agree on one key).
-func signingKey(ctx context.Context, st store.Store, create bool) ([]byte, error) {
-	keyMu.Lock()
-	defer keyMu.Unlock()
-	key, err := st.GetValue(ctx, valueSigningKey)
-	if err == nil {
-		return key, nil
-	}
-	if !errors.Is(err, store.ErrNotFound) || !create {
-		return nil, fmt.Errorf("kds: read signing key: %w", err)
-	}
-	key = make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	// Replicas creating the key at the same moment all get the first one.
-	if key, err = st.CreateValue(ctx, valueSigningKey, key); err != nil {
-		return nil, fmt.Errorf("kds: store signing key: %w", err)
-	}
-	return key, nil
+// validKeyID accepts the serial numbers RotateSigningKey hands out.
+func validKeyID(kid string) bool {
+	n, err := strconv.Atoi(kid)
+	return err == nil && n > 0 && strconv.Itoa(n) == kid
 }
 
-// keyMu serializes key creation within a process.
+func newKey() []byte {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails on supported platforms
+	return key
+}
+
+// currentKey returns the id and key new tokens are signed with, creating key
+// "1" when create is set and there is none (put-if-absent, so racing
+// replicas agree on one key).
+func currentKey(ctx context.Context, st store.Store, create bool) (string, []byte, error) {
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	return currentKeyLocked(ctx, st, create)
+}
+
+func currentKeyLocked(ctx context.Context, st store.Store, create bool) (string, []byte, error) {
+	b, err := st.GetValue(ctx, valueCurrentKeyID)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && create:
+		if _, err := st.CreateValue(ctx, valueSigningKeyPrefix+"1", newKey()); err != nil {
+			return "", nil, fmt.Errorf("kds: store signing key: %w", err)
+		}
+		if b, err = st.CreateValue(ctx, valueCurrentKeyID, []byte("1")); err != nil {
+			return "", nil, fmt.Errorf("kds: store current signing key: %w", err)
+		}
+	case err != nil:
+		return "", nil, fmt.Errorf("kds: read current signing key: %w", err)
+	}
+	kid := string(b)
+	key, err := st.GetValue(ctx, valueSigningKeyPrefix+kid)
+	if err != nil {
+		return "", nil, fmt.Errorf("kds: read signing key %s: %w", kid, err)
+	}
+	return kid, key, nil
+}
+
+// keyMu serializes key creation and rotation within a process.
 var keyMu sync.Mutex
 
-// verifier checks tokens against the store's key and revocation list.
+// verifier checks tokens against the store's keys, their retirement and the
+// revocation list.
 type verifier struct {
 	st store.Store
 
-	mu     sync.Mutex
-	key    []byte
-	readAt time.Time
+	mu        sync.Mutex
+	keys      map[string][]byte // by key id; keys never change once created
+	current   int               // the current key id, as last read
+	currentAt time.Time
 }
 
-// verify returns the claims of a valid, unrevoked token.
+// verify returns the claims of a valid, unexpired, unrevoked token signed
+// with a key that is not retired.
 func (v *verifier) verify(ctx context.Context, token string) (ZoneTokenClaims, error) {
 	claims, payload, sig, err := splitToken(token)
 	if err != nil {
 		return claims, err
 	}
-	v.mu.Lock()
-	key, readAt := v.key, v.readAt
-	v.mu.Unlock()
-	if key == nil || !hmac.Equal(sign(key, payload), sig) {
-		// The key may be new to this replica: read it again, at most every
-		// few seconds so forged tokens cannot hammer the store.
-		if key == nil || time.Since(readAt) > keyRefresh {
-			if key, err = signingKey(ctx, v.st, true); err != nil {
-				return claims, err
-			}
-			v.mu.Lock()
-			v.key, v.readAt = key, time.Now()
-			v.mu.Unlock()
-		}
-		if !hmac.Equal(sign(key, payload), sig) {
-			return claims, fmt.Errorf("%w: bad signature", ErrInvalidToken)
-		}
-	}
-	revoked, err := isRevoked(ctx, v.st, claims.ID)
+	key, err := v.key(ctx, claims.KeyID)
 	if err != nil {
 		return claims, err
 	}
-	if revoked {
-		return claims, fmt.Errorf("%w: id %s", ErrRevokedToken, claims.ID)
+	if key == nil || !hmac.Equal(sign(key, payload), sig) {
+		return claims, fmt.Errorf("%w: bad signature", ErrInvalidToken)
 	}
-	return claims, nil
+	return claims, v.stillValid(ctx, claims)
+}
+
+// stillValid checks what can change after a token was accepted: expiry, its
+// key's retirement and revocation. Servers call it for live streams.
+func (v *verifier) stillValid(ctx context.Context, claims ZoneTokenClaims) error {
+	now := time.Now()
+	if !now.Before(claims.ExpiresAt) {
+		return fmt.Errorf("%w: id %s expired at %s", ErrExpiredToken, claims.ID, claims.ExpiresAt.Format(time.RFC3339))
+	}
+	b, err := v.st.GetValue(ctx, valueRetiredKeyPrefix+claims.KeyID)
+	switch {
+	case err == nil:
+		at, perr := time.Parse(time.RFC3339Nano, string(b))
+		if perr != nil || !now.Before(at) {
+			return fmt.Errorf("%w: id %s, key %s retired at %s", ErrRetiredKey, claims.ID, claims.KeyID, string(b))
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("kds: read key retirement: %w", err)
+	}
+	revoked, err := isRevoked(ctx, v.st, claims.ID)
+	if err != nil {
+		return err
+	}
+	if revoked {
+		return fmt.Errorf("%w: id %s", ErrRevokedToken, claims.ID)
+	}
+	return nil
+}
+
+// key returns the signing key kid, nil when there is none. Key ids are
+// serials up to the current one: an id above the last current id seen makes
+// the verifier read the current id again, at most every keyRefresh, so
+// forged ids cost the store nothing more.
+func (v *verifier) key(ctx context.Context, kid string) ([]byte, error) {
+	n, _ := strconv.Atoi(kid)
+	v.mu.Lock()
+	key, ok := v.keys[kid]
+	current, readAt := v.current, v.currentAt
+	v.mu.Unlock()
+	if ok {
+		return key, nil
+	}
+	if n > current {
+		if current > 0 && time.Since(readAt) < keyRefresh {
+			return nil, nil
+		}
+		cur, _, err := currentKey(ctx, v.st, true)
+		if err != nil {
+			return nil, err
+		}
+		current, _ = strconv.Atoi(cur)
+		v.mu.Lock()
+		v.current, v.currentAt = current, time.Now()
+		v.mu.Unlock()
+		if n > current {
+			return nil, nil
+		}
+	}
+	key, err := v.st.GetValue(ctx, valueSigningKeyPrefix+kid)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("kds: read signing key: %w", err)
+	}
+	v.mu.Lock()
+	if v.keys == nil {
+		v.keys = map[string][]byte{}
+	}
+	v.keys[kid] = key
+	v.mu.Unlock()
+	return key, nil
+}
+
+// isAuthError reports whether err means the zone's token is not (or no
+// longer) accepted.
+func isAuthError(err error) bool {
+	return errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrRevokedToken) ||
+		errors.Is(err, ErrExpiredToken) || errors.Is(err, ErrRetiredKey)
 }

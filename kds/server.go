@@ -58,7 +58,8 @@ type ServerConfig struct {
 	StallIntervals int
 	// InsightInterval is the least time between two ZoneInsight writes of a zone.
 	InsightInterval time.Duration
-	// RevocationCheck is how often live streams' tokens are checked again.
+	// RevocationCheck is how often live streams' tokens are checked again
+	// (revoked, expired, signed with a retired key).
 	RevocationCheck time.Duration
 	// MaxDeleteRatio caps the share of a zone's uploaded resources an upload
 	// snapshot may delete; more is refused and reported. 1 disables the guard.
@@ -104,6 +105,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	streams map[string]*serverStream // by zone
+	claims  map[*serverStream]ZoneTokenClaims
 	stopped bool
 
 	idMu sync.Mutex
@@ -128,6 +130,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		metrics: m,
 		tokens:  &verifier{st: cfg.Store},
 		streams: map[string]*serverStream{},
+		claims:  map[*serverStream]ZoneTokenClaims{},
 		wires:   newWireCache(),
 	}, nil
 }
@@ -192,27 +195,26 @@ func (s *Server) stopAll() {
 	}
 }
 
+// checkRevocations cuts live streams whose token was revoked, expired, or
+// was signed with a key now retired.
 func (s *Server) checkRevocations(ctx context.Context) {
 	s.mu.Lock()
-	live := make([]*serverStream, 0, len(s.streams))
-	for _, st := range s.streams {
-		live = append(live, st)
+	live := make(map[*serverStream]ZoneTokenClaims, len(s.claims))
+	for st, c := range s.claims {
+		live[st] = c
 	}
 	s.mu.Unlock()
-	var cut []*serverStream
-	for _, st := range live {
-		revoked, err := isRevoked(ctx, s.cfg.Store, st.tokenID)
-		if err != nil {
-			s.log.Warn("cannot read token revocations", "error", err)
+	for st, claims := range live {
+		err := s.tokens.stillValid(ctx, claims)
+		if err == nil {
+			continue
+		}
+		if !isAuthError(err) {
+			s.log.Warn("cannot check zone tokens", "error", err)
 			return
 		}
-		if revoked {
-			cut = append(cut, st)
-		}
-	}
-	for _, st := range cut {
-		st.log.Warn("zone token revoked; closing stream", "token", st.tokenID)
-		st.fail(fmt.Errorf("%w: id %s", ErrRevokedToken, st.tokenID))
+		st.log.Warn("zone token no longer valid; closing stream", "token", claims.ID, "error", err)
+		st.fail(err)
 	}
 }
 
@@ -232,8 +234,11 @@ func (s *Server) Sync(stream kdsv1.KDS_SyncServer) error {
 		return err
 	}
 	defer s.detach(st)
+	s.mu.Lock()
+	s.claims[st] = claims
+	s.mu.Unlock()
 	err = st.run()
-	if errors.Is(err, ErrRevokedToken) {
+	if isAuthError(err) {
 		return status.Error(codes.Unauthenticated, err.Error())
 	}
 	if errors.Is(err, ErrServerStopping) {
@@ -307,6 +312,7 @@ func (s *Server) detach(st *serverStream) {
 		delete(s.streams, st.zone)
 		s.metrics.forget(st.zone)
 	}
+	delete(s.claims, st)
 	s.mu.Unlock()
 	s.metrics.streams.Dec()
 }

@@ -113,12 +113,14 @@ func TestEmptySnapshotDoesNotWipeZone(t *testing.T) {
 	// The new global has a fresh store but the same signing key (restored
 	// from a backup of the values, say): the zone's token stays valid.
 	fresh := newMemory(t)
-	key, err := gs.GetValue(context.Background(), "kds/token-signing-key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fresh.PutValue(context.Background(), "kds/token-signing-key", key); err != nil {
-		t.Fatal(err)
+	for _, k := range []string{"kds/token-signing-keys/1", "kds/token-signing-key-current"} {
+		v, err := gs.GetValue(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fresh.PutValue(context.Background(), k, v); err != nil {
+			t.Fatal(err)
+		}
 	}
 	g2 := e.startGlobal(fresh, addr)
 	waitFor(t, "the refused snapshot", 10*time.Second, func() bool { return z.client.Stats().RefusedDeletes == 1 })

@@ -23,7 +23,8 @@ const usage = `meshtrace-cp: the meshtrace control plane
 
 Usage:
   meshtrace-cp global [--config FILE] [--log-level L] [--log-json]
-  meshtrace-cp global token zone --name ZONE [--config FILE]   issue a zone token (asks the running global)
+  meshtrace-cp global token zone --name ZONE [--valid-for D] [--config FILE]   issue a zone token (asks the running global)
+  meshtrace-cp global token rotate-key [--grace-period D] [--config FILE]      new signing key; old tokens valid for D
   meshtrace-cp zone   [--config FILE] [--name ZONE] [--global-address HOST:PORT] [--log-level L] [--log-json]
   meshtrace-cp demo   [--dir DIR] [--log-level L]
   meshtrace-cp config global|zone                              print the configuration reference
