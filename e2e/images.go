@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,8 +34,9 @@ type image struct {
 	// build writes the static binary to dst.
 	build func(ctx context.Context, dst string) error
 
-	once sync.Once
-	err  error
+	once  sync.Once
+	err   error
+	built atomic.Bool // this run tagged the image, so it removes it at the end
 }
 
 var (
@@ -65,6 +67,7 @@ func (im *image) ensure() error {
 		defer cancel()
 		start := time.Now()
 		im.err = im.make(ctx)
+		im.built.Store(im.err == nil)
 		if im.err == nil {
 			logf("image %s built in %s", im.Tag, time.Since(start).Round(100*time.Millisecond))
 		}
@@ -117,6 +120,43 @@ func (im *image) make(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// images lists every image the suite can build.
+var images = []*image{imageCP, imageCollector, imageADSClient, imageEtcd}
+
+// KeepImagesEnv, set to 1, keeps the images the run built (faster reruns).
+const KeepImagesEnv = "MESHTRACE_E2E_KEEP_IMAGES"
+
+// removeImages removes the images this run built, once its containers are
+// gone, so a run leaves no image behind. It returns what it could not remove.
+func removeImages() []string {
+	if os.Getenv(KeepImagesEnv) == "1" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer cli.Close()
+	var failed []string
+	for _, im := range images {
+		if !im.built.Swap(false) {
+			continue
+		}
+		if _, err := cli.ImageRemove(ctx, im.Tag, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", im.Tag, err))
+			continue
+		}
+		if id := imageID(ctx, im.Tag); id != "" {
+			failed = append(failed, fmt.Sprintf("%s: still there as %s", im.Tag, id))
+			continue
+		}
+		logf("removed image %s", im.Tag)
+	}
+	return failed
 }
 
 // imageID is the id of a local image, "" when there is none.

@@ -49,6 +49,7 @@ func TestMain(m *testing.M) {
 		s := <-sig
 		logf("got %s: removing containers and networks", s)
 		removeLabeled(os.Getpid())
+		removeImages()
 		os.Exit(1)
 	}()
 
@@ -58,8 +59,9 @@ func TestMain(m *testing.M) {
 	if f := flag.Lookup("test.timeout"); f != nil {
 		if d, err := time.ParseDuration(f.Value.String()); err == nil && d > time.Minute {
 			time.AfterFunc(d-30*time.Second, func() {
-				logf("test timeout %s is near: removing containers and networks", d)
+				logf("test timeout %s is near: removing containers, networks and images", d)
 				removeLabeled(os.Getpid())
+				removeImages()
 			})
 		}
 	}
@@ -69,5 +71,11 @@ func TestMain(m *testing.M) {
 	shared.topo.teardown()
 	shared.mu.Unlock()
 	removeLabeled(os.Getpid())
+	if failed := removeImages(); len(failed) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: images left behind: %s\n", strings.Join(failed, "; "))
+		if code == 0 {
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
