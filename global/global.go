@@ -185,6 +185,7 @@ func (g *Global) Run(ctx context.Context) (err error) {
 	runners := append([]func(context.Context) error(nil), g.runners...)
 	g.mu.Unlock()
 
+	began := time.Now()
 	if err := os.MkdirAll(g.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("global: data dir: %w", err)
 	}
@@ -201,12 +202,13 @@ func (g *Global) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	storeOpen := time.Since(began)
 	defer func() {
 		if cerr := closeStore(); cerr != nil && err == nil {
 			err = fmt.Errorf("global: close store: %w", cerr)
 		}
 	}()
-	cluster, err := g.bootstrap(ctx, st)
+	cluster, err := g.clusterID(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -245,16 +247,18 @@ func (g *Global) Run(ctx context.Context) (err error) {
 		apiLn.Close()
 		return fmt.Errorf("global: diagnostics.address: %w", err)
 	}
-	apiSrv := listen.HTTPServer(api, apiLn)
+	booted := make(chan struct{})
+	apiSrv := listen.HTTPServer(writesAfter(booted, api), apiLn)
 	diagSrv := listen.HTTPServer(diag.Handler(g.reg, diag.StoreCheck(st)), diagLn)
 
 	g.mu.Lock()
 	g.apiAddr, g.diagAddr, g.token, g.cluster = apiLn.Addr().String(), diagLn.Addr().String(), token, cluster
 	g.mu.Unlock()
-	g.log.Info("global control plane started", "api", g.APIAddr(), "diagnostics", g.DiagnosticsAddr(), "cluster", cluster)
-	close(g.started)
 
-	eg, ectx := errgroup.WithContext(ctx)
+	// The API answers reads from here on; writes wait for the bootstrap.
+	rctx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	eg, ectx := errgroup.WithContext(rctx)
 	serve := func(name string, srv *http.Server, ln net.Listener) {
 		eg.Go(func() error {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -265,13 +269,25 @@ func (g *Global) Run(ctx context.Context) (err error) {
 	}
 	serve("api", apiSrv, apiLn)
 	serve("diagnostics", diagSrv, diagLn)
-	eg.Go(func() error { return res.Run(ectx) })
 	eg.Go(func() error {
 		<-ectx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 		defer cancel()
 		return errors.Join(apiSrv.Shutdown(sctx), diagSrv.Shutdown(sctx))
 	})
+	serving := time.Since(began)
+	if err := g.bootstrap(ectx, st); err != nil {
+		cancelRun()
+		return errors.Join(err, eg.Wait())
+	}
+	close(booted)
+	// Where start-up time goes, measured from Run: store open (embedded
+	// etcd: its own start and election), serving reads, bootstrap writes done.
+	g.log.Info("global control plane started", "api", g.APIAddr(), "diagnostics", g.DiagnosticsAddr(), "cluster", cluster,
+		"store_open", storeOpen, "serving", serving, "bootstrapped", time.Since(began))
+	close(g.started)
+
+	eg.Go(func() error { return res.Run(ectx) })
 	for _, run := range runners {
 		eg.Go(func() error { return run(ectx) })
 	}
@@ -325,34 +341,60 @@ func (g *Global) openStore(ctx context.Context) (store.Store, func() error, erro
 	return st, st.Close, nil
 }
 
-// bootstrap creates the default Mesh on the very first start (a deleted
-// default mesh stays deleted) and returns the persistent cluster id.
-func (g *Global) bootstrap(ctx context.Context, st store.Store) (string, error) {
-	if _, err := st.GetValue(ctx, valueDefaultMeshCreated); errors.Is(err, store.ErrNotFound) {
-		mesh, err := resource.New(resource.TypeMesh, "", resource.DefaultMesh)
-		if err != nil {
-			return "", err
-		}
-		now := time.Now().UTC()
-		mesh.CreationTime, mesh.ModificationTime = now, now
-		if _, err := st.Put(ctx, mesh, store.MustNotExist); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
-			return "", fmt.Errorf("global: create default mesh: %w", err)
-		} else if err == nil {
-			g.log.Info("created the default mesh", "mesh", mesh.Name)
-		}
-		if _, err := st.PutValue(ctx, valueDefaultMeshCreated, []byte(now.Format(time.RFC3339))); err != nil {
-			return "", fmt.Errorf("global: bootstrap: %w", err)
-		}
-	} else if err != nil {
-		return "", fmt.Errorf("global: bootstrap: %w", err)
+// clusterID returns the persistent cluster id, creating it on the very
+// first start (put-if-absent: replicas starting together agree on one id).
+func (g *Global) clusterID(ctx context.Context, st store.Store) (string, error) {
+	if id, err := st.GetValue(ctx, valueClusterID); err == nil {
+		return string(id), nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("global: cluster id: %w", err)
 	}
-
-	// Put-if-absent: replicas bootstrapping together agree on one id.
 	id, err := st.CreateValue(ctx, valueClusterID, []byte(randomHex(16)))
 	if err != nil {
 		return "", fmt.Errorf("global: cluster id: %w", err)
 	}
 	return string(id), nil
+}
+
+// bootstrap creates the default Mesh on the very first start (a deleted
+// default mesh stays deleted).
+func (g *Global) bootstrap(ctx context.Context, st store.Store) error {
+	if _, err := st.GetValue(ctx, valueDefaultMeshCreated); errors.Is(err, store.ErrNotFound) {
+		mesh, err := resource.New(resource.TypeMesh, "", resource.DefaultMesh)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		mesh.CreationTime, mesh.ModificationTime = now, now
+		if _, err := st.Put(ctx, mesh, store.MustNotExist); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+			return fmt.Errorf("global: create default mesh: %w", err)
+		} else if err == nil {
+			g.log.Info("created the default mesh", "mesh", mesh.Name)
+		}
+		if _, err := st.PutValue(ctx, valueDefaultMeshCreated, []byte(now.Format(time.RFC3339))); err != nil {
+			return fmt.Errorf("global: bootstrap: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("global: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// writesAfter holds every write (any method but GET, HEAD and OPTIONS) until
+// ready is closed, so the API can answer reads while bootstrapping.
+func writesAfter(ready <-chan struct{}, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		default:
+			select {
+			case <-ready:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // adminToken returns the configured token, or the one in <DataDir>/admin-token,

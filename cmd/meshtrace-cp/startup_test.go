@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkStartup measures cold starts of the built binary (fresh data
+// dirs, embedded etcd with fsync): exec -> global API answers, exec -> global
+// has bootstrapped (default mesh readable), exec -> zone API answers, exec ->
+// zone synced (global's default mesh readable on the zone API). It builds
+// bin/meshtrace-cp into a temp dir, or uses $MESHTRACE_CP_BIN.
+//
+//	go test ./cmd/meshtrace-cp -run '^$' -bench Startup -benchtime 10x
+func BenchmarkStartup(b *testing.B) {
+	bin := os.Getenv("MESHTRACE_CP_BIN")
+	if bin == "" {
+		bin = filepath.Join(b.TempDir(), "meshtrace-cp")
+		build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			b.Fatalf("build: %v\n%s", err, out)
+		}
+	}
+	var gAPI, gReady, zAPI, zSynced []time.Duration
+	for i := 0; i < b.N; i++ {
+		dir := b.TempDir()
+		gapi, gkds := freePort(b), freePort(b)
+		gcfg := writeFile(b, dir, "global.yaml", fmt.Sprintf("dataDir: %s/global\nstore:\n  embedded:\n    dir: %s/global/etcd\napi:\n  address: %s\n  adminToken: %s\nkds:\n  address: %s\ndiagnostics:\n  address: 127.0.0.1:0\n",
+			dir, dir, gapi, durabilityToken, gkds))
+		start := time.Now()
+		g := startBin(b, bin, "global", "--config", gcfg)
+		gAPI = append(gAPI, waitHTTP(b, "http://"+gapi+"/", start))
+		gReady = append(gReady, waitHTTP(b, "http://"+gapi+"/meshes/default", start))
+
+		token := zoneToken(b, "http://"+gapi, "west")
+		zapi := freePort(b)
+		tokenFile := writeFile(b, dir, "west.token", token)
+		zcfg := writeFile(b, dir, "zone.yaml", fmt.Sprintf("name: west\ndataDir: %s/west\nstore:\n  embedded:\n    dir: %s/west/etcd\napi:\n  address: %s\nxds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\nglobal:\n  addresses: [%s]\n  tokenFile: %s\n  caFile: %s/global/kds-tls/ca.crt\n",
+			dir, dir, zapi, gkds, tokenFile, dir))
+		start = time.Now()
+		z := startBin(b, bin, "zone", "--config", zcfg)
+		zAPI = append(zAPI, waitHTTP(b, "http://"+zapi+"/", start))
+		zSynced = append(zSynced, waitHTTP(b, "http://"+zapi+"/meshes/default", start))
+		stopBin(z)
+		stopBin(g)
+	}
+	median := func(ds []time.Duration) float64 {
+		slices.Sort(ds)
+		return float64(ds[len(ds)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(median(gAPI), "global-api-ms")
+	b.ReportMetric(median(gReady), "global-bootstrapped-ms")
+	b.ReportMetric(median(zAPI), "zone-api-ms")
+	b.ReportMetric(median(zSynced), "zone-synced-ms")
+}
+
+func writeFile(tb testing.TB, dir, name, content string) string {
+	tb.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+type binProcess struct {
+	cmd *exec.Cmd
+	log *strings.Builder
+}
+
+func startBin(tb testing.TB, bin string, args ...string) *binProcess {
+	tb.Helper()
+	p := &binProcess{cmd: exec.Command(bin, args...), log: &strings.Builder{}}
+	p.cmd.Stderr = p.log
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { stopBin(p) })
+	return p
+}
+
+func stopBin(p *binProcess) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
+// waitHTTP polls url every millisecond until it answers 200 and returns the
+// time since start.
+func waitHTTP(tb testing.TB, url string, start time.Time) time.Duration {
+	tb.Helper()
+	c := &http.Client{Timeout: time.Second}
+	deadline := start.Add(60 * time.Second)
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(start)
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s did not answer 200 within 60s: %v", url, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func zoneToken(tb testing.TB, api, zone string) string {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodPost, api+"/tokens/zone", strings.NewReader(fmt.Sprintf(`{"zone":%q}`, zone)))
+	req.Header.Set("Authorization", "Bearer "+durabilityToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("zone token: %d %s", resp.StatusCode, b)
+	}
+	return strings.TrimSpace(string(b))
+}
