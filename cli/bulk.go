@@ -147,7 +147,7 @@ func (a *App) reportBulk(docs []resource.Document, resp *bulkResponse, dryRun bo
 		default:
 			msg := it.Status
 			if it.Error != nil {
-				msg = it.Error.Error()
+				msg = it.Error.At(doc.FieldLine).Error()
 			}
 			if it.Status == "aborted" {
 				msg = "not applied: another document of its transaction failed"

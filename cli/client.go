@@ -30,6 +30,15 @@ type APIError struct {
 		Field   string `json:"field"`
 		Message string `json:"message"`
 	} `json:"causes"`
+	// lineOf, when set, gives the input line of a cause's field.
+	lineOf func(field string) int
+}
+
+// At makes the error name, for each cause, the line of its field in the
+// document that was sent (resource.Document.FieldLine).
+func (e *APIError) At(lineOf func(field string) int) *APIError {
+	e.lineOf = lineOf
+	return e
 }
 
 func (e *APIError) Error() string {
@@ -43,9 +52,16 @@ func (e *APIError) Error() string {
 		fmt.Fprintf(&b, ": %s", e.Detail)
 	}
 	for _, c := range e.Causes {
-		if c.Field != "" {
+		line := 0
+		if e.lineOf != nil {
+			line = e.lineOf(c.Field)
+		}
+		switch {
+		case c.Field != "" && line > 0:
+			fmt.Fprintf(&b, "\n  * line %d: %s: %s", line, c.Field, c.Message)
+		case c.Field != "":
 			fmt.Fprintf(&b, "\n  * %s: %s", c.Field, c.Message)
-		} else {
+		default:
 			fmt.Fprintf(&b, "\n  * %s", c.Message)
 		}
 	}

@@ -101,6 +101,10 @@ func (a *App) apply(ctx context.Context, c *Client, args []string) error {
 		label := docLabel(r)
 		if err != nil {
 			failed++
+			var apiErr *APIError
+			if errors.As(err, &apiErr) {
+				apiErr.At(doc.FieldLine)
+			}
 			fmt.Fprintf(a.Stderr, "%s: %v\n", label, err)
 			continue
 		}

@@ -109,6 +109,21 @@ type Document struct {
 	Resource *Resource
 	// Err is a *DocumentError (wrapping an *InvalidError) when decoding failed.
 	Err error
+
+	data  []byte
+	first int
+}
+
+// FieldLine is the line, in the whole stream, of a field of this document
+// (e.g. "spec.targetRef.kind" of a server-side violation); 0 when unknown.
+func (d Document) FieldLine(field string) int {
+	if field == "" {
+		return 0
+	}
+	if l := FieldLine(d.data, field); l > 0 {
+		return d.first + l - 1
+	}
+	return 0
 }
 
 // DecodeDocuments decodes every non-empty document of a stream like
@@ -120,7 +135,7 @@ func DecodeDocuments(data []byte) []Document {
 		if d.empty() {
 			continue
 		}
-		doc := Document{Index: i, Line: d.line}
+		doc := Document{Index: i, Line: d.line, data: d.data, first: d.first}
 		r, err := decodeDocument(d.data)
 		if err != nil {
 			locate(err, d.data, d.first)
