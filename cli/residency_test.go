@@ -44,7 +44,7 @@ func TestResidencyCommands(t *testing.T) {
 	central := "type: MeshTrace\nmesh: default\nname: central\nspec:\n  default:\n    backends:\n    - zipkin: {url: 'http://jaeger.central:9411/api/v2/spans'}\n"
 	code, out, errOut = r.run(central, "apply", "--dry-run", "-f", "-")
 	if code != 1 || !strings.Contains(errOut, "Conflict (409)") ||
-		!strings.Contains(errOut, `* spec.default.backends: zone "west": proxy "web-1" (mesh "default") would export Zipkin spans to http://jaeger.central:9411/api/v2/spans, brought in by MeshTrace "central"`) {
+		!strings.Contains(errOut, `* line 6: spec.default.backends: zone "west": proxy "web-1" (mesh "default") would export Zipkin spans to http://jaeger.central:9411/api/v2/spans, brought in by MeshTrace "central"`) {
 		t.Fatalf("apply violating: %d %s %s", code, out, errOut)
 	}
 	// West to Audit: admitted with warnings for both zones.
