@@ -120,6 +120,7 @@ func TestRevokedTokenIsCut(t *testing.T) {
 func TestUploadDataplanes(t *testing.T) {
 	e := newEnv(t)
 	gs := newMemory(t)
+	put(t, gs, mesh("default"))
 	g := e.startGlobal(gs, "")
 	zs := newMemory(t)
 	dp := dataplane("default", "dp-1", "web")
@@ -188,6 +189,7 @@ func TestUploadDataplanes(t *testing.T) {
 func TestZoneCannotTouchOthers(t *testing.T) {
 	e := newEnv(t)
 	gs := newMemory(t)
+	put(t, gs, mesh("default"))
 	g := e.startGlobal(gs, "")
 	west := e.startZone("west", func() store.Store { s := newMemory(t); put(t, s, dataplane("default", "x", "web")); return s }(), token(t, gs, "west"), []string{g.addr})
 	waitFor(t, "west's dataplane", 5*time.Second, func() bool { return len(list(t, gs, resource.TypeDataplane)) == 1 })

@@ -71,6 +71,7 @@ func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error
 	var ops []store.Op
 	var hashes []string
 	var sources []*kdsv1.Resource
+	meshes := map[string]bool{} // mesh name -> exists on global, per batch
 	for _, w := range b.GetResources() {
 		key := keyOf(w)
 		key.Name = GlobalName(u.zone, w.Name)
@@ -97,6 +98,22 @@ func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error
 		}
 		if zs, ok := r.Spec.(zoneSetter); ok {
 			zs.SetZone(u.zone)
+		}
+		// Checked again here, as global stores it: under the prefixed name,
+		// in a mesh global knows.
+		if len(key.Name) > resource.MaxNameLength {
+			reject(w, fmt.Sprintf("name %q is %d characters once prefixed with the zone as %q: at most %d", w.Name, len(key.Name), key.Name, resource.MaxNameLength))
+			continue
+		}
+		if d.Scope == resource.ScopeMesh {
+			ok, err := u.meshExists(ctx, meshes, key.Mesh)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				reject(w, fmt.Sprintf("mesh %q does not exist on global", key.Mesh))
+				continue
+			}
 		}
 		r.Name = key.Name
 		r.Labels = withLabels(r.Labels, map[string]string{
@@ -141,6 +158,23 @@ func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error
 	}
 	ack.Revision = b.GetRevision()
 	return ack, nil
+}
+
+// meshExists says whether global has mesh, remembering answers in known.
+func (u *uploader) meshExists(ctx context.Context, known map[string]bool, mesh string) (bool, error) {
+	if ok, seen := known[mesh]; seen {
+		return ok, nil
+	}
+	_, _, err := u.s.cfg.Store.Get(ctx, resource.Key{Type: resource.TypeMesh, Name: mesh})
+	switch {
+	case err == nil:
+		known[mesh] = true
+	case errors.Is(err, store.ErrNotFound):
+		known[mesh] = false
+	default:
+		return false, fmt.Errorf("kds: read mesh %s: %w", mesh, err)
+	}
+	return known[mesh], nil
 }
 
 // owner says who owns an existing resource not in this zone's index: "" when

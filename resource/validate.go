@@ -20,7 +20,7 @@ const (
 	msgNameCharset      = "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
 	msgLabelValueFormat = "label value must be at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
 	msgLabelKeyFormat   = "label key must be an optional DNS subdomain prefix and '/', then at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
-	maxNameLength       = 253
+	maxNameLength       = MaxNameLength
 )
 
 var (
@@ -31,6 +31,9 @@ var (
 	hostnameRe   = regexp.MustCompile(`^[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?)*\.?$`)
 	labelValueRe = labelNameRe
 )
+
+// MaxNameLength is the longest resource or mesh name (a DNS subdomain).
+const MaxNameLength = 253
 
 // Validate checks r's envelope (type, name, mesh, labels) and its spec. It
 // returns an *InvalidError holding every violation in a deterministic order, or
