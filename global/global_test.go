@@ -306,7 +306,7 @@ func TestInspectRoutes(t *testing.T) {
 		t.Fatalf("unknown _rules = %d %s", code, body)
 	}
 	code, body = call(t, "GET", api+"/meshes/default/meshtraces/t1/_resources/dataplanes", "", "")
-	if code != 200 || !strings.Contains(body, `"total":2`) {
+	if code != 200 || !strings.Contains(body, `"total":2`) || strings.Count(body, `"type":"Dataplane"`) != 2 {
 		t.Fatalf("_resources/dataplanes = %d %s", code, body)
 	}
 }

@@ -44,6 +44,9 @@ func Routes(src Source) map[string]http.Handler {
 				writeErr(w, err, fmt.Sprintf("meshtrace %q in mesh %q", name, mesh))
 				return
 			}
+			for i := range out.Items {
+				out.Items[i].Type = string(resource.TypeDataplane)
+			}
 			restapi.WriteJSON(w, http.StatusOK, out)
 		}),
 	}

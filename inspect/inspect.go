@@ -36,6 +36,9 @@ type DataplaneRules struct {
 
 // AffectedDataplane is one proxy a policy applies to.
 type AffectedDataplane struct {
+	// Type is always Dataplane: with mesh and name it makes each item the
+	// resource meta Kuma's InspectDataplanesForPolicy lists.
+	Type      string `json:"type"`
 	Mesh      string `json:"mesh"`
 	Name      string `json:"name"`
 	Zone      string `json:"zone,omitempty"`
