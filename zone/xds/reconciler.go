@@ -84,19 +84,22 @@ type Reconciler struct {
 	errs   prometheus.Counter
 	tls    CollectorTLS
 
-	mu        sync.RWMutex
-	proxies   map[resource.Key]*proxy
-	byMesh    map[string]map[resource.Key]*proxy
-	policies  map[resource.Key]*policy
-	meshPols  map[string][]*resource.Resource        // policies per mesh, for matching
-	affecting map[resource.Key]map[resource.Key]bool // policy -> proxies it selects
-	builds    map[digest]*built
-	parts     *parts
-	services  *services
-	consumers map[svcKey]map[resource.Key]bool // service -> proxies with an outbound to it
-	gateways  map[resource.Key]*policy         // MeshGateways
-	meshGWs   map[string][]*resource.Resource  // MeshGateways per mesh
-	guard     guard
+	mu       sync.RWMutex
+	proxies  map[resource.Key]*proxy
+	byMesh   map[string]map[resource.Key]*proxy
+	policies map[resource.Key]*policy
+	meshPols map[string][]*resource.Resource // policies per mesh, for matching
+	// staleMeshes are meshes whose meshPols must be rebuilt before the next
+	// sync: a batch of n policy changes rebuilds each list once, not n times.
+	staleMeshes map[string]bool
+	affecting   map[resource.Key]map[resource.Key]bool // policy -> proxies it selects
+	builds      map[digest]*built
+	parts       *parts
+	services    *services
+	consumers   map[svcKey]map[resource.Key]bool // service -> proxies with an outbound to it
+	gateways    map[resource.Key]*policy         // MeshGateways
+	meshGWs     map[string][]*resource.Resource  // MeshGateways per mesh
+	guard       guard
 }
 
 // ReconcilerOption configures a Reconciler.
@@ -124,17 +127,18 @@ func NewReconciler(logger hclog.Logger, out Snapshots, reg prometheus.Registerer
 			Name: "meshtrace_xds_snapshot_build_errors_total",
 			Help: "Proxy configurations that could not be built; the proxy keeps its last good configuration.",
 		}),
-		proxies:   map[resource.Key]*proxy{},
-		byMesh:    map[string]map[resource.Key]*proxy{},
-		policies:  map[resource.Key]*policy{},
-		meshPols:  map[string][]*resource.Resource{},
-		affecting: map[resource.Key]map[resource.Key]bool{},
-		builds:    map[digest]*built{},
-		parts:     newParts(),
-		services:  newServices(),
-		consumers: map[svcKey]map[resource.Key]bool{},
-		gateways:  map[resource.Key]*policy{},
-		meshGWs:   map[string][]*resource.Resource{},
+		proxies:     map[resource.Key]*proxy{},
+		byMesh:      map[string]map[resource.Key]*proxy{},
+		policies:    map[resource.Key]*policy{},
+		meshPols:    map[string][]*resource.Resource{},
+		staleMeshes: map[string]bool{},
+		affecting:   map[resource.Key]map[resource.Key]bool{},
+		builds:      map[digest]*built{},
+		parts:       newParts(),
+		services:    newServices(),
+		consumers:   map[svcKey]map[resource.Key]bool{},
+		gateways:    map[resource.Key]*policy{},
+		meshGWs:     map[string][]*resource.Resource{},
 	}
 	for _, o := range opts {
 		o(r)
@@ -279,7 +283,7 @@ func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bo
 		return
 	}
 	r.policies[k] = &policy{r: res, digest: d}
-	r.rebuildMeshPolicies(res.Mesh)
+	r.staleMeshes[res.Mesh] = true
 	for pk := range r.affecting[k] {
 		dirty[pk] = true
 	}
@@ -375,25 +379,34 @@ func (r *Reconciler) deletePolicy(k resource.Key, dirty map[resource.Key]bool) {
 		return
 	}
 	delete(r.policies, k)
-	r.rebuildMeshPolicies(k.Mesh)
+	r.staleMeshes[k.Mesh] = true
 	for pk := range r.affecting[k] {
 		dirty[pk] = true
 	}
 }
 
-func (r *Reconciler) rebuildMeshPolicies(mesh string) {
-	var list []*resource.Resource
-	for _, p := range r.policies {
-		if p.r.Mesh == mesh {
-			list = append(list, p.r)
-		}
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-	if len(list) == 0 {
-		delete(r.meshPols, mesh)
+// rebuildStaleMeshes rebuilds the policy list of every mesh marked stale,
+// in one pass over the policies.
+func (r *Reconciler) rebuildStaleMeshes() {
+	if len(r.staleMeshes) == 0 {
 		return
 	}
-	r.meshPols[mesh] = list
+	lists := map[string][]*resource.Resource{}
+	for _, p := range r.policies {
+		if r.staleMeshes[p.r.Mesh] {
+			lists[p.r.Mesh] = append(lists[p.r.Mesh], p.r)
+		}
+	}
+	for mesh := range r.staleMeshes {
+		list := lists[mesh]
+		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+		if len(list) == 0 {
+			delete(r.meshPols, mesh)
+		} else {
+			r.meshPols[mesh] = list
+		}
+	}
+	clear(r.staleMeshes)
 }
 
 func (r *Reconciler) setDataplane(res *resource.Resource, dirty map[resource.Key]bool) {
@@ -478,6 +491,7 @@ type plan struct {
 const parallelThreshold = 64
 
 func (r *Reconciler) syncLocked(ctx context.Context, dirty map[resource.Key]bool) error {
+	r.rebuildStaleMeshes()
 	if len(dirty) == 0 {
 		return nil
 	}
