@@ -21,6 +21,8 @@ func FuzzDecodeValidate(f *testing.F) {
 	}
 	f.Add([]byte(`{"type":"Dataplane","mesh":"default","name":"dp","networking":{"address":"1.2.3.4","inbound":[{"port":80,"tags":{"kuma.io/service":"a"}}]}}`))
 	f.Add([]byte("type: Zone\nname: west\nresidency:\n  mode: Enforce\n  allowedCollectors: ['*.west.svc:9411', '10.0.0.0/8', '[fd00::/8]:4317']\n"))
+	f.Add([]byte("type: MeshGateway\nmesh: default\nname: edge\nselectors:\n- match: {kuma.io/service: edge}\nconf:\n  listeners:\n  - {port: 8080, protocol: HTTP, hostname: '*.example.com', tags: {a: b}}\n  - {port: 8443, protocol: HTTPS, tls: {mode: TERMINATE}}\n"))
+	f.Add([]byte(`{"type":"Dataplane","mesh":"default","name":"dp","networking":{"address":"1.2.3.4","inbound":[{"port":80,"tags":{"kuma.io/service":"a","kuma.io/protocol":"grpc"}}],"outbound":[{"port":80,"address":"1.2.3.4","tags":{"kuma.io/service":"b"}}],"admin":{"port":80}}}`))
 	f.Add([]byte("type: Zone\nname: a\n---\ntype: Mesh\nname: m\nmtls: {a: [1, 2.5, null]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, _ := DecodeAll(data)

@@ -131,6 +131,13 @@ func TestBuildGolden(t *testing.T) {
 			collector: "meshtrace:zipkin:sc-zipkin_9411",
 		},
 		{
+			// An IPv6 proxy resolves a collector host name with AUTO.
+			name:      "ipv6-proxy",
+			dp:        at(sidecar("backend-6", "backend", nil), "fd00::2"),
+			policies:  []*resource.Resource{meshTrace("default", meshRef(), withZipkin("http://zipkin:9411/api/v2/spans"))},
+			collector: "meshtrace:zipkin:zipkin_9411",
+		},
+		{
 			name:      "tcp-inbound",
 			dp:        withProtocol(sidecar("db-1", "db", nil, "backend"), "tcp"),
 			policies:  []*resource.Resource{meshTrace("default", meshRef(), withZipkin("http://zipkin:9411/api/v2/spans"))},
@@ -261,6 +268,7 @@ func TestBuildGolden(t *testing.T) {
 
 // The seed's example: each zone's proxies send spans only to their zone's collector.
 func TestBuildEastWest(t *testing.T) {
+	ads := startADS(t)
 	policies := []*resource.Resource{
 		meshTrace("trace-west", subsetRef(map[string]string{resource.TagZone: "west"}), withZipkin("http://west.zipkincollector:9411/api/v2/spans")),
 		meshTrace("trace-east", subsetRef(map[string]string{resource.TagZone: "east"}), &resource.MeshTraceConf{Backends: backends(resource.Backend{
@@ -284,6 +292,7 @@ func TestBuildEastWest(t *testing.T) {
 			t.Fatalf("%s: clusters %v", zone, names)
 		}
 		golden(t, "zone-"+zone, dumpYAML(t, snap))
+		ads.serveAndACK(t, dp, snap)
 	}
 	// A proxy in neither zone gets no tracing.
 	dp := sidecar("backend-north", "backend", map[string]string{resource.TagZone: "north"})
