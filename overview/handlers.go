@@ -521,9 +521,14 @@ func (h handlers) policyDataplanes(w http.ResponseWriter, r *http.Request) {
 		fail(w, err, "dataplanes")
 		return
 	}
+	gws, err := h.cfg.Store.List(ctx, resource.TypeMeshGateway, store.ListOptions{Mesh: key.Mesh})
+	if err != nil {
+		fail(w, err, "meshgateways")
+		return
+	}
 	items := []PolicyInspectEntry{}
 	for _, dp := range dps.Items {
-		if meshtrace.Affects(pol, dp) {
+		if meshtrace.Affects(pol, dp, meshtrace.SelectGateway(dp, gws.Items)) {
 			items = append(items, PolicyInspectEntry{
 				Kind:        KindSidecarDataplane,
 				Dataplane:   ResourceKey{Mesh: dp.Mesh, Name: dp.Name},
