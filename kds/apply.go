@@ -33,6 +33,36 @@ type applier struct {
 
 	index map[resource.Key]localCopy
 	seen  map[resource.Key]bool // during a snapshot
+	snap  snapshotProgress
+}
+
+// snapshotProgressEvery is how often a snapshot being applied is logged.
+const snapshotProgressEvery = 5 * time.Second
+
+// snapshotProgress logs how far a zone is in applying a (large, chunked)
+// snapshot: every snapshotProgressEvery, and once at its end when it took
+// longer than that.
+type snapshotProgress struct {
+	start, logged      time.Time
+	batches, resources int
+}
+
+func (p *snapshotProgress) batch(log hclog.Logger, n int, end bool, now time.Time) {
+	if p.start.IsZero() {
+		p.start, p.logged = now, now
+	}
+	p.batches++
+	p.resources += n
+	switch {
+	case end:
+		if took := now.Sub(p.start); took >= snapshotProgressEvery {
+			log.Info("snapshot from global applied", "resources", p.resources, "batches", p.batches, "took", took.Round(time.Millisecond))
+		}
+		*p = snapshotProgress{}
+	case now.Sub(p.logged) >= snapshotProgressEvery:
+		p.logged = now
+		log.Info("applying snapshot from global", "resources", p.resources, "batches", p.batches, "elapsed", now.Sub(p.start).Round(time.Second))
+	}
 }
 
 func newApplier(c *Client, storeID string, log hclog.Logger) *applier {
@@ -124,6 +154,9 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 	}
 	if err := a.commit(ctx, ops, wires, func(i int, err error) { reject(sources[i], err.Error()) }); err != nil {
 		return nil, err
+	}
+	if a.seen != nil {
+		a.snap.batch(a.log, len(b.GetResources()), b.GetSnapshotEnd(), time.Now())
 	}
 	if b.GetSnapshotEnd() {
 		msg, err := a.finishSnapshot(ctx)
