@@ -89,9 +89,6 @@ type Reconciler struct {
 	byMesh   map[string]map[resource.Key]*proxy
 	policies map[resource.Key]*policy
 	meshPols map[string][]*resource.Resource // policies per mesh, for matching
-	// staleMeshes are meshes whose meshPols must be rebuilt before the next
-	// sync: a batch of n policy changes rebuilds each list once, not n times.
-	staleMeshes map[string]bool
 	affecting   map[resource.Key]map[resource.Key]bool // policy -> proxies it selects
 	builds      map[digest]*built
 	parts       *parts
@@ -131,7 +128,6 @@ func NewReconciler(logger hclog.Logger, out Snapshots, reg prometheus.Registerer
 		byMesh:      map[string]map[resource.Key]*proxy{},
 		policies:    map[resource.Key]*policy{},
 		meshPols:    map[string][]*resource.Resource{},
-		staleMeshes: map[string]bool{},
 		affecting:   map[resource.Key]map[resource.Key]bool{},
 		builds:      map[digest]*built{},
 		parts:       newParts(),
@@ -283,7 +279,7 @@ func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bo
 		return
 	}
 	r.policies[k] = &policy{r: res, digest: d}
-	r.staleMeshes[res.Mesh] = true
+	r.putMeshPolicy(res)
 	for pk := range r.affecting[k] {
 		dirty[pk] = true
 	}
@@ -379,35 +375,42 @@ func (r *Reconciler) deletePolicy(k resource.Key, dirty map[resource.Key]bool) {
 		return
 	}
 	delete(r.policies, k)
-	r.staleMeshes[k.Mesh] = true
+	r.removeMeshPolicy(k)
 	for pk := range r.affecting[k] {
 		dirty[pk] = true
 	}
 }
 
-// rebuildStaleMeshes rebuilds the policy list of every mesh marked stale,
-// in one pass over the policies.
-func (r *Reconciler) rebuildStaleMeshes() {
-	if len(r.staleMeshes) == 0 {
+// putMeshPolicy puts res into its mesh's policy list (sorted by name) by
+// copy: a list handed out before stays as it was. One change costs one copy
+// of the mesh's list, not a scan of every policy and a sort.
+func (r *Reconciler) putMeshPolicy(res *resource.Resource) {
+	list := r.meshPols[res.Mesh]
+	i, found := slices.BinarySearchFunc(list, res.Name, byName)
+	out := make([]*resource.Resource, 0, len(list)+1)
+	out = append(append(out, list[:i]...), res)
+	if found {
+		i++
+	}
+	r.meshPols[res.Mesh] = append(out, list[i:]...)
+}
+
+// removeMeshPolicy removes k from its mesh's policy list, by copy.
+func (r *Reconciler) removeMeshPolicy(k resource.Key) {
+	list := r.meshPols[k.Mesh]
+	i, found := slices.BinarySearchFunc(list, k.Name, byName)
+	if !found {
 		return
 	}
-	lists := map[string][]*resource.Resource{}
-	for _, p := range r.policies {
-		if r.staleMeshes[p.r.Mesh] {
-			lists[p.r.Mesh] = append(lists[p.r.Mesh], p.r)
-		}
+	if len(list) == 1 {
+		delete(r.meshPols, k.Mesh)
+		return
 	}
-	for mesh := range r.staleMeshes {
-		list := lists[mesh]
-		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-		if len(list) == 0 {
-			delete(r.meshPols, mesh)
-		} else {
-			r.meshPols[mesh] = list
-		}
-	}
-	clear(r.staleMeshes)
+	out := make([]*resource.Resource, 0, len(list)-1)
+	r.meshPols[k.Mesh] = append(append(out, list[:i]...), list[i+1:]...)
 }
+
+func byName(p *resource.Resource, name string) int { return strings.Compare(p.Name, name) }
 
 func (r *Reconciler) setDataplane(res *resource.Resource, dirty map[resource.Key]bool) {
 	k := res.Key()
@@ -491,7 +494,6 @@ type plan struct {
 const parallelThreshold = 64
 
 func (r *Reconciler) syncLocked(ctx context.Context, dirty map[resource.Key]bool) error {
-	r.rebuildStaleMeshes()
 	if len(dirty) == 0 {
 		return nil
 	}
