@@ -84,19 +84,19 @@ type Reconciler struct {
 	errs   prometheus.Counter
 	tls    CollectorTLS
 
-	mu       sync.RWMutex
-	proxies  map[resource.Key]*proxy
-	byMesh   map[string]map[resource.Key]*proxy
-	policies map[resource.Key]*policy
-	meshPols map[string][]*resource.Resource // policies per mesh, for matching
-	affecting   map[resource.Key]map[resource.Key]bool // policy -> proxies it selects
-	builds      map[digest]*built
-	parts       *parts
-	services    *services
-	consumers   map[svcKey]map[resource.Key]bool // service -> proxies with an outbound to it
-	gateways    map[resource.Key]*policy         // MeshGateways
-	meshGWs     map[string][]*resource.Resource  // MeshGateways per mesh
-	guard       guard
+	mu        sync.RWMutex
+	proxies   map[resource.Key]*proxy
+	byMesh    map[string]map[resource.Key]*proxy
+	policies  map[resource.Key]*policy
+	meshPols  map[string][]*resource.Resource        // policies per mesh, for matching
+	affecting map[resource.Key]map[resource.Key]bool // policy -> proxies it selects
+	builds    map[digest]*built
+	parts     *parts
+	services  *services
+	consumers map[svcKey]map[resource.Key]bool // service -> proxies with an outbound to it
+	gateways  map[resource.Key]*policy         // MeshGateways
+	meshGWs   map[string][]*resource.Resource  // MeshGateways per mesh
+	guard     guard
 }
 
 // ReconcilerOption configures a Reconciler.
@@ -124,17 +124,17 @@ func NewReconciler(logger hclog.Logger, out Snapshots, reg prometheus.Registerer
 			Name: "meshtrace_xds_snapshot_build_errors_total",
 			Help: "Proxy configurations that could not be built; the proxy keeps its last good configuration.",
 		}),
-		proxies:     map[resource.Key]*proxy{},
-		byMesh:      map[string]map[resource.Key]*proxy{},
-		policies:    map[resource.Key]*policy{},
-		meshPols:    map[string][]*resource.Resource{},
-		affecting:   map[resource.Key]map[resource.Key]bool{},
-		builds:      map[digest]*built{},
-		parts:       newParts(),
-		services:    newServices(),
-		consumers:   map[svcKey]map[resource.Key]bool{},
-		gateways:    map[resource.Key]*policy{},
-		meshGWs:     map[string][]*resource.Resource{},
+		proxies:   map[resource.Key]*proxy{},
+		byMesh:    map[string]map[resource.Key]*proxy{},
+		policies:  map[resource.Key]*policy{},
+		meshPols:  map[string][]*resource.Resource{},
+		affecting: map[resource.Key]map[resource.Key]bool{},
+		builds:    map[digest]*built{},
+		parts:     newParts(),
+		services:  newServices(),
+		consumers: map[svcKey]map[resource.Key]bool{},
+		gateways:  map[resource.Key]*policy{},
+		meshGWs:   map[string][]*resource.Resource{},
 	}
 	for _, o := range opts {
 		o(r)
