@@ -163,34 +163,38 @@ func waitZones(b *testing.B, c *Cluster, want int) {
 
 // BenchmarkBulkApply1000 measures `meshtracectl apply -f` of one file of
 // 1000 MeshTraces (POST /_apply: validated, then written in transactions of
-// up to 128) on a durable cluster (fsync on everywhere): apply-ms when the
-// CLI returns, all-zones-ms when both zones' stores hold every policy.
+// up to 128): apply-ms when the CLI returns, all-zones-ms when both zones'
+// stores hold every policy; durable=true keeps fsync on everywhere.
 func BenchmarkBulkApply1000(b *testing.B) {
-	c := Start(b, Options{Zones: []string{"east", "west"}, Durable: true})
-	dir := b.TempDir()
-	conf := filepath.Join(dir, "meshtracectl.yaml")
-	for i := 0; i < b.N; i++ {
-		var doc strings.Builder
-		for j := range 1000 {
-			if j > 0 {
-				doc.WriteString("---\n")
+	for _, durable := range []bool{false, true} {
+		b.Run(fmt.Sprintf("durable=%v", durable), func(b *testing.B) {
+			c := Start(b, Options{Zones: []string{"east", "west"}, Durable: durable})
+			dir := b.TempDir()
+			conf := filepath.Join(dir, "meshtracectl.yaml")
+			for i := 0; i < b.N; i++ {
+				var doc strings.Builder
+				for j := range 1000 {
+					if j > 0 {
+						doc.WriteString("---\n")
+					}
+					doc.WriteString(burstPolicy(fmt.Sprintf("bulk-%d-%d", i, j), j))
+				}
+				file := filepath.Join(dir, fmt.Sprintf("policies-%d.yaml", i))
+				if err := os.WriteFile(file, []byte(doc.String()), 0o600); err != nil {
+					b.Fatal(err)
+				}
+				var out, errOut bytes.Buffer
+				app := &cli.App{Stdout: &out, Stderr: &errOut, ConfigPath: conf}
+				start := time.Now()
+				if code := app.Run(context.Background(), []string{"--address", c.API.Address, "--token", c.API.Token, "apply", "-f", file}); code != 0 {
+					b.Fatalf("apply: %d\n%s", code, errOut.String())
+				}
+				applied := time.Since(start)
+				waitZones(b, c, (i+1)*1000)
+				b.ReportMetric(float64(applied.Milliseconds()), "apply-ms")
+				b.ReportMetric(float64(time.Since(start).Milliseconds()), "all-zones-ms")
 			}
-			doc.WriteString(burstPolicy(fmt.Sprintf("bulk-%d-%d", i, j), j))
-		}
-		file := filepath.Join(dir, fmt.Sprintf("policies-%d.yaml", i))
-		if err := os.WriteFile(file, []byte(doc.String()), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		var out, errOut bytes.Buffer
-		app := &cli.App{Stdout: &out, Stderr: &errOut, ConfigPath: conf}
-		start := time.Now()
-		if code := app.Run(context.Background(), []string{"--address", c.API.Address, "--token", c.API.Token, "apply", "-f", file}); code != 0 {
-			b.Fatalf("apply: %d\n%s", code, errOut.String())
-		}
-		applied := time.Since(start)
-		waitZones(b, c, (i+1)*1000)
-		b.ReportMetric(float64(applied.Milliseconds()), "apply-ms")
-		b.ReportMetric(float64(time.Since(start).Milliseconds()), "all-zones-ms")
+		})
 	}
 }
 
