@@ -398,7 +398,10 @@ func writesAfter(ready <-chan struct{}, h http.Handler) http.Handler {
 }
 
 // adminToken returns the configured token, or the one in <DataDir>/admin-token,
-// generating that file (0600) on first start.
+// generating that file (0600) on first start. The file is written to a
+// temporary file and renamed into place, so a failed write (a full disk)
+// never leaves an empty or partial token behind; an empty file (from an
+// older version) is replaced.
 func (g *Global) adminToken() (string, error) {
 	if g.cfg.API.AdminToken != "" {
 		return g.cfg.API.AdminToken, nil
@@ -406,29 +409,47 @@ func (g *Global) adminToken() (string, error) {
 	path := filepath.Join(g.cfg.DataDir, AdminTokenFile)
 	b, err := os.ReadFile(path)
 	if err == nil {
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", fmt.Errorf("global: %s is empty: delete it to generate a new token", path)
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
 		}
-		return tok, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
+		g.log.Warn("admin token file is empty; generating a new token", "path", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("global: admin token: %w", err)
 	}
 	tok := randomHex(32)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("global: admin token: %w", err)
-	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("global: admin token: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("global: admin token: %w", err)
+	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("global: write admin token: %w", err)
 	}
 	g.log.Info("generated the admin token", "path", path)
 	return tok, nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path, syncs it and
+// renames it over path: readers see the old file or the whole new one.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 func randomHex(n int) string {

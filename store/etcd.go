@@ -103,6 +103,11 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: embedded etcd: %w", err)
 	}
+	// etcd panics when it cannot write its files: say so plainly first.
+	if err := checkFreeSpace(cfg.Dir, MinFreeBytes); err != nil {
+		lock.Unlock()
+		return nil, fmt.Errorf("store: embedded etcd: %w", err)
+	}
 	sockets, cleanup, err := socketDir(cfg)
 	if err != nil {
 		lock.Unlock()

@@ -63,3 +63,24 @@ func (l *DirLock) Unlock() error {
 	l.f = nil
 	return err
 }
+
+// MinFreeBytes is the free space the embedded etcd needs to start: a WAL
+// segment (64 MiB, preallocated) plus room for the database to grow.
+const MinFreeBytes = 96 << 20
+
+// ErrDiskFull means the data dir's file system has too little free space.
+var ErrDiskFull = errors.New("not enough free disk space")
+
+// checkFreeSpace fails when dir's file system has less than min bytes free.
+func checkFreeSpace(dir string, min uint64) error {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return nil // unknown: let etcd try
+	}
+	free := fs.Bavail * uint64(fs.Bsize)
+	if free < min {
+		abs, _ := filepath.Abs(dir)
+		return fmt.Errorf("%w: %s has %d MiB free, embedded etcd needs at least %d MiB", ErrDiskFull, abs, free>>20, min>>20)
+	}
+	return nil
+}

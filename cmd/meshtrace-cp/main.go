@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/meshtrace/meshtrace/config"
 	"github.com/meshtrace/meshtrace/demo"
@@ -32,14 +33,38 @@ Usage:
 Configuration: defaults, then --config YAML, then MESHTRACE_* environment, then flags.
 `
 
+// StopDeadline bounds the time from SIGINT/SIGTERM to exit. Parts drain
+// for less than that (global.ShutdownTimeout); whatever still runs then is
+// abandoned: etcd's files and the KDS cursors are safe against a hard stop.
+const StopDeadline = 4500 * time.Millisecond
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go exitAfterDeadline(ctx, StopDeadline, os.Stderr, os.Exit)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(os.Stderr, "meshtrace-cp: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// exitAfterDeadline waits for ctx to end (a signal), then exits the process
+// when it has not stopped within deadline, or at once on a second signal.
+func exitAfterDeadline(ctx context.Context, deadline time.Duration, stderr io.Writer, exit func(int)) {
+	<-ctx.Done()
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	t := time.NewTimer(deadline)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		fmt.Fprintf(stderr, "meshtrace-cp: not stopped %s after the signal; exiting now\n", deadline)
+	case <-again:
+		fmt.Fprintln(stderr, "meshtrace-cp: second signal; exiting now")
+	}
+	exit(1)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A part that ignores the signal cannot hold the process past the deadline.
+func TestExitAfterDeadline(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	var errb bytes.Buffer
+	go exitAfterDeadline(ctx, 100*time.Millisecond, &errb, func(code int) { exited <- code })
+	cancel()
+	select {
+	case code := <-exited:
+		if code != 1 || !strings.Contains(errb.String(), "exiting now") {
+			t.Fatalf("exit %d, %q", code, errb.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no exit after the deadline")
+	}
+}
+
+const mainEnv = "MESHTRACE_CP_TEST_MAIN"
+
+// TestMainProcess runs main() for the tests below.
+func TestMainProcess(t *testing.T) {
+	if os.Getenv(mainEnv) == "" {
+		t.Skip("run by other tests")
+	}
+	os.Args = append([]string{"meshtrace-cp"}, strings.Fields(os.Getenv(mainEnv))...)
+	main()
+	os.Exit(0)
+}
+
+// SIGTERM stops a running global and a zone well within 5 s.
+func TestSignalStopsWithin5s(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "global.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("dataDir: %s\nstore:\n  embedded:\n    dir: %s/etcd\napi:\n  address: 127.0.0.1:0\nkds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\n", dir, dir)), 0o600)
+	zdir := t.TempDir()
+	zcfg := filepath.Join(zdir, "zone.yaml")
+	os.WriteFile(zcfg, []byte(fmt.Sprintf("dataDir: %s\nstore:\n  embedded:\n    dir: %s/etcd\napi:\n  address: 127.0.0.1:0\nxds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\n", zdir, zdir)), 0o600)
+	for name, args := range map[string]string{
+		"global": "global --config " + cfg,
+		"zone":   "zone --name west --config " + zcfg,
+	} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestMainProcess$")
+			cmd.Env = append(os.Environ(), mainEnv+"="+args)
+			stderr, _ := cmd.StderrPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), "control plane started") {
+					break
+				}
+			}
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			start := time.Now()
+			cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if took := time.Since(start); took > 5*time.Second || err != nil {
+					t.Fatalf("stopped after %s with %v", took, err)
+				}
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("still running 10s after SIGTERM")
+			}
+		})
+	}
+}
