@@ -119,6 +119,7 @@ func TestSecondGlobalOnSameDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, g1)
+	<-g1.KDSStarted() // its generated certificates are written
 	before := tree(t, dir)
 	g2, err := New(testConfig(dir), nil)
 	if err != nil {
