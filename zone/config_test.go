@@ -1,10 +1,13 @@
 package zone
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/meshtrace/meshtrace/config/configtest"
 )
@@ -84,5 +87,27 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Skipping collector certificate verification is allowed but said aloud.
+func TestSkipCollectorVerifyWarns(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Name = "west"
+	var buf bytes.Buffer
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: &buf})
+	if _, err := New(cfg, log); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "not verified") {
+		t.Fatalf("warning without skipVerify: %s", buf.String())
+	}
+	cfg.XDS.Collector.SkipVerify = true
+	cfg.XDS.Collector.TrustedCAFile = ""
+	if _, err := New(cfg, log); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "[WARN]") || !strings.Contains(buf.String(), "xds.collector.skipVerify") {
+		t.Fatalf("no warning: %s", buf.String())
 	}
 }
