@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,9 +33,14 @@ type image struct {
 	// build writes the static binary to dst.
 	build func(ctx context.Context, dst string) error
 
-	once  sync.Once
-	err   error
-	built atomic.Bool // this run tagged the image, so it removes it at the end
+	once sync.Once
+	err  error
+}
+
+// built lists the images this run tagged, so it removes them at the end.
+var built struct {
+	mu     sync.Mutex
+	images []*image
 }
 
 var (
@@ -67,8 +71,10 @@ func (im *image) ensure() error {
 		defer cancel()
 		start := time.Now()
 		im.err = im.make(ctx)
-		im.built.Store(im.err == nil)
 		if im.err == nil {
+			built.mu.Lock()
+			built.images = append(built.images, im)
+			built.mu.Unlock()
 			logf("image %s built in %s", im.Tag, time.Since(start).Round(100*time.Millisecond))
 		}
 	})
@@ -122,9 +128,6 @@ func (im *image) make(ctx context.Context) error {
 	return nil
 }
 
-// images lists every image the suite can build.
-var images = []*image{imageCP, imageCollector, imageADSClient, imageEtcd}
-
 // KeepImagesEnv, set to 1, keeps the images the run built (faster reruns).
 const KeepImagesEnv = "MESHTRACE_E2E_KEEP_IMAGES"
 
@@ -141,11 +144,12 @@ func removeImages() []string {
 		return []string{err.Error()}
 	}
 	defer cli.Close()
+	built.mu.Lock()
+	images := built.images
+	built.images = nil
+	built.mu.Unlock()
 	var failed []string
 	for _, im := range images {
-		if !im.built.Swap(false) {
-			continue
-		}
 		if _, err := cli.ImageRemove(ctx, im.Tag, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", im.Tag, err))
 			continue
