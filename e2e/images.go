@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,11 @@ import (
 // the version pinned in e2e/etcd/go.mod.
 const etcdVersion = "v3.7.3"
 
+// jaegerVersion is the Jaeger release (module github.com/jaegertracing/jaeger,
+// the v2 binary cmd/jaeger) run as each zone's real collector. Keep it equal
+// to the version pinned in e2e/jaeger/go.mod.
+const jaegerVersion = "v1.76.0"
+
 // image names one binary packaged alone in a FROM scratch image.
 type image struct {
 	// Name is the binary's file name inside the image (/Name).
@@ -32,6 +38,8 @@ type image struct {
 	Tag string
 	// build writes the static binary to dst.
 	build func(ctx context.Context, dst string) error
+	// timeout bounds building the image; 0 means 10 minutes.
+	timeout time.Duration
 
 	once sync.Once
 	err  error
@@ -52,6 +60,8 @@ var (
 		build: goBuild("./e2e/cmd/adsclient")}
 	imageEtcd = &image{Name: "etcd", Tag: "meshtrace-e2e/etcd:" + etcdVersion,
 		build: buildEtcd}
+	imageJaeger = &image{Name: "jaeger", Tag: "meshtrace-e2e/jaeger:" + jaegerVersion,
+		build: buildJaeger, timeout: 25 * time.Minute}
 )
 
 // Ref builds the image on first use in this test binary and returns its tag.
@@ -67,7 +77,7 @@ func (im *image) Ref(t testing.TB) string {
 // ensure builds the image once; safe to call from any goroutine.
 func (im *image) ensure() error {
 	im.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(im.timeout, 10*time.Minute))
 		defer cancel()
 		start := time.Now()
 		im.err = im.make(ctx)
@@ -194,23 +204,39 @@ func goBuild(pkg string) func(ctx context.Context, dst string) error {
 // buildEtcd builds the etcd server from the module pinned in e2e/etcd, once
 // per machine: the binary is cached under the user cache dir by version.
 func buildEtcd(ctx context.Context, dst string) error {
+	return buildPinned(ctx, dst, "etcd", etcdVersion, "go.etcd.io/etcd/server/v3")
+}
+
+// buildJaeger builds Jaeger (all-in-one when run without a config: OTLP,
+// Zipkin and Jaeger receivers, memory storage, query API on 16686) from the
+// module pinned in e2e/jaeger, cached like etcd. A cold build compiles a
+// large dependency tree (see e2e/README.md for how long it takes).
+func buildJaeger(ctx context.Context, dst string) error {
+	return buildPinned(ctx, dst, "jaeger", jaegerVersion, "github.com/jaegertracing/jaeger/cmd/jaeger")
+}
+
+// buildPinned builds pkg from the tool module e2e/<name> into the user
+// cache dir (once per machine and version) and copies it to dst.
+func buildPinned(ctx context.Context, dst, name, version, pkg string) error {
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = os.TempDir()
 	}
-	cached := filepath.Join(cache, "meshtrace-e2e", "etcd-"+etcdVersion, "etcd")
+	cached := filepath.Join(cache, "meshtrace-e2e", name+"-"+version, name)
 	if _, err := os.Stat(cached); err != nil {
 		if err := os.MkdirAll(filepath.Dir(cached), 0o755); err != nil {
 			return err
 		}
 		tmp := cached + fmt.Sprintf(".tmp%d", os.Getpid())
 		defer os.Remove(tmp)
-		logf("building etcd %s (cached afterwards in %s)", etcdVersion, cached)
-		if err := run(ctx, filepath.Join(repoRoot(), "e2e", "etcd"),
+		logf("building %s %s (cached afterwards in %s)", name, version, cached)
+		start := time.Now()
+		if err := run(ctx, filepath.Join(repoRoot(), "e2e", name),
 			[]string{"CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=mod"},
-			"go", "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, "go.etcd.io/etcd/server/v3"); err != nil {
+			"go", "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, pkg); err != nil {
 			return err
 		}
+		logf("built %s %s in %s", name, version, time.Since(start).Round(time.Second))
 		if err := os.Rename(tmp, cached); err != nil {
 			return err
 		}

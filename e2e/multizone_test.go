@@ -169,6 +169,7 @@ func TestMultiZone(t *testing.T) {
 		{"OtherBackends", testOtherBackends},
 		{"ProtocolsAndEndpoints", testProtocolsAndEndpoints},
 		{"BadPolicyRejected", testBadPolicyRejected},
+		{"Residency", testResidency},
 		{"GlobalReplicaKilled", testGlobalReplicaKilled},
 		{"ZonePartitioned", testZonePartitioned},
 		{"ZoneRestartWhileGlobalDown", testZoneRestartWhileGlobalDown},

@@ -194,7 +194,8 @@ type Emitted struct {
 
 // emit does what Envoy does with a sampled request: it posts a Zipkin span
 // (service name = node id) to the first endpoint of every Zipkin collector
-// cluster the listeners name, at the configured API path.
+// cluster the listeners name, at the configured API path, and exports an
+// OTLP/gRPC span to every OpenTelemetry collector cluster's.
 func emit(ctx context.Context, cfg Config) []Emitted {
 	endpoints := map[string][]string{}
 	for _, cl := range cfg.Clusters {
@@ -208,7 +209,17 @@ func emit(ctx context.Context, cfg Config) []Emitted {
 		}
 		for _, tr := range l.Tracers {
 			eps := endpoints[tr.CollectorCluster]
-			if tr.Provider != "envoy.tracers.zipkin" || len(eps) == 0 {
+			if len(eps) == 0 {
+				continue
+			}
+			if tr.Provider == "envoy.tracers.opentelemetry" {
+				if !seen["grpc://"+eps[0]] {
+					seen["grpc://"+eps[0]] = true
+					out = append(out, postOTLP(ctx, eps[0], cfg.Node))
+				}
+				continue
+			}
+			if tr.Provider != "envoy.tracers.zipkin" {
 				continue
 			}
 			url := "http://" + eps[0] + tr.CollectorEndpoint
