@@ -74,9 +74,9 @@ func setResidency(t testing.TB, tp *Topology, zone, mode string, allowed ...stri
 }
 
 // waitSpans emits from every proxy of the zones and waits until each zone's
-// Jaeger holds, for each of its own proxies, a span of operation op; then it
-// checks that no Jaeger holds a span of another zone's proxy.
-func waitSpans(t *testing.T, tp *Topology, jaegers map[string]*Node, op string) {
+// Jaeger holds, for each of its own proxies, a span of operation ops[zone];
+// then it checks that no Jaeger holds a span of another zone's proxy.
+func waitSpans(t *testing.T, tp *Topology, jaegers map[string]*Node, ops map[string]string) {
 	t.Helper()
 	for _, z := range tp.Zones {
 		for _, p := range z.Proxies {
@@ -84,6 +84,7 @@ func waitSpans(t *testing.T, tp *Topology, jaegers map[string]*Node, op string) 
 		}
 	}
 	for _, z := range tp.Zones {
+		op := ops[z.Name]
 		waitFor(t, converge, z.Name+"'s Jaeger holding its proxies' "+op+" spans", func() error {
 			got, err := jaegerOperations(t, jaegers[z.Name])
 			if err != nil {
@@ -203,7 +204,7 @@ func testResidency(t *testing.T, tp *Topology) {
 		"east": zipkinTo(jaegerHost("east") + ":9411"),
 		"west": zipkinTo(jaegerHost("west") + ":9411"),
 	}, converge)
-	waitSpans(t, tp, jaegers, "e2e-emit")
+	waitSpans(t, tp, jaegers, map[string]string{"east": "e2e-emit", "west": "e2e-emit"})
 
 	// OpenTelemetry: west exports OTLP/gRPC to its Jaeger's 4317.
 	otelWest := meshTrace("trace-west", map[string]any{
@@ -213,7 +214,7 @@ func testResidency(t *testing.T, tp *Topology) {
 	})
 	put(t, tp, otelWest)
 	expectTracing(t, tp, map[string]string{"west": "envoy.tracers.opentelemetry -> " + jaegerHost("west") + ":4317"}, converge)
-	waitSpans(t, tp, jaegers, otlpSpanName)
+	waitSpans(t, tp, jaegers, map[string]string{"east": "e2e-emit", "west": otlpSpanName})
 
 	// Enforce: a policy sending west's web proxies to east's Jaeger is refused.
 	out := meshTrace("west-web-out", map[string]any{
