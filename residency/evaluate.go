@@ -151,6 +151,7 @@ type checked struct {
 	port                                        uint32
 	allowed                                     bool
 	off                                         bool // backends: []
+	policy                                      *PolicyRef
 }
 
 type checkCache map[checkKey]checked
@@ -180,6 +181,7 @@ func evaluate(dp *resource.Resource, proxy string, policies []*resource.Resource
 		} else {
 			c.backend, c.collector, c.host, c.port, c.allowedBy, c.reason, c.allowed = check(conf, z)
 		}
+		c.policy = policyRef(responsible)
 		if cache != nil {
 			cache[k] = c
 		}
@@ -187,7 +189,7 @@ func evaluate(dp *resource.Resource, proxy string, policies []*resource.Resource
 	if c.off {
 		return v // an explicit empty backends list: tracing off
 	}
-	v.Policy = policyRef(responsible)
+	v.Policy = c.policy // shared by the verdicts of one check: read-only
 	v.Backend, v.Collector, v.Host, v.Port, v.AllowedBy, v.Reason, v.Allowed = c.backend, c.collector, c.host, c.port, c.allowedBy, c.reason, c.allowed
 	if !v.Allowed {
 		v.Service = identifyingService(dp) // for violations only: it costs
