@@ -143,10 +143,11 @@ type Received struct {
 	Total    int    `json:"total"`
 	Spans    int    `json:"spans"`
 	Requests []struct {
-		Method   string   `json:"method"`
-		Path     string   `json:"path"`
-		Spans    int      `json:"spans"`
-		Services []string `json:"services"`
+		Method     string   `json:"method"`
+		Path       string   `json:"path"`
+		Spans      int      `json:"spans"`
+		Services   []string `json:"services"`
+		Operations []string `json:"operations"`
 	} `json:"requests"`
 }
 

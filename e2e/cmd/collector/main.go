@@ -1,6 +1,7 @@
 // Command collector is the e2e suite's stand-in for a tracing backend. It
-// accepts Zipkin spans (POST /api/v2/spans) and any other request, records
-// each one, and reports what it received on GET /received.
+// accepts Zipkin spans (POST /api/v2/spans) and any other request, and with
+// --otlp OTLP/gRPC trace exports; it records each one and reports what it
+// received on GET /received.
 package main
 
 import (
@@ -27,8 +28,11 @@ type Request struct {
 	// Spans is the number of Zipkin spans in a POST /api/v2/spans JSON body,
 	// -1 when the body was not a JSON array.
 	Spans int `json:"spans"`
-	// Services are the spans' localEndpoint.serviceName values.
+	// Services are the spans' localEndpoint.serviceName values (OTLP: the
+	// resource's service.name), one per span.
 	Services []string `json:"services,omitempty"`
+	// Operations are the spans' names, index-aligned with Services.
+	Operations []string `json:"operations,omitempty"`
 }
 
 // Received is the body of GET /received.
@@ -92,6 +96,7 @@ func (r *recorder) handler() http.Handler {
 		rec := Request{Time: time.Now().UTC(), Method: req.Method, Path: req.URL.Path, Bytes: len(body), Spans: -1}
 		if req.Method == http.MethodPost && req.URL.Path == "/api/v2/spans" {
 			var spans []struct {
+				Name          string `json:"name"`
 				LocalEndpoint struct {
 					ServiceName string `json:"serviceName"`
 				} `json:"localEndpoint"`
@@ -100,6 +105,7 @@ func (r *recorder) handler() http.Handler {
 				rec.Spans = len(spans)
 				for _, sp := range spans {
 					rec.Services = append(rec.Services, sp.LocalEndpoint.ServiceName)
+					rec.Operations = append(rec.Operations, sp.Name)
 				}
 			}
 		}
@@ -111,22 +117,31 @@ func (r *recorder) handler() http.Handler {
 
 func main() {
 	addr := flag.String("listen", ":9411", "address to listen on")
+	otlp := flag.String("otlp", "", "address to accept OTLP/gRPC trace exports on (e.g. :4317); empty: off")
 	name := flag.String("name", "", "name reported on /received (e.g. the zone)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *addr, *name); err != nil {
+	if err := run(ctx, *addr, *otlp, *name); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, addr, name string) error {
+func run(ctx context.Context, addr, otlpAddr, name string) error {
 	rec := &recorder{name: name}
 	srv := &http.Server{Addr: addr, Handler: rec.handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.ListenAndServe() }()
 	log.Printf("collector %q listening on %s", name, addr)
+	if otlpAddr != "" {
+		stopOTLP, err := serveOTLP(otlpAddr, rec, errc)
+		if err != nil {
+			return err
+		}
+		defer stopOTLP()
+		log.Printf("collector %q accepting OTLP/gRPC on %s", name, otlpAddr)
+	}
 	select {
 	case err := <-errc:
 		return err
