@@ -2,6 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -74,5 +77,22 @@ func TestDemoExitsZeroOnInterrupt(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatal("demo did not stop within 30s of Ctrl-C")
+	}
+}
+
+// An address given with --global-api is kept: when it is taken the demo
+// fails naming it instead of moving elsewhere.
+func TestDemoKeepsAnExplicitGlobalAPI(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = run(ctx, []string{"demo", "--dir", t.TempDir(), "--global-api", ln.Addr().String()}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), ln.Addr().String()) || strings.Contains(out.String(), "free port") {
+		t.Fatalf("demo with a taken --global-api: %v\n%s", err, out.String())
 	}
 }
