@@ -29,7 +29,11 @@ type queue struct {
 	mu       sync.Mutex
 	items    map[resource.Key]*list.Element
 	order    list.List
-	observed int64 // every change up to this revision has been pushed
+	// observed is the revision up to which every change has been pushed. It
+	// moves only at a watch-response boundary (observe), never on a push:
+	// the changes of one transaction share a revision and arrive as several
+	// pushes, and a cursor taken between two of them must not claim it.
+	observed int64
 	ready    chan struct{}
 	cache    *wireCache // shared encodings; nil for none
 }
@@ -49,9 +53,6 @@ func (q *queue) push(e *entry) {
 		q.order.MoveToBack(el)
 	} else {
 		q.items[e.key] = q.order.PushBack(e)
-	}
-	if e.rev > q.observed {
-		q.observed = e.rev
 	}
 	q.mu.Unlock()
 	q.signal()
@@ -123,7 +124,7 @@ func (q *queue) take(budget int, oversize func(e *entry, size int, err error)) (
 	}
 	cursor := q.observed
 	if front := q.order.Front(); front != nil {
-		cursor = front.Value.(*entry).rev - 1
+		cursor = min(cursor, front.Value.(*entry).rev-1)
 	}
 	return out, cursor
 }

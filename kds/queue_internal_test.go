@@ -39,6 +39,7 @@ func TestQueueCoalesces(t *testing.T) {
 	if q.len() != 50 {
 		t.Fatalf("delete added an entry: %d", q.len())
 	}
+	q.observe(rev)
 	one, _ := wireResource(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "p-1"}, res: policy("p-1", 1)}, nil)
 	budget := wireSize(one) * 10
 	var got int
@@ -71,6 +72,7 @@ func TestQueueDropsOversized(t *testing.T) {
 	q := newQueue(nil)
 	q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "a"}, res: policy("a", 1), rev: 1})
 	q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "b"}, res: policy("b", 2), rev: 2})
+	q.observe(2)
 	var dropped []string
 	res, cursor := q.take(10, func(e *entry, _ int, _ error) { dropped = append(dropped, e.key.Name) })
 	if len(res) != 0 || len(dropped) != 2 || cursor != 2 || q.len() != 0 {
@@ -85,6 +87,7 @@ func TestPusherSnapshotThenChanges(t *testing.T) {
 	p := newPusher(q, 1<<20, func(*entry, int, error) {})
 	p.startSnapshot([]*entry{{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "a"}, res: policy("a", 1), rev: 3}}, 10)
 	q.push(&entry{key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "b"}, res: policy("b", 1), rev: 11})
+	q.observe(11)
 	b := p.next(time.Now())
 	if !b.Snapshot || !b.SnapshotEnd || b.Revision != 10 || len(b.Resources) != 1 {
 		t.Fatalf("snapshot batch %+v", b)
@@ -127,5 +130,26 @@ func TestWireCacheSharesEncodings(t *testing.T) {
 	c.forget(k, 7)
 	if len(c.m) != 0 {
 		t.Fatal("delete kept the entry")
+	}
+}
+
+// Keys written in one transaction share a revision and reach the queue as
+// several pushes. A batch taken between two of them must not claim that
+// revision: the zone would save it and lose the rest if the stream is cut.
+// The cursor moves only when the whole watch response was pushed.
+func TestQueueCursorWaitsForResponseBoundary(t *testing.T) {
+	q := newQueue(nil)
+	q.observe(9)
+	key := func(n string) resource.Key { return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n} }
+	q.push(&entry{key: key("a"), res: policy("a", 1), rev: 10})
+	res, cursor := q.take(1<<20, func(*entry, int, error) { t.Fatal("oversize") })
+	if len(res) != 1 || cursor != 9 {
+		t.Fatalf("mid-response: took %d, cursor %d; want 1 and 9 (revision 10 not complete)", len(res), cursor)
+	}
+	q.push(&entry{key: key("b"), res: policy("b", 1), rev: 10})
+	q.observe(10)
+	res, cursor = q.take(1<<20, func(*entry, int, error) { t.Fatal("oversize") })
+	if len(res) != 1 || res[0].Name != "b" || cursor != 10 {
+		t.Fatalf("after the response: took %v, cursor %d; want b and 10", res, cursor)
 	}
 }
