@@ -26,9 +26,9 @@ type entry struct {
 // change (a key changed again moves to the back), so the front always holds
 // the lowest pending revision.
 type queue struct {
-	mu       sync.Mutex
-	items    map[resource.Key]*list.Element
-	order    list.List
+	mu    sync.Mutex
+	items map[resource.Key]*list.Element
+	order list.List
 	// observed is the revision up to which every change has been pushed. It
 	// moves only at a watch-response boundary (observe), never on a push:
 	// the changes of one transaction share a revision and arrive as several

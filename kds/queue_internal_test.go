@@ -140,7 +140,9 @@ func TestWireCacheSharesEncodings(t *testing.T) {
 func TestQueueCursorWaitsForResponseBoundary(t *testing.T) {
 	q := newQueue(nil)
 	q.observe(9)
-	key := func(n string) resource.Key { return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n} }
+	key := func(n string) resource.Key {
+		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n}
+	}
 	q.push(&entry{key: key("a"), res: policy("a", 1), rev: 10})
 	res, cursor := q.take(1<<20, func(*entry, int, error) { t.Fatal("oversize") })
 	if len(res) != 1 || cursor != 9 {
