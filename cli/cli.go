@@ -51,6 +51,7 @@ Commands:
   residency set ZONE [--allow PATTERN]... [--mode Enforce|Audit|Off] [--clear] [--dry-run]
                                          declare where a zone's proxies may send spans (PATTERN: host, *.domain, IP, CIDR, optional :port)
   generate zone-token --zone ZONE [--valid-for 24h]   issue a token a zone CP connects to global with (admin token needed)
+  zone release-deletes ZONE              let a zone apply the snapshot deletes it holds (get zones shows them as held)
 
 Environment: MESHTRACECTL_ADDRESS, MESHTRACECTL_TOKEN, MESHTRACECTL_CONFIG.
 `
@@ -120,11 +121,13 @@ func (a *App) run(ctx context.Context, args []string) error {
 		return a.inspect(ctx, c, cargs)
 	case "residency":
 		return a.residency(ctx, c, cargs)
+	case "zone":
+		return a.zone(ctx, c, cargs)
 	case "help", "-h", "--help":
 		fmt.Fprint(a.Stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (try: config, apply, get, delete, inspect, residency, generate)", cmd)
+	return fmt.Errorf("unknown command %q (try: config, apply, get, delete, inspect, residency, generate, zone)", cmd)
 }
 
 func (a *App) settingsPath() string {

@@ -241,7 +241,7 @@ func (a *App) printZones(ctx context.Context, c *Client, zones []*resource.Resou
 			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t%s\n", z.Name, "Offline", age(z.CreationTime, now))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", z.Name, onlineString(in.Online), dash(in.GlobalInstance),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", z.Name, zoneStatus(in), dash(in.GlobalInstance),
 			in.LastAckedRevision, in.LagRevisions, in.NACKs, len(in.Proxies), age(z.CreationTime, now))
 	}
 	return tw.Flush()
@@ -331,6 +331,31 @@ func printTable(w io.Writer, t resource.Type, items []*resource.Resource, now ti
 		}
 	}
 	return tw.Flush()
+}
+
+// zoneStatus is Online or Offline, with the held deletes when a zone holds
+// some (release them with `zone release-deletes`).
+func zoneStatus(in *resource.ZoneInsightSpec) string {
+	s := onlineString(in.Online)
+	if in.Held != nil {
+		s += fmt.Sprintf(", held (%d deletes)", in.Held.Deletes)
+	}
+	return s
+}
+
+// zone release-deletes ZONE.
+func (a *App) zone(ctx context.Context, c *Client, args []string) error {
+	if len(args) != 2 || args[0] != "release-deletes" {
+		return errors.New("zone: want `zone release-deletes ZONE`")
+	}
+	var out struct {
+		Release string `json:"release"`
+	}
+	if _, err := c.Do(ctx, http.MethodPost, "/zones/"+url.PathEscape(args[1])+"/release-deletes", nil, nil, &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.Stdout, "released the held deletes of zone %s (release %s); it applies them at its next snapshot\n", args[1], out.Release)
+	return nil
 }
 
 func onlineString(b bool) string {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/diag"
 	"github.com/meshtrace/meshtrace/inspect"
+	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/listen"
 	"github.com/meshtrace/meshtrace/overview"
 	"github.com/meshtrace/meshtrace/residency"
@@ -234,6 +235,8 @@ func (g *Global) Run(ctx context.Context) (err error) {
 		Routes:     g.apiRoutes(),
 		Writable:   writableTypes(),
 		Admit:      residency.Admission(g.Residency),
+		// Refuse what KDS could never send to a zone.
+		MaxResourceBytes: kds.MaxResourceBytes(g.cfg.KDS.MaxMessageBytes),
 	})
 	if err != nil {
 		return fmt.Errorf("global: %w", err)

@@ -43,6 +43,31 @@ func (g *Global) setupKDS() {
 	g.AddRoute("POST /tokens/zone", http.HandlerFunc(g.zoneTokenHandler))
 	g.AddRoute("DELETE /tokens/zone/{id}", http.HandlerFunc(g.revokeZoneTokenHandler))
 	g.AddRoute("POST /tokens/zone/signing-key/rotate", http.HandlerFunc(g.rotateSigningKeyHandler))
+	g.AddRoute("POST /zones/{name}/release-deletes", http.HandlerFunc(g.releaseDeletesHandler))
+}
+
+// releaseDeletesHandler is POST /zones/{name}/release-deletes: the zone
+// applies the snapshot deletes it holds (ZoneInsight held) at its next
+// snapshot, which follows at once (its stream is cut on every replica).
+func (g *Global) releaseDeletesHandler(w http.ResponseWriter, r *http.Request) {
+	zone := r.PathValue("name")
+	if err := kds.ValidateZoneName(zone); err != nil {
+		restapi.WriteError(w, restapi.NewError(http.StatusBadRequest, err.Error()))
+		return
+	}
+	var id string
+	var err error
+	if srv := g.KDSServer(); srv != nil {
+		id, err = srv.ReleaseDeletes(r.Context(), zone)
+	} else {
+		id, err = kds.ReleaseDeletes(r.Context(), g.Store(), zone)
+	}
+	if err != nil {
+		restapi.WriteError(w, restapi.StoreError(err, "zone "+zone))
+		return
+	}
+	g.log.Warn("held snapshot deletes released by an operator", "zone", zone, "release", id)
+	restapi.WriteJSON(w, http.StatusOK, map[string]string{"zone": zone, "release": id})
 }
 
 // KDSStarted is closed once the KDS server listens.

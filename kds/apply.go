@@ -28,8 +28,12 @@ type localCopy struct {
 // unchanged is not written again.
 type applier struct {
 	c       *Client
-	storeID string
-	log     hclog.Logger
+	storeID string // of global's store, from the Welcome
+	release string // global's latest release of held deletes, from the Welcome
+	// prev is the cursor the zone had when the stream opened: a snapshot's
+	// deletes are judged against it.
+	prev cursor
+	log  hclog.Logger
 
 	index map[resource.Key]localCopy
 	seen  map[resource.Key]bool // during a snapshot
@@ -65,8 +69,8 @@ func (p *snapshotProgress) batch(log hclog.Logger, n int, end bool, now time.Tim
 	}
 }
 
-func newApplier(c *Client, storeID string, log hclog.Logger) *applier {
-	return &applier{c: c, storeID: storeID, log: log}
+func newApplier(c *Client, storeID, release string, prev cursor, log hclog.Logger) *applier {
+	return &applier{c: c, storeID: storeID, release: release, prev: prev, log: log}
 }
 
 func (a *applier) loadIndex(ctx context.Context) error {
@@ -159,11 +163,14 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 		a.snap.batch(a.log, len(b.GetResources()), b.GetSnapshotEnd(), time.Now())
 	}
 	if b.GetSnapshotEnd() {
-		msg, err := a.finishSnapshot(ctx)
+		held, err := a.finishSnapshot(ctx, b.GetRevision())
 		if err != nil {
 			return nil, err
 		}
-		ack.Error = msg
+		if held != nil {
+			ack.Error = fmt.Sprintf("snapshot deletes held: %s; %d copies kept until global has them again or an operator releases the deletes", held.Reason, held.Deletes)
+			ack.Held, ack.HeldDeletes = held.Reason, int64(held.Deletes)
+		}
 	}
 	if n := len(ack.Errors); n > 0 {
 		a.c.metrics.nacks.Add(float64(n))
@@ -202,12 +209,15 @@ func (a *applier) commit(ctx context.Context, ops []store.Op, wires [][32]byte, 
 }
 
 // finishSnapshot deletes the global copies the snapshot did not name, unless
-// that is more than MaxDeleteRatio of them (counted once the snapshot's own
-// puts are applied): an empty or partial snapshot (a global restarted on an
-// empty store) must not wipe the zone. Refused deletes are reported in the
-// Ack; the copies stay until a later snapshot within the cap, or explicit
-// deletes, remove them.
-func (a *applier) finishSnapshot(ctx context.Context) (string, error) {
+// global looks like it lost its data (Kuma #9455): its store id changed, its
+// revision is behind the zone's cursor, or it sent nothing while the zone
+// holds copies. Then the deletes are held: reported in the Ack (so global
+// shows the zone as held), counted, kept across restarts, judged again at
+// every snapshot (the zone asks for one on every connect while held), and
+// applied once an operator releases them. Legitimate deletes (a newer
+// revision of the same store) always apply. It returns the held state, nil
+// when nothing is held.
+func (a *applier) finishSnapshot(ctx context.Context, snapRev int64) (*heldDeletes, error) {
 	seen := a.seen
 	a.seen = nil
 	total := 0
@@ -221,16 +231,68 @@ func (a *applier) finishSnapshot(ctx context.Context) (string, error) {
 			gone = append(gone, store.Op{Delete: true, Key: k})
 		}
 	}
-	if len(gone) == 0 {
-		return "", nil
+	a.c.mu.Lock()
+	held := a.c.held
+	a.c.mu.Unlock()
+	ref := a.prev
+	if held != nil {
+		ref = cursor{StoreID: held.FromStoreID, Revision: held.FromRevision}
 	}
-	if float64(len(gone)) > a.c.cfg.MaxDeleteRatio*float64(total) {
-		msg := fmt.Sprintf("snapshot would delete %d of the zone's %d copies from global (more than %.0f%%); deletes refused", len(gone), total, 100*a.c.cfg.MaxDeleteRatio)
-		a.log.Error("refused snapshot deletes", "reason", msg, "at", time.Now().UTC())
+	if len(gone) == 0 {
+		if held != nil {
+			a.log.Info("held snapshot deletes cleared: global has every copy again")
+		}
+		a.setHeld(nil)
+		return nil, nil
+	}
+	reason := lostData(ref, a.storeID, snapRev, len(seen), total)
+	released := held != nil && a.release != "" && a.release != held.Release
+	if reason != "" && !released {
+		h := &heldDeletes{Reason: reason, Since: time.Now().UTC(), Deletes: len(gone),
+			FromStoreID: ref.StoreID, FromRevision: ref.Revision, Release: a.release}
+		if held != nil {
+			h.Since, h.Release = held.Since, held.Release
+		}
+		a.log.Error("snapshot deletes held: global looks like it lost its data", "reason", reason, "deletes", len(gone), "copies", total)
 		a.c.metrics.refused.Inc()
 		a.c.count(func(s *ClientStats) { s.RefusedDeletes++ })
-		return msg, nil
+		a.setHeld(h)
+		return h, nil
+	}
+	if released {
+		a.log.Warn("held snapshot deletes released by an operator", "deletes", len(gone))
 	}
 	a.log.Info("snapshot deletes stale copies", "count", len(gone))
-	return "", a.commit(ctx, gone, nil, func(int, error) {}) // deletes only: no wires
+	if err := a.commit(ctx, gone, nil, func(int, error) {}); err != nil { // deletes only: no wires
+		return nil, err
+	}
+	a.setHeld(nil)
+	return nil, nil
+}
+
+func (a *applier) setHeld(h *heldDeletes) {
+	a.c.mu.Lock()
+	a.c.held = h
+	a.c.mu.Unlock()
+	if h == nil {
+		a.c.metrics.held.Set(0)
+	} else {
+		a.c.metrics.held.Set(float64(h.Deletes))
+	}
+}
+
+// lostData says why a snapshot of global's store storeID at revision rev,
+// naming named resources while the zone holds copies of global's, looks like
+// global lost its data, compared with the zone's cursor prev; "" when it
+// does not.
+func lostData(prev cursor, storeID string, rev int64, named, copies int) string {
+	switch {
+	case prev.StoreID != "" && prev.StoreID != storeID:
+		return fmt.Sprintf("global's store id changed from %s to %s", prev.StoreID, storeID)
+	case prev.StoreID == storeID && rev < prev.Revision:
+		return fmt.Sprintf("global's revision %d is behind the zone's cursor %d", rev, prev.Revision)
+	case named == 0 && copies > 0:
+		return fmt.Sprintf("global sent an empty snapshot while the zone holds %d copies", copies)
+	}
+	return ""
 }

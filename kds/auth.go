@@ -38,7 +38,42 @@ const (
 	valueStoreID = "kds/store-id"
 	// valueCursor is the zone's sync cursor (in the zone's store).
 	valueCursor = "kds/zone-cursor"
+	// valueReleasePrefix + zone holds the id of the operator's latest release
+	// of that zone's held snapshot deletes.
+	valueReleasePrefix = "kds/release-deletes/"
 )
+
+// ReleaseDeletes records an operator's release of the snapshot deletes zone
+// holds (the zone refused them because global looked like it lost its
+// data). Every replica cuts the zone's live stream at its next check; the
+// zone reconnects, gets a snapshot and applies its deletes. It returns the
+// release id.
+func ReleaseDeletes(ctx context.Context, st store.Store, zone string) (string, error) {
+	if err := ValidateZoneName(zone); err != nil {
+		return "", err
+	}
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	id := time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+	if _, err := st.PutValue(ctx, valueReleasePrefix+zone, []byte(id)); err != nil {
+		return "", fmt.Errorf("kds: store release: %w", err)
+	}
+	return id, nil
+}
+
+// releaseID reads the zone's latest release id ("" when none).
+func releaseID(ctx context.Context, st store.Store, zone string) (string, error) {
+	b, err := st.GetValue(ctx, valueReleasePrefix+zone)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("kds: read release: %w", err)
+	}
+	return string(b), nil
+}
 
 const tokenPrefix = "mtz1"
 

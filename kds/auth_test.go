@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,16 +85,94 @@ func TestTokens(t *testing.T) {
 			}
 		})
 	}
-	// A client with a forged token never connects.
+	// A client with a forged token never connects: it exits with the reason.
 	zs := newMemory(t)
-	z := e.startZone("east", zs, forged, []string{g.addr})
-	time.Sleep(300 * time.Millisecond)
-	if z.client.Connected() || z.client.Stats().Sessions != 0 {
+	z := e.startRefusedZone("east", zs, forged, []string{g.addr})
+	err = z.exitErr(t, 10*time.Second)
+	if !errors.Is(err, kds.ErrRefused) || !strings.Contains(err.Error(), "bad signature") {
+		t.Fatalf("want the zone to exit refused (bad signature), got %v", err)
+	}
+	if z.client.Stats().Sessions != 0 {
 		t.Fatal("zone with a forged token connected")
 	}
 	if len(list(t, zs, resource.TypeMeshTrace)) != 0 {
 		t.Fatal("zone with a forged token got data")
 	}
+}
+
+// A zone configured as east with west's token is refused with a clear error
+// and exits (it does not kick west off); west stays connected throughout.
+func TestZoneNameMustMatchToken(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	g := e.startGlobal(gs, "")
+	westTok := token(t, gs, "west")
+	west := e.startZone("west", newMemory(t), westTok, []string{g.addr})
+	waitFor(t, "west to connect", 5*time.Second, west.client.Connected)
+	sessions := west.client.Stats().Sessions
+	impostor := e.startRefusedZone("east", newMemory(t), westTok, []string{g.addr})
+	err := impostor.exitErr(t, 10*time.Second)
+	if !errors.Is(err, kds.ErrRefused) || !strings.Contains(err.Error(), `configured as "east" but its token is for zone "west"`) {
+		t.Fatalf("want a refusal naming both zones, got %v", err)
+	}
+	// Positive marker: a change after the refusal reaches west on its first stream.
+	rev := put(t, gs, mesh("after"))
+	waitApplied(t, rev, 5*time.Second, west)
+	if s := west.client.Stats().Sessions; s != sessions {
+		t.Fatalf("west was kicked off: %d sessions, want %d", s, sessions)
+	}
+}
+
+// A Zone an operator disables is cut from its live stream, and the zone
+// exits (PermissionDenied).
+func TestDisabledZoneIsCut(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	g := e.startGlobal(gs, "")
+	z := e.startRefusedZone("east", newMemory(t), token(t, gs, "east"), []string{g.addr})
+	waitFor(t, "east to connect", 5*time.Second, z.client.Connected)
+	zr, _, err := gs.Get(context.Background(), resource.Key{Type: resource.TypeZone, Name: "east"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr.Spec.(*resource.ZoneSpec).Enabled = new(bool)
+	put(t, gs, zr)
+	err = z.exitErr(t, 10*time.Second)
+	if !errors.Is(err, kds.ErrRefused) || !strings.Contains(err.Error(), "disabled") {
+		t.Fatalf("want the zone to exit refused (disabled), got %v", err)
+	}
+}
+
+// failingValues is a store whose GetValue fails while down is set: an
+// outage during a token check.
+type failingValues struct {
+	store.Store
+	down atomic.Bool
+}
+
+func (f *failingValues) GetValue(ctx context.Context, key string) ([]byte, error) {
+	if f.down.Load() {
+		return nil, errors.New("etcd: no leader")
+	}
+	return f.Store.GetValue(ctx, key)
+}
+
+// A store outage while a token is checked is Unavailable: the zone keeps
+// retrying and connects once the store is back.
+func TestStoreOutageDuringTokenCheckIsUnavailable(t *testing.T) {
+	e := newEnv(t)
+	gs := &failingValues{Store: newMemory(t)}
+	tok := token(t, gs, "east")
+	gs.down.Store(true)
+	g := e.startGlobal(gs, "")
+	stream, _ := e.rawStream(t, g.addr, tok)
+	_ = stream.Send(hello(0))
+	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("want Unavailable during the outage, got %v", err)
+	}
+	z := e.startZone("east", newMemory(t), tok, []string{g.addr})
+	gs.down.Store(false)
+	waitFor(t, "east to connect after the outage", 10*time.Second, z.client.Connected)
 }
 
 // Revoking a token cuts the zone's live stream and refuses it afterwards.
@@ -101,17 +181,18 @@ func TestRevokedTokenIsCut(t *testing.T) {
 	gs := newMemory(t)
 	g := e.startGlobal(gs, "")
 	tok := token(t, gs, "east")
-	z := e.startZone("east", newMemory(t), tok, []string{g.addr})
+	z := e.startRefusedZone("east", newMemory(t), tok, []string{g.addr})
 	waitFor(t, "east to connect", 5*time.Second, z.client.Connected)
 	claims, _ := kds.ParseZoneToken(tok)
 	if err := kds.RevokeZoneToken(context.Background(), gs, claims.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the stream to be cut", 5*time.Second, func() bool { return !z.client.Connected() })
-	sessions := z.client.Stats().Sessions
-	time.Sleep(300 * time.Millisecond)
-	if z.client.Connected() || z.client.Stats().Sessions != sessions {
-		t.Fatal("revoked zone reconnected")
+	err := z.exitErr(t, 10*time.Second)
+	if !errors.Is(err, kds.ErrRefused) || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("want the zone to exit refused (revoked), got %v", err)
+	}
+	if s := z.client.Stats().Sessions; s != 1 {
+		t.Fatalf("revoked zone reconnected: %d sessions", s)
 	}
 }
 
@@ -246,17 +327,16 @@ func TestZoneCannotTouchOthers(t *testing.T) {
 	if m := all["Dataplane/default/east.mine"]; m == nil || m.Labels[resource.LabelOrigin] == resource.OriginZone {
 		t.Fatalf("operator's east.mine was overwritten: %+v", m)
 	}
-	// An upload snapshot naming nothing may not delete west's (or east's, beyond the cap).
+	// An upload snapshot naming nothing deletes east's own (the zone is the
+	// truth of what it uploads), never west's or global's.
 	end := &kdsv1.Batch{Nonce: 2, Snapshot: true, SnapshotEnd: true}
 	if err := stream.Send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Upload{Upload: end}}); err != nil {
 		t.Fatal(err)
 	}
-	ack = recvUntil(t, stream, func(m *kdsv1.GlobalMessage) bool { return m.GetUploadAck() != nil }).GetUploadAck()
-	if !strings.Contains(ack.Error, "refused") {
-		t.Fatalf("empty upload snapshot: %+v", ack)
-	}
-	if len(list(t, gs, resource.TypeDataplane)) != 3 {
-		t.Fatal("empty upload snapshot deleted resources")
+	recvUntil(t, stream, func(m *kdsv1.GlobalMessage) bool { return m.GetUploadAck() != nil })
+	all = list(t, gs, resource.TypeDataplane)
+	if len(all) != 2 || all["Dataplane/default/west.x"] == nil || all["Dataplane/default/east.mine"] == nil {
+		t.Fatalf("empty upload snapshot: want west.x and east.mine left, got %v", all)
 	}
 }
 

@@ -14,9 +14,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
@@ -56,9 +58,8 @@ type ClientConfig struct {
 	Inspect func(ctx context.Context, path string) (int, []byte)
 	// OnApplied is called after a batch up to revision rev is applied and persisted.
 	OnApplied func(rev int64)
-	// MaxDeleteRatio caps the share of the zone's synced copies one snapshot
-	// may delete; more is refused and reported to global. 1 disables it.
-	MaxDeleteRatio  float64
+	// MaxMessageBytes is the largest message the zone accepts; it is
+	// announced in the Hello and global cuts its batches to fit.
 	MaxMessageBytes int
 	Heartbeat       time.Duration
 	StallIntervals  int
@@ -74,7 +75,6 @@ func (c *ClientConfig) setDefaults() {
 		c.Logger = hclog.NewNullLogger()
 	}
 	setDefault(&c.ReportInterval, DefaultReportInterval)
-	setDefault(&c.MaxDeleteRatio, DefaultMaxDeleteRatio)
 	setDefault(&c.MaxMessageBytes, DefaultMaxMessageBytes)
 	setDefault(&c.Heartbeat, DefaultHeartbeat)
 	setDefault(&c.StallIntervals, DefaultStallIntervals)
@@ -95,6 +95,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	storeID string
+	held    *heldDeletes // nil when no snapshot deletes are held
 	stats   ClientStats
 }
 
@@ -106,7 +107,7 @@ type ClientStats struct {
 	Batches        int   // batches received
 	Writes         int   // resource writes (puts and deletes) to the zone store
 	Rejected       int   // resources from global rejected
-	RefusedDeletes int   // snapshots whose deletes were refused
+	RefusedDeletes int   // snapshots whose deletes were held (refused)
 	Uploaded       int   // resources sent up
 	LastRevision   int64 // last applied revision
 }
@@ -172,8 +173,34 @@ func (c *Client) count(f func(*ClientStats)) {
 
 // cursor is what the zone persists after applying a batch.
 type cursor struct {
-	StoreID  string `json:"storeId"`
-	Revision int64  `json:"revision"`
+	StoreID  string       `json:"storeId"`
+	Revision int64        `json:"revision"`
+	Held     *heldDeletes `json:"held,omitempty"`
+}
+
+// heldDeletes is the state of a zone refusing a snapshot's deletes because
+// global looked like it lost its data. It survives restarts; while it lasts
+// the zone asks for a full snapshot on every connect and judges each one
+// against the cursor it had before (FromStoreID, FromRevision).
+type heldDeletes struct {
+	Reason       string    `json:"reason"`
+	Since        time.Time `json:"since"`
+	Deletes      int       `json:"deletes"`
+	FromStoreID  string    `json:"fromStoreId"`
+	FromRevision int64     `json:"fromRevision"`
+	// Release is global's release id when the deletes were first held; a
+	// different one, announced in a Welcome, releases them.
+	Release string `json:"release,omitempty"`
+}
+
+// Held returns why the zone holds snapshot deletes and how many, or "" and 0.
+func (c *Client) Held() (reason string, deletes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held == nil {
+		return "", 0
+	}
+	return c.held.Reason, c.held.Deletes
 }
 
 func (c *Client) loadCursor(ctx context.Context) error {
@@ -191,13 +218,20 @@ func (c *Client) loadCursor(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.storeID = cur.StoreID
+	c.held = cur.Held
 	c.mu.Unlock()
+	if cur.Held != nil {
+		c.metrics.held.Set(float64(cur.Held.Deletes))
+	}
 	c.applied.Store(cur.Revision)
 	return nil
 }
 
 func (c *Client) saveCursor(ctx context.Context, storeID string, rev int64) error {
-	b, err := json.Marshal(cursor{StoreID: storeID, Revision: rev})
+	c.mu.Lock()
+	held := c.held
+	c.mu.Unlock()
+	b, err := json.Marshal(cursor{StoreID: storeID, Revision: rev, Held: held})
 	if err != nil {
 		return err
 	}
@@ -214,7 +248,12 @@ func (c *Client) saveCursor(ctx context.Context, storeID string, rev int64) erro
 
 // Run keeps a stream to global open until ctx ends, redialling with jittered
 // exponential backoff and rotating through Addresses. It returns nil when ctx
-// ends, or an error when the zone's store cannot be read at start.
+// ends; an error when the zone's store cannot be read at start, or when
+// global refuses the zone (Unauthenticated or PermissionDenied: a bad,
+// revoked or foreign token, a name that is not the token's zone, a disabled
+// zone), which retrying cannot fix. The backoff starts over only after a
+// stream applied a batch: a stream that dies before that (a message global
+// cannot send, a zone global cuts at once) keeps backing off.
 func (c *Client) Run(ctx context.Context) error {
 	if err := c.loadCursor(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -225,16 +264,20 @@ func (c *Client) Run(ctx context.Context) error {
 	backoff := c.cfg.BackoffMin
 	for attempt := 0; ; attempt++ {
 		addr := c.cfg.Addresses[attempt%len(c.cfg.Addresses)]
-		welcomed, err := c.dialAndSync(ctx, addr)
+		progressed, err := c.dialAndSync(ctx, addr)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if welcomed {
+		if code := status.Code(err); code == codes.Unauthenticated || code == codes.PermissionDenied {
+			c.log.Error("global refused the zone; not retrying", "addr", addr, "error", err)
+			return fmt.Errorf("%w: %s", ErrRefused, status.Convert(err).Message())
+		}
+		if progressed {
 			backoff = c.cfg.BackoffMin
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		c.log.Warn("stream to global ended; redialling", "addr", addr, "error", err, "in", wait)
-		if !welcomed {
+		if !progressed {
 			backoff = min(backoff*2, c.cfg.BackoffMax)
 		}
 		t := time.NewTimer(wait)
@@ -247,8 +290,13 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// dialAndSync runs one stream on a fresh connection to addr.
-func (c *Client) dialAndSync(ctx context.Context, addr string) (welcomed bool, err error) {
+// ErrRefused: global refused the zone for good (authentication or
+// authorization); Run returns it instead of retrying.
+var ErrRefused = errors.New("kds: global refused the zone")
+
+// dialAndSync runs one stream on a fresh connection to addr; progressed says
+// whether it applied a batch.
+func (c *Client) dialAndSync(ctx context.Context, addr string) (progressed bool, err error) {
 	c.metrics.dials.Inc()
 	limit := c.cfg.MaxMessageBytes + 64<<10
 	conn, err := grpc.NewClient(addr,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -36,6 +37,10 @@ type session struct {
 	q  *queue
 	p  *pusher // owned by sendLoop
 	ap *applier
+
+	// progressed is set once a batch of global's was applied or a heartbeat
+	// came after the Welcome: only then does the client's backoff start over.
+	progressed atomic.Bool
 }
 
 func newSession(c *Client, conn *grpc.ClientConn) *session {
@@ -64,9 +69,15 @@ func (s *session) run(parent context.Context) (bool, error) {
 	}
 	s.stream = stream
 	s.c.mu.Lock()
-	storeID := s.c.storeID
+	prev := cursor{StoreID: s.c.storeID, Revision: s.c.applied.Load()}
+	held := s.c.held != nil
 	s.c.mu.Unlock()
-	hello := &kdsv1.Hello{LastAppliedRevision: s.c.applied.Load(), StoreId: storeID, Version: s.c.cfg.Version}
+	hello := &kdsv1.Hello{LastAppliedRevision: prev.Revision, StoreId: prev.StoreID, Version: s.c.cfg.Version,
+		Zone: s.c.cfg.Zone, MaxMessageBytes: int64(s.c.cfg.MaxMessageBytes)}
+	if held {
+		// Held deletes are judged again on a full snapshot.
+		hello.LastAppliedRevision = 0
+	}
 	if err := stream.Send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Hello{Hello: hello}}); err != nil {
 		return false, s.streamErr(err)
 	}
@@ -89,20 +100,20 @@ func (s *session) run(parent context.Context) (bool, error) {
 	}
 	s.live.received()
 	s.log = s.log.With("global", welcome.GetGlobalInstance())
-	s.ap = newApplier(s.c, welcome.GetStoreId(), s.log)
+	s.ap = newApplier(s.c, welcome.GetStoreId(), welcome.GetReleaseDeletes(), prev, s.log)
 	if err := s.ap.loadIndex(s.ctx); err != nil {
-		return true, fmt.Errorf("kds: read synced copies: %w", err)
+		return false, fmt.Errorf("kds: read synced copies: %w", err)
 	}
 	up := typesSynced(resource.SyncZoneToGlobal)
 	items, rev, err := listAt(s.ctx, s.c.cfg.Store, up, uploadable)
 	if err != nil {
-		return true, fmt.Errorf("kds: list zone resources: %w", err)
+		return false, fmt.Errorf("kds: list zone resources: %w", err)
 	}
-	s.p = newPusher(s.q, s.c.cfg.MaxMessageBytes-4096, s.oversized)
+	s.p = newPusher(s.q, messageBudget(s.c.cfg.MaxMessageBytes, welcome.GetMaxMessageBytes()), s.oversized)
 	s.p.startSnapshot(items, rev)
 	wch, err := s.c.cfg.Store.Watch(s.ctx, store.WatchOptions{Types: up, FromRevision: rev + 1})
 	if err != nil {
-		return true, fmt.Errorf("kds: watch zone store: %w", err)
+		return false, fmt.Errorf("kds: watch zone store: %w", err)
 	}
 	s.c.connected.Store(true)
 	s.c.metrics.connected.Set(1)
@@ -121,7 +132,7 @@ func (s *session) run(parent context.Context) (bool, error) {
 	go func() { defer wg.Done(); feed(s.ctx, wch, s.q, uploadable, s.fail) }()
 	<-s.ctx.Done()
 	wg.Wait()
-	return true, s.streamErr(context.Cause(s.ctx))
+	return s.progressed.Load(), s.streamErr(context.Cause(s.ctx))
 }
 
 // streamErr prefers the cause we recorded over the transport's echo of it.
@@ -152,6 +163,7 @@ func (s *session) recvLoop() {
 				s.fail(err)
 				return
 			}
+			s.progressed.Store(true)
 			select {
 			case s.out <- &kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Ack{Ack: ack}}:
 			default:
@@ -167,6 +179,7 @@ func (s *session) recvLoop() {
 			}
 		case *kdsv1.GlobalMessage_Heartbeat:
 			s.live.progress(m.Heartbeat.GetApplying())
+			s.progressed.Store(true)
 		case *kdsv1.GlobalMessage_Inspect:
 			go s.answerInspect(m.Inspect)
 		default:

@@ -191,3 +191,77 @@ func TestLivenessHeartbeats(t *testing.T) {
 		t.Fatalf("idle stream was cut: %+v", z.client.Stats())
 	}
 }
+
+// Each side announces its message cap in the handshake and the other cuts
+// its messages to the smaller one: a global allowing 10 MiB and a zone
+// accepting 1 MiB sync 20 policies of ~400 KiB (8 MiB) without a single
+// message the zone cannot take.
+func TestMessageCapsAreNegotiated(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	put(t, gs, mesh("default"))
+	var rev int64
+	for i := range 20 {
+		rev = put(t, gs, bigPolicy("default", fmt.Sprintf("big-%d", i), 400))
+	}
+	g := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.MaxMessageBytes = 10 << 20 })
+	zs := newMemory(t)
+	z := e.startZone("east", zs, token(t, gs, "east"), []string{g.addr}, func(c *kds.ClientConfig) { c.MaxMessageBytes = 1 << 20 })
+	waitApplied(t, rev, 20*time.Second, z)
+	sameContent(t, gs, zs, resource.TypeMeshTrace)
+	if s := z.client.Stats(); s.Sessions != 1 || s.Batches < 10 {
+		t.Fatalf("want one session and the snapshot in >= 10 batches, got %+v", s)
+	}
+}
+
+// welcomeThenFail sends a Welcome and ends every stream at once.
+type welcomeThenFail struct {
+	kdsv1.UnimplementedKDSServer
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (w *welcomeThenFail) Sync(stream kdsv1.KDS_SyncServer) error {
+	w.mu.Lock()
+	w.times = append(w.times, time.Now())
+	w.mu.Unlock()
+	if _, err := stream.Recv(); err != nil {
+		return err
+	}
+	_ = stream.Send(&kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_Welcome{Welcome: &kdsv1.Welcome{StoreId: "x", HeartbeatIntervalMs: 100}}})
+	return fmt.Errorf("boom")
+}
+
+// A stream that dies before its first apply does not reset the backoff: the
+// zone backs off towards BackoffMax instead of hammering global every
+// BackoffMin.
+func TestBackoffGrowsWhenStreamsDieBeforeApplying(t *testing.T) {
+	e := newEnv(t)
+	creds, err := kds.ServerCredentials(e.certs.Cert, e.certs.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &welcomeThenFail{}
+	gsrv := grpc.NewServer(grpc.Creds(creds))
+	kdsv1.RegisterKDSServer(gsrv, srv)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gsrv.Serve(lis) }()
+	t.Cleanup(gsrv.Stop)
+	e.startZone("east", newMemory(t), "tok", []string{lis.Addr().String()}, func(c *kds.ClientConfig) {
+		c.BackoffMin, c.BackoffMax = 20*time.Millisecond, 400*time.Millisecond
+	})
+	waitFor(t, "7 attempts", 20*time.Second, func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.times) >= 7
+	})
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	// After 5 failures the backoff is 400 ms: the wait is at least 200 ms.
+	if gap := srv.times[6].Sub(srv.times[5]); gap < 150*time.Millisecond {
+		t.Fatalf("the 6th redial came %s after the 5th: the backoff was reset", gap)
+	}
+}

@@ -140,11 +140,34 @@ type zone struct {
 	client *kds.Client
 	cancel context.CancelFunc
 	done   chan struct{}
+	exit   chan error // Run's result, when refused is set
 }
 
 type zoneOpt func(*kds.ClientConfig)
 
 func (e *env) startZone(name string, st store.Store, token string, addrs []string, opts ...zoneOpt) *zone {
+	return e.runZone(name, st, token, addrs, false, opts...)
+}
+
+// startRefusedZone starts a zone that global is expected to refuse: Run's
+// error is on z.exit instead of failing the test.
+func (e *env) startRefusedZone(name string, st store.Store, token string, addrs []string, opts ...zoneOpt) *zone {
+	return e.runZone(name, st, token, addrs, true, opts...)
+}
+
+// exitErr waits for the Run of a zone started with startRefusedZone.
+func (z *zone) exitErr(t testing.TB, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-z.exit:
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("zone %s still running after %s", z.name, timeout)
+		return nil
+	}
+}
+
+func (e *env) runZone(name string, st store.Store, token string, addrs []string, refused bool, opts ...zoneOpt) *zone {
 	t := e.t
 	t.Helper()
 	cfg := kds.ClientConfig{
@@ -169,10 +192,15 @@ func (e *env) startZone(name string, st store.Store, token string, addrs []strin
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	z := &zone{name: name, store: st, client: c, cancel: cancel, done: make(chan struct{})}
+	z := &zone{name: name, store: st, client: c, cancel: cancel, done: make(chan struct{}), exit: make(chan error, 1)}
 	go func() {
 		defer close(z.done)
-		if err := c.Run(ctx); err != nil {
+		err := c.Run(ctx)
+		if refused {
+			z.exit <- err
+			return
+		}
+		if err != nil {
 			t.Errorf("zone %s: Run: %v", name, err)
 		}
 	}()

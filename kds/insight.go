@@ -51,6 +51,7 @@ func (in *insight) begin(ctx context.Context, st store.Store, zone string, last 
 		in.spec.NACKs, in.spec.LastNACK = prev.NACKs, prev.LastNACK
 		in.spec.Stats = maps.Clone(prev.Stats)
 		in.spec.Proxies = prev.Proxies
+		in.spec.Held = prev.Held
 	}
 	if in.spec.Stats == nil {
 		in.spec.Stats = map[string]resource.TypeStats{}
@@ -119,6 +120,17 @@ func (in *insight) ackedBatch(f *flight, a *kdsv1.Ack, nacks []resource.NACK) {
 			ts.Acked += n - nacked[t]
 			ts.Nacked += nacked[t]
 			s.Stats[string(t)] = ts
+		}
+		if f.end {
+			if a.GetHeld() == "" {
+				s.Held = nil
+			} else {
+				since := time.Now().UTC()
+				if s.Held != nil {
+					since = s.Held.Since
+				}
+				s.Held = &resource.HeldDeletes{Reason: a.GetHeld(), Deletes: a.GetHeldDeletes(), Since: since}
+			}
 		}
 		for _, n := range nacks {
 			s.NACKs++

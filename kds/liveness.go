@@ -56,6 +56,12 @@ func (l *liveness) sending(b bool) {
 	}
 }
 
+// sendBlocked reports a Send in progress for more than a moment.
+func (l *liveness) sendBlocked() bool {
+	s := l.sendSince.Load()
+	return s != 0 && time.Since(time.Unix(0, s)) > 50*time.Millisecond
+}
+
 func (l *liveness) sentBatch(nonce uint64) {
 	l.inflightSince.Store(time.Now().UnixNano())
 	l.inflightNonce.Store(nonce)

@@ -15,6 +15,7 @@ type serverMetrics struct {
 	messages    *prometheus.CounterVec
 	oversized   *prometheus.CounterVec
 	uploadNACKs *prometheus.CounterVec
+	held        *prometheus.GaugeVec
 }
 
 func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
@@ -40,12 +41,16 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 		uploadNACKs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshtrace_kds_upload_rejections_total", Help: "Resources global rejected from a zone's uploads.",
 		}, []string{"zone"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshtrace_kds_held_deletes", Help: "Snapshot deletes a zone holds because global looked like it lost its data (release with POST /zones/{name}/release-deletes); 0 when none.",
+		}, []string{"zone"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var err error
 	for _, step := range []func() error{
+		func() error { m.held, err = register(reg, m.held); return err },
 		func() error { m.streams, err = register(reg, m.streams); return err },
 		func() error { m.nacks, err = register(reg, m.nacks); return err },
 		func() error { m.lagRevs, err = register(reg, m.lagRevs); return err },
@@ -72,6 +77,7 @@ type clientMetrics struct {
 	applied   prometheus.Gauge
 	nacks     prometheus.Counter
 	refused   prometheus.Counter
+	held      prometheus.Gauge
 	oversized *prometheus.CounterVec
 	dials     prometheus.Counter
 }
@@ -88,7 +94,10 @@ func newClientMetrics(reg prometheus.Registerer) (*clientMetrics, error) {
 			Name: "meshtrace_kds_zone_nacks_total", Help: "Resources from global the zone rejected.",
 		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "meshtrace_kds_zone_refused_snapshot_deletes_total", Help: "Snapshots whose deletes the zone refused (over the allowed delete share).",
+			Name: "meshtrace_kds_zone_refused_snapshot_deletes_total", Help: "Snapshots whose deletes the zone held because global looked like it lost its data.",
+		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshtrace_kds_zone_held_deletes", Help: "Deletes of the last snapshot the zone holds (refuses until released); 0 when none.",
 		}),
 		oversized: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshtrace_kds_zone_oversized_resources_total", Help: "Zone resources not uploaded because one alone exceeds the message size cap.",
@@ -106,6 +115,7 @@ func newClientMetrics(reg prometheus.Registerer) (*clientMetrics, error) {
 		func() error { m.applied, err = register(reg, m.applied); return err },
 		func() error { m.nacks, err = register(reg, m.nacks); return err },
 		func() error { m.refused, err = register(reg, m.refused); return err },
+		func() error { m.held, err = register(reg, m.held); return err },
 		func() error { m.oversized, err = register(reg, m.oversized); return err },
 		func() error { m.dials, err = register(reg, m.dials); return err },
 	} {

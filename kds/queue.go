@@ -135,6 +135,7 @@ type flight struct {
 	sent     time.Time
 	cursor   int64
 	snapshot bool
+	end      bool // the last batch of a snapshot
 	perType  map[resource.Type]int64
 }
 
@@ -220,7 +221,7 @@ func (p *pusher) next(now time.Time) *kdsv1.Batch {
 	}
 	p.nonce++
 	b.Nonce = p.nonce
-	f := &flight{nonce: b.Nonce, sent: now, cursor: b.Revision, snapshot: b.Snapshot, perType: map[resource.Type]int64{}}
+	f := &flight{nonce: b.Nonce, sent: now, cursor: b.Revision, snapshot: b.Snapshot, end: b.SnapshotEnd, perType: map[resource.Type]int64{}}
 	for _, r := range b.Resources {
 		f.perType[resource.Type(r.Type)]++
 	}
@@ -278,3 +279,18 @@ func feed(ctx context.Context, wch <-chan store.WatchResponse, q *queue, keep fu
 		}
 	}
 }
+
+// messageBudget is the room for resources in one message: the smaller of
+// the two sides' caps (a peer that announced none is assumed to take the
+// default), less room for the message's own fields.
+func messageBudget(own int, peer int64) int {
+	if peer <= 0 {
+		peer = DefaultMaxMessageBytes
+	}
+	return min(own, int(peer)) - 4096
+}
+
+// MaxResourceBytes is the largest resource (Universal JSON) that fits in a
+// message of maxMessageBytes with room to spare; global's API refuses
+// bigger ones.
+func MaxResourceBytes(maxMessageBytes int) int { return maxMessageBytes - 8192 }

@@ -30,7 +30,6 @@ const (
 	DefaultMaxMessageBytes = 4 << 20
 	DefaultHeartbeat       = 5 * time.Second
 	DefaultStallIntervals  = 3
-	DefaultMaxDeleteRatio  = 0.5
 	DefaultInsightInterval = time.Second
 	DefaultRevocationCheck = 10 * time.Second
 )
@@ -40,6 +39,13 @@ var (
 	ErrStalled        = errors.New("kds: stream stalled")
 	ErrReplaced       = errors.New("kds: zone connected again; older stream closed")
 	ErrServerStopping = errors.New("kds: server stopping")
+	// ErrZoneMismatch: the zone's configured name is not its token's zone.
+	ErrZoneMismatch = errors.New("kds: zone name does not match the token")
+	// ErrZoneDisabled: an operator disabled the zone (Zone enabled: false).
+	ErrZoneDisabled = errors.New("kds: zone disabled")
+	// ErrReleased: an operator released the zone's held deletes; the zone
+	// reconnects to apply them.
+	ErrReleased = errors.New("kds: held deletes released; reconnect for a snapshot")
 )
 
 // ServerConfig configures global's half. Zero values take the defaults.
@@ -61,10 +67,7 @@ type ServerConfig struct {
 	// RevocationCheck is how often live streams' tokens are checked again
 	// (revoked, expired, signed with a retired key).
 	RevocationCheck time.Duration
-	// MaxDeleteRatio caps the share of a zone's uploaded resources an upload
-	// snapshot may delete; more is refused and reported. 1 disables the guard.
-	MaxDeleteRatio float64
-	Registerer     prometheus.Registerer
+	Registerer      prometheus.Registerer
 	// OnNACK is called for every resource a zone rejects, every oversized
 	// resource and every refused snapshot delete.
 	OnNACK func(zone string, n resource.NACK)
@@ -83,7 +86,6 @@ func (c *ServerConfig) setDefaults() {
 	setDefault(&c.StallIntervals, DefaultStallIntervals)
 	setDefault(&c.InsightInterval, DefaultInsightInterval)
 	setDefault(&c.RevocationCheck, DefaultRevocationCheck)
-	setDefault(&c.MaxDeleteRatio, DefaultMaxDeleteRatio)
 }
 
 // setDefault sets a config value that is zero or negative to def.
@@ -105,7 +107,6 @@ type Server struct {
 
 	mu      sync.Mutex
 	streams map[string]*serverStream // by zone
-	claims  map[*serverStream]ZoneTokenClaims
 	stopped bool
 
 	idMu sync.Mutex
@@ -130,7 +131,6 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		metrics: m,
 		tokens:  &verifier{st: cfg.Store},
 		streams: map[string]*serverStream{},
-		claims:  map[*serverStream]ZoneTokenClaims{},
 		wires:   newWireCache(),
 	}, nil
 }
@@ -195,27 +195,74 @@ func (s *Server) stopAll() {
 	}
 }
 
-// checkRevocations cuts live streams whose token was revoked, expired, or
-// was signed with a key now retired.
+// checkRevocations runs on every live stream the checks that can change
+// while it is open: its token revoked, expired or signed with a retired key, its Zone disabled, its held deletes
+// released. A store that cannot be read cuts nothing.
 func (s *Server) checkRevocations(ctx context.Context) {
 	s.mu.Lock()
-	live := make(map[*serverStream]ZoneTokenClaims, len(s.claims))
-	for st, c := range s.claims {
-		live[st] = c
+	live := make([]*serverStream, 0, len(s.streams))
+	for _, st := range s.streams {
+		live = append(live, st)
 	}
 	s.mu.Unlock()
-	for st, claims := range live {
-		err := s.tokens.stillValid(ctx, claims)
-		if err == nil {
+	for _, st := range live {
+		if err := s.checkLive(ctx, st); err != nil {
+			if ctx.Err() == nil && !errors.Is(err, errCut) {
+				s.log.Warn("cannot check a live stream", "zone", st.zone, "error", err)
+			}
 			continue
 		}
-		if !isAuthError(err) {
-			s.log.Warn("cannot check zone tokens", "error", err)
-			return
-		}
-		st.log.Warn("zone token no longer valid; closing stream", "token", claims.ID, "error", err)
-		st.fail(err)
 	}
+}
+
+var errCut = errors.New("stream cut")
+
+func (s *Server) checkLive(ctx context.Context, st *serverStream) error {
+	if err := s.tokens.stillValid(ctx, st.claims); err != nil {
+		if !isAuthError(err) {
+			return err
+		}
+		st.log.Warn("zone token no longer valid; closing stream", "token", st.claims.ID, "error", err)
+		st.fail(err)
+		return errCut
+	}
+	if err := s.checkZoneEnabled(ctx, st.zone); err != nil {
+		if status.Code(err) == codes.PermissionDenied {
+			st.log.Warn("zone disabled; closing stream")
+			st.fail(fmt.Errorf("%w: %s", ErrZoneDisabled, st.zone))
+			return errCut
+		}
+		return err
+	}
+	rel, err := releaseID(ctx, s.cfg.Store, st.zone)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	sent := st.release
+	s.mu.Unlock()
+	if rel != sent && sent != releaseUnknown {
+		st.log.Info("held deletes released; closing stream so the zone takes a snapshot", "release", rel)
+		st.fail(ErrReleased)
+		return errCut
+	}
+	return nil
+}
+
+// ReleaseDeletes releases the snapshot deletes zone holds (see the package
+// function) and cuts the zone's stream on this replica at once.
+func (s *Server) ReleaseDeletes(ctx context.Context, zone string) (string, error) {
+	id, err := ReleaseDeletes(ctx, s.cfg.Store, zone)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	st := s.streams[zone]
+	s.mu.Unlock()
+	if st != nil {
+		st.fail(ErrReleased)
+	}
+	return id, nil
 }
 
 // Sync serves one zone's stream.
@@ -223,6 +270,11 @@ func (s *Server) Sync(stream kdsv1.KDS_SyncServer) error {
 	ctx := stream.Context()
 	claims, err := s.authenticate(ctx)
 	if err != nil {
+		if !isAuthError(err) {
+			// The store could not say (outage): the zone retries.
+			s.log.Warn("cannot check a zone token", "error", err)
+			return status.Error(codes.Unavailable, "cannot check the zone token now: "+err.Error())
+		}
 		s.log.Warn("zone refused", "error", err)
 		return status.Error(codes.Unauthenticated, err.Error())
 	}
@@ -230,19 +282,16 @@ func (s *Server) Sync(stream kdsv1.KDS_SyncServer) error {
 		return err
 	}
 	st := newServerStream(s, stream, claims)
-	if err := s.attach(st); err != nil {
-		return err
-	}
-	defer s.detach(st)
-	s.mu.Lock()
-	s.claims[st] = claims
-	s.mu.Unlock()
-	err = st.run()
-	if isAuthError(err) {
+	err = st.run() // attaches the stream once its Hello passed the checks
+	switch {
+	case isAuthError(err):
 		return status.Error(codes.Unauthenticated, err.Error())
-	}
-	if errors.Is(err, ErrServerStopping) {
+	case errors.Is(err, ErrZoneMismatch), errors.Is(err, ErrZoneDisabled):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, ErrServerStopping), errors.Is(err, ErrReleased):
 		return status.Error(codes.Unavailable, err.Error())
+	case status.Code(err) != codes.Unknown:
+		return err
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return status.Error(codes.Aborted, err.Error())
@@ -312,7 +361,6 @@ func (s *Server) detach(st *serverStream) {
 		delete(s.streams, st.zone)
 		s.metrics.forget(st.zone)
 	}
-	delete(s.claims, st)
 	s.mu.Unlock()
 	s.metrics.streams.Dec()
 }

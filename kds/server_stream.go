@@ -20,6 +20,7 @@ type serverStream struct {
 	stream  kdsv1.KDS_SyncServer
 	zone    string
 	tokenID string
+	claims  ZoneTokenClaims
 	log     hclog.Logger
 
 	ctx    context.Context
@@ -37,7 +38,13 @@ type serverStream struct {
 
 	ins *insight
 	up  *uploader // owned by recvLoop
+
+	// release is the zone's release id sent in the Welcome; releaseUnknown
+	// before the Welcome.
+	release string
 }
+
+const releaseUnknown = "\x00unknown"
 
 func newServerStream(s *Server, stream kdsv1.KDS_SyncServer, claims ZoneTokenClaims) *serverStream {
 	ctx, cancel := context.WithCancelCause(stream.Context())
@@ -46,6 +53,7 @@ func newServerStream(s *Server, stream kdsv1.KDS_SyncServer, claims ZoneTokenCla
 		stream:   stream,
 		zone:     claims.Zone,
 		tokenID:  claims.ID,
+		claims:   claims,
 		log:      s.log.With("zone", claims.Zone),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -54,6 +62,7 @@ func newServerStream(s *Server, stream kdsv1.KDS_SyncServer, claims ZoneTokenCla
 		out:      make(chan *kdsv1.GlobalMessage, 2),
 		inspects: make(chan *kdsv1.GlobalMessage, 16),
 		q:        newQueue(s.wires),
+		release:  releaseUnknown,
 	}
 	st.live.init(s.cfg.Heartbeat, s.cfg.StallIntervals)
 	st.up = newUploader(s, claims.Zone, st.log)
@@ -76,6 +85,15 @@ func (st *serverStream) run() error {
 		return context.Cause(st.ctx)
 	}
 	ctx := st.ctx
+	if z := hello.GetZone(); z != "" && z != st.zone {
+		st.log.Error("zone refused: its configured name is not its token's zone", "configured", z)
+		return fmt.Errorf("%w: the zone is configured as %q but its token is for zone %q", ErrZoneMismatch, z, st.zone)
+	}
+	// Only now may the stream replace the zone's older one.
+	if err := st.s.attach(st); err != nil {
+		return err
+	}
+	defer st.s.detach(st)
 	storeID, err := st.s.storeID(ctx)
 	if err != nil {
 		return fmt.Errorf("kds: read store id: %w", err)
@@ -86,7 +104,11 @@ func (st *serverStream) run() error {
 	if err != nil {
 		return err
 	}
-	st.p = newPusher(st.q, st.s.cfg.MaxMessageBytes-4096, st.oversized)
+	release, err := releaseID(ctx, st.s.cfg.Store, st.zone)
+	if err != nil {
+		return err
+	}
+	st.p = newPusher(st.q, messageBudget(st.s.cfg.MaxMessageBytes, hello.GetMaxMessageBytes()), st.oversized)
 	var from, rev int64
 	if snapshot {
 		items, r, err := listAt(ctx, st.s.cfg.Store, down, sendDown)
@@ -117,17 +139,24 @@ func (st *serverStream) run() error {
 		Snapshot:            snapshot,
 		Revision:            rev,
 		HeartbeatIntervalMs: st.s.cfg.Heartbeat.Milliseconds(),
+		MaxMessageBytes:     int64(st.s.cfg.MaxMessageBytes),
+		ReleaseDeletes:      release,
 	}}}, "welcome")
+	st.s.mu.Lock()
+	st.release = release
+	st.s.mu.Unlock()
 
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); feed(st.ctx, wch, st.q, sendDown, st.fail) }()
 	go func() { defer wg.Done(); st.live.watchdog(st.ctx, st.fail) }()
 	go func() { defer wg.Done(); st.flushLoop() }()
-	go st.sendLoop()
+	sendDone := make(chan struct{})
+	go func() { defer close(sendDone); st.sendLoop() }()
 	<-st.ctx.Done()
 	cause := context.Cause(st.ctx)
 	wg.Wait()
+	st.joinSendLoop(sendDone)
 
 	// The stream's context is gone; finish the bookkeeping with a fresh one.
 	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -139,6 +168,7 @@ func (st *serverStream) run() error {
 	if err := st.writeInsight(fctx); err != nil {
 		st.log.Warn("cannot write zone insight", "error", err)
 	}
+	st.s.metrics.held.DeleteLabelValues(st.zone)
 	st.log.Info("zone disconnected", "reason", cause)
 	return cause
 }
@@ -319,6 +349,26 @@ func (st *serverStream) sendLoop() {
 	}
 }
 
+// joinSendLoop waits for sendLoop to end once the stream's context is done.
+// A server-side Send blocked on a peer that stopped reading only returns
+// once the handler does, so that one case is not waited for: the Send then
+// fails at once and sendLoop touches nothing after it.
+func (st *serverStream) joinSendLoop(done <-chan struct{}) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			if st.live.sendBlocked() {
+				st.log.Warn("a send to the zone is blocked; returning without it")
+				return
+			}
+		}
+	}
+}
+
 func (st *serverStream) send(m *kdsv1.GlobalMessage, kind string) {
 	if st.ctx.Err() != nil {
 		return
@@ -363,6 +413,9 @@ func (st *serverStream) acked(f *flight, a *kdsv1.Ack) {
 		nacks = append(nacks, resource.NACK{Revision: f.cursor, Reason: a.GetError(), Time: now})
 	}
 	st.ins.ackedBatch(f, a, nacks)
+	if f.end {
+		st.s.metrics.held.WithLabelValues(st.zone).Set(float64(a.GetHeldDeletes()))
+	}
 	for _, n := range nacks {
 		st.log.Warn("zone rejected", "type", n.Type, "mesh", n.Mesh, "name", n.Name, "reason", n.Reason)
 		st.s.nack(st.zone, n)

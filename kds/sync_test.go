@@ -95,9 +95,49 @@ func TestCompactionForcesSnapshot(t *testing.T) {
 	}
 }
 
-// A global restarted on an empty store sends an empty snapshot: the zone
-// refuses to delete everything, reports it, and keeps serving its copies.
-func TestEmptySnapshotDoesNotWipeZone(t *testing.T) {
+// Deleting most policies while a zone is away past compaction is an
+// operator's will, not data loss: the zone's snapshot deletes them all (the
+// same store, a newer revision) and nothing is held.
+func TestMassDeleteAfterCompactionApplies(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	put(t, gs, mesh("default"))
+	rev := putBurst(t, gs, "default", 100, 0)
+	g := e.startGlobal(gs, "")
+	zs := newMemory(t)
+	tok := token(t, gs, "east")
+	z := e.startZone("east", zs, tok, []string{g.addr})
+	waitApplied(t, rev, 10*time.Second, z)
+	z.stop()
+	var ops []store.Op
+	for i := range 81 {
+		ops = append(ops, store.Op{Delete: true, Key: resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: fmt.Sprintf("p-%d", i)}})
+	}
+	rev, err := gs.Txn(context.Background(), ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gs.Compact(context.Background(), rev); err != nil {
+		t.Fatal(err)
+	}
+	z = e.startZone("east", zs, tok, []string{g.addr})
+	waitApplied(t, rev, 10*time.Second, z)
+	sameContent(t, gs, zs, resource.TypeMeshTrace)
+	if s := z.client.Stats(); s.Snapshots != 1 || s.RefusedDeletes != 0 {
+		t.Fatalf("want one snapshot and nothing held: %+v", s)
+	}
+	// Across a restart too: the cursor is past the deletes.
+	z.stop()
+	z = e.startZone("east", zs, tok, []string{g.addr})
+	waitFor(t, "east to connect", 5*time.Second, z.client.Connected)
+	sameContent(t, gs, zs, resource.TypeMeshTrace)
+}
+
+// A global restarted on an empty store (a new store id) sends an empty
+// snapshot: the zone holds the deletes, keeps serving its copies, says so
+// (ZoneInsight held, metric, Ack), stays held across its own restart and
+// every reconnect, and applies the deletes once an operator releases them.
+func TestLostGlobalDataHoldsDeletesUntilReleased(t *testing.T) {
 	e := newEnv(t)
 	gs := newMemory(t)
 	put(t, gs, mesh("default"))
@@ -123,23 +163,97 @@ func TestEmptySnapshotDoesNotWipeZone(t *testing.T) {
 		}
 	}
 	g2 := e.startGlobal(fresh, addr)
-	waitFor(t, "the refused snapshot", 10*time.Second, func() bool { return z.client.Stats().RefusedDeletes == 1 })
+	waitFor(t, "the held deletes in the ZoneInsight", 10*time.Second, func() bool {
+		ins := insight(t, fresh, "east")
+		return ins != nil && ins.Held != nil && ins.Held.Deletes == 11 && strings.Contains(ins.Held.Reason, "store id changed")
+	})
+	if reason, n := z.client.Held(); n != 11 || reason == "" {
+		t.Fatalf("zone holds %d deletes (%q), want 11", n, reason)
+	}
 	if n := len(list(t, zs, resource.TypeMeshTrace)); n != 10 {
 		t.Fatalf("zone lost policies: %d left", n)
 	}
-	waitFor(t, "global to record the refusal", 5*time.Second, func() bool {
-		for _, n := range g2.nackList() {
-			if strings.Contains(n.Reason, "deletes refused") {
-				return true
-			}
-		}
-		return false
-	})
+	if v := metricValue(t, g2.reg, "meshtrace_kds_held_deletes", "east"); v != 11 {
+		t.Fatalf("meshtrace_kds_held_deletes{zone=east} = %v", v)
+	}
 	// New policies on the new global still arrive.
+	put(t, fresh, mesh("default"))
 	rev = put(t, fresh, meshTrace("default", "p-new", 1))
 	waitApplied(t, rev, 10*time.Second, z)
 	if n := len(list(t, zs, resource.TypeMeshTrace)); n != 11 {
 		t.Fatalf("want 11 policies on the zone, got %d", n)
+	}
+	// The zone restarts: still held (a snapshot on every connect, judged
+	// against the cursor from before the loss).
+	z.stop()
+	z = e.startZone("east", zs, tok, []string{g2.addr})
+	waitFor(t, "the zone to hold again after its restart", 10*time.Second, func() bool {
+		_, n := z.client.Held()
+		return n == 10 && z.client.Stats().RefusedDeletes == 1
+	})
+	if n := len(list(t, zs, resource.TypeMeshTrace)); n != 11 {
+		t.Fatalf("held zone changed: %d policies", n)
+	}
+	// The operator releases: the zone reconnects and deletes.
+	if _, err := g2.srv.ReleaseDeletes(context.Background(), "east"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the released deletes", 10*time.Second, func() bool {
+		_, n := z.client.Held()
+		return n == 0 && len(list(t, zs, resource.TypeMeshTrace)) == 1
+	})
+	sameContent(t, fresh, zs, resource.TypeMeshTrace)
+	waitFor(t, "the ZoneInsight to clear", 10*time.Second, func() bool {
+		ins := insight(t, fresh, "east")
+		return ins != nil && ins.Held == nil
+	})
+}
+
+// A global restored from a backup (same store id, revision behind the
+// zone's cursor) holds the zone's deletes too.
+func TestRestoredGlobalBehindZoneHoldsDeletes(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	put(t, gs, mesh("default"))
+	putBurst(t, gs, "default", 5, 0)
+	g := e.startGlobal(gs, "")
+	zs := newMemory(t)
+	tok := token(t, gs, "east")
+	z := e.startZone("east", zs, tok, []string{g.addr})
+	var rev int64
+	for i := range 20 {
+		rev = put(t, gs, meshTrace("default", "later", i))
+	}
+	waitApplied(t, rev, 10*time.Second, z)
+	addr := g.addr
+	g.stop()
+	z.stop()
+
+	// The restored store: the same values (store id, signing key) and the
+	// policies of the backup, at a lower revision than the zone's cursor.
+	restored := newMemory(t)
+	for _, k := range []string{"kds/token-signing-key", "kds/store-id"} {
+		v, err := gs.GetValue(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := restored.PutValue(context.Background(), k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(t, restored, mesh("default"))
+	putBurst(t, restored, "default", 5, 0)
+	if r, _ := restored.Revision(context.Background()); r >= rev {
+		t.Fatalf("restored store at %d is not behind %d", r, rev)
+	}
+	e.startGlobal(restored, addr)
+	z = e.startZone("east", zs, tok, []string{addr})
+	waitFor(t, "the held delete", 10*time.Second, func() bool {
+		reason, n := z.client.Held()
+		return n == 1 && strings.Contains(reason, "behind the zone's cursor")
+	})
+	if _, _, err := zs.Get(context.Background(), resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: "later"}); err != nil {
+		t.Fatalf("held policy deleted: %v", err)
 	}
 }
 

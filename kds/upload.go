@@ -146,10 +146,8 @@ func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error
 		return nil, err
 	}
 	if b.GetSnapshotEnd() {
-		if msg, err := u.finishSnapshot(ctx); err != nil {
+		if err := u.finishSnapshot(ctx); err != nil {
 			return nil, err
-		} else if msg != "" {
-			ack.Error = msg
 		}
 	}
 	for _, e := range ack.Errors {
@@ -207,10 +205,10 @@ func (u *uploader) commit(ctx context.Context, ops []store.Op, hashes []string, 
 	}, rejected)
 }
 
-// finishSnapshot deletes this zone's resources the snapshot did not name,
-// unless that is more than the allowed share of them (counted once the
-// snapshot's own puts are applied).
-func (u *uploader) finishSnapshot(ctx context.Context) (string, error) {
+// finishSnapshot deletes this zone's resources the snapshot did not name.
+// The zone is the source of truth of what it uploads: global mirrors it, so
+// an upload snapshot's deletes always apply.
+func (u *uploader) finishSnapshot(ctx context.Context) error {
 	seen := u.seen
 	u.seen = nil
 	var gone []store.Op
@@ -219,14 +217,5 @@ func (u *uploader) finishSnapshot(ctx context.Context) (string, error) {
 			gone = append(gone, store.Op{Delete: true, Key: k})
 		}
 	}
-	if len(gone) == 0 {
-		return "", nil
-	}
-	if float64(len(gone)) > u.s.cfg.MaxDeleteRatio*float64(len(u.index)) {
-		msg := fmt.Sprintf("upload snapshot would delete %d of the zone's %d resources on global (more than %.0f%%); deletes refused", len(gone), len(u.index), 100*u.s.cfg.MaxDeleteRatio)
-		u.log.Warn("refused snapshot deletes", "reason", msg)
-		u.s.nack(u.zone, resource.NACK{Reason: msg, Time: time.Now().UTC()})
-		return msg, nil
-	}
-	return "", u.commit(ctx, gone, nil, func(int, error) {}) // deletes only: no hashes
+	return u.commit(ctx, gone, nil, func(int, error) {}) // deletes only: no hashes
 }

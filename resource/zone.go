@@ -137,6 +137,17 @@ type ZoneInsightSpec struct {
 	Stats map[string]TypeStats `json:"stats,omitempty"`
 	// Proxies lists the zone's proxies and the tracing backend each uses.
 	Proxies []ProxyTracing `json:"proxies,omitempty"`
+	// Held is set while the zone refuses a snapshot's deletes because global
+	// looked like it lost its data; an operator releases them
+	// (POST /zones/{name}/release-deletes).
+	Held *HeldDeletes `json:"held,omitempty"`
+}
+
+// HeldDeletes describes snapshot deletes a zone holds.
+type HeldDeletes struct {
+	Reason  string    `json:"reason"`
+	Deletes int64     `json:"deletes"`
+	Since   time.Time `json:"since"`
 }
 
 // NACK records one rejected resource.

@@ -276,6 +276,9 @@ func results0Revision(rs []store.BatchResult) int64 {
 // defaults.
 // Nothing here reads the store.
 func (h *Handler) checkWrite(res *resource.Resource) *Error {
+	if apiErr := h.checkSize(res); apiErr != nil {
+		return apiErr
+	}
 	if err := resource.Validate(res); err != nil {
 		var ie *resource.InvalidError
 		if errors.As(err, &ie) {
@@ -451,4 +454,17 @@ func (h *Handler) checkMeshEmpty(r *http.Request, mesh string) *Error {
 	}
 	return NewError(http.StatusBadRequest,
 		fmt.Sprintf("mesh %q still has %d resources: delete them first (meshes are not deleted in cascade)", mesh, total), causes...)
+}
+
+// checkSize refuses a resource larger than MaxResourceBytes.
+func (h *Handler) checkSize(r *resource.Resource) *Error {
+	if h.cfg.MaxResourceBytes <= 0 {
+		return nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil || len(b) <= h.cfg.MaxResourceBytes {
+		return nil
+	}
+	msg := fmt.Sprintf("the resource is %d bytes; the largest one that can be synced to zones is %d bytes", len(b), h.cfg.MaxResourceBytes)
+	return NewError(http.StatusRequestEntityTooLarge, msg, resource.Violation{Field: "spec", Message: msg})
 }

@@ -130,6 +130,10 @@ type Config struct {
 	// MaxBulkBodyBytes caps the body of POST /_apply (413 above); 0 means
 	// DefaultMaxBulkBodyBytes.
 	MaxBulkBodyBytes int64
+	// MaxResourceBytes, when set, refuses (413) a resource whose Universal
+	// JSON is larger: on global, what one KDS message can carry, so nothing
+	// is accepted that could never reach the zones.
+	MaxResourceBytes int
 }
 
 // Handler is the REST API. It is safe for concurrent use.

@@ -50,14 +50,18 @@ type CollectorTLSConfig struct {
 
 // GlobalConfig is how the zone reaches global over KDS.
 type GlobalConfig struct {
-	Addresses      []string        `json:"addresses" desc:"global KDS addresses host:port, tried in turn; empty runs the zone standalone"`
-	Token          string          `json:"token" desc:"zone token issued by global (meshtrace-cp global token zone --name NAME)"`
-	TokenFile      string          `json:"tokenFile" desc:"file holding the zone token (instead of token)"`
-	CAFile         string          `json:"caFile" desc:"CA certificate of global's KDS server (pinned)"`
-	Insecure       bool            `json:"insecure" desc:"skip TLS (tests only)"`
-	MaxDeleteRatio float64         `json:"maxDeleteRatio" desc:"refuse a full snapshot deleting more than this share of synced resources"`
-	Heartbeat      config.Duration `json:"heartbeat" desc:"KDS heartbeat interval"`
+	Addresses       []string        `json:"addresses" desc:"global KDS addresses host:port, tried in turn; empty runs the zone standalone"`
+	Token           string          `json:"token" desc:"zone token issued by global (meshtrace-cp global token zone --name NAME)"`
+	TokenFile       string          `json:"tokenFile" desc:"file holding the zone token (instead of token)"`
+	CAFile          string          `json:"caFile" desc:"CA certificate of global's KDS server (pinned)"`
+	Insecure        bool            `json:"insecure" desc:"skip TLS (tests only)"`
+	MaxMessageBytes int             `json:"maxMessageBytes" desc:"largest KDS message the zone accepts (announced to global, which cuts its batches to fit) and sends"`
+	Heartbeat       config.Duration `json:"heartbeat" desc:"KDS heartbeat interval"`
 }
+
+// MinMessageBytes is the smallest KDS message cap a zone accepts: room for
+// one resource of the store's largest size (512 KiB) and the message frame.
+const MinMessageBytes = 1 << 20
 
 // DefaultConfig returns the defaults documented in zone/config.defaults.yaml.
 func DefaultConfig() Config {
@@ -72,8 +76,8 @@ func DefaultConfig() Config {
 			Collector: CollectorTLSConfig{TrustedCAFile: envoy.DefaultTrustedCA}},
 		Diagnostics: config.DiagnosticsConfig{Address: "127.0.0.1:5692", MaxConnections: 64},
 		Global: GlobalConfig{
-			MaxDeleteRatio: 0.5,
-			Heartbeat:      config.Duration(5e9),
+			MaxMessageBytes: 4 << 20,
+			Heartbeat:       config.Duration(5e9),
 		},
 		Log: config.LogConfig{Level: "info"},
 	}
@@ -124,8 +128,8 @@ func (c Config) Validate() error {
 	if !c.XDS.Collector.SkipVerify && !strings.HasPrefix(c.XDS.Collector.TrustedCAFile, "/") {
 		errs = append(errs, fmt.Errorf("xds.collector.trustedCAFile: %q must be an absolute path on the proxies (or set xds.collector.skipVerify)", c.XDS.Collector.TrustedCAFile))
 	}
-	if c.Global.MaxDeleteRatio <= 0 || c.Global.MaxDeleteRatio > 1 {
-		errs = append(errs, fmt.Errorf("global.maxDeleteRatio: %v must be in (0, 1]", c.Global.MaxDeleteRatio))
+	if c.Global.MaxMessageBytes < MinMessageBytes {
+		errs = append(errs, fmt.Errorf("global.maxMessageBytes: must be at least %d (a resource of the store's largest size must fit), got %d", MinMessageBytes, c.Global.MaxMessageBytes))
 	}
 	if c.Global.Heartbeat.D() <= 0 {
 		errs = append(errs, errors.New("global.heartbeat: must be positive"))

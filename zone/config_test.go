@@ -72,7 +72,7 @@ func TestValidate(t *testing.T) {
 		{"global without token", func(c *Config) { c.Global.Addresses = []string{"g:5685"}; c.Global.Insecure = true }, "global.token"},
 		{"global without ca", func(c *Config) { c.Global.Addresses = []string{"g:5685"}; c.Global.Token = "t" }, "global.caFile"},
 		{"bad global address", func(c *Config) { c.Global.Addresses = []string{"g"}; c.Global.Token = "t"; c.Global.Insecure = true }, "global.addresses[0]"},
-		{"ratio", func(c *Config) { c.Global.MaxDeleteRatio = 2 }, "global.maxDeleteRatio"},
+		{"message cap", func(c *Config) { c.Global.MaxMessageBytes = 1000 }, "global.maxMessageBytes"},
 		{"heartbeat", func(c *Config) { c.Global.Heartbeat = 0 }, "global.heartbeat"},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"relative collector CA", func(c *Config) { c.XDS.Collector.TrustedCAFile = "ca.pem" }, "xds.collector.trustedCAFile"},

@@ -48,18 +48,18 @@ func (z *Zone) runKDS(ctx context.Context, st store.Store) error {
 	}
 	g := z.cfg.Global
 	c, err := kds.NewClient(kds.ClientConfig{
-		Zone:           z.cfg.Name,
-		Addresses:      g.Addresses,
-		Token:          token,
-		CAFile:         g.CAFile,
-		Insecure:       g.Insecure,
-		Store:          st,
-		Logger:         z.log,
-		ProxyReport:    z.ProxyReport,
-		Inspect:        z.answerInspect,
-		MaxDeleteRatio: g.MaxDeleteRatio,
-		Heartbeat:      g.Heartbeat.D(),
-		Registerer:     z.reg,
+		Zone:            z.cfg.Name,
+		Addresses:       g.Addresses,
+		Token:           token,
+		CAFile:          g.CAFile,
+		Insecure:        g.Insecure,
+		Store:           st,
+		Logger:          z.log,
+		ProxyReport:     z.ProxyReport,
+		Inspect:         z.answerInspect,
+		MaxMessageBytes: g.MaxMessageBytes,
+		Heartbeat:       g.Heartbeat.D(),
+		Registerer:      z.reg,
 	})
 	if err != nil {
 		return fmt.Errorf("zone: %w", err)

@@ -443,9 +443,15 @@ type Hello struct {
 	// received in an earlier Welcome; empty when unknown.
 	StoreId string `protobuf:"bytes,2,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
 	// version is the zone control plane's version, for display.
-	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// zone is the name the zone was configured with. Global refuses the
+	// stream (PermissionDenied) when it is not the zone of the token.
+	Zone string `protobuf:"bytes,4,opt,name=zone,proto3" json:"zone,omitempty"`
+	// max_message_bytes is the largest message the zone accepts; global never
+	// sends a bigger one (0: unknown, global assumes 4 MiB).
+	MaxMessageBytes int64 `protobuf:"varint,5,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -499,6 +505,20 @@ func (x *Hello) GetVersion() string {
 	return ""
 }
 
+func (x *Hello) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *Hello) GetMaxMessageBytes() int64 {
+	if x != nil {
+		return x.MaxMessageBytes
+	}
+	return 0
+}
+
 // Welcome answers a Hello.
 type Welcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -514,8 +534,15 @@ type Welcome struct {
 	Revision int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
 	// heartbeat_interval_ms is the interval at which global sends heartbeats.
 	HeartbeatIntervalMs int64 `protobuf:"varint,5,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// max_message_bytes is the largest message global accepts; the zone never
+	// sends a bigger one.
+	MaxMessageBytes int64 `protobuf:"varint,6,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
+	// release_deletes is the id of the operator's latest release of this
+	// zone's held snapshot deletes ("" when none). A zone holding deletes
+	// since an older release applies them at the end of this stream's snapshot.
+	ReleaseDeletes string `protobuf:"bytes,7,opt,name=release_deletes,json=releaseDeletes,proto3" json:"release_deletes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -581,6 +608,20 @@ func (x *Welcome) GetHeartbeatIntervalMs() int64 {
 		return x.HeartbeatIntervalMs
 	}
 	return 0
+}
+
+func (x *Welcome) GetMaxMessageBytes() int64 {
+	if x != nil {
+		return x.MaxMessageBytes
+	}
+	return 0
+}
+
+func (x *Welcome) GetReleaseDeletes() string {
+	if x != nil {
+		return x.ReleaseDeletes
+	}
+	return ""
 }
 
 // Resource is one change.
@@ -842,7 +883,13 @@ type Ack struct {
 	Revision int64            `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	Errors   []*ResourceError `protobuf:"bytes,3,rep,name=errors,proto3" json:"errors,omitempty"`
 	// error is a batch-level rejection (e.g. a refused snapshot delete).
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// held, on the Ack of a snapshot's last batch, says why the receiver
+	// holds (refuses) the snapshot's deletes: the sender looks like it lost
+	// its data. Empty: no deletes are held.
+	Held string `protobuf:"bytes,5,opt,name=held,proto3" json:"held,omitempty"`
+	// held_deletes is the number of deletes held.
+	HeldDeletes   int64 `protobuf:"varint,6,opt,name=held_deletes,json=heldDeletes,proto3" json:"held_deletes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -905,11 +952,26 @@ func (x *Ack) GetError() string {
 	return ""
 }
 
+func (x *Ack) GetHeld() string {
+	if x != nil {
+		return x.Held
+	}
+	return ""
+}
+
+func (x *Ack) GetHeldDeletes() int64 {
+	if x != nil {
+		return x.HeldDeletes
+	}
+	return 0
+}
+
 // Heartbeat keeps the stream alive and tells the peer's progress.
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// revision is the sender's applied cursor (zone) or the latest revision it
-	// has seen changes up to (global).
+	// revision is the sender's applied cursor (zone), or (global) a cursor
+	// the zone may persist: global has nothing pending or unacknowledged for
+	// the zone up to it; 0 when something is.
 	Revision int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
 	// applying is the nonce of the peer's batch the sender is still applying,
 	// 0 when none: progress, so the peer does not take the wait for an Ack as
@@ -1037,17 +1099,21 @@ const file_kds_v1_kds_proto_rawDesc = "" +
 	"\x0fInspectResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\x05R\x06status\x12\x12\n" +
-	"\x04body\x18\x03 \x01(\fR\x04body\"p\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\"\xb0\x01\n" +
 	"\x05Hello\x122\n" +
 	"\x15last_applied_revision\x18\x01 \x01(\x03R\x13lastAppliedRevision\x12\x19\n" +
 	"\bstore_id\x18\x02 \x01(\tR\astoreId\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\tR\aversion\"\xb9\x01\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x12\n" +
+	"\x04zone\x18\x04 \x01(\tR\x04zone\x12*\n" +
+	"\x11max_message_bytes\x18\x05 \x01(\x03R\x0fmaxMessageBytes\"\x8e\x02\n" +
 	"\aWelcome\x12'\n" +
 	"\x0fglobal_instance\x18\x01 \x01(\tR\x0eglobalInstance\x12\x19\n" +
 	"\bstore_id\x18\x02 \x01(\tR\astoreId\x12\x1a\n" +
 	"\bsnapshot\x18\x03 \x01(\bR\bsnapshot\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\x03R\brevision\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x05 \x01(\x03R\x13heartbeatIntervalMs\"\x8e\x01\n" +
+	"\x15heartbeat_interval_ms\x18\x05 \x01(\x03R\x13heartbeatIntervalMs\x12*\n" +
+	"\x11max_message_bytes\x18\x06 \x01(\x03R\x0fmaxMessageBytes\x12'\n" +
+	"\x0frelease_deletes\x18\a \x01(\tR\x0ereleaseDeletes\"\x8e\x01\n" +
 	"\bResource\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x04mesh\x18\x02 \x01(\tR\x04mesh\x12\x12\n" +
@@ -1066,12 +1132,14 @@ const file_kds_v1_kds_proto_rawDesc = "" +
 	"\x04mesh\x18\x02 \x01(\tR\x04mesh\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1a\n" +
-	"\brevision\x18\x05 \x01(\x03R\brevision\"|\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\"\xb3\x01\n" +
 	"\x03Ack\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12-\n" +
 	"\x06errors\x18\x03 \x03(\v2\x15.kds.v1.ResourceErrorR\x06errors\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"C\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x12\n" +
+	"\x04held\x18\x05 \x01(\tR\x04held\x12!\n" +
+	"\fheld_deletes\x18\x06 \x01(\x03R\vheldDeletes\"C\n" +
 	"\tHeartbeat\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1a\n" +
 	"\bapplying\x18\x02 \x01(\x04R\bapplying\"/\n" +
