@@ -6,6 +6,7 @@ package testcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/meshtrace/meshtrace/config"
 	"github.com/meshtrace/meshtrace/demo"
 	"github.com/meshtrace/meshtrace/global"
+	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 	"github.com/meshtrace/meshtrace/zone"
@@ -75,7 +77,13 @@ type Zone struct {
 	*zone.Zone
 	API  *cli.Client
 	stop func()
+	// refused receives the error of a zone that exited because global
+	// refused it (kds.ErrRefused); such an exit does not fail the test.
+	refused chan error
 }
+
+// Refused receives the error of the zone's exit when global refused it.
+func (z *Zone) Refused() <-chan error { return z.refused }
 
 // Options shape a cluster.
 type Options struct {
@@ -200,8 +208,16 @@ func (c *Cluster) startZone(name string) *Zone {
 	}
 	zst := c.openStore(filepath.Join(c.dir, name+"-etcd"), z.Registry())
 	z.SetStore(zst)
-	stopZone := run(tb, "zone "+name, z.Run, z.Started())
-	zz := &Zone{Zone: z, API: &cli.Client{Address: "http://" + z.APIAddr(), Token: cfg.API.Token}}
+	zz := &Zone{Zone: z, refused: make(chan error, 1)}
+	stopZone := run(tb, "zone "+name, func(ctx context.Context) error {
+		err := z.Run(ctx)
+		if errors.Is(err, kds.ErrRefused) {
+			zz.refused <- err
+			return nil
+		}
+		return err
+	}, z.Started())
+	zz.API = &cli.Client{Address: "http://" + z.APIAddr(), Token: cfg.API.Token}
 	zz.stop = func() { stopZone(); zst.Close() }
 	c.mu.Lock()
 	c.Zones[name] = zz
