@@ -20,6 +20,7 @@ import (
 	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/listen"
 	"github.com/meshtrace/meshtrace/restapi"
+	"github.com/meshtrace/meshtrace/store"
 )
 
 // KDSTLSDir is where generated KDS certificates live under dataDir.
@@ -44,6 +45,18 @@ func (g *Global) setupKDS() {
 	g.AddRoute("DELETE /tokens/zone/{id}", http.HandlerFunc(g.revokeZoneTokenHandler))
 	g.AddRoute("POST /tokens/zone/signing-key/rotate", http.HandlerFunc(g.rotateSigningKeyHandler))
 	g.AddRoute("POST /zones/{name}/release-deletes", http.HandlerFunc(g.releaseDeletesHandler))
+	g.AddRoute("GET /admin/corrupt-values", http.HandlerFunc(g.corruptValuesHandler))
+}
+
+// corruptValuesHandler is GET /admin/corrupt-values: the stored values reads
+// skip (undecodable, or naming another resource than their key) and that
+// therefore never reach a zone, with the revision and the reason.
+func (g *Global) corruptValuesHandler(w http.ResponseWriter, r *http.Request) {
+	items := []store.CorruptValue{}
+	if cr, ok := g.Store().(store.CorruptReporter); ok {
+		items = append(items, cr.Corrupt()...)
+	}
+	restapi.WriteJSON(w, http.StatusOK, map[string]any{"total": len(items), "items": items})
 }
 
 // releaseDeletesHandler is POST /zones/{name}/release-deletes: the zone

@@ -184,3 +184,63 @@ func TestEtcdReplicaFailover(t *testing.T) {
 		t.Fatalf("dataplanes on global: %v", dps)
 	}
 }
+
+// rawPut plants a value under a resource's etcd key as it is.
+func rawPut(t testing.TB, st *store.EtcdStore, k resource.Key, value string) int64 {
+	t.Helper()
+	resp, err := st.Client().Put(context.Background(), "/meshtrace/resources/"+string(k.Type)+"/"+k.Mesh+"/"+k.Name, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// A corrupt value on global (not JSON) and a value whose envelope names
+// another resource than its key neither block the sync nor reach a zone: a
+// new zone gets every valid policy, a zone that had the key's policy before
+// drops it, the store reports both, and deleting the mismatching key leaves
+// the live policy it names alone on every zone.
+func TestCorruptValuesNeverBlockOrReachZones(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded etcd")
+	}
+	e := newEnv(t)
+	gs := openEtcd(t)
+	put(t, gs, mesh("default"))
+	putBurst(t, gs, "default", 20, 0)
+	g := e.startGlobal(gs, "")
+	old := newMemory(t)
+	zo := e.startZone("old", old, token(t, gs, "old"), []string{g.addr})
+	key := func(n string) resource.Key {
+		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n}
+	}
+	rawPut(t, gs, key("p-3"), "not json")
+	rev := rawPut(t, gs, key("p-4"), `{"meta":{"type":"MeshTrace","mesh":"default","name":"p-5"},"spec":{}}`)
+	waitApplied(t, rev, 10*time.Second, zo)
+
+	fresh := newMemory(t)
+	zf := e.startZone("fresh", fresh, token(t, gs, "fresh"), []string{g.addr})
+	waitApplied(t, rev, 10*time.Second, zf)
+	for name, zs := range map[string]store.Store{"old": old, "fresh": fresh} {
+		got := list(t, zs, resource.TypeMeshTrace)
+		if len(got) != 18 || got["MeshTrace/default/p-3"] != nil || got["MeshTrace/default/p-4"] != nil || got["MeshTrace/default/p-5"] == nil {
+			t.Fatalf("zone %s: want the 18 valid policies (p-5 kept, p-3 and p-4 gone), got %d", name, len(got))
+		}
+		sameContent(t, gs, zs, resource.TypeMeshTrace)
+	}
+	if bad := gs.Corrupt(); len(bad) != 2 {
+		t.Fatalf("want 2 corrupt values reported, got %+v", bad)
+	}
+	// Deleting the mismatching key deletes p-4, never p-5.
+	if _, err := gs.Client().Delete(context.Background(), "/meshtrace/resources/MeshTrace/default/p-4"); err != nil {
+		t.Fatal(err)
+	}
+	rev = put(t, gs, meshTrace("default", "after", 1))
+	waitApplied(t, rev, 10*time.Second, zo, zf)
+	for _, zs := range []store.Store{old, fresh} {
+		if list(t, zs, resource.TypeMeshTrace)["MeshTrace/default/p-5"] == nil {
+			t.Fatal("deleting the mismatching key deleted p-5 on a zone")
+		}
+		sameContent(t, gs, zs, resource.TypeMeshTrace)
+	}
+}

@@ -139,9 +139,10 @@ func encode(r *resource.Resource, maxBytes int) ([]byte, error) {
 	return b, nil
 }
 
-// decode turns a stored value back into a resource with Version set.
-func decode(b []byte, version int64) (*resource.Resource, error) {
-	r, raw, err := decodeMeta(b, version)
+// decode turns the value stored under k back into a resource with Version
+// set; an error wraps ErrCorrupt.
+func decode(k resource.Key, b []byte, version int64) (*resource.Resource, error) {
+	r, raw, err := decodeMeta(k, b, version)
 	if err != nil {
 		return nil, err
 	}
@@ -149,13 +150,17 @@ func decode(b []byte, version int64) (*resource.Resource, error) {
 }
 
 // decodeMeta decodes the envelope but leaves the spec raw, so List decodes
-// specs only for the page it returns.
-func decodeMeta(b []byte, version int64) (*resource.Resource, json.RawMessage, error) {
+// specs only for the page it returns. The key is the identity: an envelope
+// naming another resource is corrupt.
+func decodeMeta(k resource.Key, b []byte, version int64) (*resource.Resource, json.RawMessage, error) {
 	var env envelope
 	if err := json.Unmarshal(b, &env); err != nil {
-		return nil, nil, fmt.Errorf("store: decode: %w", err)
+		return nil, nil, corruptf("decode %s: %v", k, err)
 	}
 	r := &resource.Resource{Meta: env.Meta}
+	if r.Key() != k {
+		return nil, nil, corruptf("the value under %s names %s", k, r.Key())
+	}
 	r.Version = version
 	return r, env.Spec, nil
 }
@@ -169,7 +174,7 @@ func decodeSpec(r *resource.Resource, raw json.RawMessage) error {
 	spec := d.NewSpec()
 	if len(raw) > 0 && string(raw) != "null" {
 		if err := json.Unmarshal(raw, spec); err != nil {
-			return fmt.Errorf("store: decode %s: %w", r.Key(), err)
+			return corruptf("decode the spec of %s: %v", r.Key(), err)
 		}
 	}
 	r.Spec = spec
@@ -177,33 +182,46 @@ func decodeSpec(r *resource.Resource, raw json.RawMessage) error {
 }
 
 // lazyList collects resources with raw specs; page decodes the kept ones.
+// Corrupt values are recorded in bad and left out.
 type lazyList struct {
 	items []*resource.Resource
 	specs map[*resource.Resource]json.RawMessage
+	bad   *corruptSet
+	keys  map[*resource.Resource]string // storage keys, for reports
 }
 
-func (l *lazyList) add(b []byte, version int64) error {
-	r, raw, err := decodeMeta(b, version)
+func (l *lazyList) add(k resource.Key, storageKey string, b []byte, version int64) {
+	r, raw, err := decodeMeta(k, b, version)
 	if err != nil {
-		return err
+		l.bad.record(k, storageKey, version, err)
+		return
 	}
+	l.bad.clear(k)
+	if l.keys == nil {
+		l.keys = map[*resource.Resource]string{}
+	}
+	l.keys[r] = storageKey
 	if l.specs == nil {
 		l.specs = map[*resource.Resource]json.RawMessage{}
 	}
 	l.items = append(l.items, r)
 	l.specs[r] = raw
-	return nil
 }
 
-// page filters, sorts and cuts the list, then decodes the specs of the page.
-func (l *lazyList) page(opts ListOptions) ([]*resource.Resource, int, error) {
+// page filters, sorts and cuts the list, then decodes the specs of the
+// page; a spec that does not decode is recorded and left out of the page.
+func (l *lazyList) page(opts ListOptions) ([]*resource.Resource, int) {
 	out, total := page(l.items, opts)
+	kept := out[:0]
 	for _, r := range out {
 		if err := decodeSpec(r, l.specs[r]); err != nil {
-			return nil, 0, err
+			l.bad.record(r.Key(), l.keys[r], r.Version, err)
+			total--
+			continue
 		}
+		kept = append(kept, r)
 	}
-	return out, total, nil
+	return kept, total
 }
 
 // matchLabels reports whether r carries every label in want.

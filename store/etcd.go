@@ -81,6 +81,7 @@ type EtcdStore struct {
 	log       hclog.Logger
 	latency   *prometheus.HistogramVec
 	hints     hints
+	corrupt   corruptSet
 
 	mu     sync.Mutex
 	shared map[string]*hub   // running shared hubs by prefix
@@ -288,9 +289,15 @@ func newEtcdStore(client *clientv3.Client, eps []string, o Options) *EtcdStore {
 		s.log = hclog.NewNullLogger()
 	}
 	s.log = s.log.Named("store")
+	s.corrupt.log = s.log
+	s.corrupt.register(o.Registerer)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
+
+// Corrupt lists the stored values reads skip (undecodable, or naming
+// another resource than their key), until they are rewritten or deleted.
+func (s *EtcdStore) Corrupt() []CorruptValue { return s.corrupt.list() }
 
 // Endpoints returns the etcd client URLs.
 func (s *EtcdStore) Endpoints() []string { return append([]string(nil), s.endpoints...) }

@@ -207,7 +207,8 @@ func (s *EtcdStore) fromRange(key string, op *etcdserverpb.ResponseOp) (*resourc
 		s.hints.set(key, nil)
 		return nil, nil
 	}
-	r, err := decode(kvs[0].Value, kvs[0].ModRevision)
+	k, _ := s.ks.parseKey(key)
+	r, err := decode(k, kvs[0].Value, kvs[0].ModRevision)
 	if err != nil {
 		return nil, fmt.Errorf("%w (key %s)", err, key)
 	}

@@ -37,8 +37,12 @@ func (s *EtcdStore) Get(ctx context.Context, key resource.Key) (*resource.Resour
 		return nil, resp.Header.Revision, fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	kv := resp.Kvs[0]
-	r, err := decode(kv.Value, kv.ModRevision)
-	return r, resp.Header.Revision, err
+	r, err := decode(key, kv.Value, kv.ModRevision)
+	if err != nil {
+		s.corrupt.record(key, string(kv.Key), kv.ModRevision, err)
+		return nil, resp.Header.Revision, err
+	}
+	return r, resp.Header.Revision, nil
 }
 
 func (s *EtcdStore) List(ctx context.Context, t resource.Type, opts ListOptions) (*ListResult, error) {
@@ -57,20 +61,19 @@ func (s *EtcdStore) List(ctx context.Context, t resource.Type, opts ListOptions)
 		}
 		return nil, s.wrap(err, "list "+string(t))
 	}
-	var l lazyList
+	l := lazyList{bad: &s.corrupt}
 	for _, kv := range resp.Kvs {
-		if err := l.add(kv.Value, kv.ModRevision); err != nil {
-			return nil, fmt.Errorf("%w (key %s)", err, kv.Key)
+		k, ok := s.ks.parseKey(string(kv.Key))
+		if !ok {
+			continue
 		}
+		l.add(k, string(kv.Key), kv.Value, kv.ModRevision)
 	}
 	rev := resp.Header.Revision
 	if opts.Revision > 0 {
 		rev = opts.Revision
 	}
-	out, total, err := l.page(opts)
-	if err != nil {
-		return nil, err
-	}
+	out, total := l.page(opts)
 	return &ListResult{Items: out, Total: total, Revision: rev}, nil
 }
 

@@ -182,13 +182,17 @@ func (h *hub) event(ev *clientv3.Event) (Event, bool) {
 		if ev.PrevKv != nil {
 			value, prevRev = ev.PrevKv.Value, ev.PrevKv.ModRevision
 		}
-		return makeEvent(k, EventDelete, value, ev.Kv.ModRevision, prevRev)
+		h.s.corrupt.clear(k)
+		e, err := makeEvent(k, EventDelete, value, ev.Kv.ModRevision, prevRev)
+		return e, err == nil
 	}
-	e, ok := makeEvent(k, EventPut, ev.Kv.Value, ev.Kv.ModRevision, 0)
-	if !ok {
-		h.s.log.Warn("undecodable value in watch", "key", string(ev.Kv.Key), "rev", ev.Kv.ModRevision)
+	e, err := makeEvent(k, EventPut, ev.Kv.Value, ev.Kv.ModRevision, 0)
+	if err != nil {
+		h.s.corrupt.record(k, string(ev.Kv.Key), ev.Kv.ModRevision, err)
+	} else {
+		h.s.corrupt.clear(k)
 	}
-	return e, ok
+	return e, true
 }
 
 // dropHub forgets a hub that has ended.

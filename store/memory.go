@@ -29,6 +29,29 @@ type MemoryStore struct {
 	changed    chan struct{} // closed and replaced on every write
 	closed     bool
 	done       chan struct{}
+	corrupt    corruptSet
+}
+
+// Corrupt lists the stored values reads skip (see EtcdStore.Corrupt).
+func (m *MemoryStore) Corrupt() []CorruptValue { return m.corrupt.list() }
+
+// PutRaw stores value under k's storage key as it is, bypassing encoding
+// and validation: tests use it to plant corrupt values. It returns the
+// revision of the write.
+func (m *MemoryStore) PutRaw(k resource.Key, value []byte) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := m.ks.resourceKey(k)
+	m.rev++
+	create := m.rev
+	if v, ok := m.latest(key); ok {
+		create = v.create
+	}
+	m.keys[key] = append(m.keys[key], memVersion{rev: m.rev, create: create, value: append([]byte(nil), value...)})
+	m.log = append(m.log, memEvent{rev: m.rev, key: key, typ: EventPut, value: append([]byte(nil), value...)})
+	close(m.changed)
+	m.changed = make(chan struct{})
+	return m.rev
 }
 
 type memVersion struct {
@@ -138,8 +161,12 @@ func (m *MemoryStore) Get(ctx context.Context, key resource.Key) (*resource.Reso
 	if !ok {
 		return nil, m.rev, fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
-	r, err := decode(v.value, v.rev)
-	return r, m.rev, err
+	r, err := decode(key, v.value, v.rev)
+	if err != nil {
+		m.corrupt.record(key, m.ks.resourceKey(key), v.rev, err)
+		return nil, m.rev, err
+	}
+	return r, m.rev, nil
 }
 
 func (m *MemoryStore) List(ctx context.Context, t resource.Type, opts ListOptions) (*ListResult, error) {
@@ -162,7 +189,7 @@ func (m *MemoryStore) List(ctx context.Context, t resource.Type, opts ListOption
 		rev = opts.Revision
 	}
 	prefix := m.ks.listPrefix(t, opts.Mesh)
-	var l lazyList
+	l := lazyList{bad: &m.corrupt}
 	for key := range m.keys {
 		if !strings.HasPrefix(key, prefix) {
 			continue
@@ -171,14 +198,13 @@ func (m *MemoryStore) List(ctx context.Context, t resource.Type, opts ListOption
 		if !ok {
 			continue
 		}
-		if err := l.add(v.value, v.rev); err != nil {
-			return nil, err
+		k, ok := m.ks.parseKey(key)
+		if !ok {
+			continue
 		}
+		l.add(k, key, v.value, v.rev)
 	}
-	out, total, err := l.page(opts)
-	if err != nil {
-		return nil, err
-	}
+	out, total := l.page(opts)
 	return &ListResult{Items: out, Total: total, Revision: rev}, nil
 }
 
@@ -448,33 +474,46 @@ func (m *MemoryStore) event(e memEvent, types []resource.Type) (Event, bool) {
 	if !ok || !wantType(types, k.Type) {
 		return Event{}, false
 	}
-	return makeEvent(k, e.typ, e.value, e.rev, e.prevRev)
+	ev, err := makeEvent(k, e.typ, e.value, e.rev, e.prevRev)
+	switch {
+	case err != nil:
+		m.corrupt.record(k, e.key, e.rev, err)
+	case e.typ == EventDelete || ev.Type == EventPut:
+		m.corrupt.clear(k)
+	}
+	return ev, true
 }
 
-// makeEvent builds an Event from a stored value (the new value of a put, the
-// last value of a delete). A delete whose last value is unknown carries only
-// the key; a put whose value cannot be decoded is dropped.
-func makeEvent(k resource.Key, typ EventType, value []byte, rev, valueRev int64) (Event, bool) {
+// makeEvent builds an Event from the value stored under k (the new value of
+// a put, the last value of a delete). A delete whose last value is unknown
+// or corrupt carries only the key. A put whose value is corrupt becomes a
+// delete of the key marked Corrupt (reads treat the value as absent), and
+// the decode error is returned for the caller to report.
+func makeEvent(k resource.Key, typ EventType, value []byte, rev, valueRev int64) (Event, error) {
 	ev := Event{Type: typ, Revision: rev}
 	version := rev
 	if typ == EventDelete {
 		version = valueRev
 	}
+	var decodeErr error
 	if len(value) > 0 {
-		if r, err := decode(value, version); err == nil {
+		r, err := decode(k, value, version)
+		if err == nil {
 			ev.Resource = r
-			return ev, true
+			return ev, nil
 		}
-	}
-	if typ == EventPut {
-		return Event{}, false
+		decodeErr = err
 	}
 	r, err := resource.New(k.Type, k.Mesh, k.Name)
 	if err != nil {
-		return Event{}, false
+		return Event{}, err
 	}
 	ev.Resource = r
-	return ev, true
+	if typ == EventPut {
+		ev.Type, ev.Corrupt = EventDelete, true
+		return ev, decodeErr
+	}
+	return ev, nil
 }
 
 // preparedOp is one Txn operation with its storage key and encoded value.
@@ -551,7 +590,8 @@ func (m *MemoryStore) PutBatch(ctx context.Context, rs []*resource.Resource, opt
 		for j, r := range chunk {
 			var cur *resource.Resource
 			if v, ok := m.latest(keys[i+j]); ok {
-				if cur, err = decode(v.value, v.rev); err != nil {
+				k, _ := m.ks.parseKey(keys[i+j])
+				if cur, err = decode(k, v.value, v.rev); err != nil {
 					return nil, err
 				}
 			}

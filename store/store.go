@@ -94,6 +94,9 @@ type Event struct {
 	Resource *resource.Resource
 	// Revision is the store revision of the change.
 	Revision int64
+	// Corrupt marks a delete standing for a put of a corrupt value (see
+	// ErrCorrupt): the key no longer holds a resource anyone can read.
+	Corrupt bool
 }
 
 // WatchResponse is a batch of events from one store revision range, or an error
