@@ -240,3 +240,42 @@ func TestOpenFromConfig(t *testing.T) {
 		t.Fatal("endpoint without scheme validated")
 	}
 }
+
+// A private watch (from a revision) whose only subscriber overflows stops
+// its etcd watch at once, instead of running on the whole prefix with PrevKV
+// until the store closes.
+func TestEtcdOverflowedPrivateWatchStops(t *testing.T) {
+	ctx := context.Background()
+	s := openExternal(t, sharedServer(t), store.Options{WatchBuffer: 2})
+	rev, err := s.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.Watch(ctx, store.WatchOptions{FromRevision: rev + 1}) // never read until it ends
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.RunningWatches(); n != 1 {
+		t.Fatalf("%d running watches, want 1", n)
+	}
+	for i := range 10 {
+		r, _ := resource.New(resource.TypeZone, "", fmt.Sprintf("z%d", i))
+		if _, err := s.Put(ctx, r, store.AnyVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var last store.WatchResponse
+	for resp := range ch {
+		last = resp
+	}
+	if !errors.Is(last.Err, store.ErrWatchOverflow) {
+		t.Fatalf("want ErrWatchOverflow, got %+v", last)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.RunningWatches() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d etcd watches still running after their only subscriber overflowed", s.RunningWatches())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -109,7 +109,6 @@ func (h *hub) endAll(err error) {
 
 func (h *hub) fanout(resp WatchResponse) {
 	h.lock()
-	defer h.unlock()
 	for sub := range h.subs {
 		out := resp
 		if len(sub.types) > 1 {
@@ -129,6 +128,17 @@ func (h *hub) fanout(resp WatchResponse) {
 			continue
 		}
 		sub.ch <- out
+	}
+	// A hub whose last subscriber overflowed stops: its etcd watch must not
+	// run on with no one to read it.
+	last := len(h.subs) == 0 && !h.ended
+	if last {
+		h.ended = true
+	}
+	h.unlock()
+	if last {
+		h.cancel()
+		h.s.dropHub(h)
 	}
 }
 
@@ -156,7 +166,7 @@ func (h *hub) run() {
 		}
 		resp := WatchResponse{Revision: wresp.Header.Revision}
 		for _, ev := range wresp.Events {
-			if e, ok := h.event(ev); ok {
+			if e, ok := h.event(ev); ok && e.Resource != nil {
 				resp.Events = append(resp.Events, e)
 			}
 		}

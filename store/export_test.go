@@ -6,3 +6,11 @@ func (s *EtcdStore) SharedWatches() int {
 	defer s.mu.Unlock()
 	return len(s.shared)
 }
+
+// RunningWatches returns the number of running watch hubs, shared or
+// private (each one etcd watch).
+func (s *EtcdStore) RunningWatches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.all)
+}
