@@ -105,7 +105,7 @@ func (s *session) run(parent context.Context) (bool, error) {
 		return false, fmt.Errorf("kds: read synced copies: %w", err)
 	}
 	up := typesSynced(resource.SyncZoneToGlobal)
-	items, rev, err := listAt(s.ctx, s.c.cfg.Store, up, uploadable)
+	items, rev, err := listAt(s.ctx, s.c.cfg.Store, up, uploadable, 0)
 	if err != nil {
 		return false, fmt.Errorf("kds: list zone resources: %w", err)
 	}
@@ -180,6 +180,13 @@ func (s *session) recvLoop() {
 		case *kdsv1.GlobalMessage_Heartbeat:
 			s.live.progress(m.Heartbeat.GetApplying())
 			s.progressed.Store(true)
+			// Global has nothing pending for us up to this revision.
+			if rev := m.Heartbeat.GetRevision(); rev > s.c.applied.Load() {
+				if err := s.c.saveCursor(s.ctx, s.ap.storeID, rev); err != nil {
+					s.fail(err)
+					return
+				}
+			}
 		case *kdsv1.GlobalMessage_Inspect:
 			go s.answerInspect(m.Inspect)
 		default:

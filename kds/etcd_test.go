@@ -244,3 +244,33 @@ func TestCorruptValuesNeverBlockOrReachZones(t *testing.T) {
 		sameContent(t, gs, zs, resource.TypeMeshTrace)
 	}
 }
+
+// One etcd watch on global feeds every zone: the number of watches does not
+// grow with zones.
+func TestEtcdWatchesDoNotGrowWithZones(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded etcd")
+	}
+	e := newEnv(t)
+	gs := openEtcd(t)
+	put(t, gs, mesh("default"))
+	g := e.startGlobal(gs, "")
+	var zones []*zone
+	for i := range 8 {
+		name := fmt.Sprintf("z%d", i)
+		zones = append(zones, e.startZone(name, newMemory(t), token(t, gs, name), []string{g.addr}))
+	}
+	rev := putBurst(t, gs, "default", 50, 0)
+	waitApplied(t, rev, 20*time.Second, zones...)
+	if n := gs.Watches(); n != 1 {
+		t.Fatalf("%d etcd watches on global with %d zones, want 1", n, len(zones))
+	}
+	// A zone reconnecting (resume) does not open one either.
+	zones[0].stop()
+	rev = put(t, gs, meshTrace("default", "p-1", 99))
+	zones[0] = e.startZone("z0", zones[0].store, token(t, gs, "z0"), []string{g.addr})
+	waitApplied(t, rev, 10*time.Second, zones...)
+	if n := gs.Watches(); n != 1 {
+		t.Fatalf("%d etcd watches after a resume, want 1", n)
+	}
+}

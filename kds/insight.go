@@ -96,6 +96,16 @@ func (in *insight) acked() int64 {
 	return in.spec.LastAckedRevision
 }
 
+// zoneApplied records the cursor the zone's heartbeat reports.
+func (in *insight) zoneApplied(rev int64) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if rev > in.spec.LastAckedRevision {
+		in.spec.LastAckedRevision = rev
+		in.dirty = true
+	}
+}
+
 func (in *insight) sent(b *kdsv1.Batch) {
 	in.update(func(s *resource.ZoneInsightSpec) {
 		for _, r := range b.Resources {

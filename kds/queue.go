@@ -81,6 +81,17 @@ func (q *queue) len() int {
 	return len(q.items)
 }
 
+// idleCursor returns the observed revision when nothing is queued (every
+// change up to it was taken), and false otherwise.
+func (q *queue) idleCursor() (int64, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) > 0 {
+		return 0, false
+	}
+	return q.observed, true
+}
+
 // observedRevision is the highest revision pushed or observed.
 func (q *queue) observedRevision() int64 {
 	q.mu.Lock()
@@ -210,7 +221,9 @@ func (p *pusher) next(now time.Time) *kdsv1.Batch {
 		}
 	} else {
 		res, cursor := p.q.take(p.budget, p.oversize)
-		if len(res) == 0 && cursor <= p.sentCursor {
+		if len(res) == 0 {
+			// Nothing to send: the cursor travels in heartbeats instead
+			// (a batch per unrelated store write would be a zone write too).
 			return nil
 		}
 		b.Resources = res

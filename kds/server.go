@@ -113,6 +113,7 @@ type Server struct {
 	id   string // store id, once read
 
 	wires *wireCache
+	feed  *broadcaster
 }
 
 // NewServer returns a server; Register it on a grpc.Server and Run it.
@@ -125,14 +126,16 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kds: metrics: %w", err)
 	}
-	return &Server{
+	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger.Named("kds"),
 		metrics: m,
 		tokens:  &verifier{st: cfg.Store},
 		streams: map[string]*serverStream{},
 		wires:   newWireCache(),
-	}, nil
+	}
+	s.feed = newBroadcaster(cfg.Store, typesSynced(resource.SyncGlobalToZone), s.wires, s.log.Named("feed"))
+	return s, nil
 }
 
 // Register adds the KDS service to g.
@@ -165,12 +168,15 @@ func (s *Server) ConnectedZones() []string {
 	return out
 }
 
-// Run checks live streams' tokens against the revocation list until ctx
-// ends, then closes every stream (call it before grpc.Server.GracefulStop so
+// Run feeds every zone stream from one store watch and checks live streams'
+// tokens against the revocation list until ctx ends, then closes every stream (call it before grpc.Server.GracefulStop so
 // streams end).
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.RevocationCheck)
 	defer t.Stop()
+	feedDone := make(chan struct{})
+	go func() { defer close(feedDone); s.feed.run(ctx) }()
+	defer func() { <-feedDone }()
 	defer s.stopAll()
 	for {
 		select {

@@ -109,28 +109,44 @@ func (st *serverStream) run() error {
 		return err
 	}
 	st.p = newPusher(st.q, messageBudget(st.s.cfg.MaxMessageBytes, hello.GetMaxMessageBytes()), st.oversized)
-	var from, rev int64
+	// One store watch per server feeds every stream: subscribe first, then
+	// read what comes before the feed's position.
+	sub, pos, err := st.s.feed.subscribe(ctx, st.q, st.fail)
+	if err != nil {
+		return err
+	}
+	defer sub.close()
+	var rev int64
 	if snapshot {
-		items, r, err := listAt(ctx, st.s.cfg.Store, down, sendDown)
+		items, _, err := listAt(ctx, st.s.cfg.Store, down, sendDown, pos)
+		if errors.Is(err, store.ErrCompacted) {
+			st.s.feed.rebase()
+		}
 		if err != nil {
-			return fmt.Errorf("kds: snapshot: %w", err)
+			return fmt.Errorf("kds: snapshot at %d: %w", pos, err)
 		}
-		st.p.startSnapshot(items, r)
-		from, rev = r+1, r
+		st.p.startSnapshot(items, pos)
+		sub.caughtUp(pos)
+		rev = pos
 	} else {
-		if rev, err = st.s.cfg.Store.Revision(ctx); err != nil {
-			return fmt.Errorf("kds: %w", err)
-		}
-		from = last + 1
 		st.p.sentCursor = last
 		st.q.observe(last)
+		if last < pos {
+			n, err := catchUp(ctx, st.s.cfg.Store, down, last, pos, st.q)
+			var ce *store.CompactedError
+			if errors.As(err, &ce) && ce.Requested == pos {
+				st.s.feed.rebase()
+			}
+			if err != nil {
+				return fmt.Errorf("kds: changes since %d: %w", last, err)
+			}
+			st.log.Debug("caught up", "from", last, "to", pos, "changes", n)
+		}
+		sub.caughtUp(max(pos, last))
+		rev = max(pos, last)
 	}
 	if err := st.ins.begin(ctx, st.s.cfg.Store, st.zone, last); err != nil {
 		st.log.Warn("cannot read zone insight", "error", err)
-	}
-	wch, err := st.s.cfg.Store.Watch(ctx, store.WatchOptions{Types: down, FromRevision: from})
-	if err != nil {
-		return fmt.Errorf("kds: watch: %w", err)
 	}
 	st.log.Info("zone connected", "rev", last, "snapshot", snapshot, "token", st.tokenID)
 	st.send(&kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_Welcome{Welcome: &kdsv1.Welcome{
@@ -147,8 +163,7 @@ func (st *serverStream) run() error {
 	st.s.mu.Unlock()
 
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); feed(st.ctx, wch, st.q, sendDown, st.fail) }()
+	wg.Add(2)
 	go func() { defer wg.Done(); st.live.watchdog(st.ctx, st.fail) }()
 	go func() { defer wg.Done(); st.flushLoop() }()
 	sendDone := make(chan struct{})
@@ -213,9 +228,9 @@ func sendDown(r *resource.Resource) bool {
 	return r.Labels[resource.LabelOrigin] != resource.OriginZone
 }
 
-// listAt reads every resource of types at one store revision.
-func listAt(ctx context.Context, st store.Store, types []resource.Type, keep func(*resource.Resource) bool) ([]*entry, int64, error) {
-	var rev int64
+// listAt reads every resource of types at store revision rev (0: the
+// latest) and returns them with the revision read at.
+func listAt(ctx context.Context, st store.Store, types []resource.Type, keep func(*resource.Resource) bool, rev int64) ([]*entry, int64, error) {
 	var out []*entry
 	for _, t := range orderTypes(types) {
 		res, err := st.List(ctx, t, store.ListOptions{Revision: rev})
@@ -281,6 +296,7 @@ func (st *serverStream) recvLoop() {
 			}
 		case *kdsv1.ZoneMessage_Heartbeat:
 			st.live.progress(m.Heartbeat.GetApplying())
+			st.ins.zoneApplied(m.Heartbeat.GetRevision())
 		case *kdsv1.ZoneMessage_Report:
 			st.ins.setProxies(m.Report.GetProxiesJson(), st.log)
 		case *kdsv1.ZoneMessage_Inspect:
@@ -341,8 +357,15 @@ func (st *serverStream) sendLoop() {
 			st.acked(f, a)
 		case <-st.q.ready:
 		case <-hb.C:
+			// Nothing pending or unacknowledged: the zone may persist the
+			// revision the feed has reached, so a quiet zone's cursor keeps
+			// up with the store (and its reconnects resume, not snapshot).
+			var cursor int64
+			if st.p.inflight == nil && !st.p.snapPending {
+				cursor, _ = st.q.idleCursor()
+			}
 			st.send(&kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_Heartbeat{Heartbeat: &kdsv1.Heartbeat{
-				Revision: st.q.observedRevision(),
+				Revision: cursor,
 				Applying: st.live.applying(),
 			}}}, "heartbeat")
 		}

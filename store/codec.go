@@ -280,3 +280,16 @@ func wantType(types []resource.Type, t resource.Type) bool {
 	}
 	return false
 }
+
+// keyList collects keys and versions for a KeysOnly list.
+type keyList struct{ items []*resource.Resource }
+
+func (l *keyList) add(k resource.Key, version int64) {
+	l.items = append(l.items, &resource.Resource{Meta: resource.Meta{Type: k.Type, Mesh: k.Mesh, Name: k.Name, Version: version}})
+}
+
+// page sorts and cuts the list (no label filter: labels are not read).
+func (l *keyList) page(opts ListOptions) ([]*resource.Resource, int) {
+	opts.Labels = nil
+	return page(l.items, opts)
+}

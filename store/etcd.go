@@ -291,8 +291,21 @@ func newEtcdStore(client *clientv3.Client, eps []string, o Options) *EtcdStore {
 	s.log = s.log.Named("store")
 	s.corrupt.log = s.log
 	s.corrupt.register(o.Registerer)
+	if o.Registerer != nil {
+		_ = o.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meshtrace_store_watches", Help: "etcd watches the store runs (on global: one for KDS, whatever the number of zones).",
+		}, func() float64 { return float64(s.Watches()) }))
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
+}
+
+// Watches is the number of etcd watches the store runs (shared and
+// private), also exported as meshtrace_store_watches.
+func (s *EtcdStore) Watches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.all)
 }
 
 // Corrupt lists the stored values reads skip (undecodable, or naming

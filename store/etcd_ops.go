@@ -54,12 +54,29 @@ func (s *EtcdStore) List(ctx context.Context, t resource.Type, opts ListOptions)
 	if opts.Revision > 0 {
 		getOpts = append(getOpts, clientv3.WithRev(opts.Revision))
 	}
+	if opts.KeysOnly {
+		getOpts = append(getOpts, clientv3.WithKeysOnly())
+	}
 	resp, err := s.client.Get(ctx, s.ks.listPrefix(t, opts.Mesh), getOpts...)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			return nil, &CompactedError{Requested: opts.Revision, CompactRevision: s.compactRevision(ctx, opts.Revision)}
 		}
 		return nil, s.wrap(err, "list "+string(t))
+	}
+	rev := resp.Header.Revision
+	if opts.Revision > 0 {
+		rev = opts.Revision
+	}
+	if opts.KeysOnly {
+		var keys keyList
+		for _, kv := range resp.Kvs {
+			if k, ok := s.ks.parseKey(string(kv.Key)); ok {
+				keys.add(k, kv.ModRevision)
+			}
+		}
+		out, total := keys.page(opts)
+		return &ListResult{Items: out, Total: total, Revision: rev}, nil
 	}
 	l := lazyList{bad: &s.corrupt}
 	for _, kv := range resp.Kvs {
@@ -68,10 +85,6 @@ func (s *EtcdStore) List(ctx context.Context, t resource.Type, opts ListOptions)
 			continue
 		}
 		l.add(k, string(kv.Key), kv.Value, kv.ModRevision)
-	}
-	rev := resp.Header.Revision
-	if opts.Revision > 0 {
-		rev = opts.Revision
 	}
 	out, total := l.page(opts)
 	return &ListResult{Items: out, Total: total, Revision: rev}, nil

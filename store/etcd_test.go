@@ -255,7 +255,7 @@ func TestEtcdOverflowedPrivateWatchStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := s.RunningWatches(); n != 1 {
+	if n := s.Watches(); n != 1 {
 		t.Fatalf("%d running watches, want 1", n)
 	}
 	for i := range 10 {
@@ -272,9 +272,9 @@ func TestEtcdOverflowedPrivateWatchStops(t *testing.T) {
 		t.Fatalf("want ErrWatchOverflow, got %+v", last)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for s.RunningWatches() != 0 {
+	for s.Watches() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d etcd watches still running after their only subscriber overflowed", s.RunningWatches())
+			t.Fatalf("%d etcd watches still running after their only subscriber overflowed", s.Watches())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

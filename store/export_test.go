@@ -7,10 +7,3 @@ func (s *EtcdStore) SharedWatches() int {
 	return len(s.shared)
 }
 
-// RunningWatches returns the number of running watch hubs, shared or
-// private (each one etcd watch).
-func (s *EtcdStore) RunningWatches() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.all)
-}

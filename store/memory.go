@@ -189,6 +189,21 @@ func (m *MemoryStore) List(ctx context.Context, t resource.Type, opts ListOption
 		rev = opts.Revision
 	}
 	prefix := m.ks.listPrefix(t, opts.Mesh)
+	if opts.KeysOnly {
+		var keys keyList
+		for key := range m.keys {
+			if !strings.HasPrefix(key, prefix) {
+				continue
+			}
+			if v, ok := m.at(key, rev); ok {
+				if k, ok := m.ks.parseKey(key); ok {
+					keys.add(k, v.rev)
+				}
+			}
+		}
+		out, total := keys.page(opts)
+		return &ListResult{Items: out, Total: total, Revision: rev}, nil
+	}
 	l := lazyList{bad: &m.corrupt}
 	for key := range m.keys {
 		if !strings.HasPrefix(key, prefix) {

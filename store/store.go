@@ -58,6 +58,9 @@ type ListOptions struct {
 	Limit int
 	// Revision reads at that store revision; 0 means the latest.
 	Revision int64
+	// KeysOnly returns items with only their key and Version (no labels,
+	// times or spec; the Labels filter is not applied): cheap, for diffing.
+	KeysOnly bool
 }
 
 // ListResult is one page.

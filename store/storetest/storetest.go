@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListPagination", testListPagination},
 		{"ListFilters", testListFilters},
 		{"ListAtRevision", testListAtRevision},
+		{"ListKeysOnly", testListKeysOnly},
 		{"Revisions", testRevisions},
 		{"WatchLive", testWatchLive},
 		{"WatchFromRevision", testWatchFromRevision},
@@ -369,6 +370,29 @@ func testListAtRevision(t *testing.T, s store.Store) {
 	now, _ := s.List(ctx, resource.TypeMeshTrace, store.ListOptions{})
 	if names(now.Items) != "m/b,m/c" || now.Revision <= r1 {
 		t.Fatalf("List now = %s at %d", names(now.Items), now.Revision)
+	}
+}
+
+// KeysOnly lists keys and versions (at a revision too), without values.
+func testListKeysOnly(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	ra := mustPut(t, s, trace("m", "a", map[string]string{"x": "1"}), 0)
+	r1 := mustPut(t, s, trace("m", "b", nil), 0)
+	mustDelete(t, s, resource.Key{Type: resource.TypeMeshTrace, Mesh: "m", Name: "a"})
+	rc := mustPut(t, s, trace("m", "c", nil), 0)
+	old, err := s.List(ctx, resource.TypeMeshTrace, store.ListOptions{Revision: r1, KeysOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names(old.Items) != "m/a,m/b" || old.Items[0].Version != ra || old.Items[1].Version != r1 || old.Items[0].Spec != nil {
+		t.Fatalf("KeysOnly at %d = %s %+v", r1, names(old.Items), old.Items[0])
+	}
+	now, err := s.List(ctx, resource.TypeMeshTrace, store.ListOptions{KeysOnly: true, Labels: map[string]string{"x": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names(now.Items) != "m/b,m/c" || now.Items[1].Version != rc {
+		t.Fatalf("KeysOnly now = %s", names(now.Items))
 	}
 }
 
