@@ -6,4 +6,3 @@ func (s *EtcdStore) SharedWatches() int {
 	defer s.mu.Unlock()
 	return len(s.shared)
 }
-
