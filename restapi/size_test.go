@@ -12,7 +12,7 @@ import (
 func TestResourceLargerThanSyncCapIsRefused(t *testing.T) {
 	s := newTestServer(t, nil, func(c *Config) { c.MaxResourceBytes = 2048 })
 	tags := func(n int) string {
-		return "spec:\n  default:\n    tags:\n    - name: big\n      literal: " + strings.Repeat("x", n) + "\n"
+		return "spec:\n  default:\n    backends:\n    - zipkin:\n        url: http://zipkin:9411/api/v2/spans\n    tags:\n    - name: big\n      literal: " + strings.Repeat("x", n) + "\n"
 	}
 	for _, tc := range []struct {
 		name   string
