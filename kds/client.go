@@ -29,6 +29,7 @@ const (
 	DefaultBackoffMin     = 100 * time.Millisecond
 	DefaultBackoffMax     = 30 * time.Second
 	DefaultReportInterval = 10 * time.Second
+	DefaultAuthGrace      = 15 * time.Second
 )
 
 // ClientConfig configures a zone's half. Zero values take the defaults.
@@ -65,6 +66,11 @@ type ClientConfig struct {
 	StallIntervals  int
 	BackoffMin      time.Duration
 	BackoffMax      time.Duration
+	// AuthGrace is how long the zone keeps retrying while global answers
+	// Unauthenticated (a replica may not know a just-rotated signing key
+	// yet) before it gives up and Run returns ErrRefused. PermissionDenied
+	// (a name that is not the token's zone, a disabled zone) ends Run at once.
+	AuthGrace time.Duration
 	// Version is the zone CP's version, shown on global.
 	Version    string
 	Registerer prometheus.Registerer
@@ -80,6 +86,7 @@ func (c *ClientConfig) setDefaults() {
 	setDefault(&c.StallIntervals, DefaultStallIntervals)
 	setDefault(&c.BackoffMin, DefaultBackoffMin)
 	setDefault(&c.BackoffMax, DefaultBackoffMax)
+	setDefault(&c.AuthGrace, DefaultAuthGrace)
 	c.BackoffMax = max(c.BackoffMax, c.BackoffMin)
 }
 
@@ -262,13 +269,20 @@ func (c *Client) Run(ctx context.Context) error {
 		return fmt.Errorf("kds: read sync cursor: %w", err)
 	}
 	backoff := c.cfg.BackoffMin
+	var refusedSince time.Time
 	for attempt := 0; ; attempt++ {
 		addr := c.cfg.Addresses[attempt%len(c.cfg.Addresses)]
 		progressed, err := c.dialAndSync(ctx, addr)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if code := status.Code(err); code == codes.Unauthenticated || code == codes.PermissionDenied {
+		code := status.Code(err)
+		if code == codes.Unauthenticated && refusedSince.IsZero() {
+			refusedSince = time.Now()
+		} else if code != codes.Unauthenticated {
+			refusedSince = time.Time{}
+		}
+		if code == codes.PermissionDenied || (code == codes.Unauthenticated && time.Since(refusedSince) >= c.cfg.AuthGrace) {
 			c.log.Error("global refused the zone; not retrying", "addr", addr, "error", err)
 			return fmt.Errorf("%w: %s", ErrRefused, status.Convert(err).Message())
 		}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,6 +153,7 @@ func (e *env) startZone(name string, st store.Store, token string, addrs []strin
 // startRefusedZone starts a zone that global is expected to refuse: Run's
 // error is on z.exit instead of failing the test.
 func (e *env) startRefusedZone(name string, st store.Store, token string, addrs []string, opts ...zoneOpt) *zone {
+	opts = append([]zoneOpt{func(c *kds.ClientConfig) { c.AuthGrace = time.Millisecond }}, opts...)
 	return e.runZone(name, st, token, addrs, true, opts...)
 }
 
@@ -389,4 +391,15 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name, zone string) floa
 		}
 	}
 	return sum
+}
+
+var settleN atomic.Int64
+
+// settle waits until the zones applied everything global has written so far:
+// a positive marker (a Dataplane written on global, a type not synced down)
+// reaches their cursors once nothing before it is pending.
+func settle(t testing.TB, gs store.Store, zones ...*zone) {
+	t.Helper()
+	marker := put(t, gs, dataplane("default", fmt.Sprintf("settle-%d", settleN.Add(1)), "settle"))
+	waitApplied(t, marker, 10*time.Second, zones...)
 }

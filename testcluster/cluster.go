@@ -201,6 +201,7 @@ func (c *Cluster) startZone(name string) *Zone {
 	cfg.Global.Token = token
 	cfg.Global.CAFile = filepath.Join(c.gcfg.DataDir, global.KDSTLSDir, "ca.crt")
 	cfg.Global.Heartbeat = config.Duration(time.Second)
+	cfg.Global.AuthGrace = config.Duration(time.Second)
 	cfg.API.Token = "zone-api-" + name // zone-local policy writes need one
 	z, err := zone.New(cfg, c.log.Named(name))
 	if err != nil {

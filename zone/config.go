@@ -57,6 +57,7 @@ type GlobalConfig struct {
 	Insecure        bool            `json:"insecure" desc:"skip TLS (tests only)"`
 	MaxMessageBytes int             `json:"maxMessageBytes" desc:"largest KDS message the zone accepts (announced to global, which cuts its batches to fit) and sends"`
 	Heartbeat       config.Duration `json:"heartbeat" desc:"KDS heartbeat interval"`
+	AuthGrace       config.Duration `json:"authGrace" desc:"how long the zone retries while global answers Unauthenticated before it exits non-zero"`
 }
 
 // MinMessageBytes is the smallest KDS message cap a zone accepts: room for
@@ -78,6 +79,7 @@ func DefaultConfig() Config {
 		Global: GlobalConfig{
 			MaxMessageBytes: 4 << 20,
 			Heartbeat:       config.Duration(5e9),
+			AuthGrace:       config.Duration(15e9),
 		},
 		Log: config.LogConfig{Level: "info"},
 	}
@@ -133,6 +135,9 @@ func (c Config) Validate() error {
 	}
 	if c.Global.Heartbeat.D() <= 0 {
 		errs = append(errs, errors.New("global.heartbeat: must be positive"))
+	}
+	if c.Global.AuthGrace.D() <= 0 {
+		errs = append(errs, errors.New("global.authGrace: must be positive"))
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -59,6 +59,7 @@ func (z *Zone) runKDS(ctx context.Context, st store.Store) error {
 		Inspect:         z.answerInspect,
 		MaxMessageBytes: g.MaxMessageBytes,
 		Heartbeat:       g.Heartbeat.D(),
+		AuthGrace:       g.AuthGrace.D(),
 		Registerer:      z.reg,
 	})
 	if err != nil {
