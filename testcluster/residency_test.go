@@ -82,6 +82,13 @@ func TestResidencyEndToEnd(t *testing.T) {
 	bw.WaitCollectors(t, time.Second, westCollector)
 	fe.WaitCollectors(t, time.Second, eastCollector)
 	Eventually(t, 15*time.Second, func() error { return westViolation(residencyReport(t, c), true) })
+	var rules struct {
+		Warnings []string `json:"warnings"`
+	}
+	if _, err := west.API.Do(context.Background(), "GET", "/meshes/default/dataplanes/frontend-west/_rules", nil, nil, &rules); err != nil ||
+		len(rules.Warnings) != 1 || !strings.HasPrefix(rules.Warnings[0], "residency (Enforce): tracing is off: the policies send spans to http://east.zipkincollector:9411/api/v2/spans") {
+		t.Fatalf("_rules of frontend-west: %v %+v", err, rules)
+	}
 
 	// A policy written straight into global's store (around the API) meets the same check on the zone.
 	r, err := resource.Decode([]byte(strings.ReplaceAll(strings.ReplaceAll(toEast, "frontend-to-east", "backend-out"), "name: frontend}", "name: backend}")))

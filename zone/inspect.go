@@ -40,7 +40,11 @@ func (s zoneSource) DataplaneRules(ctx context.Context, mesh, name string) (insp
 	if !ok || !found {
 		return inspect.DataplaneRules{}, inspect.ErrNotFound
 	}
-	return inspect.RulesView(mesh, name, s.z.cfg.Name, rules, dp), nil
+	view := inspect.RulesView(mesh, name, s.z.cfg.Name, rules, dp)
+	if w := s.z.rec.ResidencyWarning(mesh, name); w != "" {
+		view.Warnings = append(view.Warnings, w)
+	}
+	return view, nil
 }
 
 func (s zoneSource) PolicyDataplanes(ctx context.Context, mesh, name string) (inspect.AffectedDataplanes, error) {

@@ -79,3 +79,19 @@ func (r *Reconciler) logResidency(k resource.Key, prev, cur *built) {
 	r.log.Warn("residency violation (Audit): proxy exports outside the zone",
 		"mesh", k.Mesh, "name", k.Name, "collector", cur.residency.collector, "reason", cur.residency.violation)
 }
+
+// ResidencyWarning says why a proxy's collector is outside the zone's
+// residency and what the zone did about it; "" when nothing is wrong.
+func (r *Reconciler) ResidencyWarning(mesh, name string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	p, ok := r.lookup(mesh, name)
+	if !ok || p.built == nil || p.built.residency.violation == "" {
+		return ""
+	}
+	rs := p.built.residency
+	if rs.blocked {
+		return "residency (Enforce): tracing is off: the policies send spans to " + rs.collector + ", and " + rs.violation
+	}
+	return "residency (Audit): the policies send spans to " + rs.collector + ", and " + rs.violation
+}
