@@ -79,6 +79,7 @@ func benchmarkBuild(b *testing.B, n int, shared bool) {
 			for _, dp := range dps {
 				in.services.set(dp.Key(), nil, contributions(dp))
 			}
+			in.services.flush()
 			snaps := make([]*cache.Snapshot, n)
 			var retained uint64
 			var cpu time.Duration

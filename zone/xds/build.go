@@ -160,6 +160,7 @@ func Build(dp *resource.Resource, rules meshtrace.Rules, env Env) (*cache.Snapsh
 			svcs.set(other.Key(), nil, contributions(other))
 		}
 	}
+	svcs.flush()
 	in := &inputs{services: svcs, tls: env.Collector}
 	if g := meshtrace.SelectGateway(dp, env.Gateways); g != nil {
 		in.gateway = g.Spec.(*resource.MeshGatewaySpec)

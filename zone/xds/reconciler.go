@@ -331,7 +331,8 @@ func (r *Reconciler) gatewaysChanged(mesh string, dirty map[resource.Key]bool) {
 }
 
 // setEndpoints records what proxy k adds to the zone's endpoints and where
-// its outbounds go, and marks dirty the proxies whose destinations changed.
+// its outbounds go; syncLocked rebuilds the touched services and marks dirty
+// the proxies whose destinations changed.
 func (r *Reconciler) setEndpoints(k resource.Key, p *proxy, dp *resource.Resource, dirty map[resource.Key]bool) {
 	var contrib map[string]*member
 	var dests []string
@@ -345,11 +346,7 @@ func (r *Reconciler) setEndpoints(k resource.Key, p *proxy, dp *resource.Resourc
 			}
 		}
 	}
-	for _, sk := range r.services.set(k, p.contrib, contrib) {
-		for ck := range r.consumers[sk] {
-			dirty[ck] = true
-		}
-	}
+	r.services.set(k, p.contrib, contrib)
 	p.contrib = contrib
 	for _, d := range p.dests {
 		sk := svcKey{k.Mesh, d}
@@ -494,6 +491,13 @@ type plan struct {
 const parallelThreshold = 64
 
 func (r *Reconciler) syncLocked(ctx context.Context, dirty map[resource.Key]bool) error {
+	for _, sk := range r.services.flush() {
+		for ck := range r.consumers[sk] {
+			if _, ok := r.proxies[ck]; ok {
+				dirty[ck] = true
+			}
+		}
+	}
 	if len(dirty) == 0 {
 		return nil
 	}

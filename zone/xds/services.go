@@ -42,9 +42,12 @@ type service struct {
 // Dataplanes. It is not safe for concurrent writes; the Reconciler guards it.
 type services struct {
 	byKey map[svcKey]*service
+	dirty map[svcKey]*part // touched since the last flush -> part before
 }
 
-func newServices() *services { return &services{byKey: map[svcKey]*service{}} }
+func newServices() *services {
+	return &services{byKey: map[svcKey]*service{}, dirty: map[svcKey]*part{}}
+}
 
 // get returns the service or nil when no Dataplane of the zone serves it.
 func (s *services) get(mesh, name string) *service {
@@ -112,20 +115,19 @@ func lbEndpoint(addr string, port uint32, tags map[string]string) *endpointv3.Lb
 	}
 }
 
-// set replaces dp's contributions (nil removes them) and returns the services
-// whose content changed.
-func (s *services) set(k resource.Key, old, now map[string]*member) []svcKey {
-	var changed []svcKey
-	touch := map[string]bool{}
-	for name := range old {
-		touch[name] = true
-	}
-	for name := range now {
-		touch[name] = true
-	}
-	for name := range touch {
+// set replaces dp's contributions (nil removes them). The services it
+// touches are rebuilt by the next flush.
+func (s *services) set(k resource.Key, old, now map[string]*member) {
+	touch := func(name string) {
 		sk := svcKey{k.Mesh, name}
 		svc := s.byKey[sk]
+		if _, ok := s.dirty[sk]; !ok {
+			var before *part
+			if svc != nil {
+				before = svc.part
+			}
+			s.dirty[sk] = before
+		}
 		if svc == nil {
 			svc = &service{key: sk, members: map[resource.Key]*member{}}
 			s.byKey[sk] = svc
@@ -137,15 +139,38 @@ func (s *services) set(k resource.Key, old, now map[string]*member) []svcKey {
 		}
 		if len(svc.members) == 0 {
 			delete(s.byKey, sk)
-			changed = append(changed, sk)
-			continue
-		}
-		before := svc.part
-		svc.rebuild()
-		if before == nil || before.sum != svc.part.sum || before.claSum != svc.part.claSum {
-			changed = append(changed, sk)
 		}
 	}
+	for name := range old {
+		if _, ok := now[name]; !ok {
+			touch(name)
+		}
+	}
+	for name := range now {
+		touch(name)
+	}
+}
+
+// flush rebuilds the services set touched since the last flush, once each
+// however many Dataplanes changed them, and returns those whose content
+// changed.
+func (s *services) flush() []svcKey {
+	var changed []svcKey
+	for sk, before := range s.dirty {
+		svc := s.byKey[sk]
+		switch {
+		case svc == nil:
+			if before != nil {
+				changed = append(changed, sk)
+			}
+		default:
+			svc.rebuild()
+			if before == nil || before.sum != svc.part.sum || before.claSum != svc.part.claSum {
+				changed = append(changed, sk)
+			}
+		}
+	}
+	clear(s.dirty)
 	return changed
 }
 
