@@ -62,6 +62,8 @@ var (
 		build: buildEtcd}
 	imageJaeger = &image{Name: "jaeger", Tag: "meshtrace-e2e/jaeger:" + jaegerVersion,
 		build: buildJaeger, timeout: 25 * time.Minute}
+	imageFlood = &image{Name: "flood", Tag: "meshtrace-e2e/flood:dev",
+		build: goBuild("./e2e/cmd/flood")}
 )
 
 // Ref builds the image on first use in this test binary and returns its tag.

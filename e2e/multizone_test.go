@@ -173,6 +173,7 @@ func TestMultiZone(t *testing.T) {
 		{"GlobalReplicaKilled", testGlobalReplicaKilled},
 		{"ZonePartitioned", testZonePartitioned},
 		{"ZoneRestartWhileGlobalDown", testZoneRestartWhileGlobalDown},
+		{"FloodedGlobal", testFloodedGlobal},
 		{"EtcdMemberKilled", testEtcdMemberKilled},
 	}
 	for _, sc := range scenarios {
