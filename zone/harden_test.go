@@ -9,6 +9,15 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 )
@@ -134,5 +143,45 @@ func TestZoneReadyWhileGlobalAway(t *testing.T) {
 	g, _ := body["globalConnected"].(map[string]any)
 	if code != http.StatusOK || g == nil || g["ok"] != false {
 		t.Fatalf("healthz %d %v: want globalConnected {ok: false, error}", code, body)
+	}
+}
+
+// With xds.tlsCertFile, xDS is served over TLS: a TLS client connects, a
+// plaintext one does not.
+func TestXDSOverTLS(t *testing.T) {
+	certs, err := kds.EnsureCerts(t.TempDir(), []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, stop := startZone(t, t.TempDir(), func(c *Config) { c.XDS.TLSCertFile, c.XDS.TLSKeyFile = certs.Cert, certs.Key })
+	defer stop()
+	ready := func(creds credentials.TransportCredentials) bool {
+		conn, err := grpc.NewClient(z.XDSAddr(), grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err != nil {
+			return false
+		}
+		if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "default.nobody"}, TypeUrl: "type.googleapis.com/envoy.config.listener.v3.Listener"}); err != nil {
+			return false
+		}
+		_, err = stream.Recv()
+		// No snapshot for this node: the stream stays open until the deadline.
+		return status.Code(err) == codes.DeadlineExceeded
+	}
+	tlsCreds, err := credentials.NewClientTLSFromFile(certs.CA, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ready(tlsCreds) {
+		t.Fatal("TLS client could not open an ADS stream")
+	}
+	if ready(insecure.NewCredentials()) {
+		t.Fatal("plaintext client opened an ADS stream on a TLS xDS server")
 	}
 }
