@@ -96,6 +96,18 @@ func sortMostSpecificFirst(ps []*resource.Resource) {
 	sort.Slice(ps, func(i, j int) bool { return meshtrace.Less(ps[j], ps[i]) })
 }
 
+// gatewayList builds the MeshGateway slice when stale. Admission builds it
+// before checking proxies on several goroutines, which then only read it.
+func (m *meshState) gatewayList() []*resource.Resource {
+	if m.gwList == nil {
+		m.gwList = make([]*resource.Resource, 0, len(m.gateways))
+		for _, g := range m.gateways {
+			m.gwList = append(m.gwList, g)
+		}
+	}
+	return m.gwList
+}
+
 func (m *meshState) entries() []*dpEntry {
 	if m.dpList == nil {
 		m.dpList = make([]*dpEntry, 0, len(m.dps))
@@ -112,12 +124,7 @@ func (m *meshState) gateway(e *dpEntry) []*resource.Resource {
 	if !e.gateway || len(m.gateways) == 0 {
 		return nil
 	}
-	if m.gwList == nil {
-		m.gwList = make([]*resource.Resource, 0, len(m.gateways))
-		for _, g := range m.gateways {
-			m.gwList = append(m.gwList, g)
-		}
-	}
+	m.gatewayList()
 	if gw := meshtrace.SelectGateway(e.r, m.gwList); gw != nil {
 		return []*resource.Resource{gw}
 	}

@@ -540,3 +540,27 @@ func names(ps []*resource.Resource) []string {
 	}
 	return out
 }
+
+// Large meshes are checked on several goroutines (run with -race): the
+// outcome equals the one-by-one evaluation.
+func TestAdmitLargeMeshInParallel(t *testing.T) {
+	items := []*resource.Resource{zoneRes(t, "west", "Enforce", "*.west.svc"), zoneRes(t, "east", "Audit", "*.east.svc"),
+		decode(t, "type: MeshGateway\nmesh: default\nname: edge-gateway\nselectors:\n- match: {kuma.io/service: edge}\nconf:\n  listeners:\n  - {port: 8080, protocol: HTTP}\n"),
+		decode(t, `{"type":"Dataplane","mesh":"default","name":"west.edge-1","labels":{"kuma.io/zone":"west","kuma.io/display-name":"edge-1"},
+"networking":{"address":"10.0.0.9","gateway":{"type":"BUILTIN","tags":{"kuma.io/service":"edge","kuma.io/zone":"west"}}}}`)}
+	for i := range parallelThreshold {
+		z := []string{"west", "east"}[i%2]
+		items = append(items, dp(t, z, fmt.Sprintf("p-%d", i), fmt.Sprintf("svc-%d", i%7)))
+	}
+	ix := newIndex(t, items...)
+	p := policy(t, "all-out", "", zipkin("http://central:9411"))
+	d := admit(t, ix, nil, p)
+	if len(d.Refused) != parallelThreshold/2+1 || len(d.Audited) != parallelThreshold/2 {
+		t.Fatalf("refused %d, audited %d", len(d.Refused), len(d.Audited))
+	}
+	for i := 1; i < len(d.Refused); i++ {
+		if cmpStrings(d.Refused[i-1].Proxy, d.Refused[i].Proxy) >= 0 {
+			t.Fatal("refused verdicts not sorted")
+		}
+	}
+}
