@@ -151,7 +151,7 @@ func (ix *Index) admitPolicy(d *Decision, old, cur *resource.Resource) {
 		after = append(after, cur)
 		sortMostSpecificFirst(after)
 	}
-	ms.gatewayList() // built here: the workers below only read it
+	ms.gatewayList()                   // built here: the workers below only read it
 	indexed := ms.policies[some.Key()] // may be fresher or staler than old
 	if indexed == old {
 		indexed = nil
