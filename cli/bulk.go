@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 
 	"github.com/meshtrace/meshtrace/resource"
@@ -18,6 +20,18 @@ const (
 	bulkValidateBatch = 1000
 	// bulkProgressFrom is the document count from which apply prints progress.
 	bulkProgressFrom = 300
+)
+
+// bulkOneRequestMax is the most documents sent in one POST /_apply: the
+// server then validates them all before writing any, and reports progress
+// per transaction. Larger files are validated in a dry run first, then
+// written in batches. A variable for tests.
+var bulkOneRequestMax = 2000
+
+// Headers of bulk progress (restapi.ProgressHeader and AppliedHeader).
+const (
+	progressHeader = "X-Meshtrace-Progress"
+	appliedHeader  = "X-Meshtrace-Applied"
 )
 
 // errNoBulk means the server has no POST /_apply (e.g. a Kuma control plane).
@@ -45,12 +59,34 @@ type bulkResponse struct {
 // files, prints a progress line per batch.
 func (a *App) applyBulk(ctx context.Context, c *Client, docs []resource.Document, dryRun bool) error {
 	total := len(docs)
+	if total <= bulkOneRequestMax {
+		var progress func(done, of int)
+		if total >= bulkProgressFrom && !dryRun {
+			progress = func(done, of int) {
+				fmt.Fprintf(a.Stderr, "applied %d/%d documents (%d%%)\n", done, of, done*100/max(of, 1))
+			}
+		}
+		resp, err := postBulk(ctx, c, docs, dryRun, progress)
+		if errors.Is(err, errNoBulk) {
+			return err
+		}
+		applied := a.reportBulk(docs, resp, dryRun)
+		switch {
+		case err == nil:
+			return nil
+		case resp == nil:
+			return fmt.Errorf("apply: %w", err)
+		case applied == 0:
+			return fmt.Errorf("apply: %d of %d documents failed; nothing was applied", failedItems(resp), total)
+		}
+		return fmt.Errorf("apply: %d of %d documents failed; %d were applied (each transaction of up to 128 landed whole or not at all)", failedItems(resp), total, applied)
+	}
 	// 1. Validate everything. One request is enough when the writes go in
 	// one batch: the server validates a whole request before writing.
 	if dryRun || total > bulkWriteBatch {
 		for from := 0; from < total; from += bulkValidateBatch {
 			part := docs[from:min(from+bulkValidateBatch, total)]
-			resp, err := postBulk(ctx, c, part, true)
+			resp, err := postBulk(ctx, c, part, true, nil)
 			if errors.Is(err, errNoBulk) {
 				return err
 			}
@@ -76,7 +112,7 @@ func (a *App) applyBulk(ctx context.Context, c *Client, docs []resource.Document
 	done := 0
 	for from := 0; from < total; from += bulkWriteBatch {
 		part := docs[from:min(from+bulkWriteBatch, total)]
-		resp, err := postBulk(ctx, c, part, false)
+		resp, err := postBulk(ctx, c, part, false, nil)
 		if errors.Is(err, errNoBulk) && from == 0 {
 			return err
 		}
@@ -98,8 +134,10 @@ func (a *App) applyBulk(ctx context.Context, c *Client, docs []resource.Document
 }
 
 // postBulk sends one POST /_apply. With an error it still returns the
-// per-item results when the server sent them.
-func postBulk(ctx context.Context, c *Client, docs []resource.Document, dryRun bool) (*bulkResponse, error) {
+// per-item results when the server sent them. progress, when set, asks the
+// server for a progress report after each transaction (informational 102
+// answers) and gets them.
+func postBulk(ctx context.Context, c *Client, docs []resource.Document, dryRun bool, progress func(done, of int)) (*bulkResponse, error) {
 	items := make([]*resource.Resource, len(docs))
 	for i, d := range docs {
 		items[i] = d.Resource
@@ -108,7 +146,20 @@ func postBulk(ctx context.Context, c *Client, docs []resource.Document, dryRun b
 	if dryRun {
 		q.Set("dry-run", "true")
 	}
-	_, data, err := c.Raw(ctx, http.MethodPost, "/_apply", q, map[string]any{"items": items})
+	var hdr http.Header
+	if progress != nil {
+		hdr = http.Header{progressHeader: {"true"}}
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+				var done, of int
+				if _, err := fmt.Sscanf(h.Get(appliedHeader), "%d/%d", &done, &of); err == nil {
+					progress(done, of)
+				}
+				return nil
+			},
+		})
+	}
+	_, data, err := c.raw(ctx, http.MethodPost, "/_apply", q, map[string]any{"items": items}, hdr)
 	resp := &bulkResponse{}
 	if len(data) > 0 && json.Unmarshal(data, resp) == nil && len(resp.Items) == len(docs) {
 		return resp, err

@@ -78,7 +78,9 @@ func TestApplyLargeFileShowsProgress(t *testing.T) {
 	if code != 0 || strings.Count(out, " created\n") != 600 {
 		t.Fatalf("apply: %d\n%s", code, errOut)
 	}
-	for _, want := range []string{"validated 600 documents", "applied 250/600 documents (41%)", "applied 500/600", "applied 600/600 documents (100%)"} {
+	// One request; the server reports after each transaction (127 policies
+	// and the mesh check).
+	for _, want := range []string{"applied 127/600 documents (21%)", "applied 508/600", "applied 600/600 documents (100%)"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("progress lacks %q:\n%s", want, errOut)
 		}
@@ -87,6 +89,30 @@ func TestApplyLargeFileShowsProgress(t *testing.T) {
 		t.Fatalf("%d policies stored", n)
 	}
 	// A bad document at the end of a large file: nothing of it is written.
+	code, _, errOut = r.run(strings.ReplaceAll(tracesDoc(600, map[int]string{599: "-1"}), "name: p-", "name: q-"), "apply", "-f", "-")
+	if code == 0 || !strings.Contains(errOut, "document 599") || !strings.Contains(errOut, "nothing was applied") {
+		t.Fatalf("bad last document: %d\n%s", code, errOut)
+	}
+	if n := storedTraces(t, r); n != 600 {
+		t.Fatalf("%d policies stored after a refused apply", n)
+	}
+}
+
+// Files over bulkOneRequestMax documents: a dry run of all of them first,
+// then batches, with a progress line per batch.
+func TestApplyVeryLargeFileInBatches(t *testing.T) {
+	defer func(n int) { bulkOneRequestMax = n }(bulkOneRequestMax)
+	bulkOneRequestMax = 100
+	r := newRunner(t)
+	code, out, errOut := r.run(tracesDoc(600, nil), "apply", "-f", "-")
+	if code != 0 || strings.Count(out, " created\n") != 600 {
+		t.Fatalf("apply: %d\n%s", code, errOut)
+	}
+	for _, want := range []string{"validated 600 documents", "applied 250/600 documents (41%)", "applied 500/600", "applied 600/600 documents (100%)"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("progress lacks %q:\n%s", want, errOut)
+		}
+	}
 	code, _, errOut = r.run(strings.ReplaceAll(tracesDoc(600, map[int]string{599: "-1"}), "name: p-", "name: q-"), "apply", "-f", "-")
 	if code == 0 || !strings.Contains(errOut, "document 599") || !strings.Contains(errOut, "nothing was applied") {
 		t.Fatalf("bad last document: %d\n%s", code, errOut)

@@ -86,6 +86,11 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 // Raw is Do without decoding: it returns the status and the body as sent
 // (also with an error, when the server answered).
 func (c *Client) Raw(ctx context.Context, method, path string, query url.Values, body any) (int, []byte, error) {
+	return c.raw(ctx, method, path, query, body, nil)
+}
+
+// raw is Raw with extra request headers.
+func (c *Client) raw(ctx context.Context, method, path string, query url.Values, body any, hdr http.Header) (int, []byte, error) {
 	u := strings.TrimRight(c.Address, "/") + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -108,6 +113,9 @@ func (c *Client) Raw(ctx context.Context, method, path string, query url.Values,
 	req.Header.Set("Accept", "application/json")
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	hc := c.HTTP
 	if hc == nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/meshtrace/meshtrace/resource"
@@ -29,6 +30,15 @@ const (
 	BulkFailed  = "failed"  // refused by the store while its transaction was written
 	BulkAborted = "aborted" // not written: another item of its transaction failed
 	BulkSkipped = "skipped" // not attempted: another item was invalid, or an earlier transaction failed
+)
+
+// Progress of a bulk apply: a client sending ProgressHeader: true gets, after
+// every transaction written, an informational response (102 Processing)
+// whose AppliedHeader says "written/total". Proxies may drop them; the final
+// answer is the same either way.
+const (
+	ProgressHeader = "X-Meshtrace-Progress"
+	AppliedHeader  = "X-Meshtrace-Applied"
 )
 
 // BulkRequest is the body of POST /_apply: resources in Universal (or
@@ -135,6 +145,13 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) (*BulkResponse, i
 	results, err := h.cfg.Store.PutBatch(r.Context(), rs, opts)
 	if err == nil && !dry {
 		opts.DryRun = false
+		if v, _ := strconv.ParseBool(r.Header.Get(ProgressHeader)); v {
+			opts.Progress = func(n int) {
+				w.Header().Set(AppliedHeader, fmt.Sprintf("%d/%d", n, len(rs)))
+				w.WriteHeader(http.StatusProcessing)
+				w.Header().Del(AppliedHeader)
+			}
+		}
 		results, err = h.cfg.Store.PutBatch(r.Context(), rs, opts)
 	}
 	if results == nil {

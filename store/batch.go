@@ -39,6 +39,9 @@ type BatchOptions struct {
 	// DryRun reads instead of writing: every check runs (mesh, Prepare, size)
 	// and the results say what would be created or updated.
 	DryRun bool
+	// Progress, when set, is called after each transaction landed with the
+	// number of resources written so far (not in a dry run).
+	Progress func(written int)
 }
 
 // BatchResult is the outcome of one resource of PutBatch.

@@ -47,6 +47,9 @@ func (s *EtcdStore) PutBatch(ctx context.Context, rs []*resource.Resource, opts 
 			return results, ferr
 		}
 		i += n
+		if opts.Progress != nil && !opts.DryRun {
+			opts.Progress(i)
+		}
 	}
 	return results, firstErr(results)
 }

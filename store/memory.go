@@ -634,6 +634,9 @@ func (m *MemoryStore) PutBatch(ctx context.Context, rs []*resource.Resource, opt
 			res[j].Revision = rev
 		}
 		i += n
+		if opts.Progress != nil {
+			opts.Progress(i)
+		}
 	}
 	return results, firstErr(results)
 }
