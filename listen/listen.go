@@ -25,18 +25,23 @@ import (
 	"google.golang.org/grpc/stats"
 )
 
-// Timeouts and limits of the HTTP servers (API and diagnostics).
+// Sizes of the HTTP servers (API and diagnostics).
 const (
+	MaxHeaderBytes = 64 << 10
+	MaxBodyBytes   = 8 << 20
+)
+
+// Timeouts of the HTTP servers, read when a server is built (variables only
+// so that tests can shorten them).
+var (
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 15 * time.Second // whole request, body included
 	WriteTimeout      = 60 * time.Second
 	IdleTimeout       = 60 * time.Second
-	MaxHeaderBytes    = 64 << 10
-	MaxBodyBytes      = 8 << 20
 )
 
-// Limits of the gRPC servers (KDS and xDS).
-const (
+// Limits of the gRPC servers (KDS and xDS), read when the options are built.
+var (
 	// HandshakeTimeout bounds TLS and HTTP/2 set-up of a new connection:
 	// everything before a stream can present its token.
 	HandshakeTimeout = 10 * time.Second

@@ -2,13 +2,27 @@ package listen
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 func serveHTTP(t *testing.T, max int, h http.Handler) (*Listener, string) {
@@ -193,4 +207,114 @@ func TestFitFDLimit(t *testing.T) {
 			t.Errorf("limit %d: caps %v, want %v (%s)", tc.limit, tc.caps, tc.want, note)
 		}
 	}
+}
+
+// shorten sets *v to d for the test.
+func shorten(t *testing.T, v *time.Duration, d time.Duration) {
+	old := *v
+	*v = d
+	t.Cleanup(func() { *v = old })
+}
+
+// closedWithin reports whether the server closes c within d.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			var ne net.Error
+			return !(errors.As(err, &ne) && ne.Timeout())
+		}
+	}
+}
+
+// A request whose body trickles in is cut at ReadTimeout, before any
+// authentication could matter.
+func TestSlowBodyIsCut(t *testing.T) {
+	shorten(t, &ReadTimeout, 300*time.Millisecond)
+	_, addr := serveHTTP(t, 4, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		io.WriteString(w, "read")
+	}))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+	start := time.Now()
+	if !closedWithin(c, 5*time.Second) {
+		t.Fatal("slow body held for 5s")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("slow body held for %s", took)
+	}
+}
+
+// A gRPC connection that never finishes its TLS handshake is closed at the
+// handshake deadline; one that finishes it but opens no stream is closed
+// once idle.
+func TestGRPCHandshakeAndIdleDeadlines(t *testing.T) {
+	shorten(t, &HandshakeTimeout, 300*time.Millisecond)
+	shorten(t, &MaxConnectionIdle, 500*time.Millisecond)
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir)
+	creds, err := credentials.NewServerTLSFromFile(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := TCP("grpc-test", "127.0.0.1:0", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(append(ln.GRPCServerOptions(4), grpc.Creds(creds))...)
+	go gs.Serve(ln)
+	defer gs.Stop()
+
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if !closedWithin(raw, 5*time.Second) {
+		t.Fatal("connection without a TLS handshake kept for 5s")
+	}
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	defer tc.Close()
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	// HTTP/2 preface and empty SETTINGS, then nothing.
+	io.WriteString(tc, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+	if !closedWithin(tc, 10*time.Second) {
+		t.Fatal("connection without a stream kept for 10s")
+	}
+}
+
+func selfSigned(t *testing.T, dir string) (string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	cert, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return cert, keyFile
 }
