@@ -235,6 +235,7 @@ func (g *Global) Run(ctx context.Context) (err error) {
 		Routes:     g.apiRoutes(),
 		Writable:   writableTypes(),
 		Admit:      residency.Admission(g.Residency),
+		AdmitBatch: residency.AdmissionBatch(g.Residency),
 		// Refuse what KDS could never send to a zone.
 		MaxResourceBytes: kds.MaxResourceBytes(g.cfg.KDS.MaxMessageBytes),
 	})

@@ -160,11 +160,33 @@ func TestResidencyAdmissionAPI(t *testing.T) {
 		t.Fatalf("metrics: %d", code)
 	}
 
+	// Documents of one bulk apply are checked together: each passes alone, together they send west out.
+	bulk := `{"items":[` + jsonDoc(t, meshTrace("trace-west", "{kind: MeshSubset, tags: {kuma.io/zone: wset}}", "http://jaeger.west.svc:9411/api/v2/spans")) + `,` +
+		jsonDoc(t, meshTrace("fallback", "{kind: Mesh}", "http://jaeger.central:9411/api/v2/spans")) + `]}`
+	code, body = call(t, "POST", api+"/_apply", tok, bulk)
+	if code != 409 || !strings.Contains(body, `\"west\": proxy \"web-1\"`) || !strings.Contains(body, "no item was applied") {
+		t.Fatalf("bulk apply violating together: %d %s", code, body)
+	}
+
 	// Switching east to Enforce is admitted, with the current violation as a warning.
 	code, body = put("/zones/east?dry-run=true", "type: Zone\nname: east\nresidency:\n  mode: Enforce\n  allowedCollectors: ['*.east.svc']\n")
 	if code != 200 || !strings.Contains(body, `residency: currently violating: zone \"east\": proxy \"web-1\"`) {
 		t.Fatalf("zone east to Enforce: %d %s", code, body)
 	}
+}
+
+// jsonDoc turns a YAML document into the JSON a bulk apply carries.
+func jsonDoc(t testing.TB, doc string) string {
+	t.Helper()
+	r, err := resource.Decode([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func waitFor(t testing.TB, cond func() bool) {

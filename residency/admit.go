@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -130,40 +131,99 @@ func (ix *Index) Admit(ctx context.Context, old, cur *resource.Resource) (*Decis
 
 // admitPolicy fills d for a MeshTrace write. Callers hold ix.mu.
 func (ix *Index) admitPolicy(d *Decision, old, cur *resource.Resource) {
-	some := cur
-	if some == nil {
-		some = old
+	for _, a := range ix.admitChanges([]change{{old: old, cur: cur}}) {
+		if a.enforce {
+			d.Refused = append(d.Refused, a.v)
+		} else {
+			d.Audited = append(d.Audited, a.v)
+		}
 	}
-	ms := ix.meshes[some.Mesh]
+	sortVerdicts(d.Refused)
+	sortVerdicts(d.Audited)
+}
+
+// change is one MeshTrace write: old is the stored version (nil on create or
+// when unknown), cur the one to store (nil on delete).
+type change struct{ old, cur *resource.Resource }
+
+func (c change) key() resource.Key {
+	if c.cur != nil {
+		return c.cur.Key()
+	}
+	return c.old.Key()
+}
+
+// attributed is a new violation and the change it is charged to.
+type attributed struct {
+	v       Verdict
+	item    int // index into the changes
+	enforce bool
+}
+
+// admitChanges evaluates MeshTrace writes together: every proxy any version
+// of any of them selects is checked under the policies as they will be after
+// all of them, and each new violation is charged to the change whose policy
+// brings the collector in, else to the first change selecting the proxy.
+// Callers hold ix.mu.
+func (ix *Index) admitChanges(changes []change) []attributed {
+	byMesh := map[string][]int{}
+	for i, c := range changes {
+		if c.cur == nil && c.old == nil {
+			continue
+		}
+		k := c.key()
+		byMesh[k.Mesh] = append(byMesh[k.Mesh], i)
+	}
+	var out []attributed
+	for mesh, idx := range byMesh {
+		out = append(out, ix.admitMesh(mesh, changes, idx)...)
+	}
+	return out
+}
+
+func (ix *Index) admitMesh(mesh string, changes []change, idx []int) []attributed {
+	ms := ix.meshes[mesh]
 	if ms == nil || len(ms.dps) == 0 {
-		return
+		return nil
 	}
-	// The policies of the mesh as they will be after the write, most
-	// specific first.
+	// The policies of the mesh as they will be after the writes, most
+	// specific first; and every version that may select a proxy.
+	written := map[resource.Key]*resource.Resource{}
+	var selectors [][]*resource.Resource // per change: old, indexed, cur
+	for _, i := range idx {
+		c := changes[i]
+		k := c.key()
+		written[k] = c.cur
+		indexed := ms.policies[k] // may be fresher or staler than old
+		var sel []*resource.Resource
+		for _, p := range []*resource.Resource{c.old, indexed, c.cur} {
+			if p != nil && !slices.Contains(sel, p) {
+				sel = append(sel, p)
+			}
+		}
+		selectors = append(selectors, sel)
+	}
 	current := ms.policyList()
-	after := make([]*resource.Resource, 0, len(current)+1)
+	after := make([]*resource.Resource, 0, len(current)+len(idx))
 	for _, p := range current {
-		if p.Key() != some.Key() {
+		if _, ok := written[p.Key()]; !ok {
 			after = append(after, p)
 		}
 	}
-	if cur != nil {
-		after = append(after, cur)
-		sortMostSpecificFirst(after)
+	for _, p := range written {
+		if p != nil {
+			after = append(after, p)
+		}
 	}
-	ms.gatewayList()                   // built here: the workers below only read it
-	indexed := ms.policies[some.Key()] // may be fresher or staler than old
-	if indexed == old {
-		indexed = nil
-	}
+	sortMostSpecificFirst(after)
+	ms.gatewayList() // built here: the workers below only read it
 	entries := ms.entries()
 	// Proxies are checked in parallel chunks; each chunk has its own cache.
 	workers := 1
 	if len(entries) >= parallelThreshold {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	type result struct{ refused, audited []Verdict }
-	results := make([]result, workers)
+	results := make([][]attributed, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -175,7 +235,15 @@ func (ix *Index) admitPolicy(d *Decision, old, cur *resource.Resource) {
 					continue
 				}
 				gw := ms.gateway(e)
-				if !selects(old, e.r, z.Name, gw) && !selects(indexed, e.r, z.Name, gw) && !selects(cur, e.r, z.Name, gw) {
+				first := -1
+				for j, sel := range selectors {
+					for _, p := range sel {
+						if first < 0 && selects(p, e.r, z.Name, gw) {
+							first = j
+						}
+					}
+				}
+				if first < 0 {
 					continue
 				}
 				v := evaluate(e.r, e.name, after, z, cache, gw...)
@@ -183,23 +251,24 @@ func (ix *Index) admitPolicy(d *Decision, old, cur *resource.Resource) {
 					continue
 				}
 				if before, ok := ix.verdicts[e.key]; ok && !before.Allowed && before.Collector == v.Collector && before.Backend == v.Backend {
-					continue // already exported there: not this write's doing
+					continue // already exported there: not these writes' doing
 				}
-				if z.Mode == resource.ResidencyEnforce {
-					results[w].refused = append(results[w].refused, v)
-				} else {
-					results[w].audited = append(results[w].audited, v)
+				item := idx[first]
+				for _, j := range idx {
+					if k := changes[j].key(); v.Policy != nil && v.Policy.Mesh == k.Mesh && v.Policy.Name == k.Name {
+						item = j
+					}
 				}
+				results[w] = append(results[w], attributed{v: v, item: item, enforce: z.Mode == resource.ResidencyEnforce})
 			}
 		})
 	}
 	wg.Wait()
+	var out []attributed
 	for _, r := range results {
-		d.Refused = append(d.Refused, r.refused...)
-		d.Audited = append(d.Audited, r.audited...)
+		out = append(out, r...)
 	}
-	sortVerdicts(d.Refused)
-	sortVerdicts(d.Audited)
+	return out
 }
 
 // selects reports whether policy p takes part for dp of zone.
@@ -260,4 +329,93 @@ func (ix *Index) admitUnchecked() *Decision {
 		return nil
 	}
 	return &Decision{ix: ix, shared: true}
+}
+
+// BatchDecision is the verdict on several writes stored together (POST
+// /_apply): Items[i] is item i's share, as a Decision without its lock.
+type BatchDecision struct {
+	Items []Decision
+	d     *Decision
+}
+
+// Allowed reports whether every item may be stored.
+func (b *BatchDecision) Allowed() bool {
+	for i := range b.Items {
+		if !b.Items[i].Allowed() {
+			return false
+		}
+	}
+	return true
+}
+
+// Done is as Decision.Done, once for the whole batch.
+func (b *BatchDecision) Done(rev int64) { b.d.Done(rev) }
+
+// AdmitBatch evaluates writes stored together (cur[i] to store; creates and
+// updates only, as POST /_apply does): the MeshTraces are checked as one
+// change, so documents that violate only together are refused together, and
+// each violation is charged to the document whose policy brings the
+// collector in (else the first one selecting the proxy). Zone writes get
+// their Current violations; other types pass. Locking is as for Admit.
+func (ix *Index) AdmitBatch(ctx context.Context, cur []*resource.Resource) (*BatchDecision, error) {
+	b := &BatchDecision{Items: make([]Decision, len(cur))}
+	policies, zones := false, false
+	for _, r := range cur {
+		switch r.Type {
+		case resource.TypeMeshTrace:
+			policies = true
+		case resource.TypeZone:
+			zones = true
+		}
+	}
+	if !policies && !zones {
+		b.d = &Decision{}
+		return b, nil
+	}
+	if !zones {
+		if d := ix.admitUnchecked(); d != nil {
+			b.d = d
+			return b, nil
+		}
+	}
+	ix.admitMu.Lock()
+	d := &Decision{ix: ix, zone: zones}
+	b.d = d
+	ix.mu.Lock()
+	want := ix.lastWrite
+	ix.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, AdmitWait)
+	err := ix.WaitFor(wctx, want)
+	cancel()
+	if err != nil {
+		d.Done(0)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: it has not loaded the store's state (revision %d) within %s", ErrNotReady, want, AdmitWait)
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	changes := make([]change, len(cur))
+	for i, r := range cur {
+		switch r.Type {
+		case resource.TypeMeshTrace:
+			changes[i] = change{cur: r}
+		case resource.TypeZone:
+			b.Items[i].Current = ix.zoneViolations(r.Name, r)
+		}
+	}
+	for _, a := range ix.admitChanges(changes) {
+		it := &b.Items[a.item]
+		if a.enforce {
+			it.Refused = append(it.Refused, a.v)
+		} else {
+			it.Audited = append(it.Audited, a.v)
+		}
+	}
+	for i := range b.Items {
+		sortVerdicts(b.Items[i].Refused)
+		sortVerdicts(b.Items[i].Audited)
+	}
+	return b, nil
 }

@@ -43,6 +43,12 @@ func admission(ctx context.Context, ix *Index, old, cur *resource.Resource) ([]s
 		d.Done(0)
 		return nil, nil, refusal(old, cur, d)
 	}
+	return d.warnings(), d.Done, nil
+}
+
+// warnings are what an admitted write answers: Audit-mode violations and,
+// for a Zone write, the violations its residency finds now.
+func (d *Decision) warnings() []string {
 	var warnings []string
 	for _, v := range d.Audited {
 		warnings = append(warnings, "residency (Audit, admitted and recorded): "+v.Message())
@@ -50,7 +56,40 @@ func admission(ctx context.Context, ix *Index, old, cur *resource.Resource) ([]s
 	for _, v := range d.Current {
 		warnings = append(warnings, "residency: currently violating: "+v.Message())
 	}
-	return capWarnings(warnings), d.Done, nil
+	return capWarnings(warnings)
+}
+
+// AdmissionBatch adapts AdmitBatch to restapi.Config.AdmitBatch: the
+// documents of one POST /_apply are checked together; a document charged
+// with a violation in an Enforce zone gets the same 409 a single PUT would.
+func AdmissionBatch(index func() *Index) func(ctx context.Context, rs []*resource.Resource) ([][]string, []error, func(int64), error) {
+	return func(ctx context.Context, rs []*resource.Resource) ([][]string, []error, func(int64), error) {
+		ix := index()
+		if ix == nil {
+			return nil, nil, nil, nil
+		}
+		b, err := ix.AdmitBatch(ctx, rs)
+		if err != nil {
+			if errors.Is(err, ErrNotReady) {
+				return nil, nil, nil, restapi.NewError(http.StatusServiceUnavailable, err.Error()+"; retry")
+			}
+			return nil, nil, nil, err
+		}
+		warnings := make([][]string, len(rs))
+		errs := make([]error, len(rs))
+		for i := range b.Items {
+			if !b.Items[i].Allowed() {
+				errs[i] = refusal(nil, rs[i], &b.Items[i])
+				continue
+			}
+			warnings[i] = b.Items[i].warnings()
+		}
+		if !b.Allowed() {
+			b.Done(0)
+			return warnings, errs, nil, nil
+		}
+		return warnings, errs, b.Done, nil
+	}
 }
 
 func capWarnings(ws []string) []string {

@@ -564,3 +564,31 @@ func TestAdmitLargeMeshInParallel(t *testing.T) {
 		}
 	}
 }
+
+// Two documents that each pass alone but violate together are refused
+// together; the violation is charged to the document bringing the collector.
+func TestAdmitBatchChecksDocumentsTogether(t *testing.T) {
+	ix := newIndex(t, seed(t)...)
+	fallback := policy(t, "fallback", "", zipkin("http://central:9411"))
+	typo := policy(t, "trace-west", subset("wset"), zipkin("http://jaeger.west.svc:9411"))
+	for _, alone := range []*resource.Resource{fallback, typo} {
+		if d := admit(t, ix, nil, alone); !d.Allowed() {
+			t.Fatalf("%s alone: %s", alone.Name, proxies(d.Refused))
+		}
+	}
+	b, err := ix.AdmitBatch(context.Background(), []*resource.Resource{typo, fallback, zoneRes(t, "north", "Audit", "*.north.svc")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Done(0)
+	if b.Allowed() || len(b.Items[0].Refused) != 0 || proxies(b.Items[1].Refused) != "west/db-1->http://central:9411 by fallback, west/web-1->http://central:9411 by fallback" {
+		t.Fatalf("batch: %+v", b.Items)
+	}
+	if len(b.Items[2].Current) != 0 { // north has no policy now: nothing to report
+		t.Fatalf("zone item: %+v", b.Items[2])
+	}
+	// The lock was released: a later write is admitted.
+	if d := admit(t, ix, nil, typo); !d.Allowed() {
+		t.Fatal("not released")
+	}
+}

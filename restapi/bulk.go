@@ -256,6 +256,9 @@ func (h *Handler) decodeBulkItem(raw json.RawMessage) (*resource.Resource, *Erro
 // the last item stays open (admission serializes writes) until the returned
 // done is called with the revision the batch was written at.
 func (h *Handler) admitBulk(ctx context.Context, rs []*resource.Resource, items []BulkItem) (func(int64), *Error) {
+	if h.cfg.AdmitBatch != nil {
+		return h.admitBatch(ctx, rs, items)
+	}
 	done := func(int64) {}
 	var first *Error
 	for i, res := range rs {
@@ -272,6 +275,43 @@ func (h *Handler) admitBulk(ctx context.Context, rs []*resource.Resource, items 
 			d(0)
 		} else {
 			done = d
+		}
+	}
+	if first != nil {
+		done(0)
+		return func(int64) {}, first
+	}
+	return done, nil
+}
+
+// admitBatch asks Config.AdmitBatch about the whole batch at once.
+func (h *Handler) admitBatch(ctx context.Context, rs []*resource.Resource, items []BulkItem) (func(int64), *Error) {
+	warnings, itemErrs, done, err := h.cfg.AdmitBatch(ctx, rs)
+	if done == nil {
+		done = func(int64) {}
+	}
+	asError := func(err error) *Error {
+		var ae *Error
+		if errors.As(err, &ae) {
+			return ae
+		}
+		return NewError(http.StatusInternalServerError, "admission: "+err.Error())
+	}
+	if err != nil {
+		done(0)
+		return func(int64) {}, asError(err)
+	}
+	var first *Error
+	for i := range rs {
+		if i < len(warnings) {
+			items[i].Warnings = warnings[i]
+		}
+		if i < len(itemErrs) && itemErrs[i] != nil {
+			e := asError(itemErrs[i])
+			items[i].Status, items[i].Error = BulkInvalid, e
+			if first == nil {
+				first = e
+			}
 		}
 	}
 	if first != nil {

@@ -127,6 +127,11 @@ type Config struct {
 	// Warnings are answered in the body ({"warnings": [...]}). done, when not
 	// nil, is called once with the revision written, 0 when nothing was.
 	Admit func(ctx context.Context, old, cur *resource.Resource) (warnings []string, done func(rev int64), err error)
+	// AdmitBatch, when set, decides on the documents of one POST /_apply
+	// together (as they will all be stored) instead of Admit one by one:
+	// itemErrs[i] refuses document i, warnings[i] are its warnings; err
+	// refuses the whole request. done is as for Admit.
+	AdmitBatch func(ctx context.Context, rs []*resource.Resource) (warnings [][]string, itemErrs []error, done func(rev int64), err error)
 	// MaxBulkBodyBytes caps the body of POST /_apply (413 above); 0 means
 	// DefaultMaxBulkBodyBytes.
 	MaxBulkBodyBytes int64

@@ -207,7 +207,8 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 		Routes:     routes,
 		// Local MeshTraces (zone-originated) meet the same residency check
 		// as global's, against this zone's own proxies.
-		Admit: residency.Admission(z.Residency),
+		Admit:      residency.Admission(z.Residency),
+		AdmitBatch: residency.AdmissionBatch(z.Residency),
 	})
 	if err != nil {
 		return fmt.Errorf("zone: %w", err)
