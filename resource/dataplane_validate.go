@@ -111,11 +111,12 @@ func (s *DataplaneSpec) Validate() ValidationErrors {
 		if in.ServicePort != 0 && !validPort(in.ServicePort) {
 			errs.Add(joinField(p, "servicePort"), msgPortRange)
 		}
-		if in.Address != "" && !isIPOrHostname(in.Address) {
-			errs.Add(joinField(p, "address"), "must be a valid IP address or hostname")
+		// Envoy listens and connects on IPs: Kuma 2.7 takes IPs only here.
+		if in.Address != "" && net.ParseIP(in.Address) == nil {
+			errs.Add(joinField(p, "address"), "address has to be valid IP address")
 		}
-		if in.ServiceAddress != "" && !isIPOrHostname(in.ServiceAddress) {
-			errs.Add(joinField(p, "serviceAddress"), "must be a valid IP address or hostname")
+		if in.ServiceAddress != "" && net.ParseIP(in.ServiceAddress) == nil {
+			errs.Add(joinField(p, "serviceAddress"), "serviceAddress has to be valid IP address")
 		}
 		if in.ServiceAddress != "" && (in.ServiceAddress == n.Address || in.ServiceAddress == in.Address) &&
 			(in.ServicePort == 0 || in.ServicePort == in.Port) {
@@ -148,8 +149,8 @@ func (s *DataplaneSpec) Validate() ValidationErrors {
 		if !validPort(out.Port) {
 			errs.Add(joinField(p, "port"), msgPortRange)
 		}
-		if out.Address != "" && !isIPOrHostname(out.Address) {
-			errs.Add(joinField(p, "address"), "must be a valid IP address or hostname")
+		if out.Address != "" && net.ParseIP(out.Address) == nil {
+			errs.Add(joinField(p, "address"), "address has to be valid IP address")
 		}
 		validateServiceTags(&errs, joinField(p, "tags"), out.Tags)
 	}

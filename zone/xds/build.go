@@ -188,14 +188,14 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, co
 	service := spec.IdentifyingService()
 
 	if spec.IsBuiltinGateway() {
-		if err := b.gatewayListeners(nw.Address, service, in.gateway); err != nil {
+		if err := b.gatewayListeners(listenAddress(nw.Address), service, in.gateway); err != nil {
 			return nil, nil, err
 		}
 	} else {
 		for _, inb := range nw.Inbound {
 			addr := inb.Address
 			if addr == "" {
-				addr = nw.Address
+				addr = listenAddress(nw.Address)
 			}
 			svcPort := inb.ServicePort
 			if svcPort == 0 {
@@ -239,6 +239,16 @@ func build(dp *resource.Resource, conf resource.MeshTraceConf, shared *parts, co
 	}
 	snap, err := b.snapshot()
 	return snap, b.sums, err
+}
+
+// listenAddress is where a listener of a proxy at addr binds: addr itself
+// when it is an IP, else (a host name, which Envoy cannot listen on) every
+// interface.
+func listenAddress(addr string) string {
+	if net.ParseIP(addr) != nil {
+		return addr
+	}
+	return "0.0.0.0"
 }
 
 // localClusterName names an inbound's application cluster by its address

@@ -131,6 +131,13 @@ func TestBuildGolden(t *testing.T) {
 			collector: "meshtrace:zipkin:sc-zipkin_9411",
 		},
 		{
+			// A proxy known by a host name listens on every interface.
+			name:      "hostname-proxy",
+			dp:        at(sidecar("backend-h", "backend", nil, "db1"), "backend-h.svc"),
+			policies:  []*resource.Resource{meshTrace("default", meshRef(), withZipkin("http://zipkin:9411/api/v2/spans"))},
+			collector: "meshtrace:zipkin:zipkin_9411",
+		},
+		{
 			// An IPv6 proxy resolves a collector host name with AUTO.
 			name:      "ipv6-proxy",
 			dp:        at(sidecar("backend-6", "backend", nil), "fd00::2"),

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -177,6 +178,10 @@ func checkSnapshot(t testing.TB, snap *cache.Snapshot) {
 	// The version hashes listeners field by field (see builder.snapshot): a
 	// listener field it does not know would escape the version.
 	for _, r := range snap.GetResources(resourcev3.ListenerType) {
+		// Envoy binds listeners to IPs only.
+		if a := r.(*listenerv3.Listener).GetAddress().GetSocketAddress().GetAddress(); net.ParseIP(a) == nil {
+			t.Fatalf("listener %s binds to %q, not an IP", r.(*listenerv3.Listener).GetName(), a)
+		}
 		r.(proto.Message).ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
 			switch fd.Name() {
 			case "name", "address", "traffic_direction", "filter_chains":
