@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+	"os"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,7 +21,16 @@ type hclogCore struct {
 }
 
 func newEtcdZapLogger(log hclog.Logger, closing *atomic.Bool) *zap.Logger {
-	return zap.New(&hclogCore{log: log, closing: closing})
+	return zap.New(&hclogCore{log: log, closing: closing}, zap.WithFatalHook(exitOnFatal{}))
+}
+
+// exitOnFatal ends the process after etcd's fatal error was logged, with one
+// plain line an operator sees whatever the log format, and status 1.
+type exitOnFatal struct{}
+
+func (exitOnFatal) OnWrite(ce *zapcore.CheckedEntry, _ []zapcore.Field) {
+	fmt.Fprintf(os.Stderr, "meshtrace-cp: fatal: embedded etcd: %s\n", ce.Message)
+	os.Exit(1)
 }
 
 func (c *hclogCore) Enabled(l zapcore.Level) bool { return l >= zapcore.ErrorLevel }

@@ -2,6 +2,9 @@ package store
 
 import (
 	"bytes"
+	"errors"
+	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,5 +31,20 @@ func TestEtcdFatalLoggedAsFatal(t *testing.T) {
 		if !strings.Contains(got, "FATAL") || !strings.Contains(got, "failed to purge snap db file") || !strings.Contains(got, "fatal=true") {
 			t.Errorf("closing=%v: log %q does not mark the fatal error", closing, got)
 		}
+	}
+}
+
+// etcd's fatal error ends the process with status 1 and one plain line.
+func TestEtcdFatalExits(t *testing.T) {
+	if os.Getenv("MESHTRACE_TEST_ETCD_FATAL") != "" {
+		newEtcdZapLogger(hclog.NewNullLogger(), new(atomic.Bool)).Fatal("failed to commit tx")
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestEtcdFatalExits$")
+	cmd.Env = append(os.Environ(), "MESHTRACE_TEST_ETCD_FATAL=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "meshtrace-cp: fatal: embedded etcd: failed to commit tx") {
+		t.Fatalf("exit %v, output %q", err, out)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -86,5 +87,45 @@ func TestSignalStopsWithin5s(t *testing.T) {
 				t.Fatal("still running 10s after SIGTERM")
 			}
 		})
+	}
+}
+
+// A second control plane on the same data dir exits non-zero within 2 s,
+// naming the dir, instead of hanging on etcd's lock.
+func TestSecondProcessOnSameDataDir(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "global.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("dataDir: %s\nstore:\n  embedded:\n    dir: %s/etcd\napi:\n  address: 127.0.0.1:0\nkds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\n", dir, dir)), 0o600)
+	first := exec.Command(os.Args[0], "-test.run=^TestMainProcess$")
+	first.Env = append(os.Environ(), mainEnv+"=global --config "+cfg)
+	stderr, _ := first.StderrPipe()
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { first.Process.Signal(syscall.SIGTERM); first.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "control plane started") {
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+
+	second := exec.Command(os.Args[0], "-test.run=^TestMainProcess$")
+	second.Env = append(os.Environ(), mainEnv+"=global --config "+cfg)
+	var out bytes.Buffer
+	second.Stderr = &out
+	start := time.Now()
+	err := second.Run()
+	took := time.Since(start)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("second global: %v, want exit status 1\n%s", err, out.String())
+	}
+	if took > 2*time.Second || !strings.Contains(out.String(), "in use by another process") || !strings.Contains(out.String(), dir) {
+		t.Fatalf("second global took %s:\n%s", took, out.String())
 	}
 }
