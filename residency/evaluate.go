@@ -75,6 +75,9 @@ type PolicyRef struct {
 	// Origin is global or zone (kuma.io/origin); Zone the zone of a zone-originated policy.
 	Origin string `json:"origin,omitempty"`
 	Zone   string `json:"zone,omitempty"`
+	// DisplayName is the name on the zone that created it, when global
+	// stores it under another (kuma.io/display-name).
+	DisplayName string `json:"displayName,omitempty"`
 }
 
 func (p *PolicyRef) String() string {
@@ -82,7 +85,10 @@ func (p *PolicyRef) String() string {
 		return ""
 	}
 	s := fmt.Sprintf("MeshTrace %q in mesh %q", p.Name, p.Mesh)
-	if p.Origin == resource.OriginZone {
+	switch {
+	case p.Origin == resource.OriginZone && p.DisplayName != "":
+		s += fmt.Sprintf(" (created on zone %q as %q)", p.Zone, p.DisplayName)
+	case p.Origin == resource.OriginZone:
 		s += fmt.Sprintf(" (created on zone %q)", p.Zone)
 	}
 	return s
@@ -92,6 +98,9 @@ func policyRef(r *resource.Resource) *PolicyRef {
 	ref := &PolicyRef{Mesh: r.Mesh, Name: r.Name, Origin: r.Labels[resource.LabelOrigin]}
 	if ref.Origin == resource.OriginZone {
 		ref.Zone = r.Labels[resource.LabelZone]
+		if d := r.Labels[resource.LabelDisplayName]; d != "" && d != r.Name {
+			ref.DisplayName = d
+		}
 	}
 	return ref
 }

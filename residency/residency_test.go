@@ -286,12 +286,12 @@ func TestAdmitZoneOriginatedPolicy(t *testing.T) {
 		t.Fatalf("zone-originated in east: %s / %s", proxies(d.Refused), proxies(d.Audited))
 	}
 	// Created on west as a MeshService policy sending web out.
-	fromWest := policy(t, "west.web", "{kind: MeshService, name: web}", zipkin("http://jaeger.east.svc:9411"), "kuma.io/origin", "zone", "kuma.io/zone", "west")
+	fromWest := policy(t, "west.web", "{kind: MeshService, name: web}", zipkin("http://jaeger.east.svc:9411"), "kuma.io/origin", "zone", "kuma.io/zone", "west", "kuma.io/display-name", "web")
 	d = admit(t, ix, nil, fromWest)
 	if got := proxies(d.Refused); got != "west/web-1->http://jaeger.east.svc:9411 by west.web" || d.Refused[0].Policy.Origin != "zone" || d.Refused[0].Policy.Zone != "west" {
 		t.Fatalf("zone-originated in west: %s %+v", got, d.Refused)
 	}
-	if !strings.Contains(d.Refused[0].Message(), `(created on zone "west")`) {
+	if !strings.Contains(d.Refused[0].Message(), `MeshTrace "west.web" in mesh "default" (created on zone "west" as "web")`) {
 		t.Fatalf("message: %s", d.Refused[0].Message())
 	}
 	// Stored anyway (it arrived over KDS): the audit lists it.
