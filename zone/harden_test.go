@@ -1,16 +1,20 @@
 package zone
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -184,4 +188,52 @@ func TestXDSOverTLS(t *testing.T) {
 	if ready(insecure.NewCredentials()) {
 		t.Fatal("plaintext client opened an ADS stream on a TLS xDS server")
 	}
+}
+
+// Plaintext xDS off loopback is allowed, with a warning naming the fix.
+func TestXDSPlaintextWarning(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		warn bool
+	}{{"0.0.0.0:0", true}, {"127.0.0.1:0", false}} {
+		var logs syncBuffer
+		cfg := DefaultConfig()
+		cfg.Name, cfg.DataDir = "west", t.TempDir()
+		cfg.Store.Embedded.Dir = filepath.Join(cfg.DataDir, "etcd")
+		cfg.API.Address, cfg.XDS.Address, cfg.Diagnostics.Address = "127.0.0.1:0", tc.addr, "127.0.0.1:0"
+		z, err := New(cfg, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: &logs}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- z.Run(ctx) }()
+		select {
+		case <-z.Started():
+		case err := <-done:
+			t.Fatal(err)
+		}
+		cancel()
+		<-done
+		if got := strings.Contains(logs.String(), "xds.tlsCertFile"); got != tc.warn {
+			t.Errorf("xds on %s: warning %v, want %v:\n%s", tc.addr, got, tc.warn, logs.String())
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
