@@ -436,11 +436,16 @@ func (ix *Index) evaluate(e *dpEntry, ms *meshState, policies []*resource.Resour
 	return v
 }
 
+// maxLoggedPerChange caps the violations logged one by one per store
+// change (a Mesh-wide policy may flag thousands of proxies at once).
+const maxLoggedPerChange = 50
+
 // diffViolations brings the violation set in line with the verdicts of the
 // keys in dirty (every key when dirty is nil), logs each new and each
 // resolved violation, and updates the metric.
 func (ix *Index) diffViolations(dirty map[resource.Key]bool) {
 	now := ix.now().UTC()
+	var added, resolved int // beyond maxLoggedPerChange, only counted
 	check := func(k resource.Key) {
 		v, ok := ix.verdicts[k]
 		old, was := ix.violations[k]
@@ -453,14 +458,26 @@ func (ix *Index) diffViolations(dirty map[resource.Key]bool) {
 				return
 			}
 			ix.violations[k] = Violation{Verdict: v, Mode: mode, Since: now}
-			ix.log.Warn("residency violation", "zone", v.Zone, "mesh", v.Mesh, "name", v.Proxy, "mode", mode,
-				"backend", v.Backend, "collector", v.Collector, "policy", v.Policy.String(), "reason", v.Reason)
+			if added++; added <= maxLoggedPerChange {
+				ix.log.Warn("residency violation", "zone", v.Zone, "mesh", v.Mesh, "name", v.Proxy, "mode", mode,
+					"backend", v.Backend, "collector", v.Collector, "policy", v.Policy.String(), "reason", v.Reason)
+			}
 		case was:
 			delete(ix.violations, k)
-			ix.log.Info("residency violation resolved", "zone", old.Zone, "mesh", old.Mesh, "name", old.Proxy,
-				"collector", old.Collector)
+			if resolved++; resolved <= maxLoggedPerChange {
+				ix.log.Info("residency violation resolved", "zone", old.Zone, "mesh", old.Mesh, "name", old.Proxy,
+					"collector", old.Collector)
+			}
 		}
 	}
+	defer func() {
+		if added > maxLoggedPerChange {
+			ix.log.Warn("residency violations not logged one by one: see GET /residency", "more", added-maxLoggedPerChange)
+		}
+		if resolved > maxLoggedPerChange {
+			ix.log.Info("residency violations resolved, not logged one by one", "more", resolved-maxLoggedPerChange)
+		}
+	}()
 	if dirty == nil {
 		for k := range ix.violations {
 			check(k)

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
@@ -592,3 +595,46 @@ func TestAdmitBatchChecksDocumentsTogether(t *testing.T) {
 		t.Fatal("not released")
 	}
 }
+
+// Each new violation is one log line naming zone, proxy, collector and
+// policy; past 50 in one change, a summary line counts the rest.
+func TestViolationLogLines(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	log := hclog.New(&hclog.LoggerOptions{Output: writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	})})
+	ix, err := NewIndex(Config{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := []*resource.Resource{zoneRes(t, "west", "Audit", "*.west.svc")}
+	for i := range 60 {
+		items = append(items, dp(t, "west", fmt.Sprintf("p-%02d", i), "web"))
+	}
+	ix.Load(1, items)
+	one := policy(t, "one", "{kind: MeshServiceSubset, name: web, tags: {version: v9}}", zipkin("http://central:9411"))
+	odd := dp(t, "west", "odd", "web", "version", "v9")
+	ix.Apply(2, []store.Event{{Type: store.EventPut, Resource: one}, {Type: store.EventPut, Resource: odd}})
+	mu.Lock()
+	got := buf.String()
+	buf.Reset()
+	mu.Unlock()
+	if strings.Count(got, "residency violation:") != 1 || !strings.Contains(got, "zone=west") || !strings.Contains(got, "name=odd") ||
+		!strings.Contains(got, "collector=http://central:9411") || !strings.Contains(got, `policy="MeshTrace \"one\" in mesh \"default\""`) {
+		t.Fatalf("one violation:\n%s", got)
+	}
+	ix.Apply(3, []store.Event{{Type: store.EventPut, Resource: policy(t, "all", "", zipkin("http://central:9411"))}})
+	mu.Lock()
+	got = buf.String()
+	mu.Unlock()
+	if n := strings.Count(got, "residency violation:"); n != 50 || !strings.Contains(got, "more=10") {
+		t.Fatalf("%d lines:\n%s", n, got)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
