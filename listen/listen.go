@@ -55,12 +55,14 @@ type Listener struct {
 	name string
 	max  int
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	byRemote map[string]*conn // the same connections by peer address
 
 	evicted  prometheus.Counter
 	rejected prometheus.Counter
 	open     atomic.Int64
+	evictedN atomic.Int64
 }
 
 // Metrics are the counters of every Listener, labelled by listener name.
@@ -100,13 +102,16 @@ func TCP(name, addr string, max int) (*Listener, error) {
 // Wrap caps the connections accepted from ln.
 func Wrap(name string, ln net.Listener, max int) *Listener {
 	return &Listener{
-		Listener: ln, name: name, max: max, conns: map[*conn]struct{}{},
+		Listener: ln, name: name, max: max, conns: map[*conn]struct{}{}, byRemote: map[string]*conn{},
 		evicted: evictedTotal.WithLabelValues(name), rejected: rejectedTotal.WithLabelValues(name),
 	}
 }
 
 // Max is the cap on open connections (0: none).
 func (l *Listener) Max() int { return l.max }
+
+// Evicted is the number of idle connections closed to make room.
+func (l *Listener) Evicted() int { return int(l.evictedN.Load()) }
 
 // Open is the number of open connections.
 func (l *Listener) Open() int { return int(l.open.Load()) }
@@ -135,13 +140,15 @@ func (l *Listener) Accept() (net.Conn, error) {
 				nc.Close()
 				continue
 			}
-			delete(l.conns, victim)
+			l.remove(victim)
 		}
 		l.conns[c] = struct{}{}
+		l.byRemote[nc.RemoteAddr().String()] = c
 		l.open.Store(int64(len(l.conns)))
 		l.mu.Unlock()
 		if victim != nil {
 			l.evicted.Inc()
+			l.evictedN.Add(1)
 			victim.Conn.Close()
 		}
 		return c, nil
@@ -150,9 +157,20 @@ func (l *Listener) Accept() (net.Conn, error) {
 
 func (l *Listener) forget(c *conn) {
 	l.mu.Lock()
-	delete(l.conns, c)
+	l.remove(c)
 	l.open.Store(int64(len(l.conns)))
 	l.mu.Unlock()
+}
+
+// remove drops c from the listener's books; l.mu is held.
+func (l *Listener) remove(c *conn) {
+	if _, ok := l.conns[c]; !ok {
+		return
+	}
+	delete(l.conns, c)
+	if k := c.RemoteAddr().String(); l.byRemote[k] == c {
+		delete(l.byRemote, k)
+	}
 }
 
 // conn is an accepted connection; idle says it may be closed to make room.
@@ -223,21 +241,15 @@ func (l *Listener) GRPCServerOptions(maxStreams uint32) []grpc.ServerOption {
 	}
 }
 
-// byRemote finds an open connection by its peer address (unique among the
+// lookup finds an open connection by its peer address (unique among the
 // connections of one listener).
-func (l *Listener) byRemote(addr net.Addr) *conn {
+func (l *Listener) lookup(addr net.Addr) *conn {
 	if addr == nil {
 		return nil
 	}
-	want := addr.String()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for c := range l.conns {
-		if c.RemoteAddr().String() == want {
-			return c
-		}
-	}
-	return nil
+	return l.byRemote[addr.String()]
 }
 
 // streamTracker marks a connection busy while it has an open stream.
@@ -246,7 +258,7 @@ type streamTracker struct{ l *Listener }
 type connKey struct{}
 
 func (t streamTracker) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
-	if c := t.l.byRemote(info.RemoteAddr); c != nil {
+	if c := t.l.lookup(info.RemoteAddr); c != nil {
 		return context.WithValue(ctx, connKey{}, c)
 	}
 	return ctx

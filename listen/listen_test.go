@@ -2,6 +2,7 @@ package listen
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,6 +24,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 func serveHTTP(t *testing.T, max int, h http.Handler) (*Listener, string) {
@@ -317,4 +321,50 @@ func selfSigned(t *testing.T, dir string) (string, string) {
 	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return cert, keyFile
+}
+
+// A gRPC connection with an open stream is never evicted by a flood of idle
+// connections.
+func TestGRPCStreamSurvivesIdleFlood(t *testing.T) {
+	ln, err := TCP("grpc-busy", "127.0.0.1:0", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(ln.GRPCServerOptions(4)...)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	go gs.Serve(ln)
+	defer gs.Stop()
+
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	for range 40 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	waitOpen(t, ln, 4)
+	// The stream still delivers: a status change arrives.
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	resp, err := watch.Recv()
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("stream after the flood: %v %v", resp, err)
+	}
+	if ln.Evicted() == 0 {
+		t.Fatal("nothing was evicted")
+	}
 }
