@@ -122,10 +122,21 @@ func printResidency(w io.Writer, rep residency.Report, now time.Time) error {
 		_, err := fmt.Fprintln(w, "\nNo violations.")
 		return err
 	}
-	fmt.Fprintf(w, "\n%d violations:\n", total)
+	noun := "violations"
+	if total == 1 {
+		noun = "violation"
+	}
+	fmt.Fprintf(w, "\n%d %s:\n", total, noun)
 	tw = tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "ZONE\tMODE\tMESH\tPROXY\tCOLLECTOR\tPOLICY\tSINCE")
+	fmt.Fprintln(tw, "ZONE\tMODE\tMESH\tPROXY\tCOLLECTOR\tPOLICY\tSINCE\tON THE ZONE")
 	for _, z := range rep.Zones {
+		onZone := map[string]string{}
+		for _, r := range z.ZoneReported {
+			onZone[r.Mesh+"/"+r.Proxy] = "flagged"
+			if r.Blocked {
+				onZone[r.Mesh+"/"+r.Proxy] = "tracing off"
+			}
+		}
 		for _, v := range z.Violations {
 			policy := "-"
 			if v.Policy != nil {
@@ -134,7 +145,8 @@ func printResidency(w io.Writer, rep residency.Report, now time.Time) error {
 					policy += " (zone " + v.Policy.Zone + ")"
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Zone, v.Mode, v.Mesh, v.Proxy, v.Collector, policy, age(v.Since, now))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Zone, v.Mode, v.Mesh, v.Proxy, v.Collector, policy,
+				age(v.Since, now), dash(onZone[v.Mesh+"/"+v.Proxy]))
 		}
 	}
 	return tw.Flush()

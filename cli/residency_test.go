@@ -73,6 +73,7 @@ func TestResidencyCommands(t *testing.T) {
 		"east Audit *.east.svc 1 http://jaeger.central:9411/api/v2/spans 1 VIOLATION",
 		"west Audit *.west.svc,10.1.0.0/16:9411 1 http://jaeger.central:9411/api/v2/spans 1 VIOLATION",
 		"2 violations:",
+		"ZONE MODE MESH PROXY COLLECTOR POLICY SINCE ON THE ZONE",
 		"west Audit default web-1 http://jaeger.central:9411/api/v2/spans central",
 	} {
 		if !strings.Contains(squeezed, want) {

@@ -1,10 +1,12 @@
 package testcluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +84,17 @@ func TestResidencyEndToEnd(t *testing.T) {
 	bw.WaitCollectors(t, time.Second, westCollector)
 	fe.WaitCollectors(t, time.Second, eastCollector)
 	Eventually(t, 15*time.Second, func() error { return westViolation(residencyReport(t, c), true) })
+	// meshtracectl residency shows it, and what the zone does about it.
+	var out, errb bytes.Buffer
+	app := &cli.App{Stdout: &out, Stderr: &errb, ConfigPath: filepath.Join(t.TempDir(), "ctl.yaml")}
+	if code := app.Run(context.Background(), []string{"--address", c.API.Address, "residency", "west"}); code != 0 {
+		t.Fatal(errb.String())
+	}
+	if got := strings.Join(strings.Fields(out.String()), " "); !strings.Contains(got,
+		"1 violation: ZONE MODE MESH PROXY COLLECTOR POLICY SINCE ON THE ZONE west Enforce default frontend-west http://east.zipkincollector:9411/api/v2/spans frontend-to-east") ||
+		!strings.HasSuffix(got, "tracing off") {
+		t.Fatalf("meshtracectl residency west:\n%s", out.String())
+	}
 	var rules struct {
 		Warnings []string `json:"warnings"`
 	}
