@@ -260,6 +260,8 @@ Then try:
   go run ./cmd/meshtracectl inspect meshtrace trace-west
   go run ./cmd/meshtracectl --address http://%[3]s inspect dataplane backend-west
   go run ./cmd/meshtracectl delete meshtrace trace-east
+  go run ./cmd/meshtracectl residency set west --allow 'west.zipkincollector:9411' --mode Enforce
+  go run ./cmd/meshtracectl residency
 or with kumactl 2.7:
   kumactl config control-planes add --name meshtrace-demo --address http://%[1]s --auth-type=tokens --auth-conf token="$(cat %[2]s)"
 Ctrl-C stops the demo.
