@@ -236,6 +236,8 @@ func (g *Global) Run(ctx context.Context) (err error) {
 		Writable:   writableTypes(),
 		Admit:      residency.Admission(g.Residency),
 		AdmitBatch: residency.AdmissionBatch(g.Residency),
+		// Policies a zone synced up are read-only here, as in Kuma 2.7.
+		ReadOnly: func(r *resource.Resource) bool { return r.Labels[resource.LabelOrigin] == resource.OriginZone },
 		// Refuse what KDS could never send to a zone.
 		MaxResourceBytes: kds.MaxResourceBytes(g.cfg.KDS.MaxMessageBytes),
 	})

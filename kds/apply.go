@@ -113,7 +113,7 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 			a.seen[key] = true
 		}
 		d, ok := resource.Lookup(key.Type)
-		if !ok || d.Sync != resource.SyncGlobalToZone {
+		if !ok || !d.Sync.Has(resource.SyncGlobalToZone) {
 			reject(w, fmt.Sprintf("type %q is not synced from global to zones", w.Type))
 			continue
 		}

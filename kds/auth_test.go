@@ -388,3 +388,63 @@ func TestEnsureCerts(t *testing.T) {
 		t.Fatal("zone trusting another CA connected")
 	}
 }
+
+// A policy created on a zone (kuma.io/origin: zone) syncs up to global under
+// Kuma 2.7's hashed name, labelled with its zone, origin and display name;
+// it is not sent down to other zones; a change or delete on the zone follows
+// on global; the same name in another zone is another resource.
+func TestZoneOriginatedPoliciesSyncUp(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	put(t, gs, mesh("default"))
+	g := e.startGlobal(gs, "")
+	local := func(v int) *resource.Resource {
+		r := meshTrace("default", "local-trace", v)
+		r.Labels = map[string]string{resource.LabelOrigin: resource.OriginZone}
+		return r
+	}
+	east, west := newMemory(t), newMemory(t)
+	put(t, east, mesh("default"))
+	put(t, east, local(1))
+	put(t, west, local(2))
+	ze := e.startZone("east", east, token(t, gs, "east"), []string{g.addr})
+	zw := e.startZone("west", west, token(t, gs, "west"), []string{g.addr})
+	eastName, westName := kds.HashedName("default", "local-trace", "east", ""), kds.HashedName("default", "local-trace", "west", "")
+	if eastName == westName || !strings.HasPrefix(eastName, "local-trace-") || len(eastName) != len("local-trace-")+16 {
+		t.Fatalf("hashed names %q, %q", eastName, westName)
+	}
+	waitFor(t, "both zones' policies on global", 10*time.Second, func() bool {
+		all := list(t, gs, resource.TypeMeshTrace)
+		return all["MeshTrace/default/"+eastName] != nil && all["MeshTrace/default/"+westName] != nil
+	})
+	got := list(t, gs, resource.TypeMeshTrace)["MeshTrace/default/"+eastName]
+	if got.Labels[resource.LabelOrigin] != resource.OriginZone || got.Labels[resource.LabelZone] != "east" || got.Labels[resource.LabelDisplayName] != "local-trace" {
+		t.Fatalf("labels on global: %v", got.Labels)
+	}
+	// Not sent down: after a later change on global reached both zones,
+	// neither zone holds the other's copy.
+	rev := put(t, gs, meshTrace("default", "from-global", 1))
+	waitApplied(t, rev, 10*time.Second, ze, zw)
+	for name, zs := range map[string]store.Store{"east": east, "west": west} {
+		for k := range list(t, zs, resource.TypeMeshTrace) {
+			if strings.Contains(k, "local-trace-") {
+				t.Fatalf("zone %s got the synced-up copy %s", name, k)
+			}
+		}
+	}
+	// A change on the zone follows; a delete too.
+	put(t, east, local(50))
+	waitFor(t, "the change on global", 10*time.Second, func() bool {
+		r := list(t, gs, resource.TypeMeshTrace)["MeshTrace/default/"+eastName]
+		return r != nil && r.Spec.(*resource.MeshTraceSpec).Default.Sampling.Overall.IntVal == 50
+	})
+	if _, err := east.Delete(context.Background(), local(0).Key(), store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the delete on global", 10*time.Second, func() bool {
+		return list(t, gs, resource.TypeMeshTrace)["MeshTrace/default/"+eastName] == nil
+	})
+	if list(t, gs, resource.TypeMeshTrace)["MeshTrace/default/"+westName] == nil {
+		t.Fatal("west's policy went with east's")
+	}
+}

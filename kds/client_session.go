@@ -143,7 +143,8 @@ func (s *session) streamErr(err error) error {
 	return err
 }
 
-// uploadable keeps global's copies out of the upward sync.
+// uploadable keeps global's copies out of the upward sync (a delete whose
+// last value is known is judged by it too).
 func uploadable(r *resource.Resource) bool {
 	return r.Labels[resource.LabelOrigin] != resource.OriginGlobal
 }

@@ -140,7 +140,7 @@ func (b *broadcaster) deliver(resp store.WatchResponse) {
 		if ev.Resource == nil || !b.types[ev.Resource.Type] {
 			continue
 		}
-		if ev.Type == store.EventPut && !sendDown(ev.Resource) {
+		if (ev.Type == store.EventPut || ev.Resource.Labels != nil) && !sendDown(ev.Resource) {
 			continue
 		}
 		e := &entry{key: ev.Resource.Key(), rev: ev.Revision, del: ev.Type == store.EventDelete}

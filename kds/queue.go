@@ -279,7 +279,7 @@ func feed(ctx context.Context, wch <-chan store.WatchResponse, q *queue, keep fu
 				if ev.Resource == nil {
 					continue
 				}
-				if ev.Type == store.EventPut && !keep(ev.Resource) {
+				if (ev.Type == store.EventPut || ev.Resource.Labels != nil) && !keep(ev.Resource) {
 					continue
 				}
 				e := &entry{key: ev.Resource.Key(), rev: ev.Revision, del: ev.Type == store.EventDelete}

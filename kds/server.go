@@ -408,7 +408,7 @@ func randomID(n int) string {
 func typesSynced(dir resource.SyncDirection) []resource.Type {
 	var out []resource.Type
 	for _, d := range resource.Types() {
-		if d.Sync == dir && d.Type != resource.TypeZoneInsight {
+		if d.Sync.Has(dir) && d.Type != resource.TypeZoneInsight {
 			out = append(out, d.Type)
 		}
 	}

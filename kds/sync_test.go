@@ -346,7 +346,7 @@ func TestInvalidResourceDoesNotBlockOthers(t *testing.T) {
 func globalCopies(t testing.TB, zs store.Store) int {
 	n := 0
 	for _, d := range resource.Types() {
-		if d.Sync != resource.SyncGlobalToZone {
+		if !d.Sync.Has(resource.SyncGlobalToZone) {
 			continue
 		}
 		for _, r := range list(t, zs, d.Type) {

@@ -2,8 +2,10 @@ package kds
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -16,9 +18,42 @@ import (
 // zoneSetter is implemented by specs that carry their zone (Dataplane).
 type zoneSetter interface{ SetZone(zone string) }
 
-// GlobalName is the name under which global stores a resource named name
+// GlobalName is the name under which global stores a Dataplane named name
 // that zone uploaded.
 func GlobalName(zone, name string) string { return zone + "." + name }
+
+// HashedName is the name under which global stores a policy a zone
+// uploaded, as Kuma 2.7 names it: the zone's name, a dash and 16 characters
+// of the FNV-64a hash of mesh, name, zone and Kubernetes namespace ("" on
+// Universal), hex-encoded and mapped onto k8s' vowel-free alphabet. The
+// zone's own name is kept in kuma.io/display-name.
+func HashedName(mesh, name, zone, namespace string) string {
+	h := fnv.New64a()
+	for _, s := range []string{mesh, name, zone, namespace} {
+		_, _ = h.Write([]byte(s))
+	}
+	const safe = "bcdfghjklmnpqrstvwxz2456789"
+	hexed := hex.EncodeToString(h.Sum(nil))
+	out := make([]byte, len(hexed))
+	for i := range len(hexed) {
+		out[i] = safe[int(hexed[i])%len(safe)]
+	}
+	const maxName = 253 - 17
+	if len(name) > maxName {
+		name = name[:maxName]
+	}
+	return name + "-" + string(out)
+}
+
+// uploadedName is the name on global of a resource of type t named name in
+// mesh that zone uploaded: Dataplanes are prefixed with the zone (their
+// names are per zone), policies hashed as Kuma 2.7 does.
+func uploadedName(t resource.Type, mesh, name, zone string) string {
+	if t == resource.TypeDataplane {
+		return GlobalName(zone, name)
+	}
+	return HashedName(mesh, name, zone, "")
+}
 
 // uploader applies one zone's uploads to global's store. A zone can only
 // write resources of types synced upward, under names prefixed with its own
@@ -74,12 +109,12 @@ func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error
 	meshes := map[string]bool{} // mesh name -> exists on global, per batch
 	for _, w := range b.GetResources() {
 		key := keyOf(w)
-		key.Name = GlobalName(u.zone, w.Name)
+		key.Name = uploadedName(key.Type, key.Mesh, w.Name, u.zone)
 		if u.seen != nil {
 			u.seen[key] = true
 		}
 		d, ok := resource.Lookup(key.Type)
-		if !ok || d.Sync != resource.SyncZoneToGlobal || d.Type == resource.TypeZoneInsight {
+		if !ok || !d.Sync.Has(resource.SyncZoneToGlobal) || d.Type == resource.TypeZoneInsight {
 			reject(w, fmt.Sprintf("type %q is not accepted from zones", w.Type))
 			continue
 		}

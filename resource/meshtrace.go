@@ -111,7 +111,7 @@ func init() {
 		Plural:   "meshtraces",
 		Scope:    ScopeMesh,
 		IsPolicy: true,
-		Sync:     SyncGlobalToZone,
+		Sync:     SyncBoth,
 		NewSpec:  func() Spec { return &MeshTraceSpec{} },
 	})
 }

@@ -27,16 +27,24 @@ const (
 	ScopeGlobal
 )
 
-// SyncDirection says which way KDS carries a type.
+// SyncDirection says which way KDS carries a type; the directions combine
+// (SyncBoth).
 type SyncDirection int
 
 const (
-	SyncNone SyncDirection = iota
+	SyncNone SyncDirection = 0
 	// SyncGlobalToZone: defined on global, read-only copies on every zone (Mesh, policies).
-	SyncGlobalToZone
+	SyncGlobalToZone SyncDirection = 1
 	// SyncZoneToGlobal: defined on a zone, reported up to global (Dataplane, ZoneInsight).
-	SyncZoneToGlobal
+	SyncZoneToGlobal SyncDirection = 2
+	// SyncBoth: defined on global (copies on every zone) or on one zone (a
+	// read-only copy on global, labelled kuma.io/origin: zone), as Kuma 2.7
+	// syncs policies (GlobalToAllZones | ZoneToGlobal).
+	SyncBoth = SyncGlobalToZone | SyncZoneToGlobal
 )
+
+// Has reports whether d includes the direction x.
+func (d SyncDirection) Has(x SyncDirection) bool { return d&x == x && x != SyncNone }
 
 // Descriptor tells everything generic code needs to know about a type. Adding a
 // policy kind means registering one more Descriptor; nothing switches on Type.
