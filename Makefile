@@ -29,6 +29,11 @@ image:
 test:
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 
+## soak: the randomized KDS convergence test with random seeds for SOAK (default 10m), race detector on
+SOAK ?= 10m
+soak:
+	$(GO) test -race -count=1 -timeout 0 -run TestConvergence ./kds/ -soak $(SOAK) -v
+
 ## check: gofmt, go vet, generated code up to date
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

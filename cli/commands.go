@@ -242,7 +242,7 @@ func (a *App) printZones(ctx context.Context, c *Client, zones []*resource.Resou
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", z.Name, zoneStatus(in), dash(in.GlobalInstance),
-			in.LastAckedRevision, in.LagRevisions, in.NACKs, len(in.Proxies), age(z.CreationTime, now))
+			in.LastAckedRevision, in.LagRevisions, in.NACKs, len(in.Proxies)+in.ProxiesOmitted, age(z.CreationTime, now))
 	}
 	return tw.Flush()
 }

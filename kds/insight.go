@@ -198,6 +198,14 @@ func (in *insight) write(ctx context.Context, st store.Store, zone string) error
 			CreationTime: created, ModificationTime: time.Now().UTC(),
 		}, Spec: &spec}
 		_, err = st.Put(ctx, r, expect)
+		for errors.Is(err, store.ErrTooLarge) && len(spec.Proxies) > 0 {
+			// Summarise: keep the first half of the proxies (sorted by mesh
+			// and name) and count the rest, until it fits.
+			keep := len(spec.Proxies) / 2
+			spec.ProxiesOmitted += len(spec.Proxies) - keep
+			spec.Proxies = spec.Proxies[:keep]
+			_, err = st.Put(ctx, r, expect)
+		}
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrAlreadyExists) {
 			continue
 		}

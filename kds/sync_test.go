@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 )
@@ -365,4 +366,31 @@ func insight(t testing.TB, st store.Store, zone string) *resource.ZoneInsightSpe
 		return nil
 	}
 	return r.Spec.(*resource.ZoneInsightSpec)
+}
+
+// A ZoneInsight that would exceed the store's value cap (thousands of
+// proxies) is summarised to fit: the first proxies are kept, the rest
+// counted, and the insight (online, then offline) is still written.
+func TestZoneInsightSummarisedToFit(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	gs.SetMaxValueBytes(16 << 10)
+	put(t, gs, mesh("default"))
+	g := e.startGlobal(gs, "")
+	proxies := make([]resource.ProxyTracing, 2000)
+	for i := range proxies {
+		proxies[i] = resource.ProxyTracing{Mesh: "default", Name: fmt.Sprintf("proxy-%04d", i), Service: "web", Backend: "Zipkin"}
+	}
+	z := e.startZone("east", newMemory(t), token(t, gs, "east"), []string{g.addr}, func(c *kds.ClientConfig) {
+		c.ProxyReport = func() []resource.ProxyTracing { return proxies }
+	})
+	waitFor(t, "the summarised insight", 10*time.Second, func() bool {
+		ins := insight(t, gs, "east")
+		return ins != nil && ins.Online && ins.ProxiesOmitted > 0 && len(ins.Proxies)+ins.ProxiesOmitted == len(proxies)
+	})
+	z.stop()
+	waitFor(t, "the zone offline in its insight", 10*time.Second, func() bool {
+		ins := insight(t, gs, "east")
+		return ins != nil && !ins.Online
+	})
 }

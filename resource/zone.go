@@ -137,6 +137,9 @@ type ZoneInsightSpec struct {
 	Stats map[string]TypeStats `json:"stats,omitempty"`
 	// Proxies lists the zone's proxies and the tracing backend each uses.
 	Proxies []ProxyTracing `json:"proxies,omitempty"`
+	// ProxiesOmitted counts the proxies left out of Proxies so that the
+	// insight fits the store's value cap (thousands of proxies).
+	ProxiesOmitted int `json:"proxiesOmitted,omitempty"`
 	// Held is set while the zone refuses a snapshot's deletes because global
 	// looked like it lost its data; an operator releases them
 	// (POST /zones/{name}/release-deletes).
