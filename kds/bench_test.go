@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,4 +199,84 @@ func ackAll(b *testing.B, e *env, addr, tok string) context.CancelFunc {
 		b.Fatal("snapshot not received")
 	}
 	return stop
+}
+
+// 100 zones on one global holding 30k policies in one mesh (global on
+// embedded etcd): one policy change until every zone acknowledged it
+// (p50/p99), global's heap per connected zone, and the etcd watches global
+// runs (one, whatever the number of zones). Zones are raw streams that ACK
+// every batch and keep nothing, so 100 fit in one process; the zone side is
+// measured by BenchmarkPropagation.
+func BenchmarkHundredZones(b *testing.B) {
+	const zones, policies = 100, 30000
+	e := newEnv(b)
+	gs := openEtcd(b)
+	put(b, gs, mesh("default"))
+	putBurst(b, gs, "default", policies, 0)
+	g := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.Heartbeat = time.Second })
+	acked := make([]atomic.Int64, zones)
+	ackAllRev(b, e, g.addr, token(b, gs, "warmup"), nil) // shared paths: token key, store id, wire cache
+	before := heap()
+	start := time.Now()
+	for i := range zones {
+		ackAllRev(b, e, g.addr, token(b, gs, fmt.Sprintf("z-%d", i)), &acked[i])
+	}
+	connect := time.Since(start)
+	perZone := (float64(heap()) - float64(before)) / zones
+	watches := gs.Watches()
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		rev := put(b, gs, meshTrace("default", fmt.Sprintf("p-%d", i%policies), 100000+i))
+		deadline := time.Now().Add(30 * time.Second)
+		for j := range acked {
+			for acked[j].Load() < rev {
+				if time.Now().After(deadline) {
+					b.Fatalf("zone %d did not acknowledge revision %d", j, rev)
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	reportLatency(b, lat)
+	b.ReportMetric(perZone/1024, "KiB/zone")
+	b.ReportMetric(float64(watches), "etcd-watches")
+	b.ReportMetric(connect.Seconds(), "s-connect-all")
+}
+
+// ackAllRev connects a raw zone that ACKs every batch, records the
+// revisions it acknowledged in rev (when not nil) and keeps nothing; it
+// returns once the snapshot is acknowledged.
+func ackAllRev(b *testing.B, e *env, addr, tok string, rev *atomic.Int64) {
+	stream, _ := e.rawStream(b, addr, tok)
+	if err := stream.Send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Hello{Hello: &kdsv1.Hello{MaxMessageBytes: 1 << 20}}}); err != nil {
+		b.Fatal(err)
+	}
+	synced := make(chan struct{})
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			bt := m.GetBatch()
+			if bt == nil {
+				continue
+			}
+			_ = stream.Send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Ack{Ack: &kdsv1.Ack{Nonce: bt.Nonce, Revision: bt.Revision}}})
+			if rev != nil && bt.Revision > rev.Load() {
+				rev.Store(bt.Revision)
+			}
+			if bt.SnapshotEnd {
+				close(synced)
+			}
+		}
+	}()
+	select {
+	case <-synced:
+	case <-time.After(120 * time.Second):
+		b.Fatal("snapshot not received")
+	}
 }
