@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // How long a change may take to reach every proxy.
@@ -127,6 +129,10 @@ func dataplaneRules(t testing.TB, z *Zone, dp string) (rules, error) {
 // zoneInsight is the part of GET /zone-insights/{zone} on global the suite
 // checks.
 type zoneInsight struct {
+	Held *struct {
+		Reason  string `json:"reason"`
+		Deletes int    `json:"deletes"`
+	} `json:"held"`
 	Online         bool   `json:"online"`
 	GlobalInstance string `json:"globalInstance"`
 	Proxies        []struct {
@@ -172,6 +178,7 @@ func TestMultiZone(t *testing.T) {
 		{"Residency", testResidency},
 		{"GlobalReplicaKilled", testGlobalReplicaKilled},
 		{"ZonePartitioned", testZonePartitioned},
+		{"SnapshotAfterCompaction", testSnapshotAfterCompaction},
 		{"ZoneRestartWhileGlobalDown", testZoneRestartWhileGlobalDown},
 		{"FloodedGlobal", testFloodedGlobal},
 		{"EtcdMemberKilled", testEtcdMemberKilled},
@@ -443,8 +450,19 @@ func testZonePartitioned(t *testing.T, tp *Topology) {
 	put(t, tp, zonePolicy("west", "west.zipkincollector:9430"))
 	expectTracing(t, tp, map[string]string{"west": zipkinTo("west.zipkincollector:9430")}, converge)
 	// East is unreachable: its proxies keep tracing to the old collector and
-	// its API keeps serving the policy it had.
-	time.Sleep(3 * time.Second)
+	// its API keeps serving the policy it had. Positive marker: global has
+	// seen east's stream go (its ZoneInsight is offline) after west got the
+	// change.
+	waitFor(t, converge, "global to see east offline", func() error {
+		in, err := getZoneInsight(t, tp.GlobalAPI(0), "east")
+		if err != nil {
+			return err
+		}
+		if in.Online {
+			return fmt.Errorf("east still online")
+		}
+		return nil
+	})
 	expectTracing(t, tp, map[string]string{"east": zipkinTo(collectorOf("east"))}, time.Second)
 	got, err := east.API().Policies(t)
 	if err != nil {
@@ -638,4 +656,87 @@ func testEtcdMemberKilled(t *testing.T, tp *Topology) {
 	})
 	expectTracing(t, tp, map[string]string{"east": zipkinTo("east.zipkincollector:9450")}, converge)
 	expectConsistent(t, tp)
+}
+
+// East is away while most policies are deleted and etcd's history is
+// compacted, a corrupt value lands in etcd, and the policies left include
+// large ones (the snapshot takes several messages at the zone's 4 MiB cap).
+// On reconnect east converges from a snapshot: the deletes apply (a newer
+// revision of the same store: nothing is held), the corrupt value is
+// skipped and listed by global, nothing blocks.
+func testSnapshotAfterCompaction(t *testing.T, tp *Topology) {
+	nowhere := map[string]any{"kind": "MeshSubset", "tags": map[string]any{"kuma.io/zone": "nowhere"}}
+	spec := func(tags int) map[string]any {
+		def := map[string]any{"backends": []any{zipkinBackend("http://nowhere.collector:9411/api/v2/spans")}}
+		if tags > 0 {
+			var ts []any
+			for i := range tags {
+				ts = append(ts, map[string]any{"name": fmt.Sprintf("t%d", i), "literal": strings.Repeat("x", 8000)})
+			}
+			def["tags"] = ts
+		}
+		return map[string]any{"targetRef": nowhere, "default": def}
+	}
+	for i := range 30 {
+		put(t, tp, meshTrace(fmt.Sprintf("mass-%d", i), spec(0)))
+	}
+	for i := range 12 {
+		put(t, tp, meshTrace(fmt.Sprintf("big-%d", i), spec(50))) // ~400 KB each
+	}
+	expectConsistent(t, tp)
+
+	east := tp.Zone("east")
+	east.CP.Disconnect(t, tp.GlobalNet)
+	healed := false
+	defer func() {
+		if !healed {
+			east.CP.Connect(t, tp.GlobalNet)
+		}
+	}()
+	for i := range 30 {
+		if i%10 != 0 {
+			del(t, tp, fmt.Sprintf("mass-%d", i))
+		}
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: tp.Etcd.HostEndpoints(t), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const corruptKey = "/meshtrace/resources/MeshTrace/default/corrupt-e2e"
+	resp, err := cli.Put(ctx, corruptKey, "{not json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = cli.Delete(context.Background(), corruptKey) }()
+	if _, err := cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	// Global keeps answering lists with the corrupt value present.
+	tp.GlobalAPI(0).Must(t, http.MethodGet, "/meshes/"+mesh+"/meshtraces", nil, http.StatusOK)
+
+	east.CP.Connect(t, tp.GlobalNet)
+	healed = true
+	expectConsistent(t, tp)
+	in, err := getZoneInsight(t, tp.GlobalAPI(0), "east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Held != nil {
+		t.Fatalf("east holds deletes after a legitimate mass delete: %+v", in.Held)
+	}
+	r := tp.GlobalAPI(0).Must(t, http.MethodGet, "/admin/corrupt-values", nil, http.StatusOK)
+	if !strings.Contains(string(r.Body), "corrupt-e2e") {
+		t.Fatalf("global does not list the corrupt value: %s", r.Body)
+	}
+	for i := range 30 {
+		if i%10 == 0 {
+			del(t, tp, fmt.Sprintf("mass-%d", i))
+		}
+	}
+	for i := range 12 {
+		del(t, tp, fmt.Sprintf("big-%d", i))
+	}
 }
