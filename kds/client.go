@@ -109,6 +109,7 @@ type Client struct {
 // ClientStats count what the client did since it started (for tests and
 // diagnostics).
 type ClientStats struct {
+	Dials          int   // connection attempts
 	Sessions       int   // streams that got a Welcome
 	Snapshots      int   // snapshots received
 	Batches        int   // batches received
@@ -312,6 +313,7 @@ var ErrRefused = errors.New("kds: global refused the zone")
 // whether it applied a batch.
 func (c *Client) dialAndSync(ctx context.Context, addr string) (progressed bool, err error) {
 	c.metrics.dials.Inc()
+	c.count(func(s *ClientStats) { s.Dials++ })
 	limit := c.cfg.MaxMessageBytes + 64<<10
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(c.creds),

@@ -185,8 +185,11 @@ func TestLivenessHeartbeats(t *testing.T) {
 	g := e.startGlobal(gs, "")
 	z := e.startZone("east", newMemory(t), token(t, gs, "east"), []string{g.addr})
 	waitFor(t, "connect", 5*time.Second, z.client.Connected)
-	// Idle streams stay up: heartbeats flow both ways.
-	time.Sleep(testHeartbeat*testStall + time.Second)
+	// Idle streams stay up: heartbeats flow both ways. Positive marker:
+	// global has sent more heartbeats than a stall takes.
+	waitFor(t, "heartbeats past the stall timeout", 20*time.Second, func() bool {
+		return metricValue(t, g.reg, "meshtrace_kds_messages_sent_total", "") > float64(testStall+10)
+	})
 	if !z.client.Connected() || z.client.Stats().Sessions != 1 {
 		t.Fatalf("idle stream was cut: %+v", z.client.Stats())
 	}

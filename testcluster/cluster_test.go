@@ -91,7 +91,23 @@ func TestPolicyReachesOnlyRegionalProxies(t *testing.T) {
 		t.Fatal(err)
 	}
 	Eventually(t, 10*time.Second, sameSet(t, c))
-	time.Sleep(50 * time.Millisecond)
+	// Positive marker: both zones applied the revision of the apply.
+	res, err := c.Global.Store().List(context.Background(), resource.TypeMeshTrace, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var applied int64
+	for _, r := range res.Items {
+		applied = max(applied, r.Version)
+	}
+	Eventually(t, 10*time.Second, func() error {
+		for name, z := range c.Zones {
+			if got := z.KDSClient().LastAppliedRevision(); got < applied {
+				return fmt.Errorf("zone %s at revision %d, want %d", name, got, applied)
+			}
+		}
+		return nil
+	})
 	envoys["east"][0].WaitCollectors(t, time.Second, eastCollector)
 	envoys["west"][0].WaitCollectors(t, time.Second, westCollector)
 
