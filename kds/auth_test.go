@@ -301,8 +301,8 @@ func TestZoneCannotTouchOthers(t *testing.T) {
 		{Type: "Dataplane", Mesh: "default", Name: "mine", Json: dpJSON("mine", "east")},
 		// Deletes of others' names map under east's prefix: no effect.
 		{Type: "Dataplane", Mesh: "default", Name: "west.x", Delete: true},
-		// Policies are not accepted from zones.
-		{Type: "MeshTrace", Mesh: "default", Name: "p", Json: []byte(`{}`)},
+		// Meshes are not accepted from zones (global-to-zone only).
+		{Type: "Mesh", Name: "p", Json: []byte(`{}`)},
 	}}
 	if err := stream.Send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Upload{Upload: upload}}); err != nil {
 		t.Fatal(err)

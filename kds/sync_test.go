@@ -31,6 +31,7 @@ func TestResumeByRevision(t *testing.T) {
 	if s := ze.client.Stats(); s.Snapshots != 1 {
 		t.Fatalf("first connect: want 1 snapshot, got %+v", s)
 	}
+	settle(t, gs, ze, zw) // the Zones global wrote on connect reached both
 
 	// Cut east, change 10 policies, delete one, add one.
 	ze.stop()
