@@ -2,16 +2,24 @@
 // zones: one bidirectional gRPC stream per zone (proto/kds/v1).
 //
 // It does not know what it syncs. Every registered resource type whose
-// resource.Descriptor.Sync is SyncGlobalToZone travels down, every type with
+// resource.Descriptor.Sync has SyncGlobalToZone travels down, every type with
 // SyncZoneToGlobal travels up (ZoneInsight excepted: global writes it from the
-// stream's state and the zone's ZoneReport).
+// stream's state and the zone's ZoneReport); policies do both (SyncBoth):
+// one created on a zone goes up under HashedName, read-only on global, and
+// never down to other zones.
 //
-// Versions are global store revisions. A zone opens with the last revision it
-// applied; global answers with the changes since (store history), or with a
-// full snapshot when the zone is new, the history is compacted or the zone's
-// cursor belongs to another store. Snapshots are applied by diff; deletes are
-// explicit events, and a snapshot that would delete more than a configured
-// share of the receiver's copies is refused and reported.
+// Versions are global store revisions. One store watch per server (feed.go)
+// feeds every zone stream's coalescing queue; its cursor moves only at
+// watch-response boundaries, and idle heartbeats carry it, so a quiet zone's
+// cursor keeps up with the store. A zone opens with the last revision it
+// applied; global answers with the changes since (a diff of two key
+// listings), or with a full snapshot when the zone is new, the history is
+// compacted or the zone's cursor belongs to another store. Snapshots are
+// applied by diff; their deletes are held (reported, kept across restarts,
+// released by an operator) only when global looks like it lost its data:
+// store id changed, revision behind the zone's cursor, or empty while the
+// zone is not. Both sides announce their message caps in the handshake and
+// cut batches to the smaller. Corrupt stored values never travel.
 //
 // Global wiring:
 //
