@@ -157,3 +157,51 @@ func westViolation(rep residency.Report, blocked bool) error {
 	}
 	return errors.New("no west in the report")
 }
+
+// TestZoneOriginatedPolicyAudited: a policy created on a zone reaches global
+// over KDS and is evaluated there like any other, but only against its own
+// zone's proxies (it is never sent to other zones).
+func TestZoneOriginatedPolicyAudited(t *testing.T) {
+	c := Start(t, Options{Zones: []string{"east", "west"}})
+	west, east := c.Zones["west"], c.Zones["east"]
+	west.RegisterProxy(t, "frontend-west", "frontend")
+	east.RegisterProxy(t, "frontend-east", "frontend")
+	fw := ConnectEnvoy(t, west.XDSAddr(), "default.frontend-west")
+	fe := ConnectEnvoy(t, east.XDSAddr(), "default.frontend-east")
+	if err := c.Apply(seed(t, "trace-west.universal.yaml") + "---\n" + seed(t, "trace-east.k8s.yaml") +
+		"---\ntype: Zone\nname: west\nresidency:\n  mode: Audit\n  allowedCollectors: ['west.zipkincollector:9411']\n" +
+		"---\ntype: Zone\nname: east\nresidency:\n  mode: Audit\n  allowedCollectors: ['east.zipkincollector:9411']\n"); err != nil {
+		t.Fatal(err)
+	}
+	fw.WaitCollectors(t, 10*time.Second, westCollector)
+	fe.WaitCollectors(t, 10*time.Second, eastCollector)
+	// West's Audit mode lets its API take a local policy sending its frontend to east.
+	local, err := resource.Decode([]byte(strings.ReplaceAll(toEast, "frontend-to-east", "local-out")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := west.API.Do(context.Background(), "PUT", "/meshes/default/meshtraces/local-out", nil, local, nil); err != nil {
+		t.Fatal(err)
+	}
+	fw.WaitCollectors(t, 10*time.Second, eastCollector)
+	Eventually(t, 20*time.Second, func() error {
+		for _, z := range residencyReport(t, c).Zones {
+			if z.Zone == "east" && len(z.Violations) != 0 {
+				return fmt.Errorf("east charged with west's local policy: %+v", z.Violations)
+			}
+			if z.Zone != "west" {
+				continue
+			}
+			if len(z.Violations) != 1 || z.Violations[0].Proxy != "frontend-west" {
+				return fmt.Errorf("west violations %+v", z.Violations)
+			}
+			p := z.Violations[0].Policy
+			if p.Origin != resource.OriginZone || p.Zone != "west" || p.DisplayName != "local-out" || p.Name == "local-out" {
+				return fmt.Errorf("policy %+v", p)
+			}
+			return nil
+		}
+		return errors.New("no west in the report")
+	})
+	fe.WaitCollectors(t, time.Second, eastCollector)
+}
