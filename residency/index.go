@@ -92,8 +92,46 @@ func (m *meshState) policyList() []*resource.Resource {
 
 // sortMostSpecificFirst orders policies so that the first one selecting a
 // proxy and setting backends is the one whose backends the merge keeps.
+// Zone-originated policies are ordered by the name they have on their zone
+// (kuma.io/display-name; global stores them under a hashed name), so that
+// ties between them break as on the zone, where they are merged.
 func sortMostSpecificFirst(ps []*resource.Resource) {
-	sort.Slice(ps, func(i, j int) bool { return meshtrace.Less(ps[j], ps[i]) })
+	renamed := false
+	for _, p := range ps {
+		if nameOnZone(p) != p.Name {
+			renamed = true
+			break
+		}
+	}
+	if !renamed {
+		sort.Slice(ps, func(i, j int) bool { return meshtrace.Less(ps[j], ps[i]) })
+		return
+	}
+	type pair struct{ asOnZone, orig *resource.Resource }
+	pairs := make([]pair, len(ps))
+	for i, p := range ps {
+		pairs[i] = pair{p, p}
+		if n := nameOnZone(p); n != p.Name {
+			cp := *p
+			cp.Name = n
+			pairs[i].asOnZone = &cp
+		}
+	}
+	sort.Slice(pairs, func(i, j int) bool { return meshtrace.Less(pairs[j].asOnZone, pairs[i].asOnZone) })
+	for i := range pairs {
+		ps[i] = pairs[i].orig
+	}
+}
+
+// nameOnZone is the name a policy has where it is merged: a zone-originated
+// policy's kuma.io/display-name, else its name.
+func nameOnZone(p *resource.Resource) string {
+	if p.Labels[resource.LabelOrigin] == resource.OriginZone {
+		if d := p.Labels[resource.LabelDisplayName]; d != "" {
+			return d
+		}
+	}
+	return p.Name
 }
 
 // gatewayList builds the MeshGateway slice when stale. Admission builds it

@@ -638,3 +638,26 @@ func TestViolationLogLines(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// Two zone-originated policies of one kind tie on kind and origin; the zone
+// breaks the tie by their names there (the smallest wins), so global must
+// use those, not the hashed names it stores them under.
+func TestZoneOriginatedTieBrokenByZoneNames(t *testing.T) {
+	west := CompileZone("west", zoneRes(t, "west", "Enforce", "*.west.svc").Spec.(*resource.ZoneSpec))
+	web := dp(t, "west", "web-1", "web")
+	// On west: "a" (to east) and "a-b" (home): "a" wins. Hashed, "a-zzzz" sorts after "a-b-cccc".
+	a := policy(t, "a-zzzz", "{kind: MeshService, name: web}", zipkin("http://jaeger.east.svc:9411"),
+		"kuma.io/origin", "zone", "kuma.io/zone", "west", "kuma.io/display-name", "a")
+	b := policy(t, "a-b-cccc", "{kind: MeshService, name: web}", zipkin("http://jaeger.west.svc:9411"),
+		"kuma.io/origin", "zone", "kuma.io/zone", "west", "kuma.io/display-name", "a-b")
+	v := Evaluate(web, []*resource.Resource{b, a}, west)
+	if v.Allowed || v.Policy.Name != "a-zzzz" {
+		t.Fatalf("verdict %+v", v)
+	}
+	// The zone's own view (names as created there) agrees.
+	onZone := func(p *resource.Resource, name string) *resource.Resource { cp := *p; cp.Name = name; return &cp }
+	rules := meshtrace.Compute(web, []*resource.Resource{onZone(a, "a"), onZone(b, "a-b")})
+	if _, collector := meshtrace.EffectiveCollector(rules.Conf); collector != v.Collector {
+		t.Fatalf("zone merges to %s, global says %s", collector, v.Collector)
+	}
+}
