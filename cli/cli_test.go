@@ -299,3 +299,41 @@ func TestGenerateZoneToken(t *testing.T) {
 		t.Fatalf("without the admin token: %q", e.String())
 	}
 }
+
+// get zones shows a zone holding snapshot deletes; zone release-deletes
+// records the operator's release on global (admin token required).
+func TestHeldZoneAndReleaseDeletes(t *testing.T) {
+	r := newRunner(t)
+	ctx := context.Background()
+	st := r.g.Store()
+	z, _ := resource.New(resource.TypeZone, "", "west")
+	resource.Prepare(z)
+	if _, err := st.Put(ctx, z, store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	ins := &resource.Resource{Meta: resource.Meta{Type: resource.TypeZoneInsight, Name: "west"}, Spec: &resource.ZoneInsightSpec{
+		Online: true, Held: &resource.HeldDeletes{Reason: "global's store id changed from a to b", Deletes: 7, Since: time.Now().UTC()},
+	}}
+	if _, err := st.Put(ctx, ins, store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := r.run("", "get", "zones")
+	if code != 0 || !strings.Contains(out, "Online, held (7 deletes)") {
+		t.Fatalf("get zones: %d %q %q", code, out, errOut)
+	}
+	var o, e bytes.Buffer
+	app := &App{Stdout: &o, Stderr: &e, ConfigPath: r.conf}
+	if app.Run(ctx, []string{"--address", "http://" + r.g.APIAddr(), "zone", "release-deletes", "west"}) == 0 || !strings.Contains(e.String(), "401") {
+		t.Fatalf("release without the admin token: %q", e.String())
+	}
+	code, out, errOut = r.run("", "zone", "release-deletes", "west")
+	if code != 0 || !strings.Contains(out, "released the held deletes of zone west") {
+		t.Fatalf("release: %d %q %q", code, out, errOut)
+	}
+	if v, err := st.GetValue(ctx, "kds/release-deletes/west"); err != nil || len(v) == 0 {
+		t.Fatalf("release not recorded: %q %v", v, err)
+	}
+	if code, _, errOut = r.run("", "zone", "release-deletes", "West_1"); code == 0 || !strings.Contains(errOut, "400") {
+		t.Fatalf("bad zone name: %d %q", code, errOut)
+	}
+}
