@@ -309,4 +309,21 @@ func TestInspectRoutes(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"total":2`) || strings.Count(body, `"type":"Dataplane"`) != 2 {
 		t.Fatalf("_resources/dataplanes = %d %s", code, body)
 	}
+	// A policy west synced up applies to west's proxies only.
+	local, err := resource.Decode([]byte(strings.ReplaceAll(traceBody, "mesh: prod", "mesh: default")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local.Name = "from-west"
+	local.Labels = map[string]string{resource.LabelOrigin: resource.OriginZone, resource.LabelZone: "west"}
+	if _, err := mem.Put(context.Background(), local, store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	code, body = call(t, "GET", api+"/meshes/default/meshtraces/from-west/_resources/dataplanes", "", "")
+	if code != 200 || !strings.Contains(body, `"total":1`) || !strings.Contains(body, `"zone":"west"`) {
+		t.Fatalf("_resources/dataplanes of west's policy = %d %s", code, body)
+	}
+	if code, body = call(t, "GET", api+"/meshes/default/dataplanes/east.web-1/_rules", "", ""); code != 200 || strings.Contains(body, "from-west") {
+		t.Fatalf("east's _rules name west's policy: %d %s", code, body)
+	}
 }

@@ -121,7 +121,7 @@ func (s storeSource) DataplaneRules(ctx context.Context, mesh, name string) (ins
 	if err != nil {
 		return inspect.DataplaneRules{}, err
 	}
-	rules := meshtrace.Compute(dp, pols, meshtrace.SelectGateway(dp, gws))
+	rules := meshtrace.Compute(dp, inZone(pols, dp.Labels[resource.LabelZone]), meshtrace.SelectGateway(dp, gws))
 	return inspect.RulesView(mesh, dp.Name, dp.Labels[resource.LabelZone], rules, dp), nil
 }
 
@@ -166,6 +166,10 @@ func (s storeSource) PolicyDataplanes(ctx context.Context, mesh, name string) (i
 	}
 	out := inspect.AffectedDataplanes{Items: []inspect.AffectedDataplane{}}
 	for _, dp := range dps.Items {
+		zone := dp.Labels[resource.LabelZone]
+		if !appliesIn(pol, zone) {
+			continue
+		}
 		gw := meshtrace.SelectGateway(dp, gws)
 		if !meshtrace.Affects(pol, dp, gw) {
 			continue
@@ -177,7 +181,7 @@ func (s storeSource) PolicyDataplanes(ctx context.Context, mesh, name string) (i
 				break
 			}
 		}
-		item.Backend, item.Collector = meshtrace.EffectiveCollector(meshtrace.Compute(dp, pols, gw).Conf)
+		item.Backend, item.Collector = meshtrace.EffectiveCollector(meshtrace.Compute(dp, inZone(pols, zone), gw).Conf)
 		out.Items = append(out.Items, item)
 	}
 	sort.Slice(out.Items, func(i, j int) bool {
@@ -188,4 +192,21 @@ func (s storeSource) PolicyDataplanes(ctx context.Context, mesh, name string) (i
 	})
 	out.Total = len(out.Items)
 	return out, nil
+}
+
+// appliesIn reports whether policy p can apply to proxies of zone: a policy
+// a zone synced up (kuma.io/origin: zone) applies only in that zone.
+func appliesIn(p *resource.Resource, zone string) bool {
+	return p.Labels[resource.LabelOrigin] != resource.OriginZone || p.Labels[resource.LabelZone] == zone
+}
+
+// inZone keeps the policies that can apply to proxies of zone.
+func inZone(pols []*resource.Resource, zone string) []*resource.Resource {
+	out := make([]*resource.Resource, 0, len(pols))
+	for _, p := range pols {
+		if appliesIn(p, zone) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
