@@ -209,6 +209,9 @@ func (z *Zone) Run(ctx context.Context) (err error) {
 		// as global's, against this zone's own proxies.
 		Admit:      residency.Admission(z.Residency),
 		AdmitBatch: residency.AdmissionBatch(z.Residency),
+		// Local policies sync up to global: refuse what one KDS message
+		// could not carry.
+		MaxResourceBytes: kds.MaxResourceBytes(z.cfg.Global.MaxMessageBytes),
 	})
 	if err != nil {
 		return fmt.Errorf("zone: %w", err)
