@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -318,7 +319,11 @@ func (ix *Index) Apply(rev int64, events []store.Event) {
 			ix.put(r)
 		}
 	}
-	cache := checkCache{}
+	type job struct {
+		e  *dpEntry
+		ms *meshState
+	}
+	jobs := make([]job, 0, len(dirty))
 	for k := range dirty {
 		ms := ix.meshes[k.Mesh]
 		var e *dpEntry
@@ -329,10 +334,39 @@ func (ix *Index) Apply(rev int64, events []store.Event) {
 			delete(ix.verdicts, k)
 			continue
 		}
-		ix.verdicts[k] = ix.evaluate(e, ms, ms.policyList(), cache)
+		ms.policyList() // built here: the workers below only read them
+		ms.gatewayList()
+		jobs = append(jobs, job{e, ms})
+	}
+	verdicts := make([]Verdict, len(jobs))
+	forEach(len(jobs), func(cache checkCache, i int) {
+		j := jobs[i]
+		verdicts[i] = ix.evaluate(j.e, j.ms, j.ms.policyList(), cache)
+	})
+	for i, j := range jobs {
+		ix.verdicts[j.e.key] = verdicts[i]
 	}
 	ix.diffViolations(dirty)
 	ix.advance(rev)
+}
+
+// forEach calls fn for 0..n-1, on every core from parallelThreshold items;
+// each goroutine has its own check cache.
+func forEach(n int, fn func(cache checkCache, i int)) {
+	workers := 1
+	if n >= parallelThreshold {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			cache := checkCache{}
+			for i := w; i < n; i += workers {
+				fn(cache, i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // markZone marks every proxy of zone.
