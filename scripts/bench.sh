@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern="${1:-.}"
-pkgs=(./store/ ./global/ ./kds/ ./zone/xds/ ./testcluster/ ./cmd/meshtrace-cp/)
+pkgs=(./store/ ./global/ ./kds/ ./zone/xds/ ./residency/ ./testcluster/ ./cmd/meshtrace-cp/)
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
