@@ -448,4 +448,9 @@ func TestZoneOriginatedPoliciesSyncUp(t *testing.T) {
 	if list(t, gs, resource.TypeMeshTrace)["MeshTrace/default/"+westName] == nil {
 		t.Fatal("west's policy went with east's")
 	}
+	// West's ZoneInsight counts what west has on global.
+	waitFor(t, "west's uploaded count", 10*time.Second, func() bool {
+		ins := insight(t, gs, "west")
+		return ins != nil && ins.Uploaded["MeshTrace"] == 1
+	})
 }

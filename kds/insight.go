@@ -52,6 +52,7 @@ func (in *insight) begin(ctx context.Context, st store.Store, zone string, last 
 		in.spec.Stats = maps.Clone(prev.Stats)
 		in.spec.Proxies = prev.Proxies
 		in.spec.Held = prev.Held
+		in.spec.Uploaded = prev.Uploaded
 	}
 	if in.spec.Stats == nil {
 		in.spec.Stats = map[string]resource.TypeStats{}

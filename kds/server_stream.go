@@ -67,6 +67,9 @@ func newServerStream(s *Server, stream kdsv1.KDS_SyncServer, claims ZoneTokenCla
 	st.live.init(s.cfg.Heartbeat, s.cfg.StallIntervals)
 	st.up = newUploader(s, claims.Zone, st.log)
 	st.ins = newInsight(s.cfg.Instance)
+	st.up.onCounts = func(c map[string]int64) {
+		st.ins.update(func(s *resource.ZoneInsightSpec) { s.Uploaded = c })
+	}
 	return st
 }
 

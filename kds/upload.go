@@ -65,6 +65,9 @@ type uploader struct {
 	log  hclog.Logger
 
 	index map[resource.Key]string // this zone's resources on global -> content hash
+	// onCounts, when set, gets the number of the zone's resources on global
+	// by type after every upload batch.
+	onCounts func(map[string]int64)
 	seen  map[resource.Key]bool   // during an upload snapshot
 }
 
@@ -190,6 +193,13 @@ func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error
 		u.log.Warn("upload rejected", "type", e.Type, "mesh", e.Mesh, "name", e.Name, "reason", e.Reason)
 	}
 	ack.Revision = b.GetRevision()
+	if u.onCounts != nil {
+		counts := map[string]int64{}
+		for k := range u.index {
+			counts[string(k.Type)]++
+		}
+		u.onCounts(counts)
+	}
 	return ack, nil
 }
 

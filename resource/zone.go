@@ -137,6 +137,9 @@ type ZoneInsightSpec struct {
 	Stats map[string]TypeStats `json:"stats,omitempty"`
 	// Proxies lists the zone's proxies and the tracing backend each uses.
 	Proxies []ProxyTracing `json:"proxies,omitempty"`
+	// Uploaded counts, by type, the resources the zone has on global
+	// (its Dataplanes, the policies created on it).
+	Uploaded map[string]int64 `json:"uploaded,omitempty"`
 	// ProxiesOmitted counts the proxies left out of Proxies so that the
 	// insight fits the store's value cap (thousands of proxies).
 	ProxiesOmitted int `json:"proxiesOmitted,omitempty"`
