@@ -68,7 +68,7 @@ type uploader struct {
 	// onCounts, when set, gets the number of the zone's resources on global
 	// by type after every upload batch.
 	onCounts func(map[string]int64)
-	seen  map[resource.Key]bool   // during an upload snapshot
+	seen     map[resource.Key]bool // during an upload snapshot
 }
 
 func newUploader(s *Server, zone string, log hclog.Logger) *uploader {
