@@ -41,6 +41,11 @@ const (
 	// valueReleasePrefix + zone holds the id of the operator's latest release
 	// of that zone's held snapshot deletes.
 	valueReleasePrefix = "kds/release-deletes/"
+	// valueUploadCursorPrefix + zone: how far global applied the zone's
+	// uploads ({storeId, revision} of the zone's store).
+	valueUploadCursorPrefix = "kds/upload-cursor/"
+	// valueZoneStoreID identifies a zone's own store (in the zone's store).
+	valueZoneStoreID = "kds/zone-store-id"
 )
 
 // ReleaseDeletes records an operator's release of the snapshot deletes zone

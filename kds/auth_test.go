@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"os"
 	"path/filepath"
@@ -453,4 +454,40 @@ func TestZoneOriginatedPoliciesSyncUp(t *testing.T) {
 		ins := insight(t, gs, "west")
 		return ins != nil && ins.Uploaded["MeshTrace"] == 1
 	})
+}
+
+// A zone that reconnects resumes its uploads from the revision global
+// applied (kept on global under the zone store's id): only what changed
+// while it was away goes up, not every resource again.
+func TestUploadsResume(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	put(t, gs, mesh("default"))
+	g := e.startGlobal(gs, "")
+	zs := newMemory(t)
+	for i := range 20 {
+		put(t, zs, dataplane("default", fmt.Sprintf("dp-%d", i), "web"))
+	}
+	tok := token(t, gs, "east")
+	z := e.startZone("east", zs, tok, []string{g.addr})
+	waitFor(t, "20 dataplanes on global", 10*time.Second, func() bool { return len(list(t, gs, resource.TypeDataplane)) == 20 })
+	if s := z.client.Stats(); s.Uploaded != 20 {
+		t.Fatalf("first connect uploaded %d, want 20", s.Uploaded)
+	}
+	z.stop()
+	changed := dataplane("default", "dp-3", "web")
+	changed.Spec.(*resource.DataplaneSpec).Networking.Address = "10.0.0.99"
+	put(t, zs, changed)
+	if _, err := zs.Delete(context.Background(), resource.Key{Type: resource.TypeDataplane, Mesh: "default", Name: "dp-4"}, store.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	z = e.startZone("east", zs, tok, []string{g.addr})
+	waitFor(t, "the change and the delete on global", 10*time.Second, func() bool {
+		all := list(t, gs, resource.TypeDataplane)
+		dp := all["Dataplane/default/east.dp-3"]
+		return len(all) == 19 && dp != nil && dp.Spec.(*resource.DataplaneSpec).Networking.Address == "10.0.0.99"
+	})
+	if s := z.client.Stats(); s.Uploaded != 2 {
+		t.Fatalf("resume uploaded %d resources, want 2 (one change, one delete)", s.Uploaded)
+	}
 }

@@ -72,8 +72,12 @@ func (s *session) run(parent context.Context) (bool, error) {
 	prev := cursor{StoreID: s.c.storeID, Revision: s.c.applied.Load()}
 	held := s.c.held != nil
 	s.c.mu.Unlock()
+	upStore, err := zoneStoreID(s.ctx, s.c.cfg.Store)
+	if err != nil {
+		return false, fmt.Errorf("kds: zone store id: %w", err)
+	}
 	hello := &kdsv1.Hello{LastAppliedRevision: prev.Revision, StoreId: prev.StoreID, Version: s.c.cfg.Version,
-		Zone: s.c.cfg.Zone, MaxMessageBytes: int64(s.c.cfg.MaxMessageBytes)}
+		Zone: s.c.cfg.Zone, MaxMessageBytes: int64(s.c.cfg.MaxMessageBytes), UploadStoreId: upStore}
 	if held {
 		// Held deletes are judged again on a full snapshot.
 		hello.LastAppliedRevision = 0
@@ -105,12 +109,11 @@ func (s *session) run(parent context.Context) (bool, error) {
 		return false, fmt.Errorf("kds: read synced copies: %w", err)
 	}
 	up := typesSynced(resource.SyncZoneToGlobal)
-	items, rev, err := listAt(s.ctx, s.c.cfg.Store, up, uploadable, 0)
-	if err != nil {
-		return false, fmt.Errorf("kds: list zone resources: %w", err)
-	}
 	s.p = newPusher(s.q, messageBudget(s.c.cfg.MaxMessageBytes, welcome.GetMaxMessageBytes()), s.oversized)
-	s.p.startSnapshot(items, rev)
+	rev, err := s.startUploads(up, welcome.GetUploadRevision())
+	if err != nil {
+		return false, err
+	}
 	wch, err := s.c.cfg.Store.Watch(s.ctx, store.WatchOptions{Types: up, FromRevision: rev + 1})
 	if err != nil {
 		return false, fmt.Errorf("kds: watch zone store: %w", err)
@@ -279,4 +282,52 @@ func (s *session) oversized(e *entry, size int, err error) {
 	}
 	s.log.Error("resource not uploaded", "type", e.key.Type, "mesh", e.key.Mesh, "name", e.key.Name, "reason", reason)
 	s.c.metrics.oversized.WithLabelValues(string(e.key.Type)).Inc()
+}
+
+// startUploads queues what goes up first: the changes since from (the
+// zone-store revision global has applied, from the Welcome), or a full
+// upload snapshot when global knows none or that history is compacted. It
+// returns the revision the zone's watch continues after.
+func (s *session) startUploads(up []resource.Type, from int64) (int64, error) {
+	ctx := s.c.cfg.Store
+	if from > 0 {
+		cur, err := ctx.Revision(s.ctx)
+		if err != nil {
+			return 0, fmt.Errorf("kds: zone store revision: %w", err)
+		}
+		if from <= cur {
+			s.p.sentCursor = from
+			s.q.observe(from)
+			n, err := catchUp(s.ctx, ctx, up, from, cur, s.q, uploadable)
+			if err == nil {
+				s.q.observe(cur)
+				s.log.Info("resuming uploads", "from", from, "to", cur, "changes", n)
+				return cur, nil
+			}
+			if !errors.Is(err, store.ErrCompacted) {
+				return 0, fmt.Errorf("kds: zone changes since %d: %w", from, err)
+			}
+			// History gone: start over with a snapshot.
+			s.q = newQueue(nil)
+			s.p = newPusher(s.q, s.p.budget, s.oversized)
+		}
+	}
+	items, rev, err := listAt(s.ctx, ctx, up, uploadable, 0)
+	if err != nil {
+		return 0, fmt.Errorf("kds: list zone resources: %w", err)
+	}
+	s.p.startSnapshot(items, rev)
+	return rev, nil
+}
+
+// zoneStoreID returns the id of the zone's own store, creating it once.
+func zoneStoreID(ctx context.Context, st store.Store) (string, error) {
+	b, err := st.GetValue(ctx, valueZoneStoreID)
+	if errors.Is(err, store.ErrNotFound) {
+		b, err = st.CreateValue(ctx, valueZoneStoreID, []byte(randomID(16)))
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
 }

@@ -225,7 +225,7 @@ func (b *broadcaster) failAll(err error) {
 // (both readable): resources changed since from at their version, resources
 // gone since from as deletes. It diffs two key listings instead of
 // replaying history, reading values only of what changed.
-func catchUp(ctx context.Context, st store.Store, types []resource.Type, from, to int64, q *queue) (int, error) {
+func catchUp(ctx context.Context, st store.Store, types []resource.Type, from, to int64, q *queue, keep func(*resource.Resource) bool) (int, error) {
 	n := 0
 	for _, t := range orderTypes(types) {
 		before, err := st.List(ctx, t, store.ListOptions{Revision: from, KeysOnly: true})
@@ -267,7 +267,7 @@ func catchUp(ctx context.Context, st store.Store, types []resource.Type, from, t
 			for _, r := range all.Items {
 				if want[r.Key()] {
 					delete(want, r.Key())
-					n += pushCurrent(q, r)
+					n += pushCurrent(q, r, keep)
 				}
 			}
 			for k := range want { // listed by key but corrupt: absent
@@ -287,17 +287,17 @@ func catchUp(ctx context.Context, st store.Store, types []resource.Type, from, t
 			case err != nil:
 				return n, err
 			default:
-				n += pushCurrent(q, r)
+				n += pushCurrent(q, r, keep)
 			}
 		}
 	}
 	return n, nil
 }
 
-// pushCurrent queues r as read from the store (a zone's own resource on
-// global is never sent down: a delete keeps the zone from holding one).
-func pushCurrent(q *queue, r *resource.Resource) int {
-	if !sendDown(r) {
+// pushCurrent queues r as read from the store; one keep refuses is queued
+// as a delete (the peer must not hold it).
+func pushCurrent(q *queue, r *resource.Resource, keep func(*resource.Resource) bool) int {
+	if !keep(r) {
 		q.push(&entry{key: r.Key(), del: true, rev: r.Version})
 		return 1
 	}

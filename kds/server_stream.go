@@ -111,6 +111,11 @@ func (st *serverStream) run() error {
 	if err != nil {
 		return err
 	}
+	upRev, err := uploadRevision(ctx, st.s.cfg.Store, st.zone, hello.GetUploadStoreId())
+	if err != nil {
+		return err
+	}
+
 	st.p = newPusher(st.q, messageBudget(st.s.cfg.MaxMessageBytes, hello.GetMaxMessageBytes()), st.oversized)
 	// One store watch per server feeds every stream: subscribe first, then
 	// read what comes before the feed's position.
@@ -135,7 +140,7 @@ func (st *serverStream) run() error {
 		st.p.sentCursor = last
 		st.q.observe(last)
 		if last < pos {
-			n, err := catchUp(ctx, st.s.cfg.Store, down, last, pos, st.q)
+			n, err := catchUp(ctx, st.s.cfg.Store, down, last, pos, st.q, sendDown)
 			var ce *store.CompactedError
 			if errors.As(err, &ce) && ce.Requested == pos {
 				st.s.feed.rebase()
@@ -160,6 +165,7 @@ func (st *serverStream) run() error {
 		HeartbeatIntervalMs: st.s.cfg.Heartbeat.Milliseconds(),
 		MaxMessageBytes:     int64(st.s.cfg.MaxMessageBytes),
 		ReleaseDeletes:      release,
+		UploadRevision:      upRev,
 	}}}, "welcome")
 	st.s.mu.Lock()
 	st.release = release
@@ -274,6 +280,7 @@ func (st *serverStream) recvLoop() {
 				return
 			}
 			first = false
+			st.up.storeID = h.GetUploadStoreId() // this goroutine applies the uploads
 			st.hello <- h
 			continue
 		}

@@ -3,6 +3,7 @@ package kds
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -65,6 +66,9 @@ type uploader struct {
 	log  hclog.Logger
 
 	index map[resource.Key]string // this zone's resources on global -> content hash
+	// storeID is the zone store's id from the Hello: the upload cursor is
+	// kept under it ("" keeps none).
+	storeID string
 	// onCounts, when set, gets the number of the zone's resources on global
 	// by type after every upload batch.
 	onCounts func(map[string]int64)
@@ -193,6 +197,11 @@ func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error
 		u.log.Warn("upload rejected", "type", e.Type, "mesh", e.Mesh, "name", e.Name, "reason", e.Reason)
 	}
 	ack.Revision = b.GetRevision()
+	if rev := b.GetRevision(); rev > 0 && u.storeID != "" {
+		if err := saveUploadCursor(ctx, u.s.cfg.Store, u.zone, cursor{StoreID: u.storeID, Revision: rev}); err != nil {
+			return nil, err
+		}
+	}
 	if u.onCounts != nil {
 		counts := map[string]int64{}
 		for k := range u.index {
@@ -263,4 +272,36 @@ func (u *uploader) finishSnapshot(ctx context.Context) error {
 		}
 	}
 	return u.commit(ctx, gone, nil, func(int, error) {}) // deletes only: no hashes
+}
+
+// saveUploadCursor keeps, on global, how far the zone's uploads are applied.
+func saveUploadCursor(ctx context.Context, st store.Store, zone string, c cursor) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if _, err := st.PutValue(ctx, valueUploadCursorPrefix+zone, b); err != nil {
+		return fmt.Errorf("kds: persist upload cursor: %w", err)
+	}
+	return nil
+}
+
+// uploadRevision is the revision of the zone store storeID up to which
+// global applied the zone's uploads; 0 when unknown or of another store.
+func uploadRevision(ctx context.Context, st store.Store, zone, storeID string) (int64, error) {
+	if storeID == "" {
+		return 0, nil
+	}
+	b, err := st.GetValue(ctx, valueUploadCursorPrefix+zone)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kds: read upload cursor: %w", err)
+	}
+	var c cursor
+	if json.Unmarshal(b, &c) != nil || c.StoreID != storeID {
+		return 0, nil
+	}
+	return c.Revision, nil
 }

@@ -450,8 +450,11 @@ type Hello struct {
 	// max_message_bytes is the largest message the zone accepts; global never
 	// sends a bigger one (0: unknown, global assumes 4 MiB).
 	MaxMessageBytes int64 `protobuf:"varint,5,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// upload_store_id identifies the zone's own store, so global can tell
+	// whether the upload cursor it kept belongs to it.
+	UploadStoreId string `protobuf:"bytes,6,opt,name=upload_store_id,json=uploadStoreId,proto3" json:"upload_store_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -519,6 +522,13 @@ func (x *Hello) GetMaxMessageBytes() int64 {
 	return 0
 }
 
+func (x *Hello) GetUploadStoreId() string {
+	if x != nil {
+		return x.UploadStoreId
+	}
+	return ""
+}
+
 // Welcome answers a Hello.
 type Welcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -541,6 +551,10 @@ type Welcome struct {
 	// zone's held snapshot deletes ("" when none). A zone holding deletes
 	// since an older release applies them at the end of this stream's snapshot.
 	ReleaseDeletes string `protobuf:"bytes,7,opt,name=release_deletes,json=releaseDeletes,proto3" json:"release_deletes,omitempty"`
+	// upload_revision is the zone-store revision up to which global has
+	// applied the zone's uploads (0: unknown, or of another zone store): the
+	// zone resumes its uploads from there instead of sending a snapshot.
+	UploadRevision int64 `protobuf:"varint,8,opt,name=upload_revision,json=uploadRevision,proto3" json:"upload_revision,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -622,6 +636,13 @@ func (x *Welcome) GetReleaseDeletes() string {
 		return x.ReleaseDeletes
 	}
 	return ""
+}
+
+func (x *Welcome) GetUploadRevision() int64 {
+	if x != nil {
+		return x.UploadRevision
+	}
+	return 0
 }
 
 // Resource is one change.
@@ -1099,13 +1120,14 @@ const file_kds_v1_kds_proto_rawDesc = "" +
 	"\x0fInspectResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\x05R\x06status\x12\x12\n" +
-	"\x04body\x18\x03 \x01(\fR\x04body\"\xb0\x01\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\"\xd8\x01\n" +
 	"\x05Hello\x122\n" +
 	"\x15last_applied_revision\x18\x01 \x01(\x03R\x13lastAppliedRevision\x12\x19\n" +
 	"\bstore_id\x18\x02 \x01(\tR\astoreId\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12\x12\n" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x12*\n" +
-	"\x11max_message_bytes\x18\x05 \x01(\x03R\x0fmaxMessageBytes\"\x8e\x02\n" +
+	"\x11max_message_bytes\x18\x05 \x01(\x03R\x0fmaxMessageBytes\x12&\n" +
+	"\x0fupload_store_id\x18\x06 \x01(\tR\ruploadStoreId\"\xb7\x02\n" +
 	"\aWelcome\x12'\n" +
 	"\x0fglobal_instance\x18\x01 \x01(\tR\x0eglobalInstance\x12\x19\n" +
 	"\bstore_id\x18\x02 \x01(\tR\astoreId\x12\x1a\n" +
@@ -1113,7 +1135,8 @@ const file_kds_v1_kds_proto_rawDesc = "" +
 	"\brevision\x18\x04 \x01(\x03R\brevision\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x05 \x01(\x03R\x13heartbeatIntervalMs\x12*\n" +
 	"\x11max_message_bytes\x18\x06 \x01(\x03R\x0fmaxMessageBytes\x12'\n" +
-	"\x0frelease_deletes\x18\a \x01(\tR\x0ereleaseDeletes\"\x8e\x01\n" +
+	"\x0frelease_deletes\x18\a \x01(\tR\x0ereleaseDeletes\x12'\n" +
+	"\x0fupload_revision\x18\b \x01(\x03R\x0euploadRevision\"\x8e\x01\n" +
 	"\bResource\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x04mesh\x18\x02 \x01(\tR\x04mesh\x12\x12\n" +
