@@ -27,7 +27,9 @@ var (
 // global replica restart or switch, a compaction while a zone is away).
 // After quiescence every zone holds exactly global's valid policies, no
 // corrupt value was applied, and no delete was held (global never lost its
-// data here). Seeded: a failure prints the seed; rerun it with
+// data). Then global loses its data (a fresh store): every zone holds its
+// deletes and keeps its copies until they are released, then equals the new
+// global. Seeded: a failure prints the seed; rerun it with
 // `go test ./kds -run TestConvergence -seed N`. `make soak` runs random
 // seeds for minutes.
 func TestConvergence(t *testing.T) {
@@ -113,6 +115,67 @@ func converge(t *testing.T, seed int64, steps int) {
 		}
 		if s := w.zones[i].client.Stats(); s.RefusedDeletes != 0 {
 			t.Fatalf("zone-%d held deletes although global never lost its data: %+v", i, s)
+		}
+	}
+	w.loseGlobalData()
+}
+
+// loseGlobalData replaces global's store by a fresh one (same signing key,
+// so the zones' tokens stay valid, but a new store id and a few policies):
+// every zone holding copies global no longer has holds their deletes and
+// keeps serving them, until an operator releases them; then every zone
+// equals the new global.
+func (w *world) loseGlobalData() {
+	t, ctx := w.t, context.Background()
+	for i := range w.globals {
+		w.globals[i].stop()
+	}
+	fresh := newMemory(t)
+	for _, k := range []string{"kds/token-signing-keys/1", "kds/token-signing-key-current"} {
+		v, err := w.gs.GetValue(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fresh.PutValue(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(t, fresh, mesh("default"))
+	for i := range 3 {
+		put(t, fresh, meshTrace("default", fmt.Sprintf("after-loss-%d", i), i))
+	}
+	old := make([]int, len(w.stores))
+	for i, zs := range w.stores {
+		old[i] = len(list(t, zs, resource.TypeMeshTrace))
+	}
+	w.gs = fresh
+	for i := range w.globals {
+		w.globals[i] = w.startGlobal(w.addrs[i])
+	}
+	for i, z := range w.zones {
+		if old[i] == 0 {
+			continue
+		}
+		waitFor(t, fmt.Sprintf("zone-%d to hold its deletes", i), 20*time.Second, func() bool {
+			reason, n := z.client.Held()
+			return n > 0 && strings.Contains(reason, "store id changed")
+		})
+		if got := len(list(t, w.stores[i], resource.TypeMeshTrace)); got < old[i] {
+			t.Fatalf("zone-%d lost policies to a global that lost its data: %d left of %d", i, got, old[i])
+		}
+	}
+	for i := range w.zones {
+		if _, err := w.globals[0].srv.ReleaseDeletes(ctx, fmt.Sprintf("zone-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, zs := range w.stores {
+		deadline := time.Now().Add(20 * time.Second)
+		for d := sameSet(t, fresh, zs); d != ""; d = sameSet(t, fresh, zs) {
+			if time.Now().After(deadline) {
+				t.Fatalf("zone-%d differs from the new global after the release: %s", i, d)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }
