@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -38,8 +39,8 @@ func BenchmarkStartup(b *testing.B) {
 			dir, dir, gapi, durabilityToken, gkds))
 		start := time.Now()
 		g := startBin(b, bin, "global", "--config", gcfg)
-		gAPI = append(gAPI, waitHTTP(b, "http://"+gapi+"/", start))
-		gReady = append(gReady, waitHTTP(b, "http://"+gapi+"/meshes/default", start))
+		gAPI = append(gAPI, waitHTTP(b, g, "http://"+gapi+"/", start))
+		gReady = append(gReady, waitHTTP(b, g, "http://"+gapi+"/meshes/default", start))
 
 		token := zoneToken(b, "http://"+gapi, "west")
 		zapi := freePort(b)
@@ -48,8 +49,8 @@ func BenchmarkStartup(b *testing.B) {
 			dir, dir, zapi, gkds, tokenFile, dir))
 		start = time.Now()
 		z := startBin(b, bin, "zone", "--config", zcfg)
-		zAPI = append(zAPI, waitHTTP(b, "http://"+zapi+"/", start))
-		zSynced = append(zSynced, waitHTTP(b, "http://"+zapi+"/meshes/default", start))
+		zAPI = append(zAPI, waitHTTP(b, z, "http://"+zapi+"/", start))
+		zSynced = append(zSynced, waitHTTP(b, z, "http://"+zapi+"/meshes/default", start))
 		stopBin(z)
 		stopBin(g)
 	}
@@ -73,32 +74,58 @@ func writeFile(tb testing.TB, dir, name, content string) string {
 }
 
 type binProcess struct {
-	cmd *exec.Cmd
-	log *strings.Builder
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan struct{}
+}
+
+// syncBuffer is a strings.Builder safe for the process's writes and our reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (p *binProcess) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func startBin(tb testing.TB, bin string, args ...string) *binProcess {
 	tb.Helper()
-	p := &binProcess{cmd: exec.Command(bin, args...), log: &strings.Builder{}}
+	p := &binProcess{cmd: exec.Command(bin, args...), log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	tb.Cleanup(func() { stopBin(p) })
 	return p
 }
 
 func stopBin(p *binProcess) {
-	if p.cmd.ProcessState != nil {
-		return
-	}
 	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
+	<-p.done
 }
 
 // waitHTTP polls url every millisecond until it answers 200 and returns the
-// time since start.
-func waitHTTP(tb testing.TB, url string, start time.Time) time.Duration {
+// time since start; it fails with p's log when p exits or 60 s pass.
+func waitHTTP(tb testing.TB, p *binProcess, url string, start time.Time) time.Duration {
 	tb.Helper()
 	c := &http.Client{Timeout: time.Second}
 	deadline := start.Add(60 * time.Second)
@@ -111,8 +138,8 @@ func waitHTTP(tb testing.TB, url string, start time.Time) time.Duration {
 				return time.Since(start)
 			}
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s did not answer 200 within 60s: %v", url, err)
+		if time.Now().After(deadline) || p.exited() {
+			tb.Fatalf("%s did not answer 200 (%v):\n%s", url, err, p.log.String())
 		}
 		time.Sleep(time.Millisecond)
 	}
