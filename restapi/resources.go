@@ -314,7 +314,10 @@ func (h *Handler) batchOptions(now time.Time, dry bool) store.BatchOptions {
 			if h.cfg.ReadOnly != nil && h.cfg.ReadOnly(existing) {
 				return h.readOnlyError(existing)
 			}
-			r.CreationTime = existing.CreationTime
+			// A corrupt value being overwritten has no creation time to keep.
+			if !existing.CreationTime.IsZero() {
+				r.CreationTime = existing.CreationTime
+			}
 			return nil
 		},
 	}
@@ -390,6 +393,13 @@ func (h *Handler) deleteHandler(d *resource.Descriptor) http.Handler {
 		ctx := r.Context()
 		key := keyOf(d, r)
 		existing, _, err := h.cfg.Store.Get(ctx, key)
+		// A corrupt value (see store.ErrCorrupt) can be deleted: nothing reads
+		// it, so there is nothing to admit, and the delete still expects its
+		// revision.
+		var corrupt *store.CorruptError
+		if errors.As(err, &corrupt) {
+			existing, err = &resource.Resource{Meta: resource.Meta{Type: key.Type, Mesh: key.Mesh, Name: key.Name, Version: corrupt.Revision}}, nil
+		}
 		if err != nil {
 			WriteError(w, StoreError(err, describe(key)))
 			return
@@ -404,10 +414,15 @@ func (h *Handler) deleteHandler(d *resource.Descriptor) http.Handler {
 				return
 			}
 		}
-		warnings, done, apiErr := h.admit(ctx, existing, nil)
-		if apiErr != nil {
-			WriteError(w, apiErr)
-			return
+		var warnings []string
+		done := func(int64) {}
+		if corrupt == nil {
+			var apiErr *Error
+			warnings, done, apiErr = h.admit(ctx, existing, nil)
+			if apiErr != nil {
+				WriteError(w, apiErr)
+				return
+			}
 		}
 		if isDryRun(r) {
 			done(0)

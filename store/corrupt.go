@@ -21,6 +21,27 @@ import (
 // in Corrupt() until the key is written or deleted.
 var ErrCorrupt = errors.New("corrupt stored value")
 
+// CorruptError is the error of a Get whose key holds a corrupt value. It
+// wraps ErrCorrupt and carries the value's modification revision, so the key
+// can still be deleted under an optimistic check (Delete with that version).
+type CorruptError struct {
+	Key      resource.Key
+	Revision int64
+	Err      error
+}
+
+func (e *CorruptError) Error() string { return e.Err.Error() }
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// corruptExisting stands for a corrupt current value where a write needs what
+// the key holds (PutBatch's Prepare and its optimistic check): the key exists
+// at version rev and nothing else is known (no labels, no creation time). A
+// write over it compares that version like over any value, so a concurrent
+// writer still conflicts.
+func corruptExisting(k resource.Key, rev int64) *resource.Resource {
+	return &resource.Resource{Meta: resource.Meta{Type: k.Type, Mesh: k.Mesh, Name: k.Name, Version: rev}}
+}
+
 // CorruptValue is one stored value that reads skip.
 type CorruptValue struct {
 	Key      string `json:"key"`

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -121,6 +122,7 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 				rs[i].Version = rev
 				results[i].Revision = rev
 				s.hints.set(keys[i], rs[i])
+				s.corrupt.clear(rs[i].Key())
 			}
 			return n, nil
 		}
@@ -212,6 +214,12 @@ func (s *EtcdStore) fromRange(key string, op *etcdserverpb.ResponseOp) (*resourc
 	}
 	k, _ := s.ks.parseKey(key)
 	r, err := decode(k, kvs[0].Value, kvs[0].ModRevision)
+	if errors.Is(err, ErrCorrupt) {
+		// A corrupt value can be overwritten: it exists at its revision, and
+		// the write compares that revision like any other.
+		s.corrupt.record(k, key, kvs[0].ModRevision, err)
+		r, err = corruptExisting(k, kvs[0].ModRevision), nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w (key %s)", err, key)
 	}

@@ -40,7 +40,7 @@ func (s *EtcdStore) Get(ctx context.Context, key resource.Key) (*resource.Resour
 	r, err := decode(key, kv.Value, kv.ModRevision)
 	if err != nil {
 		s.corrupt.record(key, string(kv.Key), kv.ModRevision, err)
-		return nil, resp.Header.Revision, err
+		return nil, resp.Header.Revision, &CorruptError{Key: key, Revision: kv.ModRevision, Err: err}
 	}
 	return r, resp.Header.Revision, nil
 }
@@ -177,6 +177,7 @@ func (s *EtcdStore) Delete(ctx context.Context, key resource.Key, expectVersion 
 			return 0, s.wrap(err, "delete "+key.String())
 		}
 		s.hints.set(skey, nil)
+		s.corrupt.clear(key)
 		if resp.Deleted == 0 {
 			return 0, fmt.Errorf("%w: %s", ErrNotFound, key)
 		}
@@ -193,6 +194,7 @@ func (s *EtcdStore) Delete(ctx context.Context, key resource.Key, expectVersion 
 		return 0, failedPrecondition(key, resp, expectVersion)
 	}
 	s.hints.set(skey, nil)
+	s.corrupt.clear(key)
 	return resp.Header.Revision, nil
 }
 

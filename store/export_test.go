@@ -1,8 +1,24 @@
 package store
 
+import (
+	"context"
+
+	"github.com/meshtrace/meshtrace/resource"
+)
+
 // SharedWatches returns the number of running shared watch hubs (each one etcd watch).
 func (s *EtcdStore) SharedWatches() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.shared)
+}
+
+// PutRaw stores value under k's storage key as it is (as MemoryStore.PutRaw
+// does), so the conformance suite can plant corrupt values.
+func (s *EtcdStore) PutRaw(k resource.Key, value []byte) int64 {
+	resp, err := s.client.Put(context.Background(), s.ks.resourceKey(k), string(value))
+	if err != nil {
+		panic(err)
+	}
+	return resp.Header.Revision
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -164,7 +165,7 @@ func (m *MemoryStore) Get(ctx context.Context, key resource.Key) (*resource.Reso
 	r, err := decode(key, v.value, v.rev)
 	if err != nil {
 		m.corrupt.record(key, m.ks.resourceKey(key), v.rev, err)
-		return nil, m.rev, err
+		return nil, m.rev, &CorruptError{Key: key, Revision: v.rev, Err: err}
 	}
 	return r, m.rev, nil
 }
@@ -277,6 +278,7 @@ func (m *MemoryStore) Delete(ctx context.Context, key resource.Key, expectVersio
 	}
 	rev := m.bump()
 	m.commit(rev, skey, nil, true)
+	m.corrupt.clear(key)
 	return rev, nil
 }
 
@@ -607,7 +609,12 @@ func (m *MemoryStore) PutBatch(ctx context.Context, rs []*resource.Resource, opt
 			if v, ok := m.latest(keys[i+j]); ok {
 				k, _ := m.ks.parseKey(keys[i+j])
 				if cur, err = decode(k, v.value, v.rev); err != nil {
-					return nil, err
+					if !errors.Is(err, ErrCorrupt) {
+						return nil, err
+					}
+					// A corrupt value can be overwritten: it exists at its revision.
+					m.corrupt.record(k, keys[i+j], v.rev, err)
+					cur = corruptExisting(k, v.rev)
 				}
 			}
 			if needsMesh(r, opts) && !(opts.DryRun && inBatch[r.Mesh]) && !written[r.Mesh] {
@@ -630,6 +637,7 @@ func (m *MemoryStore) PutBatch(ctx context.Context, rs []*resource.Resource, opt
 		rev := m.bump()
 		for j, r := range chunk {
 			m.commit(rev, keys[i+j], values[j], false)
+			m.corrupt.clear(r.Key())
 			r.Version = rev
 			res[j].Revision = rev
 		}

@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PutBatchStaleVersion", testPutBatchStaleVersion},
 		{"PutBatchDryRun", testPutBatchDryRun},
 		{"PutBatchConcurrent", testPutBatchConcurrent},
+		{"OverwriteCorrupt", testOverwriteCorrupt},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
