@@ -661,3 +661,42 @@ func TestZoneOriginatedTieBrokenByZoneNames(t *testing.T) {
 		t.Fatalf("zone merges to %s, global says %s", collector, v.Collector)
 	}
 }
+
+// On global, a policy zone east synced up (origin zone, kuma.io/zone: east)
+// takes part only for east's proxies: in the continuous audit (Load and
+// Apply), in the report, in admission of a later write, and when west's
+// residency changes. Here it is the most specific policy for web everywhere
+// and names a collector no zone allows, so counting it for west would flag
+// west/web-1 (Enforce).
+func TestZoneOriginatedPolicyOnlyInItsZone(t *testing.T) {
+	fromEast := policy(t, "east.web", "{kind: MeshService, name: web}", zipkin("http://jaeger.central:9411"),
+		"kuma.io/origin", "zone", "kuma.io/zone", "east", "kuma.io/display-name", "web")
+	want := "east/web-1->http://jaeger.central:9411 by east.web"
+	check := func(step string, ix *Index) {
+		t.Helper()
+		var got []Verdict
+		for _, v := range ix.Violations() {
+			got = append(got, v.Verdict)
+		}
+		if proxies(got) != want {
+			t.Fatalf("%s: violations %s, want only %s", step, proxies(got), want)
+		}
+	}
+	loaded := newIndex(t, append(seed(t), fromEast)...)
+	check("load", loaded)
+	applied := newIndex(t, seed(t)...)
+	applied.Apply(2, []store.Event{{Type: store.EventPut, Resource: fromEast, Revision: 2}})
+	check("apply", applied)
+	// A new proxy of west, then west's residency rewritten: still only east.
+	applied.Apply(3, []store.Event{{Type: store.EventPut, Resource: dp(t, "west", "web-2", "web"), Revision: 3}})
+	check("west proxy added", applied)
+	d := admit(t, applied, nil, zoneRes(t, "west", "Enforce", "*.west.svc", "*.north.svc"))
+	if !d.Allowed() || len(d.Audited) != 0 {
+		t.Fatalf("west's residency change: refused %s, audited %s", proxies(d.Refused), proxies(d.Audited))
+	}
+	// Rewriting east's policy (as its next upload) is charged to east only.
+	d = admit(t, applied, fromEast, fromEast)
+	if !d.Allowed() || len(d.Refused) != 0 {
+		t.Fatalf("east's policy rewritten: refused %s", proxies(d.Refused))
+	}
+}
