@@ -109,6 +109,7 @@ func BenchmarkBurst1000(b *testing.B) {
 		b.Run(fmt.Sprintf("durable=%v", durable), func(b *testing.B) {
 			c := Start(b, Options{Zones: []string{"east", "west"}, Durable: durable})
 			for i := 0; i < b.N; i++ {
+				zw := watchZones(b, c)
 				start := time.Now()
 				var wg sync.WaitGroup
 				errs := make(chan error, 8)
@@ -130,7 +131,7 @@ func BenchmarkBurst1000(b *testing.B) {
 					b.Fatal(err)
 				}
 				put := time.Since(start)
-				waitZones(b, c, (i+1)*1000)
+				zw.wait(b, c, 1000)
 				b.ReportMetric(float64(put.Milliseconds()), "put-ms")
 				b.ReportMetric(float64(time.Since(start).Milliseconds()), "all-zones-ms")
 			}
@@ -142,22 +143,70 @@ func burstPolicy(name string, j int) string {
 	return fmt.Sprintf("type: MeshTrace\nname: %s\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: svc-%d\n  default:\n    sampling:\n      overall: 10\n    backends:\n    - zipkin:\n        url: http://zipkin-burst:9411/api/v2/spans\n", name, j)
 }
 
-// waitZones waits until every zone's store holds want MeshTraces. It counts
-// (List with a page of one decodes no spec) so the polling costs the
-// measured cluster little.
-func waitZones(b *testing.B, c *Cluster, want int) {
+// zoneWatch counts the MeshTraces created in every zone's store from now
+// on, from store watches (polling List would decode every policy each time
+// and slow the measured cluster).
+type zoneWatch struct {
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	counts map[string]int
+	change chan struct{}
+}
+
+func watchZones(b *testing.B, c *Cluster) *zoneWatch {
 	b.Helper()
-	for _, z := range c.Zones {
-		Eventually(b, 60*time.Second, func() error {
-			res, err := z.Store().List(context.Background(), resource.TypeMeshTrace, store.ListOptions{Limit: 1})
-			if err != nil {
-				return err
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &zoneWatch{cancel: cancel, counts: map[string]int{}, change: make(chan struct{}, 1)}
+	for name, z := range c.Zones {
+		rev, err := z.Store().Revision(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ch, err := z.Store().Watch(ctx, store.WatchOptions{Types: []resource.Type{resource.TypeMeshTrace}, FromRevision: rev + 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			seen := map[string]bool{}
+			for resp := range ch {
+				for _, ev := range resp.Events {
+					if ev.Type == store.EventPut && !seen[ev.Resource.Name] {
+						seen[ev.Resource.Name] = true
+					}
+				}
+				w.mu.Lock()
+				w.counts[name] = len(seen)
+				w.mu.Unlock()
+				select {
+				case w.change <- struct{}{}:
+				default:
+				}
 			}
-			if res.Total < want {
-				return fmt.Errorf("%d of %d", res.Total, want)
-			}
-			return nil
-		})
+		}()
+	}
+	return w
+}
+
+// wait blocks until every zone saw want new MeshTraces.
+func (w *zoneWatch) wait(b *testing.B, c *Cluster, want int) {
+	b.Helper()
+	defer w.cancel()
+	deadline := time.After(60 * time.Second)
+	for {
+		w.mu.Lock()
+		done := true
+		for name := range c.Zones {
+			done = done && w.counts[name] >= want
+		}
+		w.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-w.change:
+		case <-deadline:
+			b.Fatalf("zones saw %v of %d new policies after 60s", w.counts, want)
+		}
 	}
 }
 
@@ -185,12 +234,13 @@ func BenchmarkBulkApply1000(b *testing.B) {
 				}
 				var out, errOut bytes.Buffer
 				app := &cli.App{Stdout: &out, Stderr: &errOut, ConfigPath: conf}
+				zw := watchZones(b, c)
 				start := time.Now()
 				if code := app.Run(context.Background(), []string{"--address", c.API.Address, "--token", c.API.Token, "apply", "-f", file}); code != 0 {
 					b.Fatalf("apply: %d\n%s", code, errOut.String())
 				}
 				applied := time.Since(start)
-				waitZones(b, c, (i+1)*1000)
+				zw.wait(b, c, 1000)
 				b.ReportMetric(float64(applied.Milliseconds()), "apply-ms")
 				b.ReportMetric(float64(time.Since(start).Milliseconds()), "all-zones-ms")
 			}
