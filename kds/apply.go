@@ -136,6 +136,7 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 		}
 		wire := sha256.Sum256(w.Json)
 		if exists && cur.wire == wire {
+			a.c.noteRevision(key, w.Revision)
 			continue
 		}
 		r, err := decodeWire(w)
@@ -146,6 +147,7 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 		r.Labels = withLabels(r.Labels, map[string]string{resource.LabelOrigin: resource.OriginGlobal})
 		if exists && cur.content != "" && cur.content == contentHash(r) {
 			a.index[key] = localCopy{wire: wire, global: true}
+			a.c.noteRevision(key, w.Revision)
 			continue
 		}
 		ops = append(ops, store.Op{Key: key, Resource: r})
@@ -156,7 +158,11 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 			a.log.Debug("applying from global", "type", w.Type, "mesh", w.Mesh, "name", w.Name, "rev", w.Revision, "delete", w.Delete)
 		}
 	}
-	if err := a.commit(ctx, ops, wires, func(i int, err error) { reject(sources[i], err.Error()) }); err != nil {
+	revs := make([]int64, len(sources))
+	for i, w := range sources {
+		revs[i] = w.Revision
+	}
+	if err := a.commit(ctx, ops, wires, revs, func(i int, err error) { reject(sources[i], err.Error()) }); err != nil {
 		return nil, err
 	}
 	if a.seen != nil {
@@ -191,14 +197,17 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 	return ack, nil
 }
 
-// commit writes ops (commitOps) and records in the index what was written.
-func (a *applier) commit(ctx context.Context, ops []store.Op, wires [][32]byte, rejected func(i int, err error)) error {
+// commit writes ops (commitOps) and records in the index what was written;
+// revs are the global revisions of the puts (see Client.noteRevision).
+func (a *applier) commit(ctx context.Context, ops []store.Op, wires [][32]byte, revs []int64, rejected func(i int, err error)) error {
 	written := 0
 	err := commitOps(ctx, a.c.cfg.Store, ops, func(i int) {
 		if ops[i].Delete {
 			delete(a.index, ops[i].Key)
+			a.c.noteRevision(ops[i].Key, 0)
 		} else {
 			a.index[ops[i].Key] = localCopy{wire: wires[i], global: true}
+			a.c.noteRevision(ops[i].Key, revs[i])
 		}
 		written++
 	}, rejected)
@@ -263,7 +272,7 @@ func (a *applier) finishSnapshot(ctx context.Context, snapRev int64) (*heldDelet
 		a.log.Warn("held snapshot deletes released by an operator", "deletes", len(gone))
 	}
 	a.log.Info("snapshot deletes stale copies", "count", len(gone))
-	if err := a.commit(ctx, gone, nil, func(int, error) {}); err != nil { // deletes only: no wires
+	if err := a.commit(ctx, gone, nil, nil, func(int, error) {}); err != nil { // deletes only: no wires
 		return nil, err
 	}
 	a.setHeld(nil)

@@ -104,6 +104,28 @@ type Client struct {
 	storeID string
 	held    *heldDeletes // nil when no snapshot deletes are held
 	stats   ClientStats
+	// revisions, only when recordRevisions was on at NewClient, maps each
+	// copy this client applied to the global revision it was sent at
+	// (tests check convergence revision for revision; nothing reads it
+	// otherwise, so production clients do not keep it).
+	revisions map[resource.Key]int64
+}
+
+// recordRevisions makes new clients keep Client.revisions (tests).
+var recordRevisions atomic.Bool
+
+// noteRevision records that the zone's copy of k is global's revision rev
+// (0: the copy is gone).
+func (c *Client) noteRevision(k resource.Key, rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.revisions == nil:
+	case rev == 0:
+		delete(c.revisions, k)
+	default:
+		c.revisions[k] = rev
+	}
 }
 
 // ClientStats count what the client did since it started (for tests and
@@ -155,7 +177,11 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Zone != "" {
 		log = log.With("zone", cfg.Zone)
 	}
-	return &Client{cfg: cfg, log: log, creds: creds, metrics: m}, nil
+	c := &Client{cfg: cfg, log: log, creds: creds, metrics: m}
+	if recordRevisions.Load() {
+		c.revisions = map[resource.Key]int64{}
+	}
+	return c, nil
 }
 
 // Connected reports whether a stream to global is open.
