@@ -104,8 +104,27 @@ func (ix *Index) Admit(ctx context.Context, old, cur *resource.Resource) (*Decis
 			return d, nil
 		}
 	}
+	d, err := ix.serialize(ctx, some.Type == resource.TypeZone)
+	if err != nil {
+		return nil, err
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if some.Type == resource.TypeZone {
+		d.Current = ix.zoneViolations(some.Name, cur)
+		return d, nil
+	}
+	ix.admitPolicy(d, old, cur)
+	return d, nil
+}
+
+// serialize starts a serialized admission (Admit, AdmitBatch): it takes
+// admitMu and waits, at most AdmitWait, until the index reflects the last
+// write admitted before. The Decision holds admitMu until Done; on an error
+// it is already released. zone marks a decision that admits Zone writes.
+func (ix *Index) serialize(ctx context.Context, zone bool) (*Decision, error) {
 	ix.admitMu.Lock()
-	d := &Decision{ix: ix, zone: some.Type == resource.TypeZone}
+	d := &Decision{ix: ix, zone: zone}
 	ix.mu.Lock()
 	want := ix.lastWrite
 	ix.mu.Unlock()
@@ -119,13 +138,6 @@ func (ix *Index) Admit(ctx context.Context, old, cur *resource.Resource) (*Decis
 		}
 		return nil, fmt.Errorf("%w: it has not loaded the store's state (revision %d) within %s", ErrNotReady, want, AdmitWait)
 	}
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if some.Type == resource.TypeZone {
-		d.Current = ix.zoneViolations(some.Name, cur)
-		return d, nil
-	}
-	ix.admitPolicy(d, old, cur)
 	return d, nil
 }
 
@@ -378,22 +390,11 @@ func (ix *Index) AdmitBatch(ctx context.Context, cur []*resource.Resource) (*Bat
 			return b, nil
 		}
 	}
-	ix.admitMu.Lock()
-	d := &Decision{ix: ix, zone: zones}
-	b.d = d
-	ix.mu.Lock()
-	want := ix.lastWrite
-	ix.mu.Unlock()
-	wctx, cancel := context.WithTimeout(ctx, AdmitWait)
-	err := ix.WaitFor(wctx, want)
-	cancel()
+	d, err := ix.serialize(ctx, zones)
 	if err != nil {
-		d.Done(0)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%w: it has not loaded the store's state (revision %d) within %s", ErrNotReady, want, AdmitWait)
+		return nil, err
 	}
+	b.d = d
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	changes := make([]change, len(cur))
