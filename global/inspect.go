@@ -164,6 +164,9 @@ func (s storeSource) PolicyDataplanes(ctx context.Context, mesh, name string) (i
 	if err != nil {
 		return inspect.AffectedDataplanes{}, err
 	}
+	// One index per zone of the policies applying there: each proxy is then
+	// matched against the policies about it, not against every policy.
+	indexes := map[string]*meshtrace.Index{}
 	out := inspect.AffectedDataplanes{Items: []inspect.AffectedDataplane{}}
 	for _, dp := range dps.Items {
 		zone := dp.Labels[resource.LabelZone]
@@ -181,7 +184,12 @@ func (s storeSource) PolicyDataplanes(ctx context.Context, mesh, name string) (i
 				break
 			}
 		}
-		item.Backend, item.Collector = meshtrace.EffectiveCollector(meshtrace.Compute(dp, inZone(pols, zone), gw).Conf)
+		ix, ok := indexes[zone]
+		if !ok {
+			ix = meshtrace.NewIndex(inZone(pols, zone))
+			indexes[zone] = ix
+		}
+		item.Backend, item.Collector = meshtrace.EffectiveCollector(meshtrace.ComputeIndexed(dp, ix, gw).Conf)
 		out.Items = append(out.Items, item)
 	}
 	sort.Slice(out.Items, func(i, j int) bool {

@@ -228,6 +228,7 @@ func (ix *Index) admitMesh(mesh string, changes []change, idx []int) []attribute
 		}
 	}
 	sortMostSpecificFirst(after)
+	afterIdx := meshtrace.NewIndex(after)
 	ms.gatewayList() // built here: the workers below only read it
 	entries := ms.entries()
 	// Proxies are checked in parallel chunks; each chunk has its own cache.
@@ -258,7 +259,7 @@ func (ix *Index) admitMesh(mesh string, changes []change, idx []int) []attribute
 				if first < 0 {
 					continue
 				}
-				v := evaluate(e.r, e.name, after, z, cache, gw...)
+				v := evaluate(e.r, e.name, afterIdx.Candidates(e.r), z, cache, gw...)
 				if v.Allowed {
 					continue
 				}
@@ -306,7 +307,7 @@ func (ix *Index) zoneViolations(zone string, cur *resource.Resource) []Verdict {
 			if e.zone != zone {
 				continue
 			}
-			if v := evaluate(e.r, e.name, ms.policyList(), z, cache, ms.gateway(e)...); !v.Allowed {
+			if v := evaluate(e.r, e.name, ms.policyIndex().Candidates(e.r), z, cache, ms.gateway(e)...); !v.Allowed {
 				out = append(out, v)
 			}
 		}

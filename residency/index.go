@@ -62,6 +62,7 @@ type Index struct {
 type meshState struct {
 	policies map[resource.Key]*resource.Resource
 	list     []*resource.Resource // policies, most specific first; nil when stale
+	idx      *meshtrace.Index     // list indexed; built with it
 	dps      map[resource.Key]*dpEntry
 	dpList   []*dpEntry                          // dps as a slice; nil when stale
 	gateways map[resource.Key]*resource.Resource // MeshGateways
@@ -87,8 +88,16 @@ func (m *meshState) policyList() []*resource.Resource {
 			m.list = append(m.list, p)
 		}
 		sortMostSpecificFirst(m.list)
+		m.idx = meshtrace.NewIndex(m.list)
 	}
 	return m.list
+}
+
+// policyIndex returns policyList indexed: the candidates of a proxy, most
+// specific first, are the policies evaluate needs to look at.
+func (m *meshState) policyIndex() *meshtrace.Index {
+	m.policyList()
+	return m.idx
 }
 
 // sortMostSpecificFirst orders policies so that the first one selecting a
@@ -285,7 +294,7 @@ func (ix *Index) Load(rev int64, items []*resource.Resource) {
 	cache := checkCache{}
 	for _, ms := range ix.meshes {
 		for _, e := range ms.entries() {
-			next[e.key] = ix.evaluate(e, ms, ms.policyList(), cache)
+			next[e.key] = ix.evaluate(e, ms, cache)
 		}
 	}
 	ix.verdicts = next
@@ -341,7 +350,7 @@ func (ix *Index) Apply(rev int64, events []store.Event) {
 	verdicts := make([]Verdict, len(jobs))
 	forEach(len(jobs), func(cache checkCache, i int) {
 		j := jobs[i]
-		verdicts[i] = ix.evaluate(j.e, j.ms, j.ms.policyList(), cache)
+		verdicts[i] = ix.evaluate(j.e, j.ms, cache)
 	})
 	for i, j := range jobs {
 		ix.verdicts[j.e.key] = verdicts[i]
@@ -499,9 +508,9 @@ func (ix *Index) zone(name string) Zone {
 }
 
 // evaluate checks one proxy; zones that are Off never violate.
-func (ix *Index) evaluate(e *dpEntry, ms *meshState, policies []*resource.Resource, cache checkCache) Verdict {
+func (ix *Index) evaluate(e *dpEntry, ms *meshState, cache checkCache) Verdict {
 	z := ix.zone(e.zone)
-	v := evaluate(e.r, e.name, policies, z, cache, ms.gateway(e)...)
+	v := evaluate(e.r, e.name, ms.policyIndex().Candidates(e.r), z, cache, ms.gateway(e)...)
 	if !z.Checked() {
 		v.Allowed, v.Reason = true, ""
 	}

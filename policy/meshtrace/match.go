@@ -189,6 +189,7 @@ func Less(a, b *resource.Resource) bool {
 // last one wins). Policies of other meshes and other types are ignored. The
 // input slice is not modified. gw is as for Affects.
 func Match(dp *resource.Resource, policies []*resource.Resource, gw ...*resource.Resource) []*resource.Resource {
+	Examined.Add(int64(len(policies)))
 	var out []*resource.Resource
 	for _, p := range policies {
 		if Affects(p, dp, gw...) {

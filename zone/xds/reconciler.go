@@ -89,6 +89,7 @@ type Reconciler struct {
 	byMesh    map[string]map[resource.Key]*proxy
 	policies  map[resource.Key]*policy
 	meshPols  map[string][]*resource.Resource        // policies per mesh, for matching
+	meshIdx   map[string]*meshtrace.Index            // meshPols indexed; absent when stale
 	affecting map[resource.Key]map[resource.Key]bool // policy -> proxies it selects
 	builds    map[digest]*built
 	parts     *parts
@@ -128,6 +129,7 @@ func NewReconciler(logger hclog.Logger, out Snapshots, reg prometheus.Registerer
 		byMesh:    map[string]map[resource.Key]*proxy{},
 		policies:  map[resource.Key]*policy{},
 		meshPols:  map[string][]*resource.Resource{},
+		meshIdx:   map[string]*meshtrace.Index{},
 		affecting: map[resource.Key]map[resource.Key]bool{},
 		builds:    map[digest]*built{},
 		parts:     newParts(),
@@ -390,6 +392,7 @@ func (r *Reconciler) putMeshPolicy(res *resource.Resource) {
 		i++
 	}
 	r.meshPols[res.Mesh] = append(out, list[i:]...)
+	delete(r.meshIdx, res.Mesh)
 }
 
 // removeMeshPolicy removes k from its mesh's policy list, by copy.
@@ -399,6 +402,7 @@ func (r *Reconciler) removeMeshPolicy(k resource.Key) {
 	if !found {
 		return
 	}
+	delete(r.meshIdx, k.Mesh)
 	if len(list) == 1 {
 		delete(r.meshPols, k.Mesh)
 		return
@@ -505,6 +509,10 @@ func (r *Reconciler) syncLocked(ctx context.Context, dirty map[resource.Key]bool
 	for k := range dirty {
 		if p, ok := r.proxies[k]; ok {
 			plans = append(plans, plan{key: k, p: p})
+			if _, ok := r.meshIdx[k.Mesh]; !ok {
+				// Once per mesh and change, before the parallel plans read it.
+				r.meshIdx[k.Mesh] = meshtrace.NewIndex(r.meshPols[k.Mesh])
+			}
 		}
 	}
 	// Compute (read-only on shared state): match, hash inputs, build when needed.
@@ -544,7 +552,7 @@ func compareKeys(a, b resource.Key) int {
 func (r *Reconciler) plan(pl *plan) {
 	p := pl.p
 	gw := meshtrace.SelectGateway(p.dp, r.meshGWs[p.dp.Mesh])
-	matched := meshtrace.Match(p.dp, r.meshPols[p.dp.Mesh], gw)
+	matched := meshtrace.MatchIndexed(p.dp, r.meshIdx[p.dp.Mesh], gw)
 	// confKey identifies the merged configuration (the matched policies in
 	// order); inputs adds the Dataplane.
 	h := sha256.New()

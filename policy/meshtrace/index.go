@@ -1,0 +1,109 @@
+package meshtrace
+
+import (
+	"slices"
+	"sync/atomic"
+
+	"github.com/meshtrace/meshtrace/resource"
+)
+
+// Index narrows a mesh's policy list to the policies that can select a given
+// proxy, so that matching one proxy costs the policies about it, not every
+// policy of the mesh: MeshService and MeshServiceSubset policies (usually
+// nearly all of them) are filed under their service and only looked at for
+// proxies with an inbound (or gateway) of that service; the other kinds
+// (Mesh, MeshSubset, MeshGateway) are looked at for every proxy.
+//
+// An Index is immutable once built and safe for concurrent use.
+type Index struct {
+	all       []*resource.Resource
+	byService map[string][]int // positions in all, ascending
+	rest      []int            // positions in all of the policies of no service, ascending
+}
+
+// NewIndex indexes policies; Candidates keeps their order. The slice must
+// not be modified afterwards.
+func NewIndex(policies []*resource.Resource) *Index {
+	ix := &Index{all: policies, byService: map[string][]int{}}
+	for i, p := range policies {
+		if svc := serviceOf(p); svc != "" {
+			ix.byService[svc] = append(ix.byService[svc], i)
+		} else {
+			ix.rest = append(ix.rest, i)
+		}
+	}
+	return ix
+}
+
+// serviceOf is the service a MeshService or MeshServiceSubset policy is
+// limited to; "" for the other kinds (and a service kind without a name,
+// which selects by tags alone).
+func serviceOf(p *resource.Resource) string {
+	s := spec(p)
+	if s == nil || s.TargetRef == nil {
+		return ""
+	}
+	switch s.TargetRef.Kind {
+	case resource.KindMeshService, resource.KindMeshServiceSubset:
+		return s.TargetRef.Name
+	}
+	return ""
+}
+
+// Len is the number of policies indexed.
+func (ix *Index) Len() int {
+	if ix == nil {
+		return 0
+	}
+	return len(ix.all)
+}
+
+// All returns the policies indexed, in their order. It must not be modified.
+func (ix *Index) All() []*resource.Resource {
+	if ix == nil {
+		return nil
+	}
+	return ix.all
+}
+
+// Candidates returns, in the indexed order, the policies that may select dp:
+// every policy that selects dp is among them (Affects still decides).
+func (ix *Index) Candidates(dp *resource.Resource) []*resource.Resource {
+	ds := dataplane(dp)
+	if ix == nil || ds == nil {
+		return nil
+	}
+	pos := slices.Clone(ix.rest)
+	seen := map[string]bool{}
+	for _, tags := range ds.TagSets() {
+		svc := tags[resource.TagService]
+		if svc == "" || seen[svc] {
+			continue
+		}
+		seen[svc] = true
+		pos = append(pos, ix.byService[svc]...)
+	}
+	if len(seen) > 1 || (len(ix.rest) > 0 && len(pos) > len(ix.rest)) {
+		slices.Sort(pos)
+	}
+	out := make([]*resource.Resource, len(pos))
+	for i, p := range pos {
+		out[i] = ix.all[p]
+	}
+	return out
+}
+
+// Examined counts the policies Match looked at: a measure of the matching
+// work, for tests that hold it to the policies about a proxy (an Index's
+// candidates) rather than all policies of a mesh.
+var Examined atomic.Int64
+
+// MatchIndexed is Match over the candidates of ix for dp.
+func MatchIndexed(dp *resource.Resource, ix *Index, gw ...*resource.Resource) []*resource.Resource {
+	return Match(dp, ix.Candidates(dp), gw...)
+}
+
+// ComputeIndexed is Compute over the candidates of ix for dp.
+func ComputeIndexed(dp *resource.Resource, ix *Index, gw ...*resource.Resource) Rules {
+	return Merge(MatchIndexed(dp, ix, gw...))
+}
