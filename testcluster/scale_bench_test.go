@@ -67,11 +67,12 @@ func BenchmarkScale(b *testing.B) {
 		}
 		rs = append(rs, items[0])
 	}
+	w := watchZones(b, c)
 	seeded := time.Now()
 	if _, err := c.gst.PutBatch(ctx, rs, store.BatchOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	waitZones(b, c, policies)
+	w.wait(b, c, policies)
 	seed := time.Since(seeded) // reported at the end: ResetTimer drops metrics
 
 	var stand []*Envoy
