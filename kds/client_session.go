@@ -37,6 +37,7 @@ type session struct {
 	q  *queue
 	p  *pusher // owned by sendLoop
 	ap *applier
+	up []resource.Type // the types the zone uploads
 
 	// progressed is set once a batch of global's was applied or a heartbeat
 	// came after the Welcome: only then does the client's backoff start over.
@@ -109,6 +110,7 @@ func (s *session) run(parent context.Context) (bool, error) {
 		return false, fmt.Errorf("kds: read synced copies: %w", err)
 	}
 	up := typesSynced(resource.SyncZoneToGlobal)
+	s.up = up
 	s.p = newPusher(s.q, messageBudget(s.c.cfg.MaxMessageBytes, welcome.GetMaxMessageBytes()), s.oversized)
 	rev, err := s.startUploads(up, welcome.GetUploadRevision())
 	if err != nil {
@@ -256,8 +258,9 @@ func (s *session) sendLoop() {
 			sendReport()
 		case <-hb.C:
 			s.send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Heartbeat{Heartbeat: &kdsv1.Heartbeat{
-				Revision: s.c.applied.Load(),
-				Applying: s.live.applying(),
+				Revision:       s.c.applied.Load(),
+				Applying:       s.live.applying(),
+				UploadRevision: s.idleUploadCursor(),
 			}}})
 		}
 	}
@@ -282,6 +285,64 @@ func (s *session) oversized(e *entry, size int, err error) {
 	}
 	s.log.Error("resource not uploaded", "type", e.key.Type, "mesh", e.key.Mesh, "name", e.key.Name, "reason", reason)
 	s.c.metrics.oversized.WithLabelValues(string(e.key.Type)).Inc()
+}
+
+// idleUploadCursor is the zone-store revision global may keep as the upload
+// cursor when nothing is pending or unacknowledged, 0 otherwise. The zone's
+// watch sees only the uploaded types, while its store also moves with
+// global's copies and the sync cursors; so when idle the cursor is moved to
+// the store's revision once no uploaded type changed since the last one
+// pushed (what the watch has not delivered yet is never skipped). Without it
+// an idle zone's upload cursor stays where its last upload left it, and
+// once its store compacts past that a reconnect sends a full snapshot.
+func (s *session) idleUploadCursor() int64 {
+	if s.p.inflight != nil || s.p.snapPending || s.q.len() > 0 {
+		return 0
+	}
+	from := max(s.q.observedRevision(), s.p.sentCursor)
+	if from == 0 {
+		return 0
+	}
+	st := s.c.cfg.Store
+	cur, err := st.Revision(s.ctx)
+	if err != nil || cur <= from {
+		return from
+	}
+	quiet, err := unchangedBetween(s.ctx, st, s.up, from, cur)
+	if err != nil {
+		s.log.Debug("upload cursor not advanced", "from", from, "to", cur, "error", err)
+		return from
+	}
+	if quiet {
+		s.q.observe(cur)
+		return cur
+	}
+	return from
+}
+
+// unchangedBetween reports whether no resource of types was created,
+// changed or deleted between store revisions from and to, from two
+// keys-only listings (their versions and counts).
+func unchangedBetween(ctx context.Context, st store.Store, types []resource.Type, from, to int64) (bool, error) {
+	for _, t := range types {
+		after, err := st.List(ctx, t, store.ListOptions{Revision: to, KeysOnly: true})
+		if err != nil {
+			return false, err
+		}
+		for _, r := range after.Items {
+			if r.Version > from {
+				return false, nil
+			}
+		}
+		before, err := st.List(ctx, t, store.ListOptions{Revision: from, KeysOnly: true, Limit: 1})
+		if err != nil {
+			return false, err
+		}
+		if before.Total != after.Total {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // startUploads queues what goes up first: the changes since from (the

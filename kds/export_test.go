@@ -2,6 +2,7 @@ package kds
 
 import (
 	"maps"
+	"time"
 
 	"github.com/meshtrace/meshtrace/resource"
 )
@@ -20,4 +21,12 @@ func (c *Client) GlobalRevisions() map[resource.Key]int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return maps.Clone(c.revisions)
+}
+
+// SetIdleUploadCursorEvery changes how often global keeps an idle zone's
+// upload cursor (idleUploadCursorEvery) until restore is called.
+func SetIdleUploadCursorEvery(d time.Duration) (restore func()) {
+	was := idleUploadCursorEvery
+	idleUploadCursorEvery = d
+	return func() { idleUploadCursorEvery = was }
 }

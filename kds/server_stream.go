@@ -307,6 +307,10 @@ func (st *serverStream) recvLoop() {
 		case *kdsv1.ZoneMessage_Heartbeat:
 			st.live.progress(m.Heartbeat.GetApplying())
 			st.ins.zoneApplied(m.Heartbeat.GetRevision())
+			if err := st.up.idle(st.ctx, m.Heartbeat.GetUploadRevision(), time.Now()); err != nil {
+				// Only a resume point: the next heartbeat tries again.
+				st.log.Warn("idle upload cursor not kept", "error", err)
+			}
 		case *kdsv1.ZoneMessage_Report:
 			st.ins.setProxies(m.Report.GetProxiesJson(), st.log)
 		case *kdsv1.ZoneMessage_Inspect:

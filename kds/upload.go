@@ -73,6 +73,31 @@ type uploader struct {
 	// by type after every upload batch.
 	onCounts func(map[string]int64)
 	seen     map[resource.Key]bool // during an upload snapshot
+	// saved is the upload cursor this stream last persisted; idleSaved when
+	// it last persisted one from an idle heartbeat.
+	saved     int64
+	idleSaved time.Time
+}
+
+// idleUploadCursorEvery spaces the upload cursors global persists from an
+// idle zone's heartbeats: far below the zone's compaction retention (1h by
+// default), without a global write per zone at every heartbeat.
+var idleUploadCursorEvery = time.Minute
+
+// idle keeps rev, from an idle zone's heartbeat (see
+// session.idleUploadCursor), as the zone's upload cursor.
+func (u *uploader) idle(ctx context.Context, rev int64, now time.Time) error {
+	if rev <= u.saved || u.storeID == "" {
+		return nil
+	}
+	if !u.idleSaved.IsZero() && now.Sub(u.idleSaved) < idleUploadCursorEvery {
+		return nil
+	}
+	if err := saveUploadCursor(ctx, u.s.cfg.Store, u.zone, cursor{StoreID: u.storeID, Revision: rev}); err != nil {
+		return err
+	}
+	u.saved, u.idleSaved = rev, now
+	return nil
 }
 
 func newUploader(s *Server, zone string, log hclog.Logger) *uploader {
@@ -201,6 +226,7 @@ func (u *uploader) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error
 		if err := saveUploadCursor(ctx, u.s.cfg.Store, u.zone, cursor{StoreID: u.storeID, Revision: rev}); err != nil {
 			return nil, err
 		}
+		u.saved = max(u.saved, rev)
 	}
 	if u.onCounts != nil {
 		counts := map[string]int64{}

@@ -1,10 +1,14 @@
 package kds_test
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/resource"
 )
 
@@ -31,5 +35,54 @@ func TestUploadRevalidatedOnGlobal(t *testing.T) {
 	})
 	if dps := list(t, gs, resource.TypeDataplane); len(dps) != 1 {
 		t.Fatalf("global stored %d dataplanes, want only east.ok-1: %v", len(dps), dps)
+	}
+}
+
+// An idle zone's upload cursor follows its store: global's copies and the
+// sync cursors move the zone store's revision while nothing goes up, and
+// the zone's heartbeats tell global the revision it has nothing pending
+// for. So once the zone's history is compacted past its last upload, a
+// reconnect still resumes (nothing sent up) instead of a full snapshot.
+func TestIdleZoneUploadCursorFollowsItsStore(t *testing.T) {
+	t.Cleanup(kds.SetIdleUploadCursorEvery(0))
+	ctx := context.Background()
+	e := newEnv(t)
+	gs := newMemory(t)
+	put(t, gs, mesh("default"))
+	g := e.startGlobal(gs, "")
+	zs := newMemory(t)
+	put(t, zs, dataplane("default", "dp-1", "web"))
+	tok := token(t, gs, "east")
+	z := e.startZone("east", zs, tok, []string{g.addr})
+	waitFor(t, "the dataplane on global", 10*time.Second, func() bool { return len(list(t, gs, resource.TypeDataplane)) == 1 })
+	var last int64
+	for i := range 20 {
+		last = put(t, gs, meshTrace("default", fmt.Sprintf("p-%d", i), i))
+	}
+	waitApplied(t, last, 10*time.Second, z)
+	zrev, err := zs.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, fmt.Sprintf("global to keep the idle zone's upload cursor at %d or later", zrev), 10*time.Second, func() bool {
+		b, err := gs.GetValue(ctx, "kds/upload-cursor/east")
+		if err != nil {
+			return false
+		}
+		var c struct{ Revision int64 }
+		return json.Unmarshal(b, &c) == nil && c.Revision >= zrev
+	})
+	z.stop()
+	if err := zs.Compact(ctx, zrev); err != nil {
+		t.Fatal(err)
+	}
+	z = e.startZone("east", zs, tok, []string{g.addr})
+	rev := put(t, gs, meshTrace("default", "after", 1))
+	waitApplied(t, rev, 10*time.Second, z)
+	if s := z.client.Stats(); s.Uploaded != 0 {
+		t.Fatalf("the reconnect uploaded %d resources (a snapshot), want 0 (a resume): %+v", s.Uploaded, s)
+	}
+	if n := len(list(t, gs, resource.TypeDataplane)); n != 1 {
+		t.Fatalf("global has %d dataplanes of east, want 1", n)
 	}
 }

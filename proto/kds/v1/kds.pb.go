@@ -997,9 +997,14 @@ type Heartbeat struct {
 	// applying is the nonce of the peer's batch the sender is still applying,
 	// 0 when none: progress, so the peer does not take the wait for an Ack as
 	// a stall.
-	Applying      uint64 `protobuf:"varint,2,opt,name=applying,proto3" json:"applying,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Applying uint64 `protobuf:"varint,2,opt,name=applying,proto3" json:"applying,omitempty"`
+	// upload_revision (zone only) is a zone-store revision up to which the
+	// zone has nothing to upload that global has not acknowledged; 0 when it
+	// has. Global may keep it as the zone's upload cursor, so an idle zone's
+	// uploads resume from a recent revision instead of a snapshot.
+	UploadRevision int64 `protobuf:"varint,3,opt,name=upload_revision,json=uploadRevision,proto3" json:"upload_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -1042,6 +1047,13 @@ func (x *Heartbeat) GetRevision() int64 {
 func (x *Heartbeat) GetApplying() uint64 {
 	if x != nil {
 		return x.Applying
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetUploadRevision() int64 {
+	if x != nil {
+		return x.UploadRevision
 	}
 	return 0
 }
@@ -1162,10 +1174,11 @@ const file_kds_v1_kds_proto_rawDesc = "" +
 	"\x06errors\x18\x03 \x03(\v2\x15.kds.v1.ResourceErrorR\x06errors\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x12\n" +
 	"\x04held\x18\x05 \x01(\tR\x04held\x12!\n" +
-	"\fheld_deletes\x18\x06 \x01(\x03R\vheldDeletes\"C\n" +
+	"\fheld_deletes\x18\x06 \x01(\x03R\vheldDeletes\"l\n" +
 	"\tHeartbeat\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1a\n" +
-	"\bapplying\x18\x02 \x01(\x04R\bapplying\"/\n" +
+	"\bapplying\x18\x02 \x01(\x04R\bapplying\x12'\n" +
+	"\x0fupload_revision\x18\x03 \x01(\x03R\x0euploadRevision\"/\n" +
 	"\n" +
 	"ZoneReport\x12!\n" +
 	"\fproxies_json\x18\x01 \x01(\fR\vproxiesJson2=\n" +
