@@ -23,6 +23,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// mainCommand returns a command that runs this test binary as
+// `meshtrace-cp args` (see TestMain).
+func mainCommand(args string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MESHTRACE_CP_TEST_MAIN=1", "MESHTRACE_CP_TEST_ARGS="+args)
+	return cmd
+}
+
 // Ctrl-C reaches every process of the terminal's foreground group. The demo
 // must exit 0 on it, and `make demo` must not put `go run` in between: go run
 // exits 1 when it gets the interrupt, whatever its child does.
@@ -39,8 +47,7 @@ func TestDemoExitsZeroOnInterrupt(t *testing.T) {
 		t.Fatalf("make demo runs the demo through go run:\n%s", body)
 	}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "MESHTRACE_CP_TEST_MAIN=1", "MESHTRACE_CP_TEST_ARGS=demo --dir "+t.TempDir())
+	cmd := mainCommand("demo --dir " + t.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -56,8 +56,7 @@ func (p *cpProcess) start() {
 	t := p.t
 	t.Helper()
 	p.log = &bytes.Buffer{}
-	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	p.cmd.Env = append(os.Environ(), "MESHTRACE_CP_TEST_MAIN=1", "MESHTRACE_CP_TEST_ARGS=global --config "+p.config)
+	p.cmd = mainCommand("global --config " + p.config)
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

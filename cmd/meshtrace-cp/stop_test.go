@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,16 +33,19 @@ func TestExitAfterDeadline(t *testing.T) {
 	}
 }
 
-const mainEnv = "MESHTRACE_CP_TEST_MAIN"
-
-// TestMainProcess runs main() for the tests below.
-func TestMainProcess(t *testing.T) {
-	if os.Getenv(mainEnv) == "" {
-		t.Skip("run by other tests")
+// waitStarted reads a control plane's log until it reports that it started
+// (or ends), then drains the rest in the background.
+func waitStarted(log io.Reader) {
+	sc := bufio.NewScanner(log)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "control plane started") {
+			break
+		}
 	}
-	os.Args = append([]string{"meshtrace-cp"}, strings.Fields(os.Getenv(mainEnv))...)
-	main()
-	os.Exit(0)
+	go func() {
+		for sc.Scan() {
+		}
+	}()
 }
 
 // SIGTERM stops a running global and a zone well within 5 s.
@@ -57,22 +61,12 @@ func TestSignalStopsWithin5s(t *testing.T) {
 		"zone":   "zone --name west --config " + zcfg,
 	} {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestMainProcess$")
-			cmd.Env = append(os.Environ(), mainEnv+"="+args)
+			cmd := mainCommand(args)
 			stderr, _ := cmd.StderrPipe()
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), "control plane started") {
-					break
-				}
-			}
-			go func() {
-				for sc.Scan() {
-				}
-			}()
+			waitStarted(stderr)
 			start := time.Now()
 			cmd.Process.Signal(syscall.SIGTERM)
 			done := make(chan error, 1)
@@ -96,26 +90,15 @@ func TestSecondProcessOnSameDataDir(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "global.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("dataDir: %s\nstore:\n  embedded:\n    dir: %s/etcd\napi:\n  address: 127.0.0.1:0\nkds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\n", dir, dir)), 0o600)
-	first := exec.Command(os.Args[0], "-test.run=^TestMainProcess$")
-	first.Env = append(os.Environ(), mainEnv+"=global --config "+cfg)
+	first := mainCommand("global --config " + cfg)
 	stderr, _ := first.StderrPipe()
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { first.Process.Signal(syscall.SIGTERM); first.Wait() }()
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "control plane started") {
-			break
-		}
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
+	waitStarted(stderr)
 
-	second := exec.Command(os.Args[0], "-test.run=^TestMainProcess$")
-	second.Env = append(os.Environ(), mainEnv+"=global --config "+cfg)
+	second := mainCommand("global --config " + cfg)
 	var out bytes.Buffer
 	second.Stderr = &out
 	start := time.Now()
