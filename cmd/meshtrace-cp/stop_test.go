@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,6 +31,13 @@ func TestExitAfterDeadline(t *testing.T) {
 	}
 }
 
+// writeGlobalConfig writes dir/global.yaml: a global with its data in dir
+// and every listener on a free loopback port.
+func writeGlobalConfig(tb testing.TB, dir string) string {
+	tb.Helper()
+	return writeFile(tb, dir, "global.yaml", fmt.Sprintf("dataDir: %s\nstore:\n  embedded:\n    dir: %s/etcd\napi:\n  address: 127.0.0.1:0\nkds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\n", dir, dir))
+}
+
 // waitStarted reads a control plane's log until it reports that it started
 // (or ends), then drains the rest in the background.
 func waitStarted(log io.Reader) {
@@ -51,11 +56,9 @@ func waitStarted(log io.Reader) {
 // SIGTERM stops a running global and a zone well within 5 s.
 func TestSignalStopsWithin5s(t *testing.T) {
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "global.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("dataDir: %s\nstore:\n  embedded:\n    dir: %s/etcd\napi:\n  address: 127.0.0.1:0\nkds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\n", dir, dir)), 0o600)
+	cfg := writeGlobalConfig(t, dir)
 	zdir := t.TempDir()
-	zcfg := filepath.Join(zdir, "zone.yaml")
-	os.WriteFile(zcfg, []byte(fmt.Sprintf("dataDir: %s\nstore:\n  embedded:\n    dir: %s/etcd\napi:\n  address: 127.0.0.1:0\nxds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\n", zdir, zdir)), 0o600)
+	zcfg := writeFile(t, zdir, "zone.yaml", fmt.Sprintf("dataDir: %s\nstore:\n  embedded:\n    dir: %s/etcd\napi:\n  address: 127.0.0.1:0\nxds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\n", zdir, zdir))
 	for name, args := range map[string]string{
 		"global": "global --config " + cfg,
 		"zone":   "zone --name west --config " + zcfg,
@@ -88,8 +91,7 @@ func TestSignalStopsWithin5s(t *testing.T) {
 // naming the dir, instead of hanging on etcd's lock.
 func TestSecondProcessOnSameDataDir(t *testing.T) {
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "global.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("dataDir: %s\nstore:\n  embedded:\n    dir: %s/etcd\napi:\n  address: 127.0.0.1:0\nkds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\n", dir, dir)), 0o600)
+	cfg := writeGlobalConfig(t, dir)
 	first := mainCommand("global --config " + cfg)
 	stderr, _ := first.StderrPipe()
 	if err := first.Start(); err != nil {
