@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
@@ -60,7 +61,7 @@ func (c *hclogCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 		// etcd gives up (zap then exits or panics): say so plainly, whatever
 		// the closing state. hclog has no fatal level: the message carries it.
 		c.log.Error("FATAL: embedded etcd stopped the process: "+e.Message, append(args, "fatal", true)...)
-	case c.closing.Load():
+	case c.closing.Load(), benignAtStart(e.Message, enc.Fields):
 		c.log.Debug(e.Message, args...)
 	default:
 		c.log.Error(e.Message, args...)
@@ -69,3 +70,15 @@ func (c *hclogCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 }
 
 func (c *hclogCore) Sync() error { return nil }
+
+// benignAtStart tells the errors a freshly started embedded etcd reports
+// while nothing is wrong: its storage-version monitor runs before the first
+// raft term is in the backend ("missing term information") and retries on
+// its next tick. Logged at error level they only alarm whoever starts us.
+func benignAtStart(msg string, fields map[string]any) bool {
+	if msg != "failed to update storage version" {
+		return false
+	}
+	err, _ := fields["error"].(string)
+	return strings.Contains(err, "missing term information")
+}

@@ -48,3 +48,20 @@ func TestEtcdFatalExits(t *testing.T) {
 		t.Fatalf("exit %v, output %q", err, out)
 	}
 }
+
+// The storage-version monitor's "missing term information" of a fresh start
+// is debug; the same message with another cause, and other errors, stay errors.
+func TestEtcdBenignStartErrorIsDebug(t *testing.T) {
+	var out bytes.Buffer
+	lg := newEtcdZapLogger(hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Info}), new(atomic.Bool))
+	lg.Error("failed to update storage version", zap.String("cluster-version", "3.7.0"),
+		zap.Error(errors.New("cannot detect storage schema version: missing term information")))
+	if out.Len() != 0 {
+		t.Fatalf("benign start-up message logged at info or above: %q", out.String())
+	}
+	lg.Error("failed to update storage version", zap.Error(errors.New("input/output error")))
+	lg.Error("failed to purge snap db file", zap.Error(errors.New("missing term information")))
+	if got := out.String(); strings.Count(got, "[ERROR]") != 2 {
+		t.Fatalf("real errors not logged as errors: %q", got)
+	}
+}
