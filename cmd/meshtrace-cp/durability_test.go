@@ -26,7 +26,7 @@ type cpProcess struct {
 	config string
 	api    string
 	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	log    *syncBuffer
 }
 
 func freePort(t testing.TB) string {
@@ -55,7 +55,7 @@ func newGlobalProcess(t *testing.T) *cpProcess {
 func (p *cpProcess) start() {
 	t := p.t
 	t.Helper()
-	p.log = &bytes.Buffer{}
+	p.log = &syncBuffer{}
 	p.cmd = mainCommand("global --config " + p.config)
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
