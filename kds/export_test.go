@@ -26,7 +26,6 @@ func (c *Client) GlobalRevisions() map[resource.Key]int64 {
 // SetIdleUploadCursorEvery changes how often global keeps an idle zone's
 // upload cursor (idleUploadCursorEvery) until restore is called.
 func SetIdleUploadCursorEvery(d time.Duration) (restore func()) {
-	was := idleUploadCursorEvery
-	idleUploadCursorEvery = d
-	return func() { idleUploadCursorEvery = was }
+	was := idleUploadCursorEvery.Swap(int64(d))
+	return func() { idleUploadCursorEvery.Store(was) }
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -82,7 +83,11 @@ type uploader struct {
 // idleUploadCursorEvery spaces the upload cursors global persists from an
 // idle zone's heartbeats: far below the zone's compaction retention (1h by
 // default), without a global write per zone at every heartbeat.
-var idleUploadCursorEvery = time.Minute
+var idleUploadCursorEvery = func() *atomic.Int64 {
+	var d atomic.Int64
+	d.Store(int64(time.Minute))
+	return &d
+}()
 
 // idle keeps rev, from an idle zone's heartbeat (see
 // session.idleUploadCursor), as the zone's upload cursor.
@@ -90,7 +95,7 @@ func (u *uploader) idle(ctx context.Context, rev int64, now time.Time) error {
 	if rev <= u.saved || u.storeID == "" {
 		return nil
 	}
-	if !u.idleSaved.IsZero() && now.Sub(u.idleSaved) < idleUploadCursorEvery {
+	if !u.idleSaved.IsZero() && now.Sub(u.idleSaved) < time.Duration(idleUploadCursorEvery.Load()) {
 		return nil
 	}
 	if err := saveUploadCursor(ctx, u.s.cfg.Store, u.zone, cursor{StoreID: u.storeID, Revision: rev}); err != nil {
