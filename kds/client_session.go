@@ -155,51 +155,47 @@ func uploadable(r *resource.Resource) bool {
 }
 
 func (s *session) recvLoop() {
-	for {
-		msg, err := s.stream.Recv()
-		if err != nil {
-			s.fail(err)
-			return
-		}
-		s.live.received()
-		switch m := msg.Msg.(type) {
-		case *kdsv1.GlobalMessage_Batch:
-			ack, err := s.live.apply(s.ctx, m.Batch, s.ap.apply)
+	r := receiver{
+		ctx: s.ctx, live: &s.live, peer: "global", peerBatches: "batches",
+		recv: func() (inbound, any, error) {
+			msg, err := s.stream.Recv()
 			if err != nil {
-				s.fail(err)
-				return
+				return inbound{}, nil, err
 			}
-			s.progressed.Store(true)
+			switch m := msg.Msg.(type) {
+			case *kdsv1.GlobalMessage_Batch:
+				return inbound{batch: m.Batch}, nil, nil
+			case *kdsv1.GlobalMessage_UploadAck:
+				return inbound{ack: m.UploadAck}, nil, nil
+			case *kdsv1.GlobalMessage_Heartbeat:
+				return inbound{heartbeat: m.Heartbeat}, nil, nil
+			case *kdsv1.GlobalMessage_Inspect:
+				return inbound{other: func() { go s.answerInspect(m.Inspect) }}, nil, nil
+			}
+			return inbound{}, msg.Msg, nil
+		},
+		apply: s.ap.apply,
+		answer: func(a *kdsv1.Ack) bool {
 			select {
-			case s.out <- &kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Ack{Ack: ack}}:
+			case s.out <- &kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Ack{Ack: a}}:
+				return true
 			default:
-				s.fail(errors.New("kds: global sent batches without waiting for Acks"))
-				return
+				return false
 			}
-		case *kdsv1.GlobalMessage_UploadAck:
-			select {
-			case s.uploadAcks <- m.UploadAck:
-			default:
-				s.fail(errors.New("kds: global sent Acks for uploads never sent"))
-				return
-			}
-		case *kdsv1.GlobalMessage_Heartbeat:
-			s.live.progress(m.Heartbeat.GetApplying())
+		},
+		acks:    s.uploadAcks,
+		applied: func() { s.progressed.Store(true) },
+		heartbeat: func(h *kdsv1.Heartbeat) error {
 			s.progressed.Store(true)
 			// Global has nothing pending for us up to this revision.
-			if rev := m.Heartbeat.GetRevision(); rev > s.c.applied.Load() {
-				if err := s.c.saveCursor(s.ctx, s.ap.storeID, rev); err != nil {
-					s.fail(err)
-					return
-				}
+			if rev := h.GetRevision(); rev > s.c.applied.Load() {
+				return s.c.saveCursor(s.ctx, s.ap.storeID, rev)
 			}
-		case *kdsv1.GlobalMessage_Inspect:
-			go s.answerInspect(m.Inspect)
-		default:
-			s.fail(fmt.Errorf("kds: unexpected message %T", msg.Msg))
-			return
-		}
+			return nil
+		},
+		fail: s.fail,
 	}
+	r.run()
 }
 
 // sendLoop is the only sender on the stream.

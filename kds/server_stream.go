@@ -265,61 +265,61 @@ func listAt(ctx context.Context, st store.Store, types []resource.Type, keep fun
 }
 
 func (st *serverStream) recvLoop() {
-	first := true
-	for {
-		msg, err := st.stream.Recv()
-		if err != nil {
-			st.fail(err)
-			return
-		}
-		st.live.received()
-		if first {
-			h := msg.GetHello()
-			if h == nil {
-				st.fail(errors.New("kds: first message is not a Hello"))
-				return
-			}
-			first = false
-			st.up.storeID = h.GetUploadStoreId() // this goroutine applies the uploads
-			st.hello <- h
-			continue
-		}
-		switch m := msg.Msg.(type) {
-		case *kdsv1.ZoneMessage_Ack:
-			select {
-			case st.acks <- m.Ack:
-			default:
-				st.fail(errors.New("kds: zone sent Acks for batches never sent"))
-				return
-			}
-		case *kdsv1.ZoneMessage_Upload:
-			ack, err := st.live.apply(st.ctx, m.Upload, st.up.apply)
+	msg, err := st.stream.Recv()
+	if err != nil {
+		st.fail(err)
+		return
+	}
+	st.live.received()
+	h := msg.GetHello()
+	if h == nil {
+		st.fail(errors.New("kds: first message is not a Hello"))
+		return
+	}
+	st.up.storeID = h.GetUploadStoreId() // this goroutine applies the uploads
+	st.hello <- h
+	r := receiver{
+		ctx: st.ctx, live: &st.live, peer: "zone", peerBatches: "uploads",
+		recv: func() (inbound, any, error) {
+			msg, err := st.stream.Recv()
 			if err != nil {
-				st.fail(err)
-				return
+				return inbound{}, nil, err
 			}
+			switch m := msg.Msg.(type) {
+			case *kdsv1.ZoneMessage_Upload:
+				return inbound{batch: m.Upload}, nil, nil
+			case *kdsv1.ZoneMessage_Ack:
+				return inbound{ack: m.Ack}, nil, nil
+			case *kdsv1.ZoneMessage_Heartbeat:
+				return inbound{heartbeat: m.Heartbeat}, nil, nil
+			case *kdsv1.ZoneMessage_Report:
+				return inbound{other: func() { st.ins.setProxies(m.Report.GetProxiesJson(), st.log) }}, nil, nil
+			case *kdsv1.ZoneMessage_Inspect:
+				return inbound{other: func() { st.calls.deliver(m.Inspect) }}, nil, nil
+			}
+			return inbound{}, msg.Msg, nil
+		},
+		apply: st.up.apply,
+		answer: func(a *kdsv1.Ack) bool {
 			select {
-			case st.out <- &kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_UploadAck{UploadAck: ack}}:
+			case st.out <- &kdsv1.GlobalMessage{Msg: &kdsv1.GlobalMessage_UploadAck{UploadAck: a}}:
+				return true
 			default:
-				st.fail(errors.New("kds: zone sent uploads without waiting for Acks"))
-				return
+				return false
 			}
-		case *kdsv1.ZoneMessage_Heartbeat:
-			st.live.progress(m.Heartbeat.GetApplying())
-			st.ins.zoneApplied(m.Heartbeat.GetRevision())
-			if err := st.up.idle(st.ctx, m.Heartbeat.GetUploadRevision(), time.Now()); err != nil {
+		},
+		acks: st.acks,
+		heartbeat: func(h *kdsv1.Heartbeat) error {
+			st.ins.zoneApplied(h.GetRevision())
+			if err := st.up.idle(st.ctx, h.GetUploadRevision(), time.Now()); err != nil {
 				// Only a resume point: the next heartbeat tries again.
 				st.log.Warn("idle upload cursor not kept", "error", err)
 			}
-		case *kdsv1.ZoneMessage_Report:
-			st.ins.setProxies(m.Report.GetProxiesJson(), st.log)
-		case *kdsv1.ZoneMessage_Inspect:
-			st.calls.deliver(m.Inspect)
-		default:
-			st.fail(fmt.Errorf("kds: unexpected message %T", msg.Msg))
-			return
-		}
+			return nil
+		},
+		fail: st.fail,
 	}
+	r.run()
 }
 
 // sendLoop is the only sender on the stream.
