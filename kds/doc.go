@@ -21,6 +21,12 @@
 // zone is not. Both sides announce their message caps in the handshake and
 // cut batches to the smaller. Corrupt stored values never travel.
 //
+// Both halves of a stream are built from the same parts: a coalescing queue
+// and a pusher sending one batch at a time (queue.go), liveness, retried
+// commits (commit.go) and one receiver (receive.go), parametrised by what a
+// side accepts from its peer: global takes uploads of types synced up
+// (uploader), a zone takes types synced down (applier).
+//
 // Global wiring:
 //
 //	srv, err := kds.NewServer(kds.ServerConfig{Store: st, Logger: log, Registerer: reg})
