@@ -216,18 +216,32 @@ func (ix *Index) admitMesh(mesh string, changes []change, idx []int) []attribute
 		selectors = append(selectors, sel)
 	}
 	current := ms.policyList()
-	after := make([]*resource.Resource, 0, len(current)+len(idx))
-	for _, p := range current {
-		if _, ok := written[p.Key()]; !ok {
-			after = append(after, p)
+	var after []*resource.Resource
+	if len(written) <= maxIncremental {
+		// A few writes: edit the sorted list (copies) instead of sorting it again.
+		after = current
+		for k, p := range written {
+			if indexed := ms.policies[k]; indexed != nil {
+				after = withoutPolicy(after, indexed)
+			}
+			if p != nil {
+				after = withPolicy(after, p)
+			}
 		}
-	}
-	for _, p := range written {
-		if p != nil {
-			after = append(after, p)
+	} else {
+		after = make([]*resource.Resource, 0, len(current)+len(idx))
+		for _, p := range current {
+			if _, ok := written[p.Key()]; !ok {
+				after = append(after, p)
+			}
 		}
+		for _, p := range written {
+			if p != nil {
+				after = append(after, p)
+			}
+		}
+		sortMostSpecificFirst(after)
 	}
-	sortMostSpecificFirst(after)
 	afterIdx := meshtrace.NewIndex(after)
 	ms.gatewayList() // built here: the workers below only read it
 	entries := ms.entries()
@@ -283,6 +297,10 @@ func (ix *Index) admitMesh(mesh string, changes []change, idx []int) []attribute
 	}
 	return out
 }
+
+// maxIncremental is the number of writes up to which admission edits the
+// mesh's sorted policy list rather than sorting a new one.
+const maxIncremental = 16
 
 // selects reports whether policy p takes part for dp of zone.
 func selects(p, dp *resource.Resource, zone string, gw []*resource.Resource) bool {

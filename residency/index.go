@@ -88,6 +88,9 @@ func (m *meshState) policyList() []*resource.Resource {
 			m.list = append(m.list, p)
 		}
 		sortMostSpecificFirst(m.list)
+		m.idx = nil
+	}
+	if m.idx == nil {
 		m.idx = meshtrace.NewIndex(m.list)
 	}
 	return m.list
@@ -106,31 +109,53 @@ func (m *meshState) policyIndex() *meshtrace.Index {
 // (kuma.io/display-name; global stores them under a hashed name), so that
 // ties between them break as on the zone, where they are merged.
 func sortMostSpecificFirst(ps []*resource.Resource) {
-	renamed := false
-	for _, p := range ps {
-		if nameOnZone(p) != p.Name {
-			renamed = true
-			break
+	slices.SortFunc(ps, mostSpecificFirst)
+}
+
+// mostSpecificFirst orders policies most specific first (the reverse of
+// meshtrace.Less on their names on the zone); ties, possible between
+// zone-originated policies of two zones, break by their names on global.
+func mostSpecificFirst(a, b *resource.Resource) int {
+	az, bz := asOnZone(a), asOnZone(b)
+	switch {
+	case meshtrace.Less(bz, az):
+		return -1
+	case meshtrace.Less(az, bz):
+		return 1
+	}
+	return strings.Compare(a.Name, b.Name)
+}
+
+// asOnZone is p under the name it has where it is merged.
+func asOnZone(p *resource.Resource) *resource.Resource {
+	if n := nameOnZone(p); n != p.Name {
+		cp := *p
+		cp.Name = n
+		return &cp
+	}
+	return p
+}
+
+// withoutPolicy returns list (most specific first) without p, by copy: a
+// list handed out before stays as it was.
+func withoutPolicy(list []*resource.Resource, p *resource.Resource) []*resource.Resource {
+	i, found := slices.BinarySearchFunc(list, p, mostSpecificFirst)
+	if !found || list[i] != p {
+		if i = slices.Index(list, p); i < 0 {
+			return list
 		}
 	}
-	if !renamed {
-		sort.Slice(ps, func(i, j int) bool { return meshtrace.Less(ps[j], ps[i]) })
-		return
-	}
-	type pair struct{ asOnZone, orig *resource.Resource }
-	pairs := make([]pair, len(ps))
-	for i, p := range ps {
-		pairs[i] = pair{p, p}
-		if n := nameOnZone(p); n != p.Name {
-			cp := *p
-			cp.Name = n
-			pairs[i].asOnZone = &cp
-		}
-	}
-	sort.Slice(pairs, func(i, j int) bool { return meshtrace.Less(pairs[j].asOnZone, pairs[i].asOnZone) })
-	for i := range pairs {
-		ps[i] = pairs[i].orig
-	}
+	out := make([]*resource.Resource, 0, len(list)-1)
+	return append(append(out, list[:i]...), list[i+1:]...)
+}
+
+// withPolicy returns list (most specific first) with p inserted in order,
+// by copy. One change then costs a copy of the list, not a sort of it.
+func withPolicy(list []*resource.Resource, p *resource.Resource) []*resource.Resource {
+	i, _ := slices.BinarySearchFunc(list, p, mostSpecificFirst)
+	out := make([]*resource.Resource, 0, len(list)+1)
+	out = append(append(out, list[:i]...), p)
+	return append(out, list[i:]...)
 }
 
 // nameOnZone is the name a policy has where it is merged: a zone-originated
@@ -460,8 +485,14 @@ func (ix *Index) put(r *resource.Resource) {
 		}
 	case resource.TypeMeshTrace:
 		ms := ix.mesh(k.Mesh)
+		old := ms.policies[k]
 		ms.policies[k] = r
-		ms.list = nil
+		if ms.list != nil {
+			if old != nil {
+				ms.list = withoutPolicy(ms.list, old)
+			}
+			ms.list, ms.idx = withPolicy(ms.list, r), nil
+		}
 	case resource.TypeMeshGateway:
 		ms := ix.mesh(k.Mesh)
 		ms.gateways[k] = r
@@ -481,8 +512,10 @@ func (ix *Index) remove(k resource.Key) {
 		}
 	case resource.TypeMeshTrace:
 		if ms := ix.meshes[k.Mesh]; ms != nil {
+			if old := ms.policies[k]; old != nil && ms.list != nil {
+				ms.list, ms.idx = withoutPolicy(ms.list, old), nil
+			}
 			delete(ms.policies, k)
-			ms.list = nil
 		}
 	case resource.TypeMeshGateway:
 		if ms := ix.meshes[k.Mesh]; ms != nil {
