@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -118,4 +119,56 @@ func TestMatchingWorkIsAboutTheProxy(t *testing.T) {
 	if n := meshtrace.Examined.Load() - before; n > bound {
 		t.Errorf("a Mesh-wide change examined %d policies, want at most %d (all policies: %d)", n, bound, all)
 	}
+}
+
+// TestZoneStopsWhileApplyingALargeSnapshot: a zone asked to stop while it
+// applies global's snapshot of 10k policies (its store holds some, not all)
+// returns from Run promptly. The marker is Run returning; the 20 s bound is
+// only a guard against a hang (the target, under 5 s, is in BenchmarkScale
+// and BENCHMARKS.md).
+func TestZoneStopsWhileApplyingALargeSnapshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10k policies")
+	}
+	const policies = 10000
+	c := Start(t, Options{})
+	ctx := context.Background()
+	rs := make([]*resource.Resource, 0, policies)
+	for j := range policies {
+		items, err := resource.DecodeAll([]byte(burstPolicy(fmt.Sprintf("big-%d", j), j)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, items[0])
+	}
+	if _, err := c.gst.PutBatch(ctx, rs, store.BatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	z := c.StartZoneOffline("east")
+	count := func() int {
+		res, err := z.Store().List(ctx, resource.TypeMeshTrace, store.ListOptions{Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Total
+	}
+	Eventually(t, 30*time.Second, func() error {
+		if count() == 0 {
+			return errors.New("the snapshot has not started")
+		}
+		return nil
+	})
+	held := count()
+	if held >= policies {
+		t.Fatalf("the zone held all %d policies before it was stopped: not mid-snapshot", held)
+	}
+	start := time.Now()
+	stopped := make(chan struct{})
+	go func() { c.StopZone("east"); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the zone did not stop within 20 s while applying the snapshot")
+	}
+	t.Logf("stopped in %s holding %d of %d policies", time.Since(start), held, policies)
 }
