@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // BenchmarkPut measures MeshTrace PUTs through the HTTP API into embedded
@@ -65,6 +67,7 @@ func benchPut(b *testing.B, update bool, clients int) {
 		seq atomic.Int64
 		wg  sync.WaitGroup
 	)
+	fsync0, commit0 := etcdDiskCounts(b)
 	b.ResetTimer()
 	began := time.Now()
 	for w := range clients {
@@ -102,4 +105,29 @@ func benchPut(b *testing.B, update bool, clients int) {
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "ops/s")
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
+	fsync1, commit1 := etcdDiskCounts(b)
+	b.ReportMetric(float64(fsync1-fsync0)*1000/float64(len(lat)), "wal-fsyncs/1000")
+	b.ReportMetric(float64(commit1-commit0)*1000/float64(len(lat)), "backend-commits/1000")
+}
+
+// etcdDiskCounts reads embedded etcd's own metrics (registered with the
+// default Prometheus registry): how many WAL fsyncs and backend commits it
+// has done. Durability costs one WAL fsync per raft batch; counting them per
+// write shows how well concurrent writes share one.
+func etcdDiskCounts(b *testing.B) (walFsyncs, backendCommits uint64) {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "etcd_disk_wal_fsync_duration_seconds":
+				walFsyncs += m.GetHistogram().GetSampleCount()
+			case "etcd_disk_backend_commit_duration_seconds":
+				backendCommits += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return walFsyncs, backendCommits
 }

@@ -82,6 +82,7 @@ type EtcdStore struct {
 	latency   *prometheus.HistogramVec
 	hints     hints
 	corrupt   corruptSet
+	group     committer
 
 	mu     sync.Mutex
 	shared map[string]*hub   // running shared hubs by prefix

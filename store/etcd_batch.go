@@ -112,7 +112,20 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.meshKey(m)), ">", 0))
 			gets = append(gets, clientv3.OpGet(s.meshKey(m), clientv3.WithCountOnly()))
 		}
-		resp, err := s.client.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
+		var resp *clientv3.TxnResponse
+		var shared bool
+		var err error
+		if attempt == 1 {
+			// First try: with whatever other writes are waiting now.
+			bytes := 0
+			for _, sz := range sizes[:n] {
+				bytes += sz
+			}
+			r := s.commit(&groupMember{ctx: ctx, keys: keys[:n], bytes: bytes, cmps: cmps, puts: puts, gets: gets})
+			resp, shared, err = r.resp, r.shared, r.err
+		} else {
+			resp, err = s.client.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
+		}
 		if err != nil {
 			return n, s.wrap(err, fmt.Sprintf("batch transaction of %d resources", n))
 		}
@@ -153,6 +166,11 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 		}
 		if missing {
 			return n, nil
+		}
+		if !conflict && shared {
+			// Another write of the shared transaction failed its compare,
+			// not this one: try again alone.
+			continue
 		}
 		if !conflict || attempt == maxBatchAttempts {
 			for i := range n {

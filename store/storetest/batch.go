@@ -248,6 +248,99 @@ func testPutBatchConcurrent(t *testing.T, s store.Store) {
 	}
 }
 
+// Many single-resource writes at once (what concurrent API PUTs do; the etcd
+// store may send them in one transaction) each keep their own outcome: a
+// write whose Mesh is missing or whose Prepare refuses fails alone and is not
+// stored, the others land, and writers racing on one key all land in turn.
+func testPutBatchConcurrentSingles(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	mustPut(t, s, mesh("singles"), store.MustNotExist)
+	refuse := errors.New("refused by Prepare")
+	const writers = 48
+	type outcome struct {
+		res []store.BatchResult
+		err error
+	}
+	out := make([]outcome, writers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			<-start
+			var r *resource.Resource
+			opts := store.BatchOptions{RequireMesh: true}
+			switch w % 4 {
+			case 0, 1:
+				r = trace("singles", fmt.Sprintf("ok-%d", w), nil)
+			case 2:
+				r = trace("no-such-mesh", fmt.Sprintf("nomesh-%d", w), nil)
+			case 3:
+				if w%8 == 3 {
+					r = trace("singles", fmt.Sprintf("refused-%d", w), nil)
+					opts.Prepare = func(*resource.Resource, *resource.Resource) error { return refuse }
+				} else {
+					r = trace("singles", "raced", map[string]string{"w": fmt.Sprint(w)})
+				}
+			}
+			res, err := s.PutBatch(ctx, []*resource.Resource{r}, opts)
+			out[w] = outcome{res, err}
+		})
+	}
+	close(start)
+	wg.Wait()
+	var lastRaced int64
+	for w, o := range out {
+		switch {
+		case w%4 < 2 || (w%4 == 3 && w%8 != 3):
+			if o.err != nil || len(o.res) != 1 || o.res[0].Revision == 0 {
+				t.Fatalf("writer %d: %+v, %v", w, o.res, o.err)
+			}
+			if w%4 == 3 {
+				lastRaced = max(lastRaced, o.res[0].Revision)
+			}
+		case w%4 == 2:
+			if !errors.Is(o.err, store.ErrNoMesh) || o.res[0].Revision != 0 {
+				t.Fatalf("writer %d (missing mesh): %+v, %v", w, o.res, o.err)
+			}
+		default:
+			if !errors.Is(o.err, refuse) || o.res[0].Revision != 0 {
+				t.Fatalf("writer %d (refused): %+v, %v", w, o.res, o.err)
+			}
+		}
+	}
+	list, err := s.List(ctx, resource.TypeMeshTrace, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range list.Items {
+		got[r.Mesh+"/"+r.Name] = true
+	}
+	for w := range writers {
+		switch {
+		case w%4 < 2:
+			if !got[fmt.Sprintf("singles/ok-%d", w)] {
+				t.Errorf("ok-%d acknowledged but not stored", w)
+			}
+		case w%4 == 2:
+			if got[fmt.Sprintf("no-such-mesh/nomesh-%d", w)] {
+				t.Errorf("nomesh-%d stored", w)
+			}
+		case w%8 == 3:
+			if got[fmt.Sprintf("singles/refused-%d", w)] {
+				t.Errorf("refused-%d stored", w)
+			}
+		}
+	}
+	raced, _, err := s.Get(ctx, resource.Key{Type: resource.TypeMeshTrace, Mesh: "singles", Name: "raced"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raced.Version != lastRaced {
+		t.Fatalf("raced key is at version %d, the last acknowledged write was %d", raced.Version, lastRaced)
+	}
+}
+
 // rawPutter is implemented by stores that can plant a value under a
 // resource's key as it is (MemoryStore.PutRaw; EtcdStore in its tests).
 type rawPutter interface {

@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PutBatchStaleVersion", testPutBatchStaleVersion},
 		{"PutBatchDryRun", testPutBatchDryRun},
 		{"PutBatchConcurrent", testPutBatchConcurrent},
+		{"PutBatchConcurrentSingles", testPutBatchConcurrentSingles},
 		{"OverwriteCorrupt", testOverwriteCorrupt},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Group commit: concurrent small writes (single PUTs) share one etcd
+// transaction instead of one each. etcd already shares a WAL fsync between
+// the proposals pending at the same moment, but every transaction is still
+// its own raft entry, apply, revision and watch event batch; a shared
+// transaction costs one of each, and the zones receive the writes together.
+//
+// There is no timer: a write is sent at once while fewer than
+// maxGroupsInFlight transactions are in flight, and writes arriving while
+// they are queue up and go together in the next one. A lone writer waits
+// for nothing.
+//
+// Each write keeps its own semantics: its compares (expected version, mesh
+// exists) are all in the shared If. When any compare fails nothing of the
+// transaction is written, and every member gets its own Else reads: a member
+// whose compares failed handles them as after its own transaction, and the
+// others (whose reads show their compares held) retry alone.
+
+// maxGroupsInFlight is how many group transactions may be in flight at once:
+// two keeps etcd busy (one being fsynced, the next being proposed) while
+// later writes gather.
+const maxGroupsInFlight = 2
+
+// groupMember is one writer's transaction, waiting to be sent.
+type groupMember struct {
+	ctx   context.Context
+	keys  []string // keys it puts: two members putting one key never share
+	bytes int
+	cmps  []clientv3.Cmp
+	puts  []clientv3.Op
+	gets  []clientv3.Op
+	done  chan groupResult
+}
+
+// groupResult is a member's share of its group's transaction.
+type groupResult struct {
+	resp *clientv3.TxnResponse // Responses are the member's own
+	// shared is set when the member's transaction went with others: a failed
+	// transaction may have failed on another member's compare.
+	shared bool
+	err    error
+}
+
+type committer struct {
+	mu       sync.Mutex
+	queue    []*groupMember
+	inflight int
+}
+
+// commit sends m's transaction, alone or with others waiting at the same
+// time, and returns m's share of the result.
+func (s *EtcdStore) commit(m *groupMember) groupResult {
+	m.done = make(chan groupResult, 1)
+	g := &s.group
+	g.mu.Lock()
+	g.queue = append(g.queue, m)
+	lead := g.inflight < maxGroupsInFlight
+	if lead {
+		g.inflight++
+	}
+	g.mu.Unlock()
+	if lead {
+		s.lead()
+	}
+	select {
+	case r := <-m.done:
+		return r
+	case <-m.ctx.Done():
+		// Like a cancelled transaction of its own: it may still land.
+		return groupResult{err: m.ctx.Err()}
+	}
+}
+
+// lead sends the queued members in one transaction, and keeps doing so
+// (in a new goroutine, so its own writer returns) while more are queued.
+func (s *EtcdStore) lead() {
+	g := &s.group
+	g.mu.Lock()
+	batch := g.take()
+	if len(batch) == 0 {
+		g.inflight--
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	s.send(batch)
+	g.mu.Lock()
+	more := len(g.queue) > 0
+	if !more {
+		g.inflight--
+	}
+	g.mu.Unlock()
+	if more {
+		go s.lead()
+	}
+}
+
+// take removes from the queue the members of the next transaction: in
+// order, within etcd's limits, no key put twice. Members whose writer gave
+// up are dropped. Called with g.mu held.
+func (g *committer) take() []*groupMember {
+	var batch, rest []*groupMember
+	var cmps, puts, gets, bytes int
+	seen := map[string]bool{}
+	for _, m := range g.queue {
+		if m.ctx.Err() != nil {
+			m.done <- groupResult{err: m.ctx.Err()}
+			continue
+		}
+		fits := len(batch) == 0 || (cmps+len(m.cmps) <= MaxTxnOps && puts+len(m.puts) <= MaxTxnOps &&
+			gets+len(m.gets) <= MaxTxnOps && bytes+m.bytes <= txnChunkBytes)
+		for _, k := range m.keys {
+			fits = fits && !seen[k]
+		}
+		if !fits {
+			rest = append(rest, m)
+			continue
+		}
+		for _, k := range m.keys {
+			seen[k] = true
+		}
+		cmps, puts, gets, bytes = cmps+len(m.cmps), puts+len(m.puts), gets+len(m.gets), bytes+m.bytes
+		batch = append(batch, m)
+	}
+	g.queue = rest
+	return batch
+}
+
+// send commits one transaction for batch and hands each member its share.
+func (s *EtcdStore) send(batch []*groupMember) {
+	if len(batch) == 1 {
+		m := batch[0]
+		resp, err := s.client.Txn(m.ctx).If(m.cmps...).Then(m.puts...).Else(m.gets...).Commit()
+		m.done <- groupResult{resp: resp, err: err}
+		return
+	}
+	var cmps []clientv3.Cmp
+	var puts, gets []clientv3.Op
+	for _, m := range batch {
+		cmps = append(cmps, m.cmps...)
+		puts = append(puts, m.puts...)
+		gets = append(gets, m.gets...)
+	}
+	// Not one member's context: one writer giving up must not fail the
+	// others. The store's own context ends it on Close.
+	resp, err := s.client.Txn(s.ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
+	off := 0
+	for _, m := range batch {
+		r := groupResult{shared: true, err: err}
+		if err == nil {
+			own := &clientv3.TxnResponse{Header: resp.Header, Succeeded: resp.Succeeded}
+			if resp.Succeeded {
+				own.Responses = resp.Responses[off : off+len(m.puts)]
+				off += len(m.puts)
+			} else {
+				own.Responses = resp.Responses[off : off+len(m.gets)]
+				off += len(m.gets)
+			}
+			r.resp = own
+		}
+		m.done <- r
+	}
+}
