@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,13 @@ func (s *session) run(parent context.Context) (bool, error) {
 		hello.LastAppliedRevision = 0
 	}
 	if err := stream.Send(&kdsv1.ZoneMessage{Msg: &kdsv1.ZoneMessage_Hello{Hello: hello}}); err != nil {
+		if errors.Is(err, io.EOF) {
+			// Global ended the stream before reading the Hello (it refused
+			// the token): the status it ended it with comes from Recv. A
+			// bare EOF would read as a transient error and restart the
+			// zone's grace for Unauthenticated on every other attempt.
+			_, err = stream.Recv()
+		}
 		return false, s.streamErr(err)
 	}
 	timer := time.AfterFunc(s.live.timeout, func() {

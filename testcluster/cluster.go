@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -147,6 +148,9 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	log := opts.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
+		if os.Getenv("MESHTRACE_TEST_LOG") != "" {
+			log = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: os.Stderr})
+		}
 	}
 	c := &Cluster{tb: tb, dir: tb.TempDir(), log: log, Zones: map[string]*Zone{}, tokens: map[string]string{}, durable: opts.Durable}
 	tb.Cleanup(c.Stop)
