@@ -334,6 +334,21 @@ func (ix *Index) Apply(rev int64, events []store.Event) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	dirty := map[resource.Key]bool{}
+	policies := 0
+	for _, ev := range events {
+		if ev.Resource.Type == resource.TypeMeshTrace {
+			policies++
+		}
+	}
+	if policies > maxIncremental {
+		// Many policies (a snapshot, a bulk apply): one sort beats as many
+		// copies of the list as policies.
+		for _, ev := range events {
+			if ms := ix.meshes[ev.Resource.Mesh]; ms != nil && ev.Resource.Type == resource.TypeMeshTrace {
+				ms.list, ms.idx = nil, nil
+			}
+		}
+	}
 	for _, ev := range events {
 		r := ev.Resource
 		k := r.Key()

@@ -206,14 +206,19 @@ func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resourc
 			r.deleteProxy(k, dirty)
 		}
 	}
+	var bulk map[string]bool
+	if countPolicies(policies) > bulkPolicies {
+		bulk = map[string]bool{}
+	}
 	for _, p := range policies {
 		switch p.Type {
 		case resource.TypeMeshTrace:
-			r.setPolicy(p, dirty)
+			r.setPolicy(p, dirty, bulk)
 		case resource.TypeMeshGateway:
 			r.setGateway(p, dirty)
 		}
 	}
+	r.finishBulk(bulk, dirty)
 	for _, dp := range dataplanes {
 		if dp.Type == resource.TypeDataplane {
 			r.setDataplane(dp, dirty)
@@ -228,16 +233,21 @@ func (r *Reconciler) Upsert(ctx context.Context, rs ...*resource.Resource) error
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	dirty := map[resource.Key]bool{}
+	var bulk map[string]bool
+	if countPolicies(rs) > bulkPolicies {
+		bulk = map[string]bool{}
+	}
 	for _, res := range rs {
 		switch res.Type {
 		case resource.TypeMeshTrace:
-			r.setPolicy(res, dirty)
+			r.setPolicy(res, dirty, bulk)
 		case resource.TypeMeshGateway:
 			r.setGateway(res, dirty)
 		case resource.TypeDataplane:
 			r.setDataplane(res, dirty)
 		}
 	}
+	r.finishBulk(bulk, dirty)
 	return r.syncLocked(ctx, dirty)
 }
 
@@ -274,19 +284,70 @@ func hashJSON(parts ...any) digest {
 	return d
 }
 
-func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bool) {
+// bulkPolicies is the number of MeshTraces in one call from which the
+// meshes they touch are handled at once (see setPolicy).
+const bulkPolicies = 16
+
+// countPolicies is the number of MeshTraces in rs.
+func countPolicies(rs []*resource.Resource) int {
+	n := 0
+	for _, res := range rs {
+		if res.Type == resource.TypeMeshTrace {
+			n++
+		}
+	}
+	return n
+}
+
+// setPolicy records a MeshTrace and marks the proxies it selects dirty.
+// With bulk (many policies at once, such as a snapshot) it only notes the
+// mesh: finishBulk then lists the mesh's policies once and marks all its
+// proxies, instead of one list copy and one pass over the proxies per
+// policy.
+func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bool, bulk map[string]bool) {
 	k := res.Key()
 	d := hashJSON(k, res.Labels, res.Spec)
 	if old, ok := r.policies[k]; ok && old.digest == d {
 		return
 	}
 	r.policies[k] = &policy{r: res, digest: d}
+	if bulk != nil {
+		bulk[res.Mesh] = true
+		return
+	}
 	r.putMeshPolicy(res)
 	for pk := range r.affecting[k] {
 		dirty[pk] = true
 	}
 	for pk, p := range r.byMesh[res.Mesh] {
 		if meshtrace.Affects(res, p.dp, meshtrace.SelectGateway(p.dp, r.meshGWs[res.Mesh])) {
+			dirty[pk] = true
+		}
+	}
+}
+
+// finishBulk lists the policies of the meshes setPolicy noted, sorted by
+// name, and marks their proxies dirty (unchanged ones are not rebuilt).
+func (r *Reconciler) finishBulk(bulk map[string]bool, dirty map[resource.Key]bool) {
+	if len(bulk) == 0 {
+		return
+	}
+	lists := map[string][]*resource.Resource{}
+	for _, p := range r.policies {
+		if bulk[p.r.Mesh] {
+			lists[p.r.Mesh] = append(lists[p.r.Mesh], p.r)
+		}
+	}
+	for mesh := range bulk {
+		list := lists[mesh]
+		slices.SortFunc(list, func(a, b *resource.Resource) int { return strings.Compare(a.Name, b.Name) })
+		if len(list) == 0 {
+			delete(r.meshPols, mesh)
+		} else {
+			r.meshPols[mesh] = list
+		}
+		delete(r.meshIdx, mesh)
+		for pk := range r.byMesh[mesh] {
 			dirty[pk] = true
 		}
 	}
