@@ -16,22 +16,31 @@ import (
 //
 // An Index is immutable once built and safe for concurrent use.
 type Index struct {
-	all       []*resource.Resource
-	byService map[string][]int // positions in all, ascending
-	rest      []int            // positions in all of the policies of no service, ascending
+	all []*resource.Resource
+	// head is the first position in all of each service's policies; next
+	// chains a service's positions in ascending order (-1 ends a chain). No
+	// allocation per service: building one costs one map of services.
+	head map[string]int32
+	next []int32
+	rest []int // positions in all of the policies of no service, ascending
 }
 
 // NewIndex indexes policies; Candidates keeps their order. The slice must
 // not be modified afterwards.
 func NewIndex(policies []*resource.Resource) *Index {
-	ix := &Index{all: policies, byService: map[string][]int{}}
-	for i, p := range policies {
-		if svc := serviceOf(p); svc != "" {
-			ix.byService[svc] = append(ix.byService[svc], i)
+	ix := &Index{all: policies, head: make(map[string]int32, len(policies)), next: make([]int32, len(policies))}
+	for i := len(policies) - 1; i >= 0; i-- {
+		if svc := serviceOf(policies[i]); svc != "" {
+			ix.next[i] = -1
+			if h, ok := ix.head[svc]; ok {
+				ix.next[i] = h
+			}
+			ix.head[svc] = int32(i)
 		} else {
 			ix.rest = append(ix.rest, i)
 		}
 	}
+	slices.Reverse(ix.rest)
 	return ix
 }
 
@@ -81,7 +90,11 @@ func (ix *Index) Candidates(dp *resource.Resource) []*resource.Resource {
 			continue
 		}
 		seen[svc] = true
-		pos = append(pos, ix.byService[svc]...)
+		if h, ok := ix.head[svc]; ok {
+			for i := h; i >= 0; i = ix.next[i] {
+				pos = append(pos, int(i))
+			}
+		}
 	}
 	if len(seen) > 1 || (len(ix.rest) > 0 && len(pos) > len(ix.rest)) {
 		slices.Sort(pos)

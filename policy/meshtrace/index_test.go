@@ -96,3 +96,20 @@ func TestIndexCandidatesAreAboutTheProxy(t *testing.T) {
 		t.Fatalf("matched %v", got)
 	}
 }
+
+// BenchmarkNewIndex indexes 30k policies of one mesh (one per service, 20
+// Mesh-wide), as the zone reconciler and the residency indexes do once per
+// policy change.
+func BenchmarkNewIndex(b *testing.B) {
+	pols := make([]*resource.Resource, 30000)
+	for i := range pols {
+		var ref *resource.TargetRef
+		if i >= 20 {
+			ref = &resource.TargetRef{Kind: resource.KindMeshService, Name: fmt.Sprintf("svc-%d", i)}
+		}
+		pols[i] = policy(fmt.Sprintf("p-%d", i), ref, zipkin("http://c:9411"))
+	}
+	for b.Loop() {
+		NewIndex(pols)
+	}
+}
