@@ -29,3 +29,27 @@ spec:
 		}
 	}
 }
+
+// BenchmarkDecode measures the strict decoder on one MeshTrace: the JSON
+// body of an API PUT (Decode) and a resource read back from its own JSON
+// (UnmarshalJSON, as zones decode what KDS sends them).
+func BenchmarkDecode(b *testing.B) {
+	doc := []byte(`{"type":"MeshTrace","mesh":"default","name":"burst-1","labels":{"team":"a"},"spec":{"targetRef":{"kind":"MeshService","name":"svc-1"},"default":{"sampling":{"overall":10},"tags":[{"name":"env","literal":"prod"}],"backends":[{"zipkin":{"url":"http://zipkin-burst:9411/api/v2/spans"}}]}}}`)
+	b.Run("json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Decode(doc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var r Resource
+			if err := r.UnmarshalJSON(doc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -65,6 +66,36 @@ func FuzzDecodeValidate(f *testing.F) {
 			if Hash(back) != h {
 				t.Fatalf("Kubernetes round trip changed the content:\n%s", k)
 			}
+		}
+	})
+}
+
+// FuzzFillMatchesEncodingJSON: the strict decoder fills typed values from
+// the checked tree directly (fill); the result must be what encoding/json
+// makes of the same tree (fillViaJSON), for every input, including errors.
+func FuzzFillMatchesEncodingJSON(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"type":"Dataplane","mesh":"default","name":"dp","labels":{"a":"b"},"networking":{"address":"1.2.3.4","inbound":[{"port":80,"tags":{"kuma.io/service":"a"}}],"outbound":[]}}`))
+	f.Add([]byte("type: Zone\nname: west\nresidency:\n  mode: Enforce\n  allowedCollectors: ['*.west.svc:9411', '10.0.0.0/8']\n"))
+	f.Add([]byte("type: Mesh\nname: m\ncreationTime: 2026-11-01T12:00:00Z\nmtls: {a: [1, 2.5, null]}\n"))
+	f.Add([]byte("type: MeshTrace\nmesh: default\nname: t\nspec:\n  targetRef: {kind: MeshService, name: a}\n  default:\n    sampling: {overall: 10, client: '50', random: null}\n    tags: [{name: a, literal: b}, {name: c, header: {name: x, default: y}}]\n    backends: [{zipkin: {url: 'http://z:9411/api/v2/spans', sharedSpan: true}}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		decodeFill = fillViaJSON
+		want, wantErr := DecodeAll(data)
+		decodeFill = fill
+		got, gotErr := DecodeAll(data)
+		if (wantErr == nil) != (gotErr == nil) || (wantErr != nil && wantErr.Error() != gotErr.Error()) {
+			t.Fatalf("errors differ:\nencoding/json: %v\nfill: %v", wantErr, gotErr)
+		}
+		if !reflect.DeepEqual(want, got) {
+			t.Fatalf("results differ:\nencoding/json: %#v\nfill: %#v", want, got)
 		}
 	})
 }

@@ -2,11 +2,14 @@ package resource
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -44,13 +47,193 @@ func decodeStrict(path string, tree any, target any, errs *ValidationErrors) {
 	if len(*errs) > before {
 		return
 	}
-	raw, err := json.Marshal(tree)
-	if err == nil {
-		err = json.Unmarshal(raw, target)
-	}
-	if err != nil {
+	if err := decodeFill(tree, reflect.ValueOf(target).Elem()); err != nil {
 		errs.Add(path, "cannot decode: "+err.Error())
 	}
+}
+
+// fillViaJSON fills dst from a checked tree the long way: encode the tree,
+// let encoding/json decode it.
+func fillViaJSON(tree any, dst reflect.Value) error {
+	raw, err := json.Marshal(tree)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, dst.Addr().Interface())
+}
+
+// decodeFill is fill; tests swap in fillViaJSON to compare.
+var decodeFill = fill
+
+var typeTextUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// fill sets dst from a tree that checkTree accepted for dst's type, as
+// encoding/json would decode the tree's JSON into it, without encoding and
+// parsing it again. Types with their own decoding (Unmarshaler,
+// TextUnmarshaler, time, raw JSON, interfaces, arrays, structs with embedded
+// or ",string" fields) go through encoding/json.
+func fill(tree any, dst reflect.Value) error {
+	t := dst.Type()
+	if tree == nil {
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface:
+			dst.SetZero()
+		}
+		return nil
+	}
+	if t.Kind() != reflect.Pointer && (reflect.PointerTo(t).Implements(typeUnmarshaler) || reflect.PointerTo(t).Implements(typeTextUnmarshaler)) {
+		return fillViaJSON(tree, dst)
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		if t.Implements(typeUnmarshaler) || t.Implements(typeTextUnmarshaler) {
+			return fillViaJSON(tree, dst)
+		}
+		if dst.IsNil() {
+			dst.Set(reflect.New(t.Elem()))
+		}
+		return fill(tree, dst.Elem())
+	case reflect.Struct:
+		idx, ok := structFields(t)
+		m, isObj := tree.(map[string]any)
+		if !ok || !isObj {
+			return fillViaJSON(tree, dst)
+		}
+		for k, v := range m {
+			i, known := idx[k]
+			if !known {
+				return fmt.Errorf("unknown field %q", k)
+			}
+			if err := fill(v, dst.Field(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	case reflect.Map:
+		m, isObj := tree.(map[string]any)
+		if !isObj || t.Key().Kind() != reflect.String {
+			return fillViaJSON(tree, dst)
+		}
+		if dst.IsNil() {
+			dst.Set(reflect.MakeMapWithSize(t, len(m)))
+		}
+		for k, v := range m {
+			e := reflect.New(t.Elem()).Elem()
+			if err := fill(v, e); err != nil {
+				return err
+			}
+			dst.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), e)
+		}
+		return nil
+	case reflect.Slice:
+		a, isArr := tree.([]any)
+		if !isArr || t.Elem().Kind() == reflect.Uint8 {
+			return fillViaJSON(tree, dst)
+		}
+		out := reflect.MakeSlice(t, len(a), len(a))
+		for i, v := range a {
+			if err := fill(v, out.Index(i)); err != nil {
+				return err
+			}
+		}
+		dst.Set(out)
+		return nil
+	case reflect.String:
+		s, ok := tree.(string)
+		if !ok {
+			return fillViaJSON(tree, dst)
+		}
+		dst.SetString(s)
+		return nil
+	case reflect.Bool:
+		b, ok := tree.(bool)
+		if !ok {
+			return fillViaJSON(tree, dst)
+		}
+		dst.SetBool(b)
+		return nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, ok := tree.(json.Number)
+		if !ok {
+			return fillViaJSON(tree, dst)
+		}
+		i, err := strconv.ParseInt(n.String(), 10, t.Bits())
+		if err != nil {
+			return fillViaJSON(tree, dst)
+		}
+		dst.SetInt(i)
+		return nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, ok := tree.(json.Number)
+		if !ok {
+			return fillViaJSON(tree, dst)
+		}
+		u, err := strconv.ParseUint(n.String(), 10, t.Bits())
+		if err != nil {
+			return fillViaJSON(tree, dst)
+		}
+		dst.SetUint(u)
+		return nil
+	case reflect.Float32, reflect.Float64:
+		n, ok := tree.(json.Number)
+		if !ok {
+			return fillViaJSON(tree, dst)
+		}
+		f, err := strconv.ParseFloat(n.String(), t.Bits())
+		if err != nil {
+			return fillViaJSON(tree, dst)
+		}
+		dst.SetFloat(f)
+		return nil
+	}
+	return fillViaJSON(tree, dst)
+}
+
+var structFieldCache sync.Map // reflect.Type -> structIndex
+
+type structIndex struct {
+	idx map[string]int
+	ok  bool
+}
+
+// structFields maps the JSON names of a plain struct's fields to their
+// index; ok is false for structs fill leaves to encoding/json (embedded
+// fields, ",string" options).
+func structFields(t reflect.Type) (map[string]int, bool) {
+	if c, found := structFieldCache.Load(t); found {
+		si := c.(structIndex)
+		return si.idx, si.ok
+	}
+	si := structIndex{idx: map[string]int{}, ok: true}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Anonymous {
+			si.ok = false
+			break
+		}
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if slices.Contains(strings.Split(opts, ","), "string") {
+			si.ok = false
+			break
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if _, dup := si.idx[name]; dup {
+			si.ok = false
+			break
+		}
+		si.idx[name] = i
+	}
+	structFieldCache.Store(t, si)
+	return si.idx, si.ok
 }
 
 // jsonKind names the JSON type of a tree node for error messages.
@@ -198,8 +381,20 @@ func checkStruct(path string, v any, t reflect.Type, errs *ValidationErrors) {
 	}
 }
 
-// jsonFields maps the exact JSON names of t's exported fields to their types.
+var jsonFieldCache sync.Map // reflect.Type -> map[string]reflect.Type
+
+// jsonFields maps the exact JSON names of t's exported fields to their
+// types. The map is shared: read it only.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if c, ok := jsonFieldCache.Load(t); ok {
+		return c.(map[string]reflect.Type)
+	}
+	out := buildJSONFields(t)
+	jsonFieldCache.Store(t, out)
+	return out
+}
+
+func buildJSONFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
