@@ -142,11 +142,47 @@ func encode(r *resource.Resource, maxBytes int) ([]byte, error) {
 // decode turns the value stored under k back into a resource with Version
 // set; an error wraps ErrCorrupt.
 func decode(k resource.Key, b []byte, version int64) (*resource.Resource, error) {
+	if r, ok := decodeOnePass(k, b, version); ok {
+		return r, nil
+	}
+	// Corrupt or unknown: the two steps say what exactly.
 	r, raw, err := decodeMeta(k, b, version)
 	if err != nil {
 		return nil, err
 	}
 	return r, decodeSpec(r, raw)
+}
+
+// typedEnvelope is envelope with the spec decoded in the same pass: Spec
+// holds a pointer to the key type's spec, which encoding/json fills.
+type typedEnvelope struct {
+	Meta resource.Meta `json:"meta"`
+	Spec any           `json:"spec,omitempty"`
+}
+
+// decodeOnePass decodes a well-formed value of k's type in one parse (watch
+// events and reads decode every value: the spec is not scanned twice); ok
+// is false for anything else, which decode then reports.
+func decodeOnePass(k resource.Key, b []byte, version int64) (*resource.Resource, bool) {
+	d, ok := resource.Lookup(k.Type)
+	if !ok {
+		return nil, false
+	}
+	spec := d.NewSpec()
+	env := typedEnvelope{Spec: spec}
+	if err := json.Unmarshal(b, &env); err != nil {
+		return nil, false
+	}
+	r := &resource.Resource{Meta: env.Meta, Spec: spec}
+	if r.Key() != k {
+		return nil, false
+	}
+	if env.Spec == nil {
+		// "spec": null, as decodeSpec: the zero spec.
+		r.Spec = d.NewSpec()
+	}
+	r.Version = version
+	return r, true
 }
 
 // decodeMeta decodes the envelope but leaves the spec raw, so List decodes
