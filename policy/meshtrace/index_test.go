@@ -70,6 +70,17 @@ func TestIndexAgreesWithMatch(t *testing.T) {
 		if !slices.Equal(names(want), names(got)) {
 			t.Fatalf("seed %d, %s: indexed %v, want %v", seed, dp.Name, names(got), names(want))
 		}
+		if !slices.IsSortedFunc(got, func(a, b *resource.Resource) int {
+			switch {
+			case Less(a, b):
+				return -1
+			case Less(b, a):
+				return 1
+			}
+			return 0
+		}) {
+			t.Fatalf("seed %d, %s: matched out of merge order: %v", seed, dp.Name, names(got))
+		}
 		if c := ix.Candidates(dp); !slices.IsSortedFunc(c, func(a, b *resource.Resource) int {
 			return slices.Index(pols, a) - slices.Index(pols, b)
 		}) {

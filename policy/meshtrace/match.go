@@ -190,12 +190,31 @@ func Less(a, b *resource.Resource) bool {
 // input slice is not modified. gw is as for Affects.
 func Match(dp *resource.Resource, policies []*resource.Resource, gw ...*resource.Resource) []*resource.Resource {
 	Examined.Add(int64(len(policies)))
-	var out []*resource.Resource
+	// The order of Less, with each policy's sort keys looked up once.
+	type ranked struct {
+		p    *resource.Resource
+		kind int
+		zone bool
+	}
+	var sel []ranked
 	for _, p := range policies {
 		if Affects(p, dp, gw...) {
-			out = append(out, p)
+			sel = append(sel, ranked{p, kindRank[targetKind(spec(p))], isZoneOrigin(p)})
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return Less(out[i], out[j]) })
+	sort.SliceStable(sel, func(i, j int) bool {
+		a, b := sel[i], sel[j]
+		if a.kind != b.kind {
+			return a.kind < b.kind
+		}
+		if a.zone != b.zone {
+			return !a.zone
+		}
+		return a.p.Name > b.p.Name
+	})
+	var out []*resource.Resource
+	for _, r := range sel {
+		out = append(out, r.p)
+	}
 	return out
 }
