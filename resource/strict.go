@@ -43,8 +43,13 @@ func parseJSONTree(data []byte) (any, error) {
 // fits, fills target. Violations are reported under path.
 func decodeStrict(path string, tree any, target any, errs *ValidationErrors) {
 	before := len(*errs)
-	checkTree(path, tree, reflect.TypeOf(target).Elem(), errs)
+	t := reflect.TypeOf(target).Elem()
+	// A valid tree is checked in map order; only when something is wrong is
+	// it checked again in key order, so the errors come in a stable order.
+	checkTree(path, tree, t, errs, false)
 	if len(*errs) > before {
+		*errs = (*errs)[:before]
+		checkTree(path, tree, t, errs, true)
 		return
 	}
 	if err := decodeFill(tree, reflect.ValueOf(target).Elem()); err != nil {
@@ -272,7 +277,7 @@ func joinIndex(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i
 func joinKey(path, key string) string { return path + "[" + strconv.Quote(key) + "]" }
 
 // checkTree reports every place where v does not fit t.
-func checkTree(path string, v any, t reflect.Type, errs *ValidationErrors) {
+func checkTree(path string, v any, t reflect.Type, errs *ValidationErrors, sorted bool) {
 	if v == nil {
 		return // null leaves the zero value, as encoding/json does
 	}
@@ -301,19 +306,19 @@ func checkTree(path string, v any, t reflect.Type, errs *ValidationErrors) {
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
-		checkTree(path, v, t.Elem(), errs)
+		checkTree(path, v, t.Elem(), errs, sorted)
 	case reflect.Interface:
 		// any value fits
 	case reflect.Struct:
-		checkStruct(path, v, t, errs)
+		checkStruct(path, v, t, errs, sorted)
 	case reflect.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
 			wrongType(errs, path, "an object", v)
 			return
 		}
-		for _, k := range sortedKeys(m) {
-			checkTree(joinKey(path, k), m[k], t.Elem(), errs)
+		for _, k := range keysOf(m, sorted) {
+			checkTree(joinKey(path, k), m[k], t.Elem(), errs, sorted)
 		}
 	case reflect.Slice, reflect.Array:
 		a, ok := v.([]any)
@@ -322,7 +327,7 @@ func checkTree(path string, v any, t reflect.Type, errs *ValidationErrors) {
 			return
 		}
 		for i, e := range a {
-			checkTree(joinIndex(path, i), e, t.Elem(), errs)
+			checkTree(joinIndex(path, i), e, t.Elem(), errs, sorted)
 		}
 	case reflect.String:
 		if _, ok := v.(string); !ok {
@@ -364,20 +369,32 @@ func checkTree(path string, v any, t reflect.Type, errs *ValidationErrors) {
 	}
 }
 
-func checkStruct(path string, v any, t reflect.Type, errs *ValidationErrors) {
+// keysOf lists m's keys, sorted when asked.
+func keysOf(m map[string]any, sorted bool) []string {
+	if sorted {
+		return sortedKeys(m)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func checkStruct(path string, v any, t reflect.Type, errs *ValidationErrors, sorted bool) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		wrongType(errs, path, "an object", v)
 		return
 	}
 	fields := jsonFields(t)
-	for _, k := range sortedKeys(m) {
+	for _, k := range keysOf(m, sorted) {
 		ft, ok := fields[k]
 		if !ok {
 			errs.Add(joinField(path, k), "unknown field")
 			continue
 		}
-		checkTree(joinField(path, k), m[k], ft, errs)
+		checkTree(joinField(path, k), m[k], ft, errs, sorted)
 	}
 }
 
