@@ -187,6 +187,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log hclog.Logger) (err 
 	fmt.Fprintf(out, "global: API http://%s, KDS %s\n", g.APIAddr(), g.KDSAddr())
 
 	zones := make([]*zone.Zone, 0, len(cfg.Zones))
+	registered := 0
 	for _, zc := range cfg.Zones {
 		token, err := g.IssueZoneToken(ectx, zc.Name)
 		if err != nil {
@@ -220,6 +221,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log hclog.Logger) (err 
 			if err := RegisterProxy(ectx, zapi, fmt.Sprintf("%s-%s", svc, zc.Name), svc, fmt.Sprintf("10.0.0.%d", i+1)); err != nil {
 				return fmt.Errorf("register proxy in %s: %w", zc.Name, err)
 			}
+			registered++
 		}
 	}
 
@@ -235,7 +237,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log hclog.Logger) (err 
 		}
 		fmt.Fprintf(out, "applied meshtrace/%s on global\n", r.Name)
 	}
-	rows, err := converge(ectx, zones, cfg.ConvergeTimeout)
+	rows, err := converge(ectx, zones, registered, cfg.ConvergeTimeout)
 	if err != nil {
 		return err
 	}
@@ -317,8 +319,10 @@ func RegisterProxy(ctx context.Context, c *cli.Client, name, service, address st
 	return err
 }
 
-// converge waits until every proxy of every zone has a collector.
-func converge(ctx context.Context, zones []*zone.Zone, timeout time.Duration) ([]Row, error) {
+// converge waits until every proxy of every zone has a collector. A zone's
+// reconciler learns of a registered Dataplane from its store watch, after the
+// API answered: until all registered proxies are known, the answer is not in.
+func converge(ctx context.Context, zones []*zone.Zone, registered int, timeout time.Duration) ([]Row, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		var rows []Row
@@ -331,6 +335,7 @@ func converge(ctx context.Context, zones []*zone.Zone, timeout time.Duration) ([
 				rows = append(rows, Row{Zone: z.Name(), Proxy: p.Name, Service: p.Service, Backend: p.Backend, Collector: p.Collector})
 			}
 		}
+		missing += max(registered-len(rows), 0)
 		if missing == 0 && len(rows) > 0 {
 			sort.Slice(rows, func(i, j int) bool {
 				if rows[i].Zone != rows[j].Zone {
