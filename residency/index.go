@@ -149,6 +149,22 @@ func withoutPolicy(list []*resource.Resource, p *resource.Resource) []*resource.
 	return append(append(out, list[:i]...), list[i+1:]...)
 }
 
+// samePlace returns the position of old in list (most specific first) when
+// cur, put there instead, keeps the list in order, so that withoutPolicy
+// then withPolicy would give the same list; else -1.
+func samePlace(list []*resource.Resource, old, cur *resource.Resource) int {
+	i, found := slices.BinarySearchFunc(list, old, mostSpecificFirst)
+	if !found || list[i] != old {
+		if i = slices.Index(list, old); i < 0 {
+			return -1
+		}
+	}
+	if (i > 0 && mostSpecificFirst(list[i-1], cur) >= 0) || (i+1 < len(list) && mostSpecificFirst(cur, list[i+1]) >= 0) {
+		return -1
+	}
+	return i
+}
+
 // withPolicy returns list (most specific first) with p inserted in order,
 // by copy. One change then costs a copy of the list, not a sort of it.
 func withPolicy(list []*resource.Resource, p *resource.Resource) []*resource.Resource {
@@ -504,6 +520,17 @@ func (ix *Index) put(r *resource.Resource) {
 		ms.policies[k] = r
 		if ms.list != nil {
 			if old != nil {
+				if i := samePlace(ms.list, old, r); i >= 0 {
+					// An update that keeps its place (the usual case): the
+					// index is updated in place instead of built again.
+					list := slices.Clone(ms.list)
+					list[i] = r
+					if ms.idx != nil {
+						ms.idx = ms.idx.Replaced(list, i)
+					}
+					ms.list = list
+					return
+				}
 				ms.list = withoutPolicy(ms.list, old)
 			}
 			ms.list, ms.idx = withPolicy(ms.list, r), nil

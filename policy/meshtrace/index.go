@@ -44,6 +44,20 @@ func NewIndex(policies []*resource.Resource) *Index {
 	return ix
 }
 
+// Replaced returns the index of list, which must be ix's policies with the
+// one at position i replaced (same length, every other position the same
+// policy). When the new policy is filed under the same service as the old
+// one (or under none, as the old one), the service chains stay as they are
+// and only the policy slice is new: no pass over the policies. Otherwise,
+// or when ix is nil, the index is built again. Neither ix nor list may be
+// modified afterwards.
+func (ix *Index) Replaced(list []*resource.Resource, i int) *Index {
+	if ix == nil || len(list) != len(ix.all) || i < 0 || i >= len(list) || serviceOf(list[i]) != serviceOf(ix.all[i]) {
+		return NewIndex(list)
+	}
+	return &Index{all: list, head: ix.head, next: ix.next, rest: ix.rest}
+}
+
 // serviceOf is the service a MeshService or MeshServiceSubset policy is
 // limited to; "" for the other kinds (and a service kind without a name,
 // which selects by tags alone).

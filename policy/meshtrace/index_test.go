@@ -3,6 +3,7 @@ package meshtrace
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -122,5 +123,58 @@ func BenchmarkNewIndex(b *testing.B) {
 	}
 	for b.Loop() {
 		NewIndex(pols)
+	}
+}
+
+// TestReplacedEqualsNewIndex: an index updated in place (Replaced, one
+// policy after the other, each on the previous result) equals the index
+// built again from the same list, for random policies of every kind
+// replaced by random ones (same service, another service, another kind).
+func TestReplacedEqualsNewIndex(t *testing.T) {
+	seed := *indexSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (-index-seed to replay)", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	kinds := []string{resource.KindMesh, resource.KindMeshSubset, resource.KindMeshGateway, resource.KindMeshService, resource.KindMeshServiceSubset, ""}
+	random := func(i int) *resource.Resource {
+		svc := fmt.Sprintf("svc-%d", rng.IntN(5))
+		var ref *resource.TargetRef
+		switch k := kinds[rng.IntN(len(kinds))]; k {
+		case "":
+		case resource.KindMeshService:
+			ref = &resource.TargetRef{Kind: k, Name: svc}
+		case resource.KindMeshServiceSubset:
+			ref = &resource.TargetRef{Kind: k, Name: svc, Tags: map[string]string{"version": "v1"}}
+		case resource.KindMeshSubset:
+			ref = &resource.TargetRef{Kind: k, Tags: map[string]string{"version": "v0"}}
+		case resource.KindMeshGateway:
+			ref = &resource.TargetRef{Kind: k, Name: "gw"}
+		default:
+			ref = &resource.TargetRef{Kind: k}
+		}
+		return policy(fmt.Sprintf("p-%d", i), ref, zipkin("http://c:9411"))
+	}
+	for round := range 50 {
+		var list []*resource.Resource
+		for i := range 1 + rng.IntN(60) {
+			list = append(list, random(i))
+		}
+		ix := NewIndex(list)
+		for step := range 40 {
+			next := slices.Clone(list)
+			i := rng.IntN(len(next))
+			next[i] = random(1000 + step)
+			ix = ix.Replaced(next, i)
+			list = next
+			want := NewIndex(list)
+			if !slices.Equal(ix.all, want.all) || !maps.Equal(ix.head, want.head) || !slices.Equal(ix.next, want.next) || !slices.Equal(ix.rest, want.rest) {
+				t.Fatalf("seed %d round %d step %d: in place %+v, built %+v", seed, round, step, ix, want)
+			}
+		}
+	}
+	if got := (*Index)(nil).Replaced([]*resource.Resource{random(0)}, 0); got.Len() != 1 {
+		t.Fatalf("nil index replaced: %d policies, want 1", got.Len())
 	}
 }
