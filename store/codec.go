@@ -120,14 +120,12 @@ func encode(r *resource.Resource, maxBytes int) ([]byte, error) {
 	if err := checkKey(r.Key()); err != nil {
 		return nil, err
 	}
-	env := envelope{Meta: r.Meta}
+	// One pass: the spec is encoded in place, not on its own first and then
+	// copied (and re-scanned) as a raw message. The bytes are the same.
+	env := typedEnvelope{Meta: r.Meta}
 	env.Meta.Version = 0
 	if r.Spec != nil {
-		spec, err := json.Marshal(r.Spec)
-		if err != nil {
-			return nil, fmt.Errorf("store: encode %s: %w", r.Key(), err)
-		}
-		env.Spec = spec
+		env.Spec = r.Spec
 	}
 	b, err := json.Marshal(env)
 	if err != nil {
@@ -153,8 +151,9 @@ func decode(k resource.Key, b []byte, version int64) (*resource.Resource, error)
 	return r, decodeSpec(r, raw)
 }
 
-// typedEnvelope is envelope with the spec decoded in the same pass: Spec
-// holds a pointer to the key type's spec, which encoding/json fills.
+// typedEnvelope is envelope with the spec encoded or decoded in the same
+// pass: Spec holds the resource's spec (a pointer to the key type's spec,
+// which encoding/json fills when decoding).
 type typedEnvelope struct {
 	Meta resource.Meta `json:"meta"`
 	Spec any           `json:"spec,omitempty"`
