@@ -1,7 +1,6 @@
 package resource
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
-	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -155,11 +154,14 @@ type document struct {
 }
 
 func (d document) empty() bool {
-	sc := bufio.NewScanner(bytes.NewReader(d.data))
-	sc.Buffer(nil, len(d.data)+1)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l != "" && !strings.HasPrefix(l, "#") && l != "..." {
+	for data := d.data; len(data) > 0; {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if l := bytes.TrimSpace(line); len(l) > 0 && l[0] != '#' && string(l) != "..." {
 			return false
 		}
 	}
@@ -270,6 +272,9 @@ func decodeUniversal(obj map[string]any) (*Resource, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r, ok := decodeUniversalFast(d, obj); ok {
+		return r, nil
+	}
 	r := &Resource{Meta: Meta{Type: d.Type}, Spec: d.NewSpec()}
 	var errs ValidationErrors
 	meta := map[string]any{}
@@ -299,6 +304,50 @@ func decodeUniversal(obj map[string]any) (*Resource, error) {
 		r.Labels = nil
 	}
 	return r, nil
+}
+
+var metaFields, _ = structFields(reflect.TypeFor[Meta]())
+
+// decodeUniversalFast is decodeUniversal for a document that fits (see
+// fastFill): the envelope and the spec are filled straight from the tree,
+// without sorting keys or copying them into maps. ok is false when anything
+// is unusual or wrong; decodeUniversal then says what.
+func decodeUniversalFast(d *Descriptor, obj map[string]any) (*Resource, bool) {
+	if !fastFillOn {
+		return nil, false
+	}
+	r := &Resource{Meta: Meta{Type: d.Type}, Spec: d.NewSpec()}
+	meta := reflect.ValueOf(&r.Meta).Elem()
+	var inline map[string]any
+	for k, v := range obj {
+		if i, ok := metaFields[k]; ok && slices.Contains(universalMetaFields, k) {
+			if !fastFill(v, meta.Field(i)) {
+				return nil, false
+			}
+			continue
+		}
+		switch {
+		case d.IsPolicy && k == "spec":
+		case d.IsPolicy:
+			return nil, false
+		default:
+			if inline == nil {
+				inline = make(map[string]any, len(obj))
+			}
+			inline[k] = v
+		}
+	}
+	spec := obj["spec"]
+	if !d.IsPolicy {
+		spec = inline
+	}
+	if spec != nil && !fastFill(spec, reflect.ValueOf(r.Spec).Elem()) {
+		return nil, false
+	}
+	if len(r.Labels) == 0 {
+		r.Labels = nil
+	}
+	return r, true
 }
 
 type kubeMetadata struct {
@@ -406,53 +455,59 @@ func (r Resource) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	field := func(name string, v any) error {
-		if b.Len() > 1 {
-			b.WriteByte(',')
-		}
-		k, _ := json.Marshal(name)
-		b.Write(k)
-		b.WriteByte(':')
-		if raw, ok := v.(json.RawMessage); ok {
-			b.Write(raw)
-			return nil
-		}
-		val, err := json.Marshal(v)
-		b.Write(val)
-		return err
-	}
-	b.WriteByte('{')
-	if err := field("type", r.Type); err != nil {
-		return nil, err
-	}
+	b := make([]byte, 0, len(specJSON)+128+len(r.Name)+len(r.Mesh))
+	b = append(b, `{"type":`...)
+	b = appendJSONString(b, string(r.Type))
 	if r.Mesh != "" {
-		_ = field("mesh", r.Mesh)
+		b = append(b, `,"mesh":`...)
+		b = appendJSONString(b, r.Mesh)
 	}
-	_ = field("name", r.Name)
+	b = append(b, `,"name":`...)
+	b = appendJSONString(b, r.Name)
 	if !r.CreationTime.IsZero() {
-		if err := field("creationTime", r.CreationTime.Format(time.RFC3339Nano)); err != nil {
-			return nil, err
-		}
+		b = append(b, `,"creationTime":`...)
+		b = appendJSONString(b, r.CreationTime.Format(time.RFC3339Nano))
 	}
 	if !r.ModificationTime.IsZero() {
-		if err := field("modificationTime", r.ModificationTime.Format(time.RFC3339Nano)); err != nil {
-			return nil, err
-		}
+		b = append(b, `,"modificationTime":`...)
+		b = appendJSONString(b, r.ModificationTime.Format(time.RFC3339Nano))
 	}
 	if len(r.Labels) > 0 {
-		if err := field("labels", r.Labels); err != nil {
-			return nil, err
+		b = append(b, `,"labels":{`...)
+		for i, k := range sortedKeys(r.Labels) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, r.Labels[k])
 		}
+		b = append(b, '}')
 	}
 	if d.IsPolicy {
-		_ = field("spec", json.RawMessage(specJSON))
+		b = append(b, `,"spec":`...)
+		b = append(b, specJSON...)
 	} else if inner := bytes.TrimSpace(specJSON); len(inner) > 2 && inner[0] == '{' {
-		b.WriteByte(',')
-		b.Write(inner[1 : len(inner)-1])
+		b = append(b, ',')
+		b = append(b, inner[1:len(inner)-1]...)
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	b = append(b, '}')
+	return b, nil
+}
+
+// appendJSONString appends s as json.Marshal writes a string: the common
+// case (printable ASCII that needs no escape, HTML's <, > and & included)
+// directly, anything else through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // MarshalYAML writes the Universal form as YAML.
@@ -543,16 +598,27 @@ func Effective(r *Resource) *Resource {
 	cp := *r
 	cp.Labels = maps.Clone(r.Labels)
 	if d, ok := Lookup(r.Type); ok {
-		spec := d.NewSpec()
-		if r.Spec != nil {
-			if b, err := json.Marshal(r.Spec); err == nil {
-				_ = json.Unmarshal(b, spec)
-			}
-		}
-		cp.Spec = spec
+		cp.Spec = copySpec(d, r.Spec)
 	}
 	Prepare(&cp)
 	return &cp
+}
+
+// copySpec is a deep copy of spec as a JSON round trip into a new spec of
+// d's type makes it.
+func copySpec(d *Descriptor, spec Spec) Spec {
+	if c, ok := spec.(specCloner); ok && cloneSpecs {
+		if cp, ok := c.cloneSpec(); ok && reflect.TypeOf(cp) == d.specType {
+			return cp
+		}
+	}
+	out := d.NewSpec()
+	if spec != nil {
+		if b, err := json.Marshal(spec); err == nil {
+			_ = json.Unmarshal(b, out)
+		}
+	}
+	return out
 }
 
 // Prepare fills in the defaults of r's spec in place.

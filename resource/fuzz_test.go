@@ -2,6 +2,7 @@ package resource
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -71,8 +72,9 @@ func FuzzDecodeValidate(f *testing.F) {
 }
 
 // FuzzFillMatchesEncodingJSON: the strict decoder fills typed values from
-// the checked tree directly (fill); the result must be what encoding/json
-// makes of the same tree (fillViaJSON), for every input, including errors.
+// the tree directly (fastFill, else checkTree then fill); the result must be
+// what encoding/json makes of the same checked tree (fillViaJSON), for every
+// input, including errors.
 func FuzzFillMatchesEncodingJSON(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
 	for _, name := range files {
@@ -86,10 +88,22 @@ func FuzzFillMatchesEncodingJSON(f *testing.F) {
 	f.Add([]byte("type: Zone\nname: west\nresidency:\n  mode: Enforce\n  allowedCollectors: ['*.west.svc:9411', '10.0.0.0/8']\n"))
 	f.Add([]byte("type: Mesh\nname: m\ncreationTime: 2026-11-01T12:00:00Z\nmtls: {a: [1, 2.5, null]}\n"))
 	f.Add([]byte("type: MeshTrace\nmesh: default\nname: t\nspec:\n  targetRef: {kind: MeshService, name: a}\n  default:\n    sampling: {overall: 10, client: '50', random: null}\n    tags: [{name: a, literal: b}, {name: c, header: {name: x, default: y}}]\n    backends: [{zipkin: {url: 'http://z:9411/api/v2/spans', sharedSpan: true}}]\n"))
+	f.Add([]byte(`{"type":"MeshTrace","mesh":"default","name":"t","creationTime":"2026-11-01T12:00:00.123456789+01:00","modificationTime":"2026-11-01T12:00:00Z","labels":{"a":"b","c":null},"spec":{"targetRef":{"kind":"MeshSubset","tags":{"kuma.io/zone":"w"},"proxyTypes":["Sidecar"]},"default":{"sampling":{"overall":9223372036854775808,"client":"5.5","random":1.5},"tags":[],"backends":[{"type":"Zipkin","zipkin":{"url":"http://z","traceId128bit":true,"sharedSpanContext":false}},{"openTelemetry":{"endpoint":"otel"}},{"datadog":{"url":"http://d","splitService":1}}]}}}`))
+	f.Add([]byte(`{"type":"MeshTrace","mesh":"default","name":"t","creationTime":"2026-13-01T12:00:00Z","spec":null}`))
+	f.Add([]byte(`{"type":"Zone","name":"w","residency":{"mode":"Audit","allowedCollectors":["a:1"]},"labels":{}}`))
+	f.Add([]byte(`{"type":"Dataplane","mesh":"default","name":"dp","networking":{"address":"1.2.3.4","inbound":[{"port":65536,"tags":{"kuma.io/service":"a"}}]}}`))
+	f.Add([]byte(`{"apiVersion":"kuma.io/v1alpha1","kind":"MeshTrace","metadata":{"name":"t","namespace":"x","labels":{"kuma.io/mesh":"m"}},"spec":{"default":{"backends":[]}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		decodeFill = fillViaJSON
+		decodeFill, fastFillOn = fillViaJSON, false
 		want, wantErr := DecodeAll(data)
-		decodeFill = fill
+		var wantR Resource
+		wantUErr := wantR.UnmarshalJSON(data)
+		decodeFill, fastFillOn = fill, true
+		var gotR Resource
+		gotUErr := gotR.UnmarshalJSON(data)
+		if fmt.Sprint(wantUErr) != fmt.Sprint(gotUErr) || !reflect.DeepEqual(wantR, gotR) {
+			t.Fatalf("UnmarshalJSON differs:\nencoding/json: %v %#v\nfill: %v %#v", wantUErr, wantR, gotUErr, gotR)
+		}
 		got, gotErr := DecodeAll(data)
 		if (wantErr == nil) != (gotErr == nil) || (wantErr != nil && wantErr.Error() != gotErr.Error()) {
 			t.Fatalf("errors differ:\nencoding/json: %v\nfill: %v", wantErr, gotErr)
@@ -98,4 +112,71 @@ func FuzzFillMatchesEncodingJSON(f *testing.F) {
 			t.Fatalf("results differ:\nencoding/json: %#v\nfill: %#v", want, got)
 		}
 	})
+}
+
+// FuzzScanJSONTreeMatchesEncodingJSON: whatever scanJSONTree takes,
+// encoding/json takes too and reads as the same tree; and the whole decoder
+// gives the same resources and errors with it as without it.
+func FuzzScanJSONTreeMatchesEncodingJSON(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		if rs, err := DecodeAll(b); err == nil {
+			for _, r := range rs {
+				js, _ := json.Marshal(r)
+				f.Add(js)
+			}
+		}
+	}
+	for _, s := range []string{
+		`{"type":"MeshTrace","mesh":"default","name":"t","labels":{"a":"b"},"spec":{"targetRef":{"kind":"MeshService","name":"a"},"default":{"sampling":{"overall":10,"client":"50"},"backends":[{"zipkin":{"url":"http://z:9411/api/v2/spans"}}]}}}`,
+		` {"a": [1, -0.5e+3, 2E-2, true, false, null, "x\u00e9\ud83d\ude00\"\\\/\b\f\n\r\t", {}, []]} `,
+		`{"a":"caf\xc3\xa9", "b":"\xff\xfe", "a":"dup"}`,
+		`{} {}`, `{} x`, `[1,]`, `{"a":1,}`, `01`, `-`, `1.`, `1e`, `"\x01"`, `"\ud800"`, `"\u12"`, "\xef\xbb\xbf{}",
+		`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if tree, ok := scanJSONTree(data); ok {
+			want, err := decodeJSONTree(data)
+			if err != nil {
+				t.Fatalf("scanJSONTree took what encoding/json refuses (%v): %q", err, data)
+			}
+			if !reflect.DeepEqual(tree, want) {
+				t.Fatalf("trees differ for %q:\nscan: %#v\nencoding/json: %#v", data, tree, want)
+			}
+		}
+		scanTree = false
+		want, wantErr := DecodeAll(data)
+		var wantR Resource
+		wantUErr := wantR.UnmarshalJSON(data)
+		scanTree = true
+		got, gotErr := DecodeAll(data)
+		var gotR Resource
+		gotUErr := gotR.UnmarshalJSON(data)
+		if fmt.Sprint(wantErr) != fmt.Sprint(gotErr) || fmt.Sprint(wantUErr) != fmt.Sprint(gotUErr) {
+			t.Fatalf("errors differ:\nencoding/json: %v; %v\nscan: %v; %v", wantErr, wantUErr, gotErr, gotUErr)
+		}
+		if !reflect.DeepEqual(want, got) || !reflect.DeepEqual(wantR, gotR) {
+			t.Fatalf("results differ:\nencoding/json: %#v\nscan: %#v", want, got)
+		}
+	})
+}
+
+// TestScanJSONTreeTakesPlainDocuments: the documents the API and zones
+// decode every time take the fast path.
+func TestScanJSONTreeTakesPlainDocuments(t *testing.T) {
+	for _, s := range []string{
+		`{"type":"MeshTrace","mesh":"default","name":"burst-1","labels":{"team":"a"},"spec":{"targetRef":{"kind":"MeshService","name":"svc-1"},"default":{"sampling":{"overall":10},"tags":[{"name":"env","literal":"prod"}],"backends":[{"zipkin":{"url":"http://zipkin-burst:9411/api/v2/spans"}}]}}}`,
+		"{\n  \"name\": \"caf\u00e9 \\u003c\",\n  \"n\": [0, -1.5e3]\n}\n",
+	} {
+		if _, ok := scanJSONTree([]byte(s)); !ok {
+			t.Errorf("not taken: %s", s)
+		}
+	}
 }

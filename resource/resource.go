@@ -4,6 +4,7 @@ package resource
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"time"
 )
@@ -62,6 +63,8 @@ type Descriptor struct {
 	Sync     SyncDirection
 	// NewSpec returns an empty spec of this type.
 	NewSpec func() Spec
+
+	specType reflect.Type // of what NewSpec returns
 }
 
 // Spec is the type-specific part of a resource.
@@ -83,6 +86,7 @@ func Register(d *Descriptor) {
 	if d.KubeKind == "" {
 		d.KubeKind = string(d.Type)
 	}
+	d.specType = reflect.TypeOf(d.NewSpec())
 	registry[d.Type] = d
 }
 

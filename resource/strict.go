@@ -27,6 +27,19 @@ var (
 
 // parseJSONTree parses one JSON value, keeping numbers exact.
 func parseJSONTree(data []byte) (any, error) {
+	if scanTree {
+		if tree, ok := scanJSONTree(data); ok {
+			return tree, nil
+		}
+	}
+	return decodeJSONTree(data)
+}
+
+// scanTree turns on scanJSONTree; tests turn it off to compare.
+var scanTree = true
+
+// decodeJSONTree is parseJSONTree by encoding/json.
+func decodeJSONTree(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -41,9 +54,20 @@ func parseJSONTree(data []byte) (any, error) {
 
 // decodeStrict checks tree against the type of target (a pointer) and, when it
 // fits, fills target. Violations are reported under path.
+// target must hold no maps, slices or pointers of its own yet: a failed
+// fastFill is undone by restoring a shallow copy.
 func decodeStrict(path string, tree any, target any, errs *ValidationErrors) {
 	before := len(*errs)
 	t := reflect.TypeOf(target).Elem()
+	if fastFillOn {
+		dst := reflect.ValueOf(target).Elem()
+		saved := reflect.New(t).Elem()
+		saved.Set(dst)
+		if fastFill(tree, dst) {
+			return
+		}
+		dst.Set(saved)
+	}
 	// A valid tree is checked in map order; only when something is wrong is
 	// it checked again in key order, so the errors come in a stable order.
 	checkTree(path, tree, t, errs, false)
@@ -67,8 +91,12 @@ func fillViaJSON(tree any, dst reflect.Value) error {
 	return json.Unmarshal(raw, dst.Addr().Interface())
 }
 
-// decodeFill is fill; tests swap in fillViaJSON to compare.
-var decodeFill = fill
+// decodeFill is fill; tests swap in fillViaJSON to compare (and turn
+// fastFillOn off).
+var (
+	decodeFill = fill
+	fastFillOn = true
+)
 
 var typeTextUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 

@@ -164,7 +164,10 @@ func wantEffective(r *http.Request) bool {
 }
 
 func isDryRun(r *http.Request) bool {
-	v := r.URL.Query().Get("dry-run")
+	var v string
+	if r.URL.RawQuery != "" {
+		v = r.URL.Query().Get("dry-run")
+	}
 	if v == "" {
 		v = r.Header.Get(DryRunHeader)
 	}
@@ -186,8 +189,48 @@ func (h *Handler) putHandler(d *resource.Descriptor) http.Handler {
 			WriteError(w, apiErr)
 			return
 		}
-		WriteJSON(w, status, writeResult{Warnings: warnings})
+		writeWriteResult(w, status, warnings)
 	})
+}
+
+// emptyWriteResult is writeResult{} as WriteJSON writes it.
+var emptyWriteResult = []byte("{}\n")
+
+// writeWriteResult answers a write; most have no warnings, and their
+// answer is always the same bytes.
+func writeWriteResult(w http.ResponseWriter, status int, warnings []string) {
+	if len(warnings) > 0 {
+		WriteJSON(w, status, writeResult{Warnings: warnings})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(emptyWriteResult)
+}
+
+// readBody reads a request body of at most limit bytes, in one allocation
+// when the client said its length.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if n := r.ContentLength; n > 0 && n <= limit {
+		buf := make([]byte, 0, n+1)
+		for {
+			m, err := body.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+m]
+			if err == io.EOF {
+				return buf, nil
+			}
+			if err != nil {
+				return buf, err
+			}
+			if len(buf) == cap(buf) {
+				// More than announced: let ReadAll take the rest (and the limit).
+				rest, err := io.ReadAll(body)
+				return append(buf, rest...), err
+			}
+		}
+	}
+	return io.ReadAll(body)
 }
 
 // admit asks Config.Admit about a write; done is never nil.
@@ -213,7 +256,7 @@ func (h *Handler) admit(ctx context.Context, old, cur *resource.Resource) ([]str
 func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Request) (int, []string, *Error) {
 	ctx := r.Context()
 	key := keyOf(d, r)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body, err := readBody(w, r, h.cfg.MaxBodyBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -427,7 +470,7 @@ func (h *Handler) deleteHandler(d *resource.Descriptor) http.Handler {
 		if isDryRun(r) {
 			done(0)
 			w.Header().Set(DryRunHeader, "true")
-			WriteJSON(w, http.StatusOK, writeResult{Warnings: warnings})
+			writeWriteResult(w, http.StatusOK, warnings)
 			return
 		}
 		rev, err := h.cfg.Store.Delete(ctx, key, existing.Version)
@@ -438,7 +481,7 @@ func (h *Handler) deleteHandler(d *resource.Descriptor) http.Handler {
 		}
 		done(rev)
 		h.log.Info("resource deleted", "type", key.Type, "mesh", key.Mesh, "name", key.Name, "rev", rev)
-		WriteJSON(w, http.StatusOK, writeResult{Warnings: warnings})
+		writeWriteResult(w, http.StatusOK, warnings)
 	})
 }
 
@@ -476,7 +519,8 @@ func (h *Handler) checkSize(r *resource.Resource) *Error {
 	if h.cfg.MaxResourceBytes <= 0 {
 		return nil
 	}
-	b, err := json.Marshal(r)
+	// What json.Marshal(r) would give, without its second pass over the bytes.
+	b, err := r.MarshalJSON()
 	if err != nil || len(b) <= h.cfg.MaxResourceBytes {
 		return nil
 	}

@@ -50,6 +50,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -299,6 +300,9 @@ func (h *Handler) handle(pattern string, handler http.Handler) {
 	if pattern == "/" {
 		route = "unmatched"
 	}
+	// The route's series are looked up once each, when first used.
+	duration := sync.OnceValue(func() prometheus.Observer { return h.duration.WithLabelValues(route) })
+	var counters sync.Map // requestLabels -> prometheus.Counter
 	h.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -309,12 +313,23 @@ func (h *Handler) handle(pattern string, handler http.Handler) {
 			handler.ServeHTTP(rec, r)
 		}
 		took := time.Since(start)
-		h.requests.WithLabelValues(strconv.Itoa(rec.status), methodLabel(r.Method), route).Inc()
-		h.duration.WithLabelValues(route).Observe(took.Seconds())
+		labels := requestLabels{rec.status, methodLabel(r.Method)}
+		c, ok := counters.Load(labels)
+		if !ok {
+			c, _ = counters.LoadOrStore(labels, h.requests.WithLabelValues(strconv.Itoa(labels.code), labels.method, route))
+		}
+		c.(prometheus.Counter).Inc()
+		duration().Observe(took.Seconds())
 		if h.log.IsDebug() {
 			h.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", route, "code", rec.status, "took", took)
 		}
 	}))
+}
+
+// requestLabels are a route's request counter labels.
+type requestLabels struct {
+	code   int
+	method string
 }
 
 // ServeHTTP serves the API.

@@ -1,0 +1,129 @@
+package resource
+
+import (
+	"unicode/utf8"
+)
+
+// specCloner is a spec that copies itself faster than Effective's JSON
+// round trip. The copy equals what the round trip gives (values written
+// omitempty and empty come back nil, IntOrString keeps only the half it
+// writes); ok is false when it cannot promise that (a string that is not
+// valid UTF-8, which JSON would change), and Effective then takes the round
+// trip. TestCloneMatchesJSONRoundTrip checks both agree.
+type specCloner interface {
+	cloneSpec() (Spec, bool)
+}
+
+// cloneSpecs turns specCloner on; tests turn it off to compare.
+var cloneSpecs = true
+
+// cloner copies values as a JSON round trip would, noting strings JSON
+// would change.
+type cloner struct{ bad bool }
+
+func (c *cloner) str(s string) string {
+	if !utf8.ValidString(s) {
+		c.bad = true
+	}
+	return s
+}
+
+func (c *cloner) strPtr(p *string) *string {
+	if p == nil {
+		return nil
+	}
+	s := c.str(*p)
+	return &s
+}
+
+func (c *cloner) boolPtr(p *bool) *bool {
+	if p == nil {
+		return nil
+	}
+	b := *p
+	return &b
+}
+
+// strMap copies a map written omitempty: empty comes back nil.
+func (c *cloner) strMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[c.str(k)] = c.str(v)
+	}
+	return out
+}
+
+// strs copies a slice written omitempty: empty comes back nil.
+func (c *cloner) strs(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = c.str(v)
+	}
+	return out
+}
+
+func (c *cloner) intOrString(v *IntOrString) *IntOrString {
+	if v == nil {
+		return nil
+	}
+	if v.IsString {
+		return &IntOrString{IsString: true, StrVal: c.str(v.StrVal)}
+	}
+	return &IntOrString{IntVal: v.IntVal}
+}
+
+func (s *MeshTraceSpec) cloneSpec() (Spec, bool) {
+	var c cloner
+	out := &MeshTraceSpec{}
+	if s == nil {
+		return out, true
+	}
+	if r := s.TargetRef; r != nil {
+		out.TargetRef = &TargetRef{
+			Kind: c.str(r.Kind), Name: c.str(r.Name), Mesh: c.str(r.Mesh),
+			Tags: c.strMap(r.Tags), ProxyTypes: c.strs(r.ProxyTypes),
+		}
+	}
+	if d := s.Default; d != nil {
+		conf := &MeshTraceConf{}
+		// A pointer to a nil slice is written null and read back nil.
+		if d.Tags != nil && *d.Tags != nil {
+			tags := make([]TraceTag, len(*d.Tags))
+			for i, t := range *d.Tags {
+				tags[i] = TraceTag{Name: c.str(t.Name), Literal: c.strPtr(t.Literal)}
+				if h := t.Header; h != nil {
+					tags[i].Header = &HeaderTag{Name: c.str(h.Name), Default: c.strPtr(h.Default)}
+				}
+			}
+			conf.Tags = &tags
+		}
+		if sm := d.Sampling; sm != nil {
+			conf.Sampling = &Sampling{Overall: c.intOrString(sm.Overall), Client: c.intOrString(sm.Client), Random: c.intOrString(sm.Random)}
+		}
+		if d.Backends != nil && *d.Backends != nil {
+			backends := make([]Backend, len(*d.Backends))
+			for i, b := range *d.Backends {
+				nb := Backend{Type: c.str(b.Type)}
+				if z := b.Zipkin; z != nil {
+					nb.Zipkin = &ZipkinBackend{URL: c.str(z.URL), TraceID128Bit: z.TraceID128Bit, APIVersion: c.str(z.APIVersion), SharedSpanContext: c.boolPtr(z.SharedSpanContext)}
+				}
+				if dd := b.Datadog; dd != nil {
+					nb.Datadog = &DatadogBackend{URL: c.str(dd.URL), SplitService: dd.SplitService}
+				}
+				if o := b.OpenTelemetry; o != nil {
+					nb.OpenTelemetry = &OpenTelemetryBackend{Endpoint: c.str(o.Endpoint)}
+				}
+				backends[i] = nb
+			}
+			conf.Backends = &backends
+		}
+		out.Default = conf
+	}
+	return out, !c.bad
+}
