@@ -3,9 +3,13 @@ package xds
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
 )
 
@@ -75,4 +79,107 @@ func TestReconcilerBulkPolicies(t *testing.T) {
 		}
 	}
 	same("after a change and deletes")
+}
+
+// TestMeshPolicyListFollowsChanges: after any mix of single and bulk
+// upserts, deletes and full updates, each mesh's policy list is its
+// policies sorted by name, and an index kept across changes (updates in
+// place) selects what an index built from the list would.
+func TestMeshPolicyListFollowsChanges(t *testing.T) {
+	ctx := context.Background()
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	t.Logf("seed %d", seed)
+	r, err := NewReconciler(nil, newCountingCache(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meshes := []string{"default", "other"}
+	var dps []*resource.Resource
+	for i := range 6 {
+		dps = append(dps, at(sidecar(fmt.Sprintf("dp-%d", i), fmt.Sprintf("svc-%d", i%3), nil), "10.0.0.1", meshes[i%2]))
+	}
+	if err := r.Upsert(ctx, dps...); err != nil {
+		t.Fatal(err)
+	}
+	policy := func() *resource.Resource {
+		ref := serviceRef(fmt.Sprintf("svc-%d", rng.IntN(4)))
+		if rng.IntN(5) == 0 {
+			ref = meshRef()
+		}
+		p := meshTrace(fmt.Sprintf("p-%03d", rng.IntN(120)), ref, withZipkin(fmt.Sprintf("http://c%d:9411/api/v2/spans", rng.IntN(1000))))
+		p.Mesh = meshes[rng.IntN(2)]
+		return p
+	}
+	keys := func() []resource.Key {
+		var out []resource.Key
+		for k := range r.policies {
+			out = append(out, k)
+		}
+		slices.SortFunc(out, compareKeys)
+		return out
+	}
+	for step := range 400 {
+		switch op := rng.IntN(10); {
+		case op < 4:
+			if err := r.Upsert(ctx, policy()); err != nil {
+				t.Fatal(err)
+			}
+		case op < 6:
+			var ps []*resource.Resource
+			for range 1 + rng.IntN(3*bulkPolicies) {
+				ps = append(ps, policy())
+			}
+			if err := r.Upsert(ctx, ps...); err != nil {
+				t.Fatal(err)
+			}
+		case op < 9:
+			var ks []resource.Key
+			all := keys()
+			for range 1 + rng.IntN(2*bulkPolicies) {
+				if len(all) > 0 {
+					ks = append(ks, all[rng.IntN(len(all))])
+				}
+			}
+			if err := r.Delete(ctx, ks...); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			var ps []*resource.Resource
+			for _, k := range keys() {
+				if rng.IntN(3) > 0 {
+					ps = append(ps, r.policies[k].r)
+				}
+			}
+			for range rng.IntN(30) {
+				ps = append(ps, policy())
+			}
+			if err := r.Update(ctx, dps, ps); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, mesh := range meshes {
+			var want []*resource.Resource
+			for _, p := range r.policies {
+				if p.r.Mesh == mesh {
+					want = append(want, p.r)
+				}
+			}
+			slices.SortFunc(want, func(a, b *resource.Resource) int { return strings.Compare(a.Name, b.Name) })
+			if got := r.meshPols[mesh]; !slices.Equal(got, want) {
+				t.Fatalf("step %d: mesh %s lists %d policies, has %d", step, mesh, len(got), len(want))
+			}
+			if ix := r.meshIdx[mesh]; ix != nil {
+				if !slices.Equal(ix.All(), want) {
+					t.Fatalf("step %d: mesh %s: the index holds another list", step, mesh)
+				}
+				fresh := meshtrace.NewIndex(want)
+				for _, dp := range dps {
+					if !slices.Equal(ix.Candidates(dp), fresh.Candidates(dp)) {
+						t.Fatalf("step %d: %s: the kept index selects other candidates than a new one", step, dp.Name)
+					}
+				}
+			}
+		}
+	}
 }

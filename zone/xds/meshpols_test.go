@@ -5,22 +5,33 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
 )
 
 // The per-mesh policy lists stay sorted by name through any order of puts,
-// updates and removals, and a list handed out earlier is never changed.
+// updates and removals. A list is changed in place only when no index holds
+// it: the mesh's index (the list's one holder, built as syncLocked does) is
+// dropped by such a change; an index in use always holds the mesh's
+// current list, unchanged.
 func TestMeshPolicyListsStaySortedAndCopied(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	r := &Reconciler{meshPols: map[string][]*resource.Resource{}}
+	r := &Reconciler{meshPols: map[string][]*resource.Resource{}, meshIdx: map[string]*meshtrace.Index{}}
 	want := map[string]map[string]bool{}
 	for range 2000 {
 		mesh := []string{"a", "b"}[rng.IntN(2)]
 		name := string(rune('a'+rng.IntN(26))) + string(rune('a'+rng.IntN(26)))
-		before := r.meshPols[mesh]
-		snapshot := slices.Clone(before)
+		if _, ok := r.meshIdx[mesh]; !ok && rng.IntN(2) == 0 {
+			r.meshIdx[mesh] = meshtrace.NewIndex(r.meshPols[mesh])
+		}
+		ix := r.meshIdx[mesh]
+		var before, snapshot []*resource.Resource
+		if ix != nil {
+			before = ix.All()
+			snapshot = slices.Clone(before)
+		}
 		if want[mesh] == nil {
 			want[mesh] = map[string]bool{}
 		}
@@ -31,8 +42,11 @@ func TestMeshPolicyListsStaySortedAndCopied(t *testing.T) {
 			r.putMeshPolicy(&resource.Resource{Meta: resource.Meta{Type: resource.TypeMeshTrace, Mesh: mesh, Name: name}})
 			want[mesh][name] = true
 		}
-		if !slices.Equal(before, snapshot) {
-			t.Fatal("a list handed out before was changed")
+		if r.meshIdx[mesh] == ix && !slices.Equal(before, snapshot) {
+			t.Fatal("the list of an index still in use was changed")
+		}
+		if cur := r.meshIdx[mesh]; cur != nil && !slices.Equal(cur.All(), r.meshPols[mesh]) {
+			t.Fatal("the mesh's index holds another list than the mesh's")
 		}
 		var got []string
 		for _, p := range r.meshPols[mesh] {

@@ -191,9 +191,13 @@ func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resourc
 			keepDP[dp.Key()] = true
 		}
 	}
+	var bulk meshChanges
+	if len(r.policies)-len(keepPol) > bulkPolicies || countPolicies(policies) > bulkPolicies {
+		bulk = meshChanges{}
+	}
 	for k := range r.policies {
 		if !keepPol[k] {
-			r.deletePolicy(k, dirty)
+			r.deletePolicy(k, dirty, bulk)
 		}
 	}
 	for k := range r.gateways {
@@ -205,10 +209,6 @@ func (r *Reconciler) Update(ctx context.Context, dataplanes, policies []*resourc
 		if !keepDP[k] {
 			r.deleteProxy(k, dirty)
 		}
-	}
-	var bulk map[string]bool
-	if countPolicies(policies) > bulkPolicies {
-		bulk = map[string]bool{}
 	}
 	for _, p := range policies {
 		switch p.Type {
@@ -233,9 +233,9 @@ func (r *Reconciler) Upsert(ctx context.Context, rs ...*resource.Resource) error
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	dirty := map[resource.Key]bool{}
-	var bulk map[string]bool
+	var bulk meshChanges
 	if countPolicies(rs) > bulkPolicies {
-		bulk = map[string]bool{}
+		bulk = meshChanges{}
 	}
 	for _, res := range rs {
 		switch res.Type {
@@ -257,16 +257,21 @@ func (r *Reconciler) Delete(ctx context.Context, keys ...resource.Key) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	dirty := map[resource.Key]bool{}
+	var bulk meshChanges
+	if countKeys(keys, resource.TypeMeshTrace) > bulkPolicies {
+		bulk = meshChanges{}
+	}
 	for _, k := range keys {
 		switch k.Type {
 		case resource.TypeMeshTrace:
-			r.deletePolicy(k, dirty)
+			r.deletePolicy(k, dirty, bulk)
 		case resource.TypeMeshGateway:
 			r.deleteGateway(k, dirty)
 		case resource.TypeDataplane:
 			r.deleteProxy(k, dirty)
 		}
 	}
+	r.finishBulk(bulk, dirty)
 	return r.syncLocked(ctx, dirty)
 }
 
@@ -299,12 +304,25 @@ func countPolicies(rs []*resource.Resource) int {
 	return n
 }
 
+func countKeys(keys []resource.Key, t resource.Type) int {
+	n := 0
+	for _, k := range keys {
+		if k.Type == t {
+			n++
+		}
+	}
+	return n
+}
+
+// meshChanges are the names of the MeshTraces a bulk call set or deleted,
+// per mesh.
+type meshChanges map[string][]string
+
 // setPolicy records a MeshTrace and marks the proxies it selects dirty.
 // With bulk (many policies at once, such as a snapshot) it only notes the
-// mesh: finishBulk then lists the mesh's policies once and marks all its
-// proxies, instead of one list copy and one pass over the proxies per
-// policy.
-func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bool, bulk map[string]bool) {
+// name: finishBulk then merges the mesh's changes into its list in one pass
+// and marks all its proxies, instead of a pass over the proxies per policy.
+func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bool, bulk meshChanges) {
 	k := res.Key()
 	d := hashJSON(k, res.Labels, res.Spec)
 	if old, ok := r.policies[k]; ok && old.digest == d {
@@ -312,7 +330,7 @@ func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bo
 	}
 	r.policies[k] = &policy{r: res, digest: d}
 	if bulk != nil {
-		bulk[res.Mesh] = true
+		bulk[res.Mesh] = append(bulk[res.Mesh], res.Name)
 		return
 	}
 	r.putMeshPolicy(res)
@@ -326,25 +344,34 @@ func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bo
 	}
 }
 
-// finishBulk lists the policies of the meshes setPolicy noted, sorted by
-// name, and marks their proxies dirty (unchanged ones are not rebuilt).
-func (r *Reconciler) finishBulk(bulk map[string]bool, dirty map[resource.Key]bool) {
-	if len(bulk) == 0 {
-		return
-	}
-	lists := map[string][]*resource.Resource{}
-	for _, p := range r.policies {
-		if bulk[p.r.Mesh] {
-			lists[p.r.Mesh] = append(lists[p.r.Mesh], p.r)
+// finishBulk brings the lists of the meshes in bulk up to date with
+// r.policies in one merge each (the changed names sorted, the list walked
+// once: no pass over every policy of every mesh, no sort of the whole list)
+// and marks their proxies dirty (unchanged ones are not rebuilt).
+func (r *Reconciler) finishBulk(bulk meshChanges, dirty map[resource.Key]bool) {
+	for mesh, names := range bulk {
+		slices.Sort(names)
+		names = slices.Compact(names)
+		list := r.meshPols[mesh]
+		out := make([]*resource.Resource, 0, len(list)+len(names))
+		i := 0
+		for _, name := range names {
+			for i < len(list) && list[i].Name < name {
+				out = append(out, list[i])
+				i++
+			}
+			if i < len(list) && list[i].Name == name {
+				i++
+			}
+			if p, ok := r.policies[resource.Key{Type: resource.TypeMeshTrace, Mesh: mesh, Name: name}]; ok {
+				out = append(out, p.r)
+			}
 		}
-	}
-	for mesh := range bulk {
-		list := lists[mesh]
-		slices.SortFunc(list, func(a, b *resource.Resource) int { return strings.Compare(a.Name, b.Name) })
-		if len(list) == 0 {
+		out = append(out, list[i:]...)
+		if len(out) == 0 {
 			delete(r.meshPols, mesh)
 		} else {
-			r.meshPols[mesh] = list
+			r.meshPols[mesh] = out
 		}
 		delete(r.meshIdx, mesh)
 		for pk := range r.byMesh[mesh] {
@@ -430,33 +457,47 @@ func (r *Reconciler) setEndpoints(k resource.Key, p *proxy, dp *resource.Resourc
 	p.dests = dests
 }
 
-func (r *Reconciler) deletePolicy(k resource.Key, dirty map[resource.Key]bool) {
+func (r *Reconciler) deletePolicy(k resource.Key, dirty map[resource.Key]bool, bulk meshChanges) {
 	if _, ok := r.policies[k]; !ok {
 		return
 	}
 	delete(r.policies, k)
-	r.removeMeshPolicy(k)
 	for pk := range r.affecting[k] {
 		dirty[pk] = true
 	}
+	if bulk != nil {
+		bulk[k.Mesh] = append(bulk[k.Mesh], k.Name)
+		return
+	}
+	r.removeMeshPolicy(k)
 }
 
-// putMeshPolicy puts res into its mesh's policy list (sorted by name) by
-// copy: a list handed out before stays as it was. One change costs one copy
-// of the mesh's list, not a scan of every policy and a sort.
+// putMeshPolicy puts res into its mesh's policy list (sorted by name). The
+// list is changed in place unless the mesh's index holds it: a policy that
+// replaces one filed under the same service then goes into a copy and the
+// index keeps its service chains (meshtrace.Index.Replaced); otherwise the
+// index is dropped (built again when a proxy of the mesh needs it) and the
+// list is free to change.
 func (r *Reconciler) putMeshPolicy(res *resource.Resource) {
 	list := r.meshPols[res.Mesh]
 	i, found := slices.BinarySearchFunc(list, res.Name, byName)
-	out := make([]*resource.Resource, 0, len(list)+1)
-	out = append(append(out, list[:i]...), res)
-	if found {
-		i++
+	if ix := r.meshIdx[res.Mesh]; ix != nil && found {
+		out := slices.Clone(list)
+		out[i] = res
+		r.meshPols[res.Mesh] = out
+		r.meshIdx[res.Mesh] = ix.Replaced(out, i)
+		return
 	}
-	r.meshPols[res.Mesh] = append(out, list[i:]...)
 	delete(r.meshIdx, res.Mesh)
+	if found {
+		list[i] = res
+		return
+	}
+	r.meshPols[res.Mesh] = slices.Insert(list, i, res)
 }
 
-// removeMeshPolicy removes k from its mesh's policy list, by copy.
+// removeMeshPolicy removes k from its mesh's policy list, in place (the
+// mesh's index, which holds the list, is dropped).
 func (r *Reconciler) removeMeshPolicy(k resource.Key) {
 	list := r.meshPols[k.Mesh]
 	i, found := slices.BinarySearchFunc(list, k.Name, byName)
@@ -468,8 +509,7 @@ func (r *Reconciler) removeMeshPolicy(k resource.Key) {
 		delete(r.meshPols, k.Mesh)
 		return
 	}
-	out := make([]*resource.Resource, 0, len(list)-1)
-	r.meshPols[k.Mesh] = append(append(out, list[:i]...), list[i+1:]...)
+	r.meshPols[k.Mesh] = slices.Delete(list, i, i+1)
 }
 
 func byName(p *resource.Resource, name string) int { return strings.Compare(p.Name, name) }
