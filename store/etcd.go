@@ -84,6 +84,7 @@ type EtcdStore struct {
 	hints     hints
 	corrupt   corruptSet
 	group     committer
+	decoded   decodedValues // watch event values, decoded once for every hub
 
 	mu     sync.Mutex
 	shared map[string]*hub   // running shared hubs by prefix

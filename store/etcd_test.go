@@ -158,26 +158,42 @@ func TestEtcdWatchSharedAndOverflow(t *testing.T) {
 	}
 }
 
+// Close ends every watch with ErrClosed, on an external store (over gRPC)
+// and on an embedded one (in-process, whose server stops after them).
 func TestEtcdCloseEndsWatches(t *testing.T) {
 	eps := sharedServer(t)
-	s, err := store.OpenExternal(context.Background(), store.ExternalConfig{Endpoints: eps})
-	if err != nil {
-		t.Fatal(err)
+	open := map[string]func() (*store.EtcdStore, error){
+		"external": func() (*store.EtcdStore, error) {
+			return store.OpenExternal(context.Background(), store.ExternalConfig{Endpoints: eps})
+		},
+		"embedded": func() (*store.EtcdStore, error) {
+			return store.OpenEmbedded(context.Background(), store.EmbeddedConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+		},
 	}
-	live, _ := s.Watch(context.Background(), store.WatchOptions{})
-	hist, _ := s.Watch(context.Background(), store.WatchOptions{FromRevision: 1})
-	s.Close()
-	for _, ch := range []<-chan store.WatchResponse{live, hist} {
-		var last store.WatchResponse
-		for resp := range ch {
-			last = resp
-		}
-		if !errors.Is(last.Err, store.ErrClosed) {
-			t.Fatalf("last response after Close: %+v", last)
-		}
-	}
-	if _, err := s.Watch(context.Background(), store.WatchOptions{}); !errors.Is(err, store.ErrClosed) {
-		t.Fatalf("Watch after Close: %v", err)
+	for name, open := range open {
+		t.Run(name, func(t *testing.T) {
+			s, err := open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			live, _ := s.Watch(context.Background(), store.WatchOptions{})
+			hist, _ := s.Watch(context.Background(), store.WatchOptions{FromRevision: 1})
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, ch := range []<-chan store.WatchResponse{live, hist} {
+				var last store.WatchResponse
+				for resp := range ch {
+					last = resp
+				}
+				if !errors.Is(last.Err, store.ErrClosed) {
+					t.Fatalf("last response after Close: %+v", last)
+				}
+			}
+			if _, err := s.Watch(context.Background(), store.WatchOptions{}); !errors.Is(err, store.ErrClosed) {
+				t.Fatalf("Watch after Close: %v", err)
+			}
+		})
 	}
 }
 

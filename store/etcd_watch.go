@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -184,9 +185,13 @@ func (h *hub) run() {
 }
 
 func (h *hub) event(ev *clientv3.Event) (Event, bool) {
-	k, ok := h.s.ks.parseKey(string(ev.Kv.Key))
+	storageKey := string(ev.Kv.Key)
+	k, ok := h.s.ks.parseKey(storageKey)
 	if !ok {
 		return Event{}, false
+	}
+	dec := func(k resource.Key, b []byte, version int64) (*resource.Resource, error) {
+		return h.s.decoded.decode(storageKey, k, b, version)
 	}
 	if ev.Type == mvccpb.DELETE {
 		var value []byte
@@ -195,16 +200,83 @@ func (h *hub) event(ev *clientv3.Event) (Event, bool) {
 			value, prevRev = ev.PrevKv.Value, ev.PrevKv.ModRevision
 		}
 		h.s.corrupt.clear(k)
-		e, err := makeEvent(k, EventDelete, value, ev.Kv.ModRevision, prevRev)
+		e, err := makeEvent(k, EventDelete, value, ev.Kv.ModRevision, prevRev, dec)
 		return e, err == nil
 	}
-	e, err := makeEvent(k, EventPut, ev.Kv.Value, ev.Kv.ModRevision, 0)
+	e, err := makeEvent(k, EventPut, ev.Kv.Value, ev.Kv.ModRevision, 0, dec)
 	if err != nil {
-		h.s.corrupt.record(k, string(ev.Kv.Key), ev.Kv.ModRevision, err)
+		h.s.corrupt.record(k, storageKey, ev.Kv.ModRevision, err)
 	} else {
 		h.s.corrupt.clear(k)
 	}
 	return e, true
+}
+
+// decodeFunc decodes the value stored under k at version (see decode).
+type decodeFunc func(k resource.Key, b []byte, version int64) (*resource.Resource, error)
+
+// decodedValues shares the decoding of watch event values among a store's
+// hubs. Every hub has its own etcd watch (global follows its store for KDS
+// and for the residency index, a zone for its proxies and for uploads), so
+// each value arrives once per hub; it is decoded once, by the first hub to
+// meet it, and the others take the same *resource.Resource. The resources
+// of watch events are read-only for everyone (a hub already hands one value
+// to all its subscribers).
+//
+// A value is named by its storage key and modification revision, which
+// never name two different values. The last decodedValuesKept values are
+// kept: hubs follow the same revisions within moments of each other, and a
+// hub further behind than that decodes again for itself.
+type decodedValues struct {
+	mu   sync.Mutex
+	m    map[valueID]*decodedValue
+	ring []valueID // insertion order; the oldest goes first
+	next int
+	// decodes counts values decoded (for tests).
+	decodes atomic.Int64
+}
+
+const decodedValuesKept = 4096
+
+type valueID struct {
+	key string
+	rev int64
+}
+
+type decodedValue struct {
+	once sync.Once
+	r    *resource.Resource
+	err  error
+}
+
+// decode returns the value b stored under storageKey (resource key k) at
+// rev, decoded, decoding it only if no hub did yet. Errors are shared as
+// well: a corrupt value is corrupt for every hub.
+func (c *decodedValues) decode(storageKey string, k resource.Key, b []byte, rev int64) (*resource.Resource, error) {
+	id := valueID{key: storageKey, rev: rev}
+	c.mu.Lock()
+	d := c.m[id]
+	if d == nil {
+		if c.m == nil {
+			c.m = make(map[valueID]*decodedValue, decodedValuesKept)
+			c.ring = make([]valueID, decodedValuesKept)
+		}
+		if old := c.ring[c.next]; old.rev != 0 {
+			delete(c.m, old)
+		}
+		d = &decodedValue{}
+		c.m[id] = d
+		c.ring[c.next] = id
+		c.next = (c.next + 1) % decodedValuesKept
+	}
+	c.mu.Unlock()
+	// Outside the lock: hubs decode different values at the same time, and
+	// one that needs this value while it is decoded waits for it.
+	d.once.Do(func() {
+		c.decodes.Add(1)
+		d.r, d.err = decode(k, b, rev)
+	})
+	return d.r, d.err
 }
 
 // dropHub forgets a hub that has ended.

@@ -22,3 +22,7 @@ func (s *EtcdStore) PutRaw(k resource.Key, value []byte) int64 {
 	}
 	return resp.Header.Revision
 }
+
+// DecodedValues is the number of watch event values the store decoded
+// (each once, whatever the number of hubs meeting it).
+func (s *EtcdStore) DecodedValues() int64 { return s.decoded.decodes.Load() }

@@ -91,7 +91,8 @@ func (t EventType) String() string {
 }
 
 // Event is one change. For deletes Resource carries the key (and the last
-// known value when the store still has it).
+// known value when the store still has it). Resource is shared with every
+// other watcher of the store: read it, never change it.
 type Event struct {
 	Type     EventType
 	Resource *resource.Resource
