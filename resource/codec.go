@@ -9,9 +9,13 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	yamlv2 "go.yaml.in/yaml/v2"
 	"sigs.k8s.io/yaml"
 )
 
@@ -84,16 +88,11 @@ func Decode(data []byte) (*Resource, error) {
 // is a *DocumentError wrapping an *InvalidError.
 func DecodeAll(data []byte) ([]*Resource, error) {
 	var out []*Resource
-	for i, d := range splitDocuments(data) {
-		if d.empty() {
-			continue
+	for _, doc := range DecodeDocuments(data) {
+		if doc.Err != nil {
+			return nil, doc.Err
 		}
-		r, err := decodeDocument(d.data)
-		if err != nil {
-			locate(err, d.data, d.first)
-			return nil, &DocumentError{Index: i, Line: d.line, Err: err}
-		}
-		out = append(out, r)
+		out = append(out, doc.Resource)
 	}
 	return out, nil
 }
@@ -134,16 +133,50 @@ func DecodeDocuments(data []byte) []Document {
 		if d.empty() {
 			continue
 		}
-		doc := Document{Index: i, Line: d.line, data: d.data, first: d.first}
-		r, err := decodeDocument(d.data)
+		out = append(out, Document{Index: i, Line: d.line, data: d.data, first: d.first})
+	}
+	// Documents decode independently: a long stream (a file of many
+	// policies) is shared among the cores.
+	inParallel(len(out), parallelDecodeFrom, func(i int) {
+		doc := &out[i]
+		r, err := decodeDocument(doc.data)
 		if err != nil {
-			locate(err, d.data, d.first)
-			doc.Err = &DocumentError{Index: i, Line: d.line, Err: err}
+			locate(err, doc.data, doc.first)
+			doc.Err = &DocumentError{Index: doc.Index, Line: doc.Line, Err: err}
 		}
 		doc.Resource = r
-		out = append(out, doc)
-	}
+	})
 	return out
+}
+
+// parallelDecodeFrom is the number of documents from which DecodeDocuments
+// decodes on every core.
+const parallelDecodeFrom = 32
+
+// inParallel calls f(0..n-1), on GOMAXPROCS goroutines when n is at least
+// from; each call must touch only its own index.
+func inParallel(n, from int, f func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if n < from || workers < 2 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 type document struct {
@@ -213,6 +246,16 @@ func parseTree(data []byte) (any, error) {
 			return nil, invalid("", "invalid JSON: "+err.Error())
 		}
 		return tree, nil
+	}
+	if scanTree {
+		var y any
+		if err := yamlv2.UnmarshalStrict(data, &y); err != nil {
+			// What sigs.k8s.io/yaml says: it is the same call.
+			return nil, invalid("", "invalid YAML: "+err.Error())
+		}
+		if tree, ok := yamlTree(y); ok {
+			return tree, nil
+		}
 	}
 	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	yamlv2 "go.yaml.in/yaml/v2"
+	"sigs.k8s.io/yaml"
 )
 
 // FuzzDecodeValidate feeds arbitrary bytes through the whole pipeline: decode,
@@ -179,4 +182,49 @@ func TestScanJSONTreeTakesPlainDocuments(t *testing.T) {
 			t.Errorf("not taken: %s", s)
 		}
 	}
+}
+
+// FuzzYAMLTreeMatchesJSONRoute: the tree yamlTree makes of a YAML document
+// is the one sigs.k8s.io/yaml's JSON of it parses into.
+func FuzzYAMLTreeMatchesJSONRoute(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		"a: 1\nb: -2.5e-7\nc: 1e21\nd: 0x1F\ne: 0o17\nf: 1_000\ng: .inf\nh: ~\ni: yes\nj: 'y'\nk: 2026-11-30T05:00:00Z\n",
+		"1: a\n2.5: b\ntrue: c\nnull: d\n",
+		"1: a\n'1': b\n",
+		"a: !!binary /w==\nb: [1, [2, {c: d}], []]\nc: {}\n",
+		"a: &x {b: 1}\nc: *x\nd: 18446744073709551615\ne: 9223372036854775808\nf: -9223372036854775809\n",
+		"- a\n- 'caf\u00e9 <&>'\n",
+		"type: MeshTrace\nmesh: default\nname: t\nspec:\n  default:\n    sampling: {overall: 10.0, client: 1e2}\n    backends: [{zipkin: {url: 'http://z:9411'}}]\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var y any
+		if yamlv2.UnmarshalStrict(data, &y) != nil {
+			return
+		}
+		tree, ok := yamlTree(y)
+		if !ok {
+			return
+		}
+		js, err := yaml.YAMLToJSONStrict(data)
+		if err != nil {
+			t.Fatalf("yamlTree took %q, which sigs.k8s.io/yaml refuses: %v", data, err)
+		}
+		want, err := decodeJSONTree(js)
+		if err != nil {
+			t.Fatalf("JSON of %q does not parse: %v", data, err)
+		}
+		if !reflect.DeepEqual(tree, want) {
+			t.Fatalf("trees differ for %q:\nyamlTree: %#v\nJSON route: %#v", data, tree, want)
+		}
+	})
 }

@@ -2,6 +2,8 @@ package resource
 
 import (
 	"encoding/json"
+	"math"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -245,4 +247,92 @@ func (s *jsonScanner) digits() int {
 		n++
 	}
 	return n
+}
+
+// yamlTree turns what go.yaml.in/yaml/v2 decodes into an interface{} into
+// the tree parseJSONTree would read from sigs.k8s.io/yaml's JSON of it
+// (keys made strings as that package makes them, numbers as encoding/json
+// writes them, strings as JSON carries them), without writing and scanning
+// that JSON. ok is false for anything it does not take (keys that are not
+// strings, numbers or booleans, two keys reading the same, infinities, types
+// it does not know); the caller then takes sigs.k8s.io/yaml's way, which also
+// words the error. FuzzYAMLTreeMatchesJSONRoute checks both agree.
+func yamlTree(v any) (any, bool) {
+	switch v := v.(type) {
+	case nil, bool:
+		return v, true
+	case string:
+		return jsonString(v), true
+	case int:
+		return json.Number(strconv.Itoa(v)), true
+	case int64:
+		return json.Number(strconv.FormatInt(v, 10)), true
+	case uint64:
+		return json.Number(strconv.FormatUint(v, 10)), true
+	case float64:
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return nil, false
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, false
+		}
+		return json.Number(b), true
+	case []any:
+		if v == nil {
+			return nil, true
+		}
+		out := make([]any, len(v))
+		for i, e := range v {
+			var ok bool
+			if out[i], ok = yamlTree(e); !ok {
+				return nil, false
+			}
+		}
+		return out, true
+	case map[any]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			var key string
+			switch k := k.(type) {
+			case string:
+				key = jsonString(k)
+			case int:
+				key = strconv.Itoa(k)
+			case int64:
+				key = strconv.FormatInt(k, 10)
+			case float64:
+				if math.IsInf(k, 0) || math.IsNaN(k) {
+					return nil, false
+				}
+				key = strconv.FormatFloat(k, 'g', -1, 32)
+			case bool:
+				key = strconv.FormatBool(k)
+			default:
+				return nil, false
+			}
+			if _, dup := out[key]; dup {
+				return nil, false
+			}
+			val, ok := yamlTree(e)
+			if !ok {
+				return nil, false
+			}
+			out[key] = val
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// jsonString is s as it reads back from its JSON: the same string unless
+// it is not valid UTF-8.
+func jsonString(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b, _ := json.Marshal(s)
+	var out string
+	_ = json.Unmarshal(b, &out)
+	return out
 }

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +125,41 @@ func TestDocumentEmpty(t *testing.T) {
 		if got, want := (document{data: b}).empty(), reference(b); got != want {
 			t.Fatalf("empty(%q) = %v, want %v", b, got, want)
 		}
+	}
+}
+
+// TestDecodeDocumentsInParallel: a long stream decodes on every core; each
+// document's resource or error is the one it has alone, in stream order.
+func TestDecodeDocumentsInParallel(t *testing.T) {
+	var stream strings.Builder
+	var singles [][]byte
+	for i := range 200 {
+		doc := fmt.Sprintf("type: MeshTrace\nmesh: default\nname: t-%d\nspec:\n  default:\n    backends: []\n", i)
+		if i%7 == 3 {
+			doc = fmt.Sprintf("type: MeshTrace\nmesh: default\nname: t-%d\nspec:\n  default:\n    backend: []\n", i)
+		}
+		if i > 0 {
+			stream.WriteString("---\n")
+		}
+		stream.WriteString(doc)
+		singles = append(singles, []byte(doc))
+	}
+	docs := DecodeDocuments([]byte(stream.String()))
+	if len(docs) != len(singles) {
+		t.Fatalf("%d documents, want %d", len(docs), len(singles))
+	}
+	for i, doc := range docs {
+		want, werr := Decode(singles[i])
+		if line := max(1, 7*i); doc.Index != i || doc.Line != line { // its "---" line
+			t.Errorf("document %d: index %d line %d", i, doc.Index, doc.Line)
+		}
+		if (werr == nil) != (doc.Err == nil) || !reflect.DeepEqual(want, doc.Resource) {
+			t.Fatalf("document %d: got %v %v, want %v %v", i, doc.Resource, doc.Err, want, werr)
+		}
+	}
+	_, err := DecodeAll([]byte(stream.String()))
+	var de *DocumentError
+	if !errors.As(err, &de) || de.Index != 3 || de.Line != 21 || !strings.Contains(err.Error(), "line 27: spec.default.backend: unknown field") {
+		t.Fatalf("DecodeAll: %v", err)
 	}
 }

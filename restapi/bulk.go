@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshtrace/meshtrace/resource"
@@ -106,15 +109,24 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) (*BulkResponse, i
 		return fail(NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("%d items: at most %d per request", len(req.Items), MaxBulkItems)))
 	}
 
-	// 1. Decode and validate every item; nothing is read or written yet.
+	// 1. Decode and validate every item (on every core: items are
+	// independent); nothing is read or written yet.
+	type decoded struct {
+		res *resource.Resource
+		err *Error
+	}
+	items := make([]decoded, len(req.Items))
+	inParallel(len(req.Items), func(i int) {
+		items[i].res, items[i].err = h.decodeBulkItem(req.Items[i])
+	})
 	resp.Items = make([]BulkItem, len(req.Items))
 	rs := make([]*resource.Resource, 0, len(req.Items))
 	seen := make(map[resource.Key]int, len(req.Items))
 	var firstBad *Error
-	for i, raw := range req.Items {
+	for i := range req.Items {
 		it := &resp.Items[i]
 		it.Index, it.Status = i, BulkSkipped
-		res, apiErr := h.decodeBulkItem(raw)
+		res, apiErr := items[i].res, items[i].err
 		if res != nil {
 			it.Type, it.Mesh, it.Name = res.Type, res.Mesh, res.Name
 			if j, dup := seen[res.Key()]; dup && apiErr == nil {
@@ -206,6 +218,32 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) (*BulkResponse, i
 		h.log.Info("bulk apply", "created", resp.Created, "updated", resp.Updated, "rev", resp.Revision)
 	}
 	return resp, http.StatusOK
+}
+
+// parallelFrom is the number of bulk items from which they are decoded on
+// every core.
+const parallelFrom = 32
+
+// inParallel calls f(0..n-1) on GOMAXPROCS goroutines when n is at least
+// parallelFrom; each call must touch only its own index.
+func inParallel(n int, f func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if n < parallelFrom || workers < 2 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // bulkFailure is the top-level error of a failed bulk apply: the status of
