@@ -248,6 +248,9 @@ func parseTree(data []byte) (any, error) {
 		return tree, nil
 	}
 	if scanTree {
+		if tree, ok := blockYAMLTree(data); ok {
+			return tree, nil
+		}
 		var y any
 		if err := yamlv2.UnmarshalStrict(data, &y); err != nil {
 			// What sigs.k8s.io/yaml says: it is the same call.

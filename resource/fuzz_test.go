@@ -228,3 +228,59 @@ func FuzzYAMLTreeMatchesJSONRoute(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBlockYAMLMatchesYAMLv2: whatever blockYAMLTree takes, yaml/v2 reads
+// (strictly) into the same tree.
+func FuzzBlockYAMLMatchesYAMLv2(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		"type: MeshTrace\nname: bulk-1\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: svc-1\n  default:\n    sampling:\n      overall: 10\n    backends:\n    - zipkin:\n        url: http://zipkin-burst:9411/api/v2/spans\n",
+		"a:\n- x\n- 'y z'\n- \"q#\"\nb: -12\nc: []\nd: {}\ne: true\nf:\ng:\n  - h: 1\n    i: /p\n  -   j: k\n",
+		"# c\na: 1\n  # indented comment\nb:\n    c: 0\n",
+		"a: yes\n", "a: 010\n", "a: 1:20\n", "a: b # c\n", "a: 'it''s'\n", "a:\n  b\n", "a: b\n  c\n", "- a\n", "a: 1\na: 2\n",
+		"a: x:\n", "a: x:y\n", "on: 1\n", "a:\n    b: 1\n  c: 2\n", "a:\n- b\n c: 1\n", "a: \"x\\ty\"\n", "a: 9999999999999999999\n", "_a: _b\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tree, ok := blockYAMLTree(data)
+		if !ok {
+			return
+		}
+		var y any
+		if err := yamlv2.UnmarshalStrict(data, &y); err != nil {
+			t.Fatalf("blockYAMLTree took %q, which yaml/v2 refuses: %v", data, err)
+		}
+		want, ok := yamlTree(y)
+		if !ok {
+			t.Fatalf("blockYAMLTree took %q, which yamlTree does not: %#v", data, y)
+		}
+		if !reflect.DeepEqual(tree, want) {
+			t.Fatalf("trees differ for %q:\nblock: %#v\nyaml/v2: %#v", data, tree, want)
+		}
+	})
+}
+
+// TestBlockYAMLTakesCommonFiles: the documents apply -f usually gets take
+// the fast path.
+func TestBlockYAMLTakesCommonFiles(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
+	taken := 0
+	for _, name := range files {
+		b, _ := os.ReadFile(name)
+		if _, ok := blockYAMLTree(b); ok {
+			taken++
+		}
+	}
+	if _, ok := blockYAMLTree([]byte("type: MeshTrace\nname: t\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: svc-1\n  default:\n    sampling:\n      overall: 10\n    backends:\n    - zipkin:\n        url: http://zipkin:9411/api/v2/spans\n")); !ok {
+		t.Error("a plain MeshTrace is not taken")
+	}
+	t.Logf("%d of %d seed files taken", taken, len(files))
+}
