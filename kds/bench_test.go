@@ -295,3 +295,70 @@ func ackAllRev(b *testing.B, e *env, addr, tok string, rev *atomic.Int64) {
 		b.Fatal("snapshot not received")
 	}
 }
+
+// BenchmarkDurableBurst: 1000 policies Put one by one by 8 writers on a
+// global on durable embedded etcd, until applied by 2 zones on durable
+// embedded etcds (the API burst's shape, without the API): CPU of the
+// process per burst, and per zone the batches received and the sync cursor
+// writes they cost.
+func BenchmarkDurableBurst(b *testing.B) {
+	durable := func() store.Store {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		s, err := store.OpenEmbedded(ctx, store.EmbeddedConfig{Dir: b.TempDir(), AutoCompactionRetention: "0"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	e := newEnv(b)
+	gs := durable()
+	put(b, gs, mesh("default"))
+	rev := putBurst(b, gs, "default", 10, 0)
+	g := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.Heartbeat = time.Second })
+	w := newApplyWaiter()
+	var zones []*zone
+	for i := range 2 {
+		name := fmt.Sprintf("zone-%d", i)
+		zones = append(zones, e.startZone(name, durable(), token(b, gs, name), []string{g.addr}, func(c *kds.ClientConfig) {
+			c.OnApplied = w.hook(name)
+			c.Heartbeat = time.Second
+		}))
+	}
+	w.wait(b, 2, rev)
+	var lat []time.Duration
+	var cpu time.Duration
+	before := zones[0].client.Stats()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		cpu0 := cpuTime()
+		start := time.Now()
+		var last atomic.Int64
+		var wg sync.WaitGroup
+		for wr := range 8 {
+			wg.Go(func() {
+				for j := wr; j < 1000; j += 8 {
+					r := put(b, gs, meshTrace("default", fmt.Sprintf("d-%d-%d", i, j), j))
+					for {
+						cur := last.Load()
+						if r <= cur || last.CompareAndSwap(cur, r) {
+							break
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		w.wait(b, 2, last.Load())
+		lat = append(lat, time.Since(start))
+		cpu += cpuTime() - cpu0
+	}
+	b.StopTimer()
+	reportLatency(b, lat)
+	after := zones[0].client.Stats()
+	n := float64(len(lat))
+	b.ReportMetric(float64(cpu)/float64(time.Millisecond)/n, "cpu-ms")
+	b.ReportMetric(float64(after.Batches-before.Batches)/n, "batches/zone")
+	b.ReportMetric(float64(after.CursorWrites-before.CursorWrites)/n, "cursor-writes/zone")
+}

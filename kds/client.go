@@ -139,6 +139,7 @@ type ClientStats struct {
 	Rejected       int   // resources from global rejected
 	RefusedDeletes int   // snapshots whose deletes were held (refused)
 	Uploaded       int   // resources sent up
+	CursorWrites   int   // sync cursor writes to the zone store
 	LastRevision   int64 // last applied revision
 }
 
@@ -274,6 +275,7 @@ func (c *Client) saveCursor(ctx context.Context, storeID string, rev int64) erro
 	}
 	c.mu.Lock()
 	c.storeID = storeID
+	c.stats.CursorWrites++
 	c.mu.Unlock()
 	c.applied.Store(rev)
 	c.metrics.applied.Set(float64(rev))
