@@ -67,6 +67,9 @@ type meshState struct {
 	dpList   []*dpEntry                          // dps as a slice; nil when stale
 	gateways map[resource.Key]*resource.Resource // MeshGateways
 	gwList   []*resource.Resource                // nil when stale
+	// byService holds the proxies by every kuma.io/service of their tag
+	// sets: a MeshService policy can select no others.
+	byService map[string]map[resource.Key]*dpEntry
 }
 
 // dpEntry is a Dataplane with what evaluation reads of it every time.
@@ -77,6 +80,46 @@ type dpEntry struct {
 	name string // ProxyName
 	// gateway marks builtin gateways, which a MeshGateway may configure.
 	gateway bool
+	// services are the kuma.io/service values of its tag sets (byService).
+	services []string
+}
+
+// serviceTags lists the kuma.io/service values of a proxy's tag sets, each
+// once.
+func serviceTags(r *resource.Resource) []string {
+	ds, _ := r.Spec.(*resource.DataplaneSpec)
+	if ds == nil {
+		return nil
+	}
+	var out []string
+	for _, tags := range ds.TagSets() {
+		if s, ok := tags[resource.TagService]; ok && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (m *meshState) indexServices(e *dpEntry) {
+	for _, s := range e.services {
+		set := m.byService[s]
+		if set == nil {
+			set = map[resource.Key]*dpEntry{}
+			m.byService[s] = set
+		}
+		set[e.key] = e
+	}
+}
+
+func (m *meshState) unindexServices(e *dpEntry) {
+	for _, s := range e.services {
+		if set := m.byService[s]; set != nil {
+			delete(set, e.key)
+			if len(set) == 0 {
+				delete(m.byService, s)
+			}
+		}
+	}
 }
 
 // policyList returns the mesh's policies, most specific first (the reverse
@@ -365,11 +408,13 @@ func (ix *Index) Apply(rev int64, events []store.Event) {
 			}
 		}
 	}
+	zones := false
 	for _, ev := range events {
 		r := ev.Resource
 		k := r.Key()
 		switch k.Type {
 		case resource.TypeZone:
+			zones = true
 			ix.markZone(dirty, k.Name)
 		case resource.TypeDataplane:
 			dirty[k] = true
@@ -411,17 +456,28 @@ func (ix *Index) Apply(rev int64, events []store.Event) {
 	for i, j := range jobs {
 		ix.verdicts[j.e.key] = verdicts[i]
 	}
-	ix.diffViolations(dirty)
+	// No proxy to look at and no zone changed: the violations and their
+	// counts per zone are what they were (a policy selecting no proxy).
+	if len(dirty) > 0 || zones {
+		ix.diffViolations(dirty)
+	}
 	ix.advance(rev)
 }
 
 // forEach calls fn for 0..n-1, on every core from parallelThreshold items;
 // each goroutine has its own check cache.
 func forEach(n int, fn func(cache checkCache, i int)) {
-	workers := 1
-	if n >= parallelThreshold {
-		workers = runtime.GOMAXPROCS(0)
+	if n < parallelThreshold {
+		// Most changes touch a few proxies, or none: no goroutine.
+		if n > 0 {
+			cache := checkCache{}
+			for i := range n {
+				fn(cache, i)
+			}
+		}
+		return
 	}
+	workers := runtime.GOMAXPROCS(0)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -462,12 +518,48 @@ func (ix *Index) markPolicy(dirty map[resource.Key]bool, old, cur *resource.Reso
 	if ms == nil {
 		return
 	}
-	for _, e := range ms.entries() {
+	mark := func(e *dpEntry) {
 		gw := ms.gateway(e)
 		if (old != nil && meshtrace.Affects(old, e.r, gw...)) || meshtrace.Affects(cur, e.r, gw...) {
 			dirty[e.key] = true
 		}
 	}
+	// A MeshService policy (before and after the change) can only select
+	// proxies with its service: only they are looked at, not the whole mesh.
+	oldSvc, oldOK := targetService(old)
+	curSvc, curOK := targetService(cur)
+	if (old == nil || oldOK) && curOK {
+		for _, e := range ms.byService[curSvc] {
+			mark(e)
+		}
+		if old != nil && oldSvc != curSvc {
+			for _, e := range ms.byService[oldSvc] {
+				mark(e)
+			}
+		}
+		return
+	}
+	for _, e := range ms.entries() {
+		mark(e)
+	}
+}
+
+// targetService is the service a MeshService or MeshServiceSubset policy
+// names: the only kuma.io/service of the proxies it can select (see
+// meshtrace.Affects). ok is false for every other policy.
+func targetService(p *resource.Resource) (string, bool) {
+	if p == nil {
+		return "", false
+	}
+	s, _ := p.Spec.(*resource.MeshTraceSpec)
+	if s == nil || s.TargetRef == nil || s.TargetRef.Name == "" {
+		return "", false
+	}
+	switch s.TargetRef.Kind {
+	case resource.KindMeshService, resource.KindMeshServiceSubset:
+		return s.TargetRef.Name, true
+	}
+	return "", false
 }
 
 func (ix *Index) advance(rev int64) {
@@ -482,7 +574,7 @@ func (ix *Index) mesh(name string) *meshState {
 	ms := ix.meshes[name]
 	if ms == nil {
 		ms = &meshState{policies: map[resource.Key]*resource.Resource{}, dps: map[resource.Key]*dpEntry{},
-			gateways: map[resource.Key]*resource.Resource{}}
+			gateways: map[resource.Key]*resource.Resource{}, byService: map[string]map[resource.Key]*dpEntry{}}
 		ix.meshes[name] = ms
 	}
 	return ms
@@ -504,15 +596,18 @@ func (ix *Index) put(r *resource.Resource) {
 		ix.compiled[k.Name] = CompileZone(k.Name, spec)
 	case resource.TypeDataplane:
 		ms := ix.mesh(k.Mesh)
-		e := &dpEntry{key: k, r: r, zone: ix.zoneOf(r), name: ProxyName(r)}
+		e := &dpEntry{key: k, r: r, zone: ix.zoneOf(r), name: ProxyName(r), services: serviceTags(r)}
 		if ds, _ := r.Spec.(*resource.DataplaneSpec); ds != nil {
 			e.gateway = ds.IsBuiltinGateway()
 		}
 		if old := ms.dps[k]; old != nil {
+			ms.unindexServices(old)
 			*old = *e // in place: the slice stays valid
+			ms.indexServices(old)
 		} else {
 			ms.dps[k] = e
 			ms.dpList = nil
+			ms.indexServices(e)
 		}
 	case resource.TypeMeshTrace:
 		ms := ix.mesh(k.Mesh)
@@ -549,6 +644,9 @@ func (ix *Index) remove(k resource.Key) {
 		delete(ix.compiled, k.Name)
 	case resource.TypeDataplane:
 		if ms := ix.meshes[k.Mesh]; ms != nil {
+			if e := ms.dps[k]; e != nil {
+				ms.unindexServices(e)
+			}
 			delete(ms.dps, k)
 			ms.dpList = nil
 		}

@@ -2,6 +2,7 @@ package residency
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -92,4 +93,79 @@ func TestPolicyUpdatesInPlace(t *testing.T) {
 		t.Fatalf("seed %d: no update kept its place", seed)
 	}
 	t.Logf("%d updates kept their place", inPlace)
+}
+
+// TestMarkPolicyByService: a policy change marks the same proxies whether
+// the mesh's proxies are all looked at or, for MeshService policies, only
+// those of its service (byService), through random proxy creates, updates
+// that change their services, deletes, and policy changes of every kind.
+func TestMarkPolicyByService(t *testing.T) {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	t.Logf("seed %d (replay with -seed %d)", seed, seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 2))
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	ix := newIndex(t)
+	services := []string{"web", "db", "api", "cache"}
+	dpOf := func(name string) *resource.Resource {
+		if rng.IntN(3) == 0 { // two inbounds, maybe of the same service
+			return decode(t, fmt.Sprintf(`{"type":"Dataplane","mesh":"default","name":"west.%s","labels":{"kuma.io/zone":"west"},
+"networking":{"address":"10.0.0.1","inbound":[{"port":8080,"tags":{"kuma.io/service":%q,"version":"v1"}},{"port":8081,"tags":{"kuma.io/service":%q}}]}}`,
+				name, pick(services...), pick(services...)))
+		}
+		return dp(t, "west", name, pick(services...), "version", pick("v1", "v2"))
+	}
+	targets := []string{"", "{kind: Mesh}", subset("west"), "{kind: MeshSubset, tags: {version: v2}}",
+		"{kind: MeshService, name: web}", "{kind: MeshService, name: db}", "{kind: MeshService, name: nobody}",
+		"{kind: MeshServiceSubset, name: web, tags: {version: v1}}", "{kind: MeshServiceSubset, name: api, tags: {version: v2}}"}
+	narrowed := 0
+	for step := range 3000 {
+		switch name := fmt.Sprintf("p%d", rng.IntN(30)); rng.IntN(3) {
+		case 0:
+			ix.put(dpOf(name))
+		case 1:
+			ix.remove(resource.Key{Type: resource.TypeDataplane, Mesh: "default", Name: "west." + name})
+		default:
+			k := resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: fmt.Sprintf("t%d", rng.IntN(5))}
+			old, cur := ix.policy(k), policy(t, k.Name, pick(targets...), zipkin("http://c:9411"))
+			got, want := map[resource.Key]bool{}, map[resource.Key]bool{}
+			ix.markPolicy(got, old, cur)
+			ms := ix.mesh("default")
+			for _, e := range ms.entries() {
+				gw := ms.gateway(e)
+				if (old != nil && meshtrace.Affects(old, e.r, gw...)) || meshtrace.Affects(cur, e.r, gw...) {
+					want[e.key] = true
+				}
+			}
+			if !maps.Equal(got, want) {
+				t.Fatalf("seed %d step %d: %v -> %v marks %v, want %v", seed, step, old, cur, got, want)
+			}
+			if _, ok := targetService(cur); ok {
+				narrowed++
+			}
+			ix.put(cur)
+		}
+		ms := ix.mesh("default")
+		indexed := 0
+		for s, set := range ms.byService {
+			for k, e := range set {
+				if ms.dps[k] != e || !slices.Contains(e.services, s) {
+					t.Fatalf("seed %d step %d: byService[%s] holds %s wrongly", seed, step, s, k)
+				}
+			}
+			indexed += len(set)
+		}
+		want := 0
+		for _, e := range ms.dps {
+			want += len(e.services)
+		}
+		if indexed != want {
+			t.Fatalf("seed %d step %d: byService holds %d entries, want %d", seed, step, indexed, want)
+		}
+	}
+	if narrowed == 0 {
+		t.Fatalf("seed %d: no MeshService policy", seed)
+	}
 }
