@@ -108,6 +108,13 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 			puts[i] = clientv3.OpPut(keys[i], string(values[i]))
 			gets = append(gets, clientv3.OpGet(keys[i]))
 		}
+		// Before sending: the watch event may come before the answer.
+		var ws []*written
+		for i := range n {
+			if w := s.decoded.written.add(keys[i], values[i], rs[i]); w != nil {
+				ws = append(ws, w)
+			}
+		}
 		for _, m := range meshes {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.meshKey(m)), ">", 0))
 			gets = append(gets, clientv3.OpGet(s.meshKey(m), clientv3.WithCountOnly()))
@@ -127,7 +134,12 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 			resp, err = s.client.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
 		}
 		if err != nil {
+			s.decoded.written.forget(ws...)
 			return n, s.wrap(err, fmt.Sprintf("batch transaction of %d resources", n))
+		}
+		if !resp.Succeeded {
+			// Nothing was written: Prepare may change rs before a retry.
+			s.decoded.written.forget(ws...)
 		}
 		if resp.Succeeded {
 			rev := resp.Header.Revision

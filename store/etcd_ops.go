@@ -117,11 +117,14 @@ func (s *EtcdStore) Put(ctx context.Context, r *resource.Resource, expectVersion
 	}
 	key := s.ks.resourceKey(r.Key())
 	put := clientv3.OpPut(key, string(value))
+	// Before sending: the watch event may come before the answer.
+	w := s.decoded.written.add(key, value, r)
 	var cmp clientv3.Cmp
 	switch expectVersion {
 	case AnyVersion:
 		resp, err := s.client.Put(ctx, key, string(value))
 		if err != nil {
+			s.decoded.written.forget(w)
 			return 0, s.wrap(err, "put "+r.Key().String())
 		}
 		r.Version = resp.Header.Revision
@@ -134,9 +137,11 @@ func (s *EtcdStore) Put(ctx context.Context, r *resource.Resource, expectVersion
 	}
 	resp, err := s.client.Txn(ctx).If(cmp).Then(put).Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).Commit()
 	if err != nil {
+		s.decoded.written.forget(w)
 		return 0, s.wrap(err, "put "+r.Key().String())
 	}
 	if !resp.Succeeded {
+		s.decoded.written.forget(w)
 		return 0, failedPrecondition(r.Key(), resp, expectVersion)
 	}
 	r.Version = resp.Header.Revision
@@ -207,15 +212,20 @@ func (s *EtcdStore) Txn(ctx context.Context, ops []Op) (int64, error) {
 	var rev int64
 	for i, chunk := range chunkOps(prepared, txnChunkBytes) {
 		etcdOps := make([]clientv3.Op, len(chunk))
+		var ws []*written
 		for j, p := range chunk {
 			if p.op.Delete {
 				etcdOps[j] = clientv3.OpDelete(p.key)
 			} else {
 				etcdOps[j] = clientv3.OpPut(p.key, string(p.value))
+				if w := s.decoded.written.add(p.key, p.value, p.op.Resource); w != nil {
+					ws = append(ws, w)
+				}
 			}
 		}
 		resp, err := s.client.Txn(ctx).Then(etcdOps...).Commit()
 		if err != nil {
+			s.decoded.written.forget(ws...)
 			return rev, s.wrap(err, fmt.Sprintf("txn chunk %d", i))
 		}
 		rev = resp.Header.Revision

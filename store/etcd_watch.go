@@ -219,7 +219,9 @@ type decodeFunc func(k resource.Key, b []byte, version int64) (*resource.Resourc
 // hubs. Every hub has its own etcd watch (global follows its store for KDS
 // and for the residency index, a zone for its proxies and for uploads), so
 // each value arrives once per hub; it is decoded once, by the first hub to
-// meet it, and the others take the same *resource.Resource. The resources
+// meet it, and the others take the same *resource.Resource. A value this
+// store wrote itself is not decoded at all: the first hub takes the
+// resource the write registered (see writtenValues). The resources
 // of watch events are read-only for everyone (a hub already hands one value
 // to all its subscribers).
 //
@@ -234,6 +236,9 @@ type decodedValues struct {
 	next int
 	// decodes counts values decoded (for tests).
 	decodes atomic.Int64
+	// written holds what this store is writing: an event value that is
+	// one of them is taken from there instead of decoded.
+	written writtenValues
 }
 
 const decodedValuesKept = 4096
@@ -273,6 +278,10 @@ func (c *decodedValues) decode(storageKey string, k resource.Key, b []byte, rev 
 	// Outside the lock: hubs decode different values at the same time, and
 	// one that needs this value while it is decoded waits for it.
 	d.once.Do(func() {
+		if r := c.written.take(storageKey, b, rev); r != nil {
+			d.r = r
+			return
+		}
 		c.decodes.Add(1)
 		d.r, d.err = decode(k, b, rev)
 	})
@@ -331,6 +340,7 @@ func (s *EtcdStore) Watch(ctx context.Context, opts WatchOptions) (<-chan WatchR
 			h.add(sub)
 			s.shared[prefix] = h
 			s.all[h] = struct{}{}
+			s.decoded.written.hubs.Add(1)
 			go s.runHub(h)
 		}
 		s.mu.Unlock()
@@ -352,6 +362,7 @@ func (s *EtcdStore) startHub(h *hub) error {
 		return ErrClosed
 	}
 	s.all[h] = struct{}{}
+	s.decoded.written.hubs.Add(1)
 	go s.runHub(h)
 	return nil
 }
@@ -360,5 +371,6 @@ func (s *EtcdStore) runHub(h *hub) {
 	h.run()
 	s.mu.Lock()
 	delete(s.all, h)
+	s.decoded.written.hubs.Add(-1)
 	s.mu.Unlock()
 }

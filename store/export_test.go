@@ -26,3 +26,11 @@ func (s *EtcdStore) PutRaw(k resource.Key, value []byte) int64 {
 // DecodedValues is the number of watch event values the store decoded
 // (each once, whatever the number of hubs meeting it).
 func (s *EtcdStore) DecodedValues() int64 { return s.decoded.decodes.Load() }
+
+// ReusedValues is the number of watch event values the store took from its
+// own writes instead of decoding them.
+func (s *EtcdStore) ReusedValues() int64 { return s.decoded.written.reused.Load() }
+
+// PendingWrites is the number of writes whose watch event the store still
+// expects (registered, not yet met, not failed, not expired).
+func (s *EtcdStore) PendingWrites() int { return s.decoded.written.pending() }

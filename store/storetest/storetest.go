@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"WatchDelete", testWatchDelete},
 		{"WatchTypes", testWatchTypes},
 		{"WatchCancel", testWatchCancel},
+		{"WatchValuesMatchReads", testWatchValuesMatchReads},
 		{"Compaction", testCompaction},
 		{"TxnLarge", testTxnLarge},
 		{"SizeCap", testSizeCap},
