@@ -97,15 +97,22 @@ func (ks keyspace) valueKey(key string) string {
 
 // parseKey recovers a resource key from a storage key.
 func (ks keyspace) parseKey(key string) (resource.Key, bool) {
-	rest, ok := strings.CutPrefix(key, ks.prefix+resourcesDir)
+	rest, ok := strings.CutPrefix(key, ks.prefix)
 	if !ok {
 		return resource.Key{}, false
 	}
-	parts := strings.SplitN(rest, "/", 3)
-	if len(parts) != 3 {
+	if rest, ok = strings.CutPrefix(rest, resourcesDir); !ok {
 		return resource.Key{}, false
 	}
-	k := resource.Key{Type: resource.Type(parts[0]), Mesh: parts[1], Name: parts[2]}
+	typ, rest, ok := strings.Cut(rest, "/")
+	if !ok {
+		return resource.Key{}, false
+	}
+	mesh, name, ok := strings.Cut(rest, "/")
+	if !ok {
+		return resource.Key{}, false
+	}
+	k := resource.Key{Type: resource.Type(typ), Mesh: mesh, Name: name}
 	if k.Mesh == noMesh {
 		k.Mesh = ""
 	}

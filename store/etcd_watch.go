@@ -34,9 +34,13 @@ type hub struct {
 	prefix   string
 	shared   bool
 	startRev int64
-	ctx      context.Context
-	cancel   context.CancelFunc
-	stopped  chan struct{}
+	// types, set on a private hub, are the only ones its subscriber takes:
+	// the hub skips others before decoding them. (A shared hub's
+	// subscribers come and go, so it takes every type of its prefix.)
+	types   []resource.Type
+	ctx     context.Context
+	cancel  context.CancelFunc
+	stopped chan struct{}
 
 	mu    sync.Mutex // held for every send and close on subscriber channels
 	subs  map[*subscriber]struct{}
@@ -167,7 +171,7 @@ func (h *hub) run() {
 		if len(wresp.Events) == 0 {
 			continue
 		}
-		resp := WatchResponse{Revision: wresp.Header.Revision}
+		resp := WatchResponse{Revision: wresp.Header.Revision, Events: make([]Event, 0, len(wresp.Events))}
 		for _, ev := range wresp.Events {
 			if e, ok := h.event(ev); ok && e.Resource != nil {
 				resp.Events = append(resp.Events, e)
@@ -187,11 +191,8 @@ func (h *hub) run() {
 func (h *hub) event(ev *clientv3.Event) (Event, bool) {
 	storageKey := string(ev.Kv.Key)
 	k, ok := h.s.ks.parseKey(storageKey)
-	if !ok {
+	if !ok || (h.types != nil && !wantType(h.types, k.Type)) {
 		return Event{}, false
-	}
-	dec := func(k resource.Key, b []byte, version int64) (*resource.Resource, error) {
-		return h.s.decoded.decode(storageKey, k, b, version)
 	}
 	if ev.Type == mvccpb.DELETE {
 		var value []byte
@@ -200,10 +201,10 @@ func (h *hub) event(ev *clientv3.Event) (Event, bool) {
 			value, prevRev = ev.PrevKv.Value, ev.PrevKv.ModRevision
 		}
 		h.s.corrupt.clear(k)
-		e, err := makeEvent(k, EventDelete, value, ev.Kv.ModRevision, prevRev, dec)
+		e, err := makeEvent(k, storageKey, EventDelete, value, ev.Kv.ModRevision, prevRev, &h.s.decoded)
 		return e, err == nil
 	}
-	e, err := makeEvent(k, EventPut, ev.Kv.Value, ev.Kv.ModRevision, 0, dec)
+	e, err := makeEvent(k, storageKey, EventPut, ev.Kv.Value, ev.Kv.ModRevision, 0, &h.s.decoded)
 	if err != nil {
 		h.s.corrupt.record(k, storageKey, ev.Kv.ModRevision, err)
 	} else {
@@ -211,9 +212,6 @@ func (h *hub) event(ev *clientv3.Event) (Event, bool) {
 	}
 	return e, true
 }
-
-// decodeFunc decodes the value stored under k at version (see decode).
-type decodeFunc func(k resource.Key, b []byte, version int64) (*resource.Resource, error)
 
 // decodedValues shares the decoding of watch event values among a store's
 // hubs. Every hub has its own etcd watch (global follows its store for KDS
@@ -256,8 +254,11 @@ type decodedValue struct {
 
 // decode returns the value b stored under storageKey (resource key k) at
 // rev, decoded, decoding it only if no hub did yet. Errors are shared as
-// well: a corrupt value is corrupt for every hub.
+// well: a corrupt value is corrupt for every hub. A nil c just decodes.
 func (c *decodedValues) decode(storageKey string, k resource.Key, b []byte, rev int64) (*resource.Resource, error) {
+	if c == nil {
+		return decode(k, b, rev)
+	}
 	id := valueID{key: storageKey, rev: rev}
 	c.mu.Lock()
 	d := c.m[id]
@@ -317,6 +318,7 @@ func (s *EtcdStore) Watch(ctx context.Context, opts WatchOptions) (<-chan WatchR
 	var h *hub
 	if opts.FromRevision > 0 {
 		h = s.newHub(prefix, opts.FromRevision, false)
+		h.types = opts.Types
 		h.add(sub)
 		if err := s.startHub(h); err != nil {
 			return nil, err

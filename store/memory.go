@@ -491,7 +491,7 @@ func (m *MemoryStore) event(e memEvent, types []resource.Type) (Event, bool) {
 	if !ok || !wantType(types, k.Type) {
 		return Event{}, false
 	}
-	ev, err := makeEvent(k, e.typ, e.value, e.rev, e.prevRev, decode)
+	ev, err := makeEvent(k, e.key, e.typ, e.value, e.rev, e.prevRev, nil)
 	switch {
 	case err != nil:
 		m.corrupt.record(k, e.key, e.rev, err)
@@ -505,9 +505,9 @@ func (m *MemoryStore) event(e memEvent, types []resource.Type) (Event, bool) {
 // a put, the last value of a delete). A delete whose last value is unknown
 // or corrupt carries only the key. A put whose value is corrupt becomes a
 // delete of the key marked Corrupt (reads treat the value as absent), and
-// the decode error is returned for the caller to report. dec decodes the
-// value (decode, or a store's shared decoding of watch events).
-func makeEvent(k resource.Key, typ EventType, value []byte, rev, valueRev int64, dec decodeFunc) (Event, error) {
+// the decode error is returned for the caller to report. Values are
+// decoded through shared when it is set (see decodedValues).
+func makeEvent(k resource.Key, storageKey string, typ EventType, value []byte, rev, valueRev int64, shared *decodedValues) (Event, error) {
 	ev := Event{Type: typ, Revision: rev}
 	version := rev
 	if typ == EventDelete {
@@ -515,7 +515,7 @@ func makeEvent(k resource.Key, typ EventType, value []byte, rev, valueRev int64,
 	}
 	var decodeErr error
 	if len(value) > 0 {
-		r, err := dec(k, value, version)
+		r, err := shared.decode(storageKey, k, value, version)
 		if err == nil {
 			ev.Resource = r
 			return ev, nil
