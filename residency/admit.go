@@ -215,6 +215,15 @@ func (ix *Index) admitMesh(mesh string, changes []change, idx []int) []attribute
 		}
 		selectors = append(selectors, sel)
 	}
+	entries := ms.entries()
+	if svcs, ok := selectorServices(selectors); ok && narrowByService {
+		// Every version of every change is a MeshService policy: only the
+		// proxies of those services can be selected.
+		entries = ms.serviceEntries(svcs)
+		if len(entries) == 0 {
+			return nil
+		}
+	}
 	current := ms.policyList()
 	var after []*resource.Resource
 	if len(written) <= maxIncremental {
@@ -244,7 +253,6 @@ func (ix *Index) admitMesh(mesh string, changes []change, idx []int) []attribute
 	}
 	afterIdx := meshtrace.NewIndex(after)
 	ms.gatewayList() // built here: the workers below only read it
-	entries := ms.entries()
 	// Proxies are checked in parallel chunks; each chunk has its own cache.
 	workers := 1
 	if len(entries) >= parallelThreshold {
@@ -303,6 +311,28 @@ func (ix *Index) admitMesh(mesh string, changes []change, idx []int) []attribute
 const maxIncremental = 16
 
 // selects reports whether policy p takes part for dp of zone.
+// narrowByService lets admission and the index look only at the proxies of
+// a MeshService policy's service; tests turn it off to compare.
+var narrowByService = true
+
+// selectorServices lists the services the selectors name when every one is
+// a MeshService or MeshServiceSubset policy (see targetService).
+func selectorServices(selectors [][]*resource.Resource) ([]string, bool) {
+	var out []string
+	for _, sel := range selectors {
+		for _, p := range sel {
+			s, ok := targetService(p)
+			if !ok {
+				return nil, false
+			}
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out, true
+}
+
 func selects(p, dp *resource.Resource, zone string, gw []*resource.Resource) bool {
 	return p != nil && AppliesIn(p, zone) && meshtrace.Affects(p, dp, gw...)
 }

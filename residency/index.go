@@ -111,6 +111,20 @@ func (m *meshState) indexServices(e *dpEntry) {
 	}
 }
 
+// serviceEntries lists the proxies of any of services, each once.
+func (m *meshState) serviceEntries(services []string) []*dpEntry {
+	var out []*dpEntry
+	for i, s := range services {
+		for k, e := range m.byService[s] {
+			if i > 0 && slices.ContainsFunc(services[:i], func(prev string) bool { return m.byService[prev][k] != nil }) {
+				continue // listed under an earlier service
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func (m *meshState) unindexServices(e *dpEntry) {
 	for _, s := range e.services {
 		if set := m.byService[s]; set != nil {
@@ -528,7 +542,7 @@ func (ix *Index) markPolicy(dirty map[resource.Key]bool, old, cur *resource.Reso
 	// proxies with its service: only they are looked at, not the whole mesh.
 	oldSvc, oldOK := targetService(old)
 	curSvc, curOK := targetService(cur)
-	if (old == nil || oldOK) && curOK {
+	if (old == nil || oldOK) && curOK && narrowByService {
 		for _, e := range ms.byService[curSvc] {
 			mark(e)
 		}

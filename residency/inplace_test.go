@@ -1,15 +1,18 @@
 package residency
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshtrace/meshtrace/policy/meshtrace"
 	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
 )
 
 // TestPolicyUpdatesInPlace: after random creates, updates (in place or
@@ -168,4 +171,87 @@ func TestMarkPolicyByService(t *testing.T) {
 	if narrowed == 0 {
 		t.Fatalf("seed %d: no MeshService policy", seed)
 	}
+}
+
+// TestAdmitByService: admission finds the same violations whether it looks
+// at every proxy of the mesh or, when every version of every write is a
+// MeshService policy, only at the proxies of those services.
+func TestAdmitByService(t *testing.T) {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	t.Logf("seed %d (replay with -seed %d)", seed, seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 3))
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	services := []string{"web", "db", "api"}
+	items := []*resource.Resource{zoneRes(t, "west", "Enforce", "*.west.svc"), zoneRes(t, "east", "Audit", "*.east.svc")}
+	for i := range 60 {
+		z := pick("west", "east")
+		items = append(items, dp(t, z, fmt.Sprintf("p%d", i), pick(services...), "version", pick("v1", "v2")))
+	}
+	for i := range 20 { // two services each
+		z := pick("west", "east")
+		items = append(items, decode(t, fmt.Sprintf(`{"type":"Dataplane","mesh":"default","name":"%s.q%d","labels":{"kuma.io/zone":%q},
+"networking":{"address":"10.0.0.1","inbound":[{"port":8080,"tags":{"kuma.io/service":"web","version":"v1"}},{"port":8081,"tags":{"kuma.io/service":%q}}]}}`,
+			z, i, z, pick("db", "api"))))
+	}
+	ix := newIndex(t, items...)
+	targets := []string{"", subset("west"), "{kind: MeshService, name: web}", "{kind: MeshService, name: db}",
+		"{kind: MeshService, name: nobody}", "{kind: MeshServiceSubset, name: api, tags: {version: v1}}"}
+	backends := []string{"http://c.west.svc:9411", "http://c.east.svc:9411", "http://elsewhere:9411"}
+	narrowed, found := 0, 0
+	for step := range 400 {
+		var changes []change
+		for range 1 + rng.IntN(3) {
+			k := resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: fmt.Sprintf("t%d", rng.IntN(6))}
+			c := change{old: ix.policy(k), cur: policy(t, k.Name, pick(targets...), zipkin(pick(backends...)))}
+			if rng.IntN(6) == 0 {
+				c.cur = nil
+			}
+			if c.old == nil && c.cur == nil {
+				continue
+			}
+			changes = append(changes, c)
+		}
+		ix.mu.Lock()
+		narrowByService = false
+		want := ix.admitChanges(changes)
+		narrowByService = true
+		got := ix.admitChanges(changes)
+		ix.mu.Unlock()
+		if g, w := attributedText(got), attributedText(want); g != w {
+			t.Fatalf("seed %d step %d: admission by service:\n%s\nover the mesh:\n%s", seed, step, g, w)
+		}
+		var sel [][]*resource.Resource
+		for _, c := range changes {
+			sel = append(sel, []*resource.Resource{c.old, c.cur})
+		}
+		if _, ok := selectorServices(sel); ok {
+			narrowed++
+		}
+		found += len(want)
+		// Store some of them, so later writes update them.
+		var evs []store.Event
+		for _, c := range changes {
+			if c.cur != nil && rng.IntN(2) == 0 {
+				evs = append(evs, store.Event{Type: store.EventPut, Resource: c.cur})
+			}
+		}
+		ix.Apply(int64(step+10), evs)
+	}
+	if narrowed == 0 || found == 0 {
+		t.Fatalf("seed %d: %d narrowed writes, %d violations: the test tells nothing", seed, narrowed, found)
+	}
+}
+
+// attributedText writes attributions in a stable order, policies by value.
+func attributedText(as []attributed) string {
+	var lines []string
+	for _, a := range as {
+		v, _ := json.Marshal(a.v)
+		lines = append(lines, fmt.Sprintf("%s item=%d enforce=%v", v, a.item, a.enforce))
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
 }
