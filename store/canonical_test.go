@@ -195,3 +195,27 @@ func BenchmarkSnapshot(b *testing.B) {
 		}
 	})
 }
+
+// parseKey undoes resourceKey, names keep their slashes, and anything
+// else under the prefix is not a resource key.
+func TestParseKey(t *testing.T) {
+	ks := newKeyspace("/p/")
+	for _, k := range []resource.Key{
+		{Type: resource.TypeMeshTrace, Mesh: "default", Name: "a"},
+		{Type: resource.TypeZone, Name: "east"},
+		{Type: resource.TypeMeshTrace, Mesh: "m", Name: "a/b/c"},
+	} {
+		got, ok := ks.parseKey(ks.resourceKey(k))
+		if !ok || got != k {
+			t.Fatalf("parseKey(resourceKey(%v)) = %v, %v", k, got, ok)
+		}
+	}
+	for _, bad := range []string{"/p/values/x", "/p/resources/MeshTrace", "/p/resources/MeshTrace/m", "/q/resources/MeshTrace/m/a", "/p/resourcesX/a/b/c"} {
+		if k, ok := ks.parseKey(bad); ok {
+			t.Fatalf("parseKey(%q) = %v", bad, k)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { ks.parseKey("/p/resources/MeshTrace/m/a") }); n != 0 {
+		t.Fatalf("parseKey allocates %v times", n)
+	}
+}
