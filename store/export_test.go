@@ -33,4 +33,7 @@ func (s *EtcdStore) ReusedValues() int64 { return s.decoded.written.reused.Load(
 
 // PendingWrites is the number of writes whose watch event the store still
 // expects (registered, not yet met, not failed, not expired).
-func (s *EtcdStore) PendingWrites() int { return s.decoded.written.pending() }
+func (s *EtcdStore) PendingWrites() int { n, _ := s.decoded.written.pending(); return n }
+
+// PendingBytes is the size of the values of PendingWrites.
+func (s *EtcdStore) PendingBytes() int { _, b := s.decoded.written.pending(); return b }

@@ -35,19 +35,27 @@ import (
 //
 // A write that fails (error, compare failed, cancelled) forgets its entry
 // before it returns; an entry whose event never comes (no hub watches its
-// type) is dropped once writtenKept newer ones were registered.
+// type) is dropped once writtenKept newer ones were registered, or sooner
+// when the values waiting exceed writtenMaxBytes (oldest first).
 type writtenValues struct {
 	mu   sync.Mutex
 	m    map[string][]*written // by storage key, in registration order
 	ring []*written            // registration order; the oldest is dropped first
 	next int
+	// bytes is the size of the values waiting.
+	bytes int
 	// hubs is the number of running hubs; without any, nothing is registered.
 	hubs atomic.Int32
 	// reused counts event values taken instead of decoded (for tests).
 	reused atomic.Int64
 }
 
-const writtenKept = 4096
+const (
+	writtenKept = 4096
+	// writtenMaxBytes bounds the values waiting: several transactions of
+	// txnChunkBytes in flight fit.
+	writtenMaxBytes = 8 << 20
+)
 
 type written struct {
 	key   string
@@ -60,7 +68,7 @@ type written struct {
 // and returns the entry to forget if the write fails; nil when nothing was
 // registered.
 func (w *writtenValues) add(key string, value []byte, r *resource.Resource) *written {
-	if w.hubs.Load() == 0 {
+	if w.hubs.Load() == 0 || len(value) > writtenMaxBytes/4 {
 		return nil
 	}
 	snap, ok := snapshot(r)
@@ -77,6 +85,16 @@ func (w *writtenValues) add(key string, value []byte, r *resource.Resource) *wri
 	if old := w.ring[w.next]; old != nil {
 		w.dropLocked(old)
 	}
+	// Over the byte budget: drop the oldest waiting, in ring order from here.
+	for i := 1; w.bytes+len(value) > writtenMaxBytes && i < writtenKept; i++ {
+		if old := w.ring[(w.next+i)%writtenKept]; old != nil {
+			w.dropLocked(old)
+		}
+	}
+	if w.bytes+len(value) > writtenMaxBytes {
+		return nil
+	}
+	w.bytes += len(value)
 	e.slot = w.next
 	w.ring[w.next] = e
 	// A key written again before the event of its last write: both wait.
@@ -86,6 +104,11 @@ func (w *writtenValues) add(key string, value []byte, r *resource.Resource) *wri
 }
 
 func (w *writtenValues) dropLocked(e *written) {
+	if w.ring[e.slot] != e {
+		return // dropped already
+	}
+	w.ring[e.slot] = nil
+	w.bytes -= len(e.value)
 	es := w.m[e.key]
 	for i, x := range es {
 		if x == e {
@@ -97,9 +120,6 @@ func (w *writtenValues) dropLocked(e *written) {
 		delete(w.m, e.key)
 	} else {
 		w.m[e.key] = es
-	}
-	if w.ring[e.slot] == e {
-		w.ring[e.slot] = nil
 	}
 }
 
@@ -136,15 +156,16 @@ func (w *writtenValues) take(key string, value []byte, rev int64) *resource.Reso
 	return e.r
 }
 
-// pending is the number of registered entries (for tests).
-func (w *writtenValues) pending() int {
+// pending is the number of registered entries and the size of their
+// values (for tests).
+func (w *writtenValues) pending() (int, int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
 	for _, es := range w.m {
 		n += len(es)
 	}
-	return n
+	return n, w.bytes
 }
 
 // snapshot returns what decoding r's stored form gives, from r itself: its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,5 +191,19 @@ func TestEtcdOwnWritesExpire(t *testing.T) {
 	}
 	if n := s.PendingWrites(); n == 0 || n > 4096 {
 		t.Fatalf("%d writes wait for their event, want at most 4096", n)
+	}
+	// Large values: at most 8 MiB of them wait.
+	big := strings.Repeat("x", 300<<10)
+	ops = ops[:0]
+	for i := range 40 {
+		r := sampledTrace(fmt.Sprintf("big-%d", i), 1)
+		r.Labels["big"] = big
+		ops = append(ops, store.Op{Resource: r})
+	}
+	if _, err := s.Txn(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	if n, b := s.PendingWrites(), s.PendingBytes(); n == 0 || b > 8<<20 || b < 4<<20 {
+		t.Fatalf("%d writes of %d bytes wait for their event, want at most 8 MiB", n, b)
 	}
 }
