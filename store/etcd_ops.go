@@ -214,9 +214,12 @@ func (s *EtcdStore) Txn(ctx context.Context, ops []Op) (int64, error) {
 		etcdOps := make([]clientv3.Op, len(chunk))
 		var ws []*written
 		for j, p := range chunk {
-			if p.op.Delete {
+			switch {
+			case p.op.ValueKey != "":
+				etcdOps[j] = clientv3.OpPut(p.key, string(p.value))
+			case p.op.Delete:
 				etcdOps[j] = clientv3.OpDelete(p.key)
-			} else {
+			default:
 				etcdOps[j] = clientv3.OpPut(p.key, string(p.value))
 				if w := s.decoded.written.add(p.key, p.value, p.op.Resource); w != nil {
 					ws = append(ws, w)
@@ -230,7 +233,7 @@ func (s *EtcdStore) Txn(ctx context.Context, ops []Op) (int64, error) {
 		}
 		rev = resp.Header.Revision
 		for _, p := range chunk {
-			if !p.op.Delete {
+			if !p.op.Delete && p.op.ValueKey == "" {
 				p.op.Resource.Version = rev
 			}
 		}

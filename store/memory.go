@@ -298,7 +298,7 @@ func (m *MemoryStore) Txn(ctx context.Context, ops []Op) (int64, error) {
 	for _, chunk := range chunkOps(prepared, 0) {
 		changes := false
 		for _, p := range chunk {
-			if _, ok := m.latest(p.key); ok || !p.op.Delete {
+			if _, ok := m.latest(p.key); ok || !p.op.Delete || p.op.ValueKey != "" {
 				changes = true
 			}
 		}
@@ -307,6 +307,10 @@ func (m *MemoryStore) Txn(ctx context.Context, ops []Op) (int64, error) {
 		}
 		rev := m.bump()
 		for _, p := range chunk {
+			if p.op.ValueKey != "" {
+				m.values[p.op.ValueKey] = append([]byte(nil), p.value...)
+				continue
+			}
 			if p.op.Delete {
 				if _, ok := m.latest(p.key); ok {
 					m.commit(rev, p.key, nil, true)
@@ -546,6 +550,14 @@ func prepareOps(ks keyspace, ops []Op, maxBytes int) ([]preparedOp, error) {
 	out := make([]preparedOp, 0, len(ops))
 	for i, op := range ops {
 		p := preparedOp{op: op}
+		if op.ValueKey != "" {
+			if maxBytes > 0 && len(op.Value) > maxBytes {
+				return nil, fmt.Errorf("txn op %d: %w: value %q is %d bytes, the cap is %d", i, ErrTooLarge, op.ValueKey, len(op.Value), maxBytes)
+			}
+			p.key, p.value = ks.valueKey(op.ValueKey), op.Value
+			out = append(out, p)
+			continue
+		}
 		if op.Delete {
 			if err := checkKey(op.Key); err != nil {
 				return nil, fmt.Errorf("txn op %d: %w", i, err)

@@ -126,6 +126,13 @@ type Op struct {
 	Delete   bool
 	Key      resource.Key
 	Resource *resource.Resource
+	// ValueKey, when set, makes the op a put of Value under that key of
+	// GetValue and PutValue (stored as PutValue stores it, subject to the
+	// same size cap) instead of a resource op: small control-plane state
+	// (a sync cursor) then lands in the same transaction as the resources
+	// it describes. Delete, Key and Resource are ignored.
+	ValueKey string
+	Value    []byte
 }
 
 // Store is what every component needs of storage. Implementations must pass
@@ -144,6 +151,9 @@ type Store interface {
 	Delete(ctx context.Context, key resource.Key, expectVersion int64) (int64, error)
 	// Txn applies ops in transactions of at most 128 operations each (so the whole
 	// batch is not atomic when longer) and returns the last revision written.
+	// Ops are split in order: an op given last (a value op recording how far
+	// the batch goes) is in the last transaction, and value ops count
+	// against the cap like any other.
 	Txn(ctx context.Context, ops []Op) (int64, error)
 	// PutBatch creates or updates rs (no key twice) in transactions of at
 	// most MaxTxnOps operations: within one transaction every resource lands

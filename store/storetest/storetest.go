@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TxnLarge", testTxnLarge},
 		{"SizeCap", testSizeCap},
 		{"Values", testValues},
+		{"TxnValue", testTxnValue},
 		{"CreateValueRace", testCreateValueRace},
 		{"PutBatch", testPutBatch},
 		{"PutBatchMesh", testPutBatchMesh},
@@ -722,6 +723,93 @@ func testValues(t *testing.T, s store.Store) {
 	l, _ := s.List(ctx, resource.TypeZone, store.ListOptions{})
 	if l.Total != 0 {
 		t.Fatalf("values leaked into resources: %+v", l.Items)
+	}
+}
+
+// testTxnValue: a value op in a Txn lands with the resource ops of its
+// transaction or not at all, reads back with GetValue, and goes in the last
+// transaction when the ops are split.
+func testTxnValue(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	key := func(name string) resource.Key {
+		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "m", Name: name}
+	}
+	gone := func(what string, names ...string) {
+		t.Helper()
+		if v, err := s.GetValue(ctx, "cursor/east"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("%s: value written: %q, %v", what, v, err)
+		}
+		for _, n := range names {
+			if _, _, err := s.Get(ctx, key(n)); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("%s: %s written: %v", what, n, err)
+			}
+		}
+	}
+	// Refused whole: an oversized resource, then an oversized value.
+	big := trace("m", "big", map[string]string{"blob": strings.Repeat("x", store.DefaultMaxValueBytes)})
+	_, err := s.Txn(ctx, []store.Op{{Resource: trace("m", "a", nil)}, {Resource: big}, {ValueKey: "cursor/east", Value: []byte("7")}})
+	if !errors.Is(err, store.ErrTooLarge) {
+		t.Fatalf("Txn with an oversized resource: %v", err)
+	}
+	gone("oversized resource", "a", "big")
+	_, err = s.Txn(ctx, []store.Op{{Resource: trace("m", "a", nil)}, {ValueKey: "cursor/east", Value: make([]byte, store.DefaultMaxValueBytes+1)}})
+	if !errors.Is(err, store.ErrTooLarge) || !strings.Contains(err.Error(), "cursor/east") {
+		t.Fatalf("Txn with an oversized value: %v", err)
+	}
+	gone("oversized value", "a")
+
+	// Lands whole: the resources at the revision returned, the value with them.
+	a, b := trace("m", "a", nil), trace("m", "b", nil)
+	rev, err := s.Txn(ctx, []store.Op{{Resource: a}, {Resource: b}, {ValueKey: "cursor/east", Value: []byte(`{"revision":7}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Version != rev || b.Version != rev {
+		t.Fatalf("versions %d, %d, want the Txn's revision %d", a.Version, b.Version, rev)
+	}
+	if v, err := s.GetValue(ctx, "cursor/east"); err != nil || string(v) != `{"revision":7}` {
+		t.Fatalf("GetValue after Txn = %q, %v", v, err)
+	}
+	if got, _, err := s.Get(ctx, key("a")); err != nil || got.Version != rev {
+		t.Fatalf("Get after Txn: %+v, %v", got, err)
+	}
+	// A delete and a value: the value replaces the old one.
+	if _, err := s.Txn(ctx, []store.Op{{Delete: true, Key: key("a")}, {ValueKey: "cursor/east", Value: []byte("8")}}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.GetValue(ctx, "cursor/east"); err != nil || string(v) != "8" {
+		t.Fatalf("GetValue after delete Txn = %q, %v", v, err)
+	}
+	// Values are not resources: no value shows in a List.
+	if l, _ := s.List(ctx, resource.TypeMeshTrace, store.ListOptions{}); l.Total != 1 {
+		t.Fatalf("after Txns: %d MeshTraces, want 1 (b)", l.Total)
+	}
+
+	// The value counts against the cap: MaxTxnOps-1 resources and a value
+	// are one transaction, MaxTxnOps resources and a value two, the value
+	// in the second (the revision Txn returns is after the resources').
+	for _, n := range []int{store.MaxTxnOps - 1, store.MaxTxnOps} {
+		var ops []store.Op
+		var rs []*resource.Resource
+		for i := range n {
+			r := trace("m", fmt.Sprintf("s%03d", i), map[string]string{"n": fmt.Sprint(n)})
+			rs = append(rs, r)
+			ops = append(ops, store.Op{Resource: r})
+		}
+		want := fmt.Sprint("after ", n)
+		ops = append(ops, store.Op{ValueKey: "cursor/east", Value: []byte(want)})
+		rev, err := s.Txn(ctx, ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, last := rs[0].Version, rs[n-1].Version
+		split := n == store.MaxTxnOps
+		if first != last || (split && rev <= last) || (!split && rev != last) {
+			t.Fatalf("%d resources and a value: resources at %d..%d, Txn returned %d (split: %v)", n, first, last, rev, split)
+		}
+		if v, err := s.GetValue(ctx, "cursor/east"); err != nil || string(v) != want {
+			t.Fatalf("GetValue after %d resources = %q, %v", n, v, err)
+		}
 	}
 }
 
