@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/cli"
+)
+
+// BenchmarkBurstProcesses is issue 14's write benchmark with the control
+// planes as the built binary in their own processes, as a user runs them
+// (global and zones east and west, each with its embedded etcd, fsync on):
+//
+//   - burst: 1000 MeshTraces PUT by 8 concurrent clients (JSON bodies, one
+//     connection each, as eight meshtracectl processes): put-ms when the last
+//     PUT is answered, all-zones-ms when both zones serve every policy;
+//   - bulk: `meshtracectl apply -f` of one file of 1000 MeshTraces: apply-ms
+//     when the CLI returns, all-zones-ms when both zones serve every policy.
+//
+// "Every policy" is observed with a marker: one more policy PUT after the
+// others are answered has a higher revision than all of them, and a zone
+// applies global's changes in revision order, so the marker readable on a
+// zone's API means the zone holds all of them. cpu-ms is the CPU the three
+// control-plane processes used (from /proc), the client's not included. It
+// builds bin/meshtrace-cp into a temp dir, or uses $MESHTRACE_CP_BIN.
+//
+//	go test ./cmd/meshtrace-cp -run '^$' -bench BurstProcesses -benchtime 5x
+func BenchmarkBurstProcesses(b *testing.B) {
+	bin := os.Getenv("MESHTRACE_CP_BIN")
+	if bin == "" {
+		bin = filepath.Join(b.TempDir(), "meshtrace-cp")
+		build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			b.Fatalf("build: %v\n%s", err, out)
+		}
+	}
+	dir := b.TempDir()
+	gapi, gkds := freePort(b), freePort(b)
+	gcfg := writeFile(b, dir, "global.yaml", fmt.Sprintf("dataDir: %s/global\nstore:\n  embedded:\n    dir: %s/global/etcd\napi:\n  address: %s\n  adminToken: %s\nkds:\n  address: %s\ndiagnostics:\n  address: 127.0.0.1:0\n",
+		dir, dir, gapi, durabilityToken, gkds))
+	g := startBin(b, bin, "global", "--config", gcfg)
+	waitHTTP(b, g, "http://"+gapi+"/meshes/default", time.Now())
+	procs := []*binProcess{g}
+	var zoneAPIs []string
+	for _, zone := range []string{"east", "west"} {
+		tokenFile := writeFile(b, dir, zone+".token", zoneToken(b, "http://"+gapi, zone))
+		zapi := freePort(b)
+		zcfg := writeFile(b, dir, zone+".yaml", fmt.Sprintf("name: %s\ndataDir: %s/%s\nstore:\n  embedded:\n    dir: %s/%s/etcd\napi:\n  address: %s\nxds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\nglobal:\n  addresses: [%s]\n  tokenFile: %s\n  caFile: %s/global/kds-tls/ca.crt\n",
+			zone, dir, zone, dir, zone, zapi, gkds, tokenFile, dir))
+		z := startBin(b, bin, "zone", "--config", zcfg)
+		waitHTTP(b, z, "http://"+zapi+"/meshes/default", time.Now())
+		procs = append(procs, z)
+		zoneAPIs = append(zoneAPIs, "http://"+zapi)
+	}
+	cpu := func() time.Duration {
+		var sum time.Duration
+		for _, p := range procs {
+			sum += processCPU(b, p.cmd.Process.Pid)
+		}
+		return sum
+	}
+	clients := make([]*http.Client, 8)
+	for i := range clients {
+		clients[i] = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	}
+
+	b.Run("burst", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			bodies := make([][]byte, 1000)
+			for j := range bodies {
+				bodies[j] = []byte(policyJSON(fmt.Sprintf("burst-%d-%d", i, j), j))
+			}
+			cpu0 := cpu()
+			start := time.Now()
+			var wg sync.WaitGroup
+			errs := make(chan error, len(clients))
+			for w := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := w; j < len(bodies); j += len(clients) {
+						if err := putPolicy(clients[w], "http://"+gapi, fmt.Sprintf("burst-%d-%d", i, j), bodies[j]); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+			put := time.Since(start)
+			marker := fmt.Sprintf("burst-%d-marker", i)
+			if err := putPolicy(clients[0], "http://"+gapi, marker, []byte(policyJSON(marker, 0))); err != nil {
+				b.Fatal(err)
+			}
+			waitZones(b, zoneAPIs, marker)
+			b.ReportMetric(float64(put.Milliseconds()), "put-ms")
+			b.ReportMetric(float64(time.Since(start).Milliseconds()), "all-zones-ms")
+			b.ReportMetric(float64((cpu() - cpu0).Milliseconds()), "cpu-ms")
+		}
+	})
+
+	b.Run("bulk", func(b *testing.B) {
+		conf := filepath.Join(dir, "meshtracectl.yaml")
+		for i := 0; i < b.N; i++ {
+			var doc strings.Builder
+			for j := range 1000 {
+				fmt.Fprintf(&doc, "---\ntype: MeshTrace\nname: bulk-%d-%d\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: svc-%d\n  default:\n    sampling:\n      overall: 10\n    backends:\n    - zipkin:\n        url: http://zipkin-burst:9411/api/v2/spans\n", i, j, j)
+			}
+			file := writeFile(b, dir, fmt.Sprintf("bulk-%d.yaml", i), doc.String())
+			var out, errOut bytes.Buffer
+			app := &cli.App{Stdout: &out, Stderr: &errOut, ConfigPath: conf}
+			cpu0 := cpu()
+			start := time.Now()
+			if code := app.Run(context.Background(), []string{"--address", "http://" + gapi, "--token", durabilityToken, "apply", "-f", file}); code != 0 {
+				b.Fatalf("apply: %d\n%s", code, errOut.String())
+			}
+			applied := time.Since(start)
+			marker := fmt.Sprintf("bulk-%d-marker", i)
+			if err := putPolicy(clients[0], "http://"+gapi, marker, []byte(policyJSON(marker, 0))); err != nil {
+				b.Fatal(err)
+			}
+			waitZones(b, zoneAPIs, marker)
+			b.ReportMetric(float64(applied.Milliseconds()), "apply-ms")
+			b.ReportMetric(float64(time.Since(start).Milliseconds()), "all-zones-ms")
+			b.ReportMetric(float64((cpu() - cpu0).Milliseconds()), "cpu-ms")
+		}
+	})
+}
+
+func policyJSON(name string, j int) string {
+	return fmt.Sprintf(`{"type":"MeshTrace","mesh":"default","name":%q,"spec":{"targetRef":{"kind":"MeshService","name":"svc-%d"},"default":{"sampling":{"overall":10},"backends":[{"zipkin":{"url":"http://zipkin-burst:9411/api/v2/spans"}}]}}}`, name, j)
+}
+
+func putPolicy(c *http.Client, api, name string, body []byte) error {
+	req, err := http.NewRequest(http.MethodPut, api+"/meshes/default/meshtraces/"+name, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+durabilityToken)
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("PUT %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("PUT %s: %d %s", name, resp.StatusCode, msg)
+	}
+	return nil
+}
+
+// waitZones polls every zone's API until it serves the marker policy.
+func waitZones(b *testing.B, zoneAPIs []string, marker string) {
+	b.Helper()
+	c := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, api := range zoneAPIs {
+		for {
+			resp, err := c.Get(api + "/meshes/default/meshtraces/" + marker)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%s does not serve %s after 60s", api, marker)
+			}
+			time.Sleep(500 * time.Microsecond)
+		}
+	}
+}
+
+// processCPU is the user and system CPU time process pid has used, from
+// /proc/<pid>/stat (in clock ticks of 10 ms on Linux).
+func processCPU(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (in parentheses, which may hold spaces).
+	rest := string(raw[bytes.LastIndexByte(raw, ')')+2:])
+	f := strings.Fields(rest)
+	// utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("parse %s: %v %v", raw, err1, err2)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
