@@ -3,14 +3,12 @@ package store_test
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 )
 
@@ -97,42 +95,6 @@ func TestEmbeddedLockReleasedOnClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	openEmbedded(t, dir, true)
-}
-
-// The store calls its embedded server in-process, not through the client
-// socket (which stays for tools): with the socket unlinked, writes, reads
-// and watches still work, while a client dialing the socket cannot connect.
-func TestEmbeddedStoreDoesNotUseTheSocket(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s := openEmbedded(t, t.TempDir(), true)
-	sock := strings.TrimPrefix(s.Endpoints()[0], "unix://")
-	if err := os.Remove(sock); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := net.Dial("unix", sock); err == nil {
-		t.Fatal("the unlinked socket still accepts connections")
-	}
-	wch, err := s.Watch(ctx, store.WatchOptions{Types: []resource.Type{resource.TypeMesh}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := resource.New(resource.TypeMesh, "", "m1")
-	rev, err := s.Put(ctx, m, store.MustNotExist)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := s.Get(ctx, m.Key()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case resp := <-wch:
-		if resp.Err != nil || len(resp.Events) != 1 || resp.Revision != rev {
-			t.Fatalf("watch: %+v, want the put at %d", resp, rev)
-		}
-	case <-ctx.Done():
-		t.Fatal("no watch event")
-	}
 }
 
 // tcpListeners lists the local addresses (hex, as in /proc/net/tcp) of the

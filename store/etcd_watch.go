@@ -154,9 +154,7 @@ func (h *hub) wait() { <-h.stopped }
 func (h *hub) run() {
 	defer close(h.stopped)
 	// RequireLeader: a member cut off from its cluster ends the watch with an
-	// error (subscribers re-watch) instead of going silent. (The embedded
-	// store's in-process client has no gRPC interceptor to act on it; its
-	// single member is always its own leader.)
+	// error (subscribers re-watch) instead of going silent.
 	wch := h.s.client.Watch(clientv3.WithRequireLeader(h.ctx), h.prefix,
 		clientv3.WithPrefix(), clientv3.WithRev(h.startRev), clientv3.WithPrevKV())
 	for wresp := range wch {
