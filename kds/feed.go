@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -161,14 +162,28 @@ func (b *broadcaster) deliver(resp store.WatchResponse) {
 		if sub.staging != nil {
 			target = sub.staging
 		}
-		for _, e := range entries {
-			if e.rev > sub.floor {
-				target.push(e)
-			}
-		}
-		target.observe(top)
+		// Pushed and observed in one step (see queue.deliver).
+		target.deliver(above(entries, sub.floor), top)
 	}
 	b.pos = top
+}
+
+// above returns the entries past floor: entries itself when all are (a
+// response straddles a stream's catch-up position only rarely).
+func above(entries []*entry, floor int64) []*entry {
+	for i, e := range entries {
+		if e.rev > floor {
+			continue
+		}
+		out := slices.Clone(entries[:i])
+		for _, e := range entries[i+1:] {
+			if e.rev > floor {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	return entries
 }
 
 // subscribe registers q and returns the position up to which the stream
@@ -194,15 +209,16 @@ func (s *subscription) caughtUp(floor int64) {
 	s.floor = floor
 	st := s.staging
 	s.staging = nil
+	var staged []*entry
 	st.mu.Lock()
 	for el := st.order.Front(); el != nil; el = el.Next() {
 		if e := el.Value.(*entry); e.rev > floor {
-			s.q.push(e)
+			staged = append(staged, e)
 		}
 	}
 	observed := st.observed
 	st.mu.Unlock()
-	s.q.observe(max(observed, floor))
+	s.q.deliver(staged, max(observed, floor))
 }
 
 func (s *subscription) close() {

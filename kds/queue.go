@@ -48,14 +48,40 @@ func (q *queue) push(e *entry) {
 		q.cache.forget(e.key, e.rev)
 	}
 	q.mu.Lock()
+	q.pushLocked(e)
+	q.mu.Unlock()
+	q.signal()
+}
+
+// deliver records the changes of one watch response and that every change
+// up to rev has been pushed, in one step: a take between a push and the
+// observe would send the change with a cursor below its revision, and once
+// the queue is empty nothing sends the cursor that covers it again (a zone's
+// applied revision then stays behind until an unrelated change).
+func (q *queue) deliver(entries []*entry, rev int64) {
+	for _, e := range entries {
+		if e.del {
+			q.cache.forget(e.key, e.rev)
+		}
+	}
+	q.mu.Lock()
+	for _, e := range entries {
+		q.pushLocked(e)
+	}
+	if rev > q.observed {
+		q.observed = rev
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *queue) pushLocked(e *entry) {
 	if el, ok := q.items[e.key]; ok {
 		el.Value = e
 		q.order.MoveToBack(el)
 	} else {
 		q.items[e.key] = q.order.PushBack(e)
 	}
-	q.mu.Unlock()
-	q.signal()
 }
 
 // observe records that every change up to rev has been pushed.
@@ -274,6 +300,7 @@ func feed(ctx context.Context, wch <-chan store.WatchResponse, q *queue, keep fu
 			// response's: an etcd response header carries the store's
 			// current revision, which may be ahead of events still to come.
 			var seen int64
+			var entries []*entry
 			for _, ev := range resp.Events {
 				seen = max(seen, ev.Revision)
 				if ev.Resource == nil {
@@ -286,9 +313,9 @@ func feed(ctx context.Context, wch <-chan store.WatchResponse, q *queue, keep fu
 				if !e.del {
 					e.res = ev.Resource
 				}
-				q.push(e)
+				entries = append(entries, e)
 			}
-			q.observe(seen)
+			q.deliver(entries, seen)
 		}
 	}
 }
