@@ -9,14 +9,13 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	yamlv2 "go.yaml.in/yaml/v2"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshtrace/meshtrace/parallel"
 )
 
 // KubeAPIVersion is the apiVersion of Kubernetes manifests.
@@ -137,7 +136,7 @@ func DecodeDocuments(data []byte) []Document {
 	}
 	// Documents decode independently: a long stream (a file of many
 	// policies) is shared among the cores.
-	inParallel(len(out), parallelDecodeFrom, func(i int) {
+	parallel.For(len(out), parallelDecodeFrom, func(i int) {
 		doc := &out[i]
 		r, err := decodeDocument(doc.data)
 		if err != nil {
@@ -152,32 +151,6 @@ func DecodeDocuments(data []byte) []Document {
 // parallelDecodeFrom is the number of documents from which DecodeDocuments
 // decodes on every core.
 const parallelDecodeFrom = 32
-
-// inParallel calls f(0..n-1), on GOMAXPROCS goroutines when n is at least
-// from; each call must touch only its own index.
-func inParallel(n, from int, f func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if n < from || workers < 2 {
-		for i := range n {
-			f(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				f(i)
-			}
-		})
-	}
-	wg.Wait()
-}
 
 type document struct {
 	data []byte

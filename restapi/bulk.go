@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"runtime"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/meshtrace/meshtrace/parallel"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 )
@@ -116,7 +114,7 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) (*BulkResponse, i
 		err *Error
 	}
 	items := make([]decoded, len(req.Items))
-	inParallel(len(req.Items), func(i int) {
+	parallel.For(len(req.Items), parallelFrom, func(i int) {
 		items[i].res, items[i].err = h.decodeBulkItem(req.Items[i])
 	})
 	resp.Items = make([]BulkItem, len(req.Items))
@@ -223,28 +221,6 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) (*BulkResponse, i
 // parallelFrom is the number of bulk items from which they are decoded on
 // every core.
 const parallelFrom = 32
-
-// inParallel calls f(0..n-1) on GOMAXPROCS goroutines when n is at least
-// parallelFrom; each call must touch only its own index.
-func inParallel(n int, f func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if n < parallelFrom || workers < 2 {
-		for i := range n {
-			f(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				f(i)
-			}
-		})
-	}
-	wg.Wait()
-}
 
 // bulkFailure is the top-level error of a failed bulk apply: the status of
 // the first failure and a count of the failed items.
