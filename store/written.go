@@ -270,6 +270,14 @@ func buildChecker(t reflect.Type, building map[reflect.Type]*checker) checker {
 	return *p
 }
 
+// valueOf is v's value as a T, read through its address when it has one.
+func valueOf[T any](v reflect.Value) T {
+	if v.CanAddr() {
+		return *v.Addr().Interface().(*T)
+	}
+	return v.Interface().(T)
+}
+
 func never(reflect.Value, bool) bool  { return false }
 func always(reflect.Value, bool) bool { return true }
 
@@ -277,23 +285,13 @@ func makeChecker(t reflect.Type, building map[reflect.Type]*checker) checker {
 	switch t {
 	case timeType:
 		return func(v reflect.Value, _ bool) bool {
-			var tm time.Time
-			if v.CanAddr() {
-				tm = *v.Addr().Interface().(*time.Time)
-			} else {
-				tm = v.Interface().(time.Time)
-			}
+			tm := valueOf[time.Time](v)
 			// Decoding gives UTC as a nil location and no monotonic reading.
 			return tm.Location() == time.UTC && tm == tm.Round(0)
 		}
 	case intOrStringType:
 		return func(v reflect.Value, _ bool) bool {
-			var x resource.IntOrString
-			if v.CanAddr() {
-				x = *v.Addr().Interface().(*resource.IntOrString)
-			} else {
-				x = v.Interface().(resource.IntOrString)
-			}
+			x := valueOf[resource.IntOrString](v)
 			if x.IsString {
 				return x.IntVal == 0 && utf8.ValidString(x.StrVal)
 			}
