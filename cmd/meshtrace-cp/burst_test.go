@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,19 +36,10 @@ import (
 //
 //	go test ./cmd/meshtrace-cp -run '^$' -bench BurstProcesses -benchtime 5x
 func BenchmarkBurstProcesses(b *testing.B) {
-	bin := os.Getenv("MESHTRACE_CP_BIN")
-	if bin == "" {
-		bin = filepath.Join(b.TempDir(), "meshtrace-cp")
-		build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			b.Fatalf("build: %v\n%s", err, out)
-		}
-	}
+	bin := cpBinary(b)
 	dir := b.TempDir()
 	gapi, gkds := freePort(b), freePort(b)
-	gcfg := writeFile(b, dir, "global.yaml", fmt.Sprintf("dataDir: %s/global\nstore:\n  embedded:\n    dir: %s/global/etcd\napi:\n  address: %s\n  adminToken: %s\nkds:\n  address: %s\ndiagnostics:\n  address: 127.0.0.1:0\n",
-		dir, dir, gapi, durabilityToken, gkds))
+	gcfg := writeFile(b, dir, "global.yaml", globalConfig(dir, gapi, gkds))
 	g := startBin(b, bin, "global", "--config", gcfg)
 	waitHTTP(b, g, "http://"+gapi+"/meshes/default", time.Now())
 	procs := []*binProcess{g}
@@ -57,8 +47,7 @@ func BenchmarkBurstProcesses(b *testing.B) {
 	for _, zone := range []string{"east", "west"} {
 		tokenFile := writeFile(b, dir, zone+".token", zoneToken(b, "http://"+gapi, zone))
 		zapi := freePort(b)
-		zcfg := writeFile(b, dir, zone+".yaml", fmt.Sprintf("name: %s\ndataDir: %s/%s\nstore:\n  embedded:\n    dir: %s/%s/etcd\napi:\n  address: %s\nxds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\nglobal:\n  addresses: [%s]\n  tokenFile: %s\n  caFile: %s/global/kds-tls/ca.crt\n",
-			zone, dir, zone, dir, zone, zapi, gkds, tokenFile, dir))
+		zcfg := writeFile(b, dir, zone+".yaml", zoneConfig(dir, zone, zapi, gkds, tokenFile))
 		z := startBin(b, bin, "zone", "--config", zcfg)
 		waitHTTP(b, z, "http://"+zapi+"/meshes/default", time.Now())
 		procs = append(procs, z)

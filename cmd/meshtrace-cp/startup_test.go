@@ -22,21 +22,12 @@ import (
 //
 //	go test ./cmd/meshtrace-cp -run '^$' -bench Startup -benchtime 10x
 func BenchmarkStartup(b *testing.B) {
-	bin := os.Getenv("MESHTRACE_CP_BIN")
-	if bin == "" {
-		bin = filepath.Join(b.TempDir(), "meshtrace-cp")
-		build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			b.Fatalf("build: %v\n%s", err, out)
-		}
-	}
+	bin := cpBinary(b)
 	var gAPI, gReady, zAPI, zSynced []time.Duration
 	for i := 0; i < b.N; i++ {
 		dir := b.TempDir()
 		gapi, gkds := freePort(b), freePort(b)
-		gcfg := writeFile(b, dir, "global.yaml", fmt.Sprintf("dataDir: %s/global\nstore:\n  embedded:\n    dir: %s/global/etcd\napi:\n  address: %s\n  adminToken: %s\nkds:\n  address: %s\ndiagnostics:\n  address: 127.0.0.1:0\n",
-			dir, dir, gapi, durabilityToken, gkds))
+		gcfg := writeFile(b, dir, "global.yaml", globalConfig(dir, gapi, gkds))
 		start := time.Now()
 		g := startBin(b, bin, "global", "--config", gcfg)
 		gAPI = append(gAPI, waitHTTP(b, g, "http://"+gapi+"/", start))
@@ -45,8 +36,7 @@ func BenchmarkStartup(b *testing.B) {
 		token := zoneToken(b, "http://"+gapi, "west")
 		zapi := freePort(b)
 		tokenFile := writeFile(b, dir, "west.token", token)
-		zcfg := writeFile(b, dir, "zone.yaml", fmt.Sprintf("name: west\ndataDir: %s/west\nstore:\n  embedded:\n    dir: %s/west/etcd\napi:\n  address: %s\nxds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\nglobal:\n  addresses: [%s]\n  tokenFile: %s\n  caFile: %s/global/kds-tls/ca.crt\n",
-			dir, dir, zapi, gkds, tokenFile, dir))
+		zcfg := writeFile(b, dir, "zone.yaml", zoneConfig(dir, "west", zapi, gkds, tokenFile))
 		start = time.Now()
 		z := startBin(b, bin, "zone", "--config", zcfg)
 		zAPI = append(zAPI, waitHTTP(b, z, "http://"+zapi+"/", start))
@@ -62,6 +52,34 @@ func BenchmarkStartup(b *testing.B) {
 	b.ReportMetric(median(gReady), "global-bootstrapped-ms")
 	b.ReportMetric(median(zAPI), "zone-api-ms")
 	b.ReportMetric(median(zSynced), "zone-synced-ms")
+}
+
+// cpBinary is $MESHTRACE_CP_BIN, or meshtrace-cp built (static) into a temp dir.
+func cpBinary(b *testing.B) string {
+	b.Helper()
+	if bin := os.Getenv("MESHTRACE_CP_BIN"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(b.TempDir(), "meshtrace-cp")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// globalConfig is a global's config file with its data under dir/global.
+func globalConfig(dir, api, kds string) string {
+	return fmt.Sprintf("dataDir: %s/global\nstore:\n  embedded:\n    dir: %s/global/etcd\napi:\n  address: %s\n  adminToken: %s\nkds:\n  address: %s\ndiagnostics:\n  address: 127.0.0.1:0\n",
+		dir, dir, api, durabilityToken, kds)
+}
+
+// zoneConfig is zone's config file with its data under dir/zone, connected
+// to the global of globalConfig(dir, ...).
+func zoneConfig(dir, zone, api, kds, tokenFile string) string {
+	return fmt.Sprintf("name: %s\ndataDir: %s/%s\nstore:\n  embedded:\n    dir: %s/%s/etcd\napi:\n  address: %s\nxds:\n  address: 127.0.0.1:0\ndiagnostics:\n  address: 127.0.0.1:0\nglobal:\n  addresses: [%s]\n  tokenFile: %s\n  caFile: %s/global/kds-tls/ca.crt\n",
+		zone, dir, zone, dir, zone, api, kds, tokenFile, dir)
 }
 
 func writeFile(tb testing.TB, dir, name, content string) string {
