@@ -186,10 +186,10 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
 	}
 	eps := []string{curl.String()}
 	// The store dials the server's unix socket. etcd's in-process client
-	// (v3client) saved about a tenth of a write burst's CPU, but with it one
-	// of ten zones could stop receiving changes (kds BenchmarkPropagation,
-	// zones=10, reproducible in 1 of 2 runs) and a read racing Close crashed
-	// in bbolt; it stays off until both are understood.
+	// (v3client) saved about a tenth of a write burst's CPU, but a read
+	// racing Close crashed inside bbolt with it; it stays off until reads are
+	// refused once Close has begun. (The zone it seemed to leave one revision
+	// behind was a kds race its timing exposed, fixed since.)
 	client, err := clientv3.New(clientv3.Config{
 		Endpoints:   eps,
 		DialTimeout: 5 * time.Second,

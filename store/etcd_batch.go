@@ -137,10 +137,6 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 			s.decoded.written.forget(ws...)
 			return n, s.wrap(err, fmt.Sprintf("batch transaction of %d resources", n))
 		}
-		if !resp.Succeeded {
-			// Nothing was written: Prepare may change rs before a retry.
-			s.decoded.written.forget(ws...)
-		}
 		if resp.Succeeded {
 			rev := resp.Header.Revision
 			for i := range n {
@@ -151,6 +147,8 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 			}
 			return n, nil
 		}
+		// Nothing was written: Prepare may change rs before a retry.
+		s.decoded.written.forget(ws...)
 		// Someone else wrote meanwhile (or a hint was stale): learn the
 		// current state from the Else reads and try again.
 		var conflict bool
