@@ -3,12 +3,17 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 )
 
@@ -125,4 +130,114 @@ func tcpListeners(t *testing.T) []string {
 		}
 	}
 	return out
+}
+
+// The store calls its embedded server in-process, not through the client
+// socket (which stays for tools): with the socket unlinked, writes, reads
+// and watches still work, while a client dialing the socket cannot connect.
+func TestEmbeddedStoreDoesNotUseTheSocket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := openEmbedded(t, t.TempDir(), true)
+	sock := strings.TrimPrefix(s.Endpoints()[0], "unix://")
+	if err := os.Remove(sock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("unix", sock); err == nil {
+		t.Fatal("the unlinked socket still accepts connections")
+	}
+	wch, err := s.Watch(ctx, store.WatchOptions{Types: []resource.Type{resource.TypeMesh}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := resource.New(resource.TypeMesh, "", "m1")
+	rev, err := s.Put(ctx, m, store.MustNotExist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, m.Key()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-wch:
+		if resp.Err != nil || len(resp.Events) != 1 || resp.Revision != rev {
+			t.Fatalf("watch: %+v, want the put at %d", resp, rev)
+		}
+	case <-ctx.Done():
+		t.Fatal("no watch event")
+	}
+}
+
+// Close while reads, lists, writes and transactions run: every call either
+// completes or fails with ErrClosed, none reaches the stopped server (with
+// the in-process client, a read of the closed backend crashed the process),
+// and Close returns. Seeded: the seed is printed.
+func TestEmbeddedCloseDuringCalls(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	for round := range 4 {
+		s, err := store.OpenEmbedded(context.Background(), store.EmbeddedConfig{Dir: t.TempDir(), UnsafeNoFsync: round%2 == 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		for i := range 20 {
+			m, _ := resource.New(resource.TypeMesh, "", fmt.Sprintf("m%d", i))
+			if _, err := s.Put(ctx, m, store.AnyVersion); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		started := make(chan struct{}, 8)
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					if i == 1 {
+						started <- struct{}{}
+					}
+					m, _ := resource.New(resource.TypeMesh, "", fmt.Sprintf("m%d", (w+i)%20))
+					var err error
+					switch (w + i) % 4 {
+					case 0:
+						_, _, err = s.Get(ctx, m.Key())
+					case 1:
+						_, err = s.List(ctx, resource.TypeMesh, store.ListOptions{})
+					case 2:
+						_, err = s.Put(ctx, m, store.AnyVersion)
+					default:
+						_, err = s.Txn(ctx, []store.Op{{Resource: m}})
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		for range 8 {
+			<-started
+		}
+		time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+		done := make(chan error, 1)
+		go func() { done <- s.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: close: %v", round, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: close did not return", round)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if !errors.Is(err, store.ErrClosed) {
+				t.Fatalf("round %d: a call racing close failed with %v, want ErrClosed", round, err)
+			}
+		}
+	}
 }

@@ -93,6 +93,10 @@ func (s *EtcdStore) List(ctx context.Context, t resource.Type, opts ListOptions)
 // compactRevision asks etcd for its compact revision: a watch from a compacted
 // revision answers with it. It returns 0 when etcd does not tell.
 func (s *EtcdStore) compactRevision(ctx context.Context, rev int64) int64 {
+	if !s.gate.enter() {
+		return 0
+	}
+	defer s.gate.leave()
 	wctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), 5*time.Second)
 	defer cancel()
 	for resp := range s.client.Watch(wctx, s.ks.prefix+"compact-probe", clientv3.WithRev(rev)) {
