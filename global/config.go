@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshtrace/meshtrace/config"
+	"github.com/meshtrace/meshtrace/kds"
 	"github.com/meshtrace/meshtrace/store"
 )
 
@@ -44,6 +45,7 @@ type KDSConfig struct {
 	Insecure        bool            `json:"insecure" desc:"Serve KDS without TLS (tests only)."`
 	MaxMessageBytes int             `json:"maxMessageBytes" desc:"Largest gRPC message KDS sends or accepts."`
 	Heartbeat       config.Duration `json:"heartbeat" desc:"Interval of KDS keepalive pings."`
+	BatchGap        config.Duration `json:"batchGap" desc:"Least time between two batches of changes to one zone: a change after a quiet spell goes out at once, a stream of changes in fewer, larger batches (each one commit and fsync in the zone's store and one xDS push); 0 sends the next batch as soon as the zone acknowledges the previous one."`
 	MaxConnections  int             `json:"maxConnections" desc:"Cap on open KDS connections; at the cap the oldest connection without a stream is closed."`
 }
 
@@ -63,6 +65,7 @@ func DefaultConfig() Config {
 			Address:         "0.0.0.0:5685",
 			MaxMessageBytes: 10 << 20,
 			Heartbeat:       config.Duration(10 * time.Second),
+			BatchGap:        config.Duration(kds.DefaultBatchGap),
 			MaxConnections:  1024,
 		},
 		Diagnostics: config.DiagnosticsConfig{Address: "127.0.0.1:5680", MaxConnections: 64},
@@ -143,6 +146,9 @@ func (c Config) Validate() error {
 	}
 	if c.KDS.Heartbeat < config.Duration(100*time.Millisecond) {
 		bad("kds.heartbeat", "must be at least 100ms, got %s", c.KDS.Heartbeat)
+	}
+	if c.KDS.BatchGap < 0 || c.KDS.BatchGap > config.Duration(time.Second) {
+		bad("kds.batchGap", "must be between 0 and 1s, got %s", c.KDS.BatchGap)
 	}
 	checkAddress(bad, "diagnostics.address", c.Diagnostics.Address)
 	for _, m := range []struct {

@@ -104,6 +104,10 @@ func TestValidate(t *testing.T) {
 		{name: "kds limits", mutate: func(c *Config) {
 			c.KDS.MaxMessageBytes, c.KDS.Heartbeat, c.KDS.TLSKeyFile = 10, config.Duration(time.Millisecond), cert
 		}, want: []string{"kds.maxMessageBytes: must be at least 65536", "kds.heartbeat: must be at least 100ms, got 1ms", "kds.tlsCertFile: tlsCertFile and tlsKeyFile"}},
+		{name: "kds batch gap negative", mutate: func(c *Config) { c.KDS.BatchGap = config.Duration(-time.Millisecond) },
+			want: []string{"kds.batchGap: must be between 0 and 1s, got -1ms"}},
+		{name: "kds batch gap too long", mutate: func(c *Config) { c.KDS.BatchGap = config.Duration(2 * time.Second) },
+			want: []string{"kds.batchGap: must be between 0 and 1s, got 2s"}},
 		{name: "log and token", mutate: func(c *Config) { c.Log.Level, c.API.AdminToken = "loud", "a b" },
 			want: []string{`log.level: "loud" is not one of`, "api.adminToken: must not contain whitespace"}},
 		{name: "compaction", mutate: func(c *Config) { c.Store.Embedded.AutoCompactionRetention = "forever" },

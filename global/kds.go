@@ -154,6 +154,7 @@ func (g *Global) runKDS(ctx context.Context) error {
 		Logger:          g.log,
 		MaxMessageBytes: g.cfg.KDS.MaxMessageBytes,
 		Heartbeat:       g.cfg.KDS.Heartbeat.D(),
+		BatchGap:        g.cfg.KDS.BatchGap.D(),
 		Registerer:      g.reg,
 	})
 	if err != nil {

@@ -263,23 +263,38 @@ func (c *Client) loadCursor(ctx context.Context) error {
 }
 
 func (c *Client) saveCursor(ctx context.Context, storeID string, rev int64) error {
+	op, err := c.cursorOp(storeID, rev)
+	if err != nil {
+		return err
+	}
+	if _, err := c.cfg.Store.PutValue(ctx, op.ValueKey, op.Value); err != nil {
+		return fmt.Errorf("kds: persist cursor: %w", err)
+	}
+	c.cursorSaved(storeID, rev)
+	return nil
+}
+
+// cursorOp is the store op that persists the cursor at rev: written alone by
+// saveCursor, or in the transaction of the batch that reaches rev.
+func (c *Client) cursorOp(storeID string, rev int64) (*store.Op, error) {
 	c.mu.Lock()
 	held := c.held
 	c.mu.Unlock()
 	b, err := json.Marshal(cursor{StoreID: storeID, Revision: rev, Held: held})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := c.cfg.Store.PutValue(ctx, valueCursor, b); err != nil {
-		return fmt.Errorf("kds: persist cursor: %w", err)
-	}
+	return &store.Op{ValueKey: valueCursor, Value: b}, nil
+}
+
+// cursorSaved records that the cursor at rev is in the store.
+func (c *Client) cursorSaved(storeID string, rev int64) {
 	c.mu.Lock()
 	c.storeID = storeID
 	c.stats.CursorWrites++
 	c.mu.Unlock()
 	c.applied.Store(rev)
 	c.metrics.applied.Set(float64(rev))
-	return nil
 }
 
 // Run keeps a stream to global open until ctx ends, redialling with jittered

@@ -180,10 +180,17 @@ type flight struct {
 // then the coalesced changes, one batch at a time (the next batch goes out
 // when the previous one is acknowledged, so a slow peer accumulates coalesced
 // state instead of messages).
+//
+// With a gap, a batch of changes also waits until gap has passed since the
+// previous one went out: a change after a quiet spell leaves at once, while
+// a stream of changes goes out as fewer, larger batches, each one commit
+// (and fsync) on the peer instead of one per few changes.
 type pusher struct {
 	q        *queue
 	budget   int
 	oversize func(e *entry, size int, err error)
+	gap      time.Duration
+	lastSent time.Time
 
 	snapshot    []*entry
 	snapPending bool
@@ -212,7 +219,7 @@ func (p *pusher) busy() bool {
 // next returns the next batch to send, or nil when a batch is in flight or
 // nothing is pending.
 func (p *pusher) next(now time.Time) *kdsv1.Batch {
-	if p.inflight != nil {
+	if p.inflight != nil || !p.heldUntil().IsZero() && now.Before(p.heldUntil()) {
 		return nil
 	}
 	var b kdsv1.Batch
@@ -260,12 +267,22 @@ func (p *pusher) next(now time.Time) *kdsv1.Batch {
 	}
 	p.nonce++
 	b.Nonce = p.nonce
+	p.lastSent = now
 	f := &flight{nonce: b.Nonce, sent: now, cursor: b.Revision, snapshot: b.Snapshot, end: b.SnapshotEnd, perType: map[resource.Type]int64{}}
 	for _, r := range b.Resources {
 		f.perType[resource.Type(r.Type)]++
 	}
 	p.inflight = f
 	return &b
+}
+
+// heldUntil returns when the gap lets the next batch of changes go out, or
+// the zero time when nothing waits for the gap (a snapshot never does).
+func (p *pusher) heldUntil() time.Time {
+	if p.gap <= 0 || p.snapPending || p.lastSent.IsZero() {
+		return time.Time{}
+	}
+	return p.lastSent.Add(p.gap)
 }
 
 // ack settles the batch in flight; it returns nil when a does not answer it.

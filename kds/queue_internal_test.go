@@ -111,6 +111,50 @@ func TestPusherSnapshotThenChanges(t *testing.T) {
 	}
 }
 
+// With a gap, a change after a quiet spell goes out at once; the next one,
+// even once the first is acknowledged, waits until the gap has passed since
+// the first went out, and then carries everything queued meanwhile. A
+// snapshot is never held.
+func TestPusherGapHoldsChangesBetweenBatches(t *testing.T) {
+	q := newQueue(nil)
+	p := newPusher(q, 1<<20, func(*entry, int, error) {})
+	p.gap = 20 * time.Millisecond
+	key := func(n string) resource.Key { return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n} }
+	t0 := time.Unix(1000, 0)
+	if !p.heldUntil().IsZero() {
+		t.Fatal("a fresh pusher holds")
+	}
+	q.push(&entry{key: key("a"), res: policy("a", 1), rev: 1})
+	q.observe(1)
+	b := p.next(t0)
+	if b == nil || len(b.Resources) != 1 {
+		t.Fatalf("first change after a quiet spell: %+v, want it sent at once", b)
+	}
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	q.push(&entry{key: key("b"), res: policy("b", 1), rev: 2})
+	q.push(&entry{key: key("c"), res: policy("c", 1), rev: 3})
+	q.observe(3)
+	if got := p.heldUntil(); !got.Equal(t0.Add(p.gap)) {
+		t.Fatalf("held until %v, want %v", got, t0.Add(p.gap))
+	}
+	if b := p.next(t0.Add(p.gap - time.Millisecond)); b != nil {
+		t.Fatalf("sent %+v within the gap", b)
+	}
+	b = p.next(t0.Add(p.gap))
+	if b == nil || len(b.Resources) != 2 || b.Revision != 3 {
+		t.Fatalf("after the gap: %+v, want both changes up to revision 3", b)
+	}
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+
+	p.startSnapshot([]*entry{{key: key("a"), res: policy("a", 1), rev: 1}}, 3)
+	if !p.heldUntil().IsZero() {
+		t.Fatal("a pending snapshot is held")
+	}
+	if b := p.next(t0.Add(p.gap + time.Millisecond)); b == nil || !b.Snapshot {
+		t.Fatalf("snapshot right after a batch: %+v, want it sent", b)
+	}
+}
+
 // A resource version is encoded once for all streams; a delete drops it.
 func TestWireCacheSharesEncodings(t *testing.T) {
 	c := newWireCache()

@@ -31,6 +31,7 @@ const (
 	DefaultHeartbeat       = 5 * time.Second
 	DefaultStallIntervals  = 3
 	DefaultInsightInterval = time.Second
+	DefaultBatchGap        = 20 * time.Millisecond
 	DefaultRevocationCheck = 10 * time.Second
 )
 
@@ -62,6 +63,12 @@ type ServerConfig struct {
 	// with an unacknowledged batch, for StallIntervals intervals is cut.
 	Heartbeat      time.Duration
 	StallIntervals int
+	// BatchGap is the least time between two batches of changes to a zone
+	// (0: none; global's default is DefaultBatchGap). A change after a
+	// quiet spell goes out at once; a stream of changes goes out in fewer,
+	// larger batches, each one transaction and fsync in the zone's store
+	// and one reconcile and xDS push for its proxies.
+	BatchGap time.Duration
 	// InsightInterval is the least time between two ZoneInsight writes of a zone.
 	InsightInterval time.Duration
 	// RevocationCheck is how often live streams' tokens are checked again
@@ -85,6 +92,7 @@ func (c *ServerConfig) setDefaults() {
 	setDefault(&c.Heartbeat, DefaultHeartbeat)
 	setDefault(&c.StallIntervals, DefaultStallIntervals)
 	setDefault(&c.InsightInterval, DefaultInsightInterval)
+
 	setDefault(&c.RevocationCheck, DefaultRevocationCheck)
 }
 

@@ -117,6 +117,7 @@ func (st *serverStream) run() error {
 	}
 
 	st.p = newPusher(st.q, messageBudget(st.s.cfg.MaxMessageBytes, hello.GetMaxMessageBytes()), st.oversized)
+	st.p.gap = st.s.cfg.BatchGap
 	// One store watch per server feeds every stream: subscribe first, then
 	// read what comes before the feed's position.
 	sub, pos, err := st.s.feed.subscribe(ctx, st.q, st.fail)
@@ -326,6 +327,9 @@ func (st *serverStream) recvLoop() {
 func (st *serverStream) sendLoop() {
 	hb := time.NewTicker(st.s.cfg.Heartbeat)
 	defer hb.Stop()
+	gap := time.NewTimer(time.Hour)
+	gap.Stop()
+	defer gap.Stop()
 	var pendingSince time.Time
 	for {
 		select {
@@ -354,9 +358,16 @@ func (st *serverStream) sendLoop() {
 			pendingSince = time.Time{}
 		}
 		st.reportLag(pendingSince)
+		// Changes held by the batch gap (see pusher): wake when it ends.
+		var gapC <-chan time.Time
+		if t := st.p.heldUntil(); st.p.inflight == nil && st.q.len() > 0 && t.After(now) {
+			gap.Reset(t.Sub(now))
+			gapC = gap.C
+		}
 		select {
 		case <-st.ctx.Done():
 			return
+		case <-gapC:
 		case m := <-st.out:
 			st.send(m, "upload_ack")
 		case m := <-st.inspects:

@@ -281,13 +281,14 @@ func (u *uploader) owner(ctx context.Context, key resource.Key) (string, error) 
 
 // commit writes ops (commitOps) and records in the index what was written.
 func (u *uploader) commit(ctx context.Context, ops []store.Op, hashes []string, rejected func(i int, err error)) error {
-	return commitOps(ctx, u.s.cfg.Store, ops, func(i int) {
+	_, err := commitOps(ctx, u.s.cfg.Store, ops, nil, func(i int) {
 		if ops[i].Delete {
 			delete(u.index, ops[i].Key)
 		} else {
 			u.index[ops[i].Key] = hashes[i]
 		}
 	}, rejected)
+	return err
 }
 
 // finishSnapshot deletes this zone's resources the snapshot did not name.

@@ -1,0 +1,130 @@
+package kds_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/kds"
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// cursorKey is where a zone keeps its sync cursor (kds.valueCursor).
+const cursorKey = "kds/zone-cursor"
+
+// txnWatch is a zone store that records, for every transaction with
+// resource ops, whether the sync cursor was in it, and counts the cursor's
+// writes on their own.
+type txnWatch struct {
+	store.Store
+	mu          sync.Mutex
+	withCursor  int
+	without     int
+	aloneWrites int
+}
+
+func (w *txnWatch) Txn(ctx context.Context, ops []store.Op) (int64, error) {
+	resources, cursor := 0, false
+	for _, op := range ops {
+		if op.ValueKey == cursorKey {
+			cursor = true
+		} else if op.ValueKey == "" {
+			resources++
+		}
+	}
+	w.mu.Lock()
+	if resources > 0 && cursor {
+		w.withCursor++
+	} else if resources > 0 {
+		w.without++
+	}
+	w.mu.Unlock()
+	return w.Store.Txn(ctx, ops)
+}
+
+func (w *txnWatch) PutValue(ctx context.Context, key string, value []byte) (int64, error) {
+	if key == cursorKey {
+		w.mu.Lock()
+		w.aloneWrites++
+		w.mu.Unlock()
+	}
+	return w.Store.PutValue(ctx, key, value)
+}
+
+// A batch of changes and the cursor it reaches land in one transaction of
+// the zone's store: one commit (one fsync on etcd) per batch, not two. The
+// cursor read back is the last batch's revision.
+func TestBatchCursorRidesInTheBatchTransaction(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	put(t, gs, mesh("default"))
+	g := e.startGlobal(gs, "")
+	zs := &txnWatch{Store: newMemory(t)}
+	z := e.startZone("east", zs, token(t, gs, "east"), []string{g.addr})
+	waitFor(t, "east to connect", 5*time.Second, z.client.Connected)
+	settle(t, gs, z)
+	// The first connect's snapshot writes its cursor after its deletes,
+	// outside the transaction: count from here.
+	zs.mu.Lock()
+	withBefore, withoutBefore := zs.withCursor, zs.without
+	zs.mu.Unlock()
+	var rev int64
+	for i := range 5 {
+		rev = put(t, gs, meshTrace("default", fmt.Sprintf("p-%d", i), i))
+		waitApplied(t, rev, 10*time.Second, z)
+	}
+	zs.mu.Lock()
+	with, without := zs.withCursor-withBefore, zs.without-withoutBefore
+	zs.mu.Unlock()
+	if with < 5 || without != 0 {
+		t.Fatalf("transactions with resources: %d with the cursor, %d without; want every one of the 5 batches with it", with, without)
+	}
+	b, err := zs.GetValue(context.Background(), cursorKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur struct {
+		Revision int64 `json:"revision"`
+	}
+	if err := json.Unmarshal(b, &cur); err != nil || cur.Revision < rev {
+		t.Fatalf("stored cursor %s (%v), want revision %d or later", b, err, rev)
+	}
+}
+
+// With a batch gap, a change after a quiet spell reaches the zone at once,
+// while changes made in quick succession go out together: at most one batch
+// per gap, and every change arrives.
+func TestBatchGapCoalescesAStreamOfChanges(t *testing.T) {
+	e := newEnv(t)
+	gs := newMemory(t)
+	put(t, gs, mesh("default"))
+	const gap = 200 * time.Millisecond
+	g := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.BatchGap = gap })
+	zs := newMemory(t)
+	z := e.startZone("east", zs, token(t, gs, "east"), []string{g.addr})
+	waitFor(t, "east to connect", 5*time.Second, z.client.Connected)
+	settle(t, gs, z)
+
+	before := z.client.Stats().Batches
+	start := time.Now()
+	var rev int64
+	// Spread out, as an operator's script would write them: without a gap
+	// each would go out alone (the zone acknowledges in well under 10 ms).
+	for i := range 20 {
+		rev = put(t, gs, meshTrace("default", fmt.Sprintf("p-%d", i), i))
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitApplied(t, rev, 10*time.Second, z)
+	elapsed := time.Since(start)
+	sameContent(t, gs, zs, resource.TypeMeshTrace)
+	// One batch at once, then at most one per gap while changes keep coming
+	// (plus one for a change that just missed the last).
+	batches := z.client.Stats().Batches - before
+	if limit := 2 + int(elapsed/gap); batches > limit {
+		t.Fatalf("20 changes in %s went out in %d batches, want at most %d with a %s gap", elapsed, batches, limit, gap)
+	}
+}
