@@ -72,8 +72,8 @@ type committer struct {
 	mu       sync.Mutex
 	queue    []*groupMember
 	inflight int
-	sending  int           // members of the transaction in flight
-	peak     int           // most members queued and sending at once, since peakAt
+	sending  int // members of the transaction in flight
+	peak     int // most members queued and sending at once, since peakAt
 	peakAt   time.Time
 	arrived  chan struct{} // a member was queued (buffered 1)
 }
