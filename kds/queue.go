@@ -181,16 +181,19 @@ type flight struct {
 // when the previous one is acknowledged, so a slow peer accumulates coalesced
 // state instead of messages).
 //
-// With a gap, a batch of changes also waits until gap has passed since the
-// previous one went out: a change after a quiet spell leaves at once, while
-// a stream of changes goes out as fewer, larger batches, each one commit
-// (and fsync) on the peer instead of one per few changes.
+// With a gap, changes that piled up while a batch was in flight wait, once
+// it is acknowledged, until gap has passed since it went out: a stream of
+// changes faster than the peer's round trip goes out as fewer, larger
+// batches, each one commit (and fsync) on the peer instead of one per few
+// changes. A change arriving while nothing is pending or in flight (an
+// operator's edit, one write after another each waited for) leaves at once.
 type pusher struct {
 	q        *queue
 	budget   int
 	oversize func(e *entry, size int, err error)
 	gap      time.Duration
 	lastSent time.Time
+	backlog  bool // changes were pending when the last batch was acknowledged
 
 	snapshot    []*entry
 	snapPending bool
@@ -279,7 +282,7 @@ func (p *pusher) next(now time.Time) *kdsv1.Batch {
 // heldUntil returns when the gap lets the next batch of changes go out, or
 // the zero time when nothing waits for the gap (a snapshot never does).
 func (p *pusher) heldUntil() time.Time {
-	if p.gap <= 0 || p.snapPending || p.lastSent.IsZero() {
+	if p.gap <= 0 || p.snapPending || !p.backlog {
 		return time.Time{}
 	}
 	return p.lastSent.Add(p.gap)
@@ -292,6 +295,7 @@ func (p *pusher) ack(a *kdsv1.Ack) *flight {
 		return nil
 	}
 	p.inflight = nil
+	p.backlog = p.q.len() > 0
 	return f
 }
 

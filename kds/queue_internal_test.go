@@ -111,15 +111,18 @@ func TestPusherSnapshotThenChanges(t *testing.T) {
 	}
 }
 
-// With a gap, a change after a quiet spell goes out at once; the next one,
-// even once the first is acknowledged, waits until the gap has passed since
-// the first went out, and then carries everything queued meanwhile. A
-// snapshot is never held.
+// With a gap, a change while nothing is pending goes out at once, and so
+// does one arriving after the previous batch was acknowledged with nothing
+// pending. Changes that piled up while a batch was in flight wait, once it
+// is acknowledged, until the gap has passed since it went out, and then go
+// together. A snapshot is never held.
 func TestPusherGapHoldsChangesBetweenBatches(t *testing.T) {
 	q := newQueue(nil)
 	p := newPusher(q, 1<<20, func(*entry, int, error) {})
 	p.gap = 20 * time.Millisecond
-	key := func(n string) resource.Key { return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n} }
+	key := func(n string) resource.Key {
+		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n}
+	}
 	t0 := time.Unix(1000, 0)
 	if !p.heldUntil().IsZero() {
 		t.Fatal("a fresh pusher holds")
@@ -131,26 +134,37 @@ func TestPusherGapHoldsChangesBetweenBatches(t *testing.T) {
 		t.Fatalf("first change after a quiet spell: %+v, want it sent at once", b)
 	}
 	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	// Acknowledged with nothing pending: the next change is not held.
 	q.push(&entry{key: key("b"), res: policy("b", 1), rev: 2})
-	q.push(&entry{key: key("c"), res: policy("c", 1), rev: 3})
-	q.observe(3)
-	if got := p.heldUntil(); !got.Equal(t0.Add(p.gap)) {
-		t.Fatalf("held until %v, want %v", got, t0.Add(p.gap))
+	q.observe(2)
+	t1 := t0.Add(time.Millisecond)
+	if b = p.next(t1); b == nil || len(b.Resources) != 1 {
+		t.Fatalf("change after an idle ack: %+v, want it sent at once", b)
 	}
-	if b := p.next(t0.Add(p.gap - time.Millisecond)); b != nil {
+	// Two more pile up while it is in flight: held after its ack.
+	q.push(&entry{key: key("c"), res: policy("c", 1), rev: 3})
+	q.push(&entry{key: key("d"), res: policy("d", 1), rev: 4})
+	q.observe(4)
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	if got := p.heldUntil(); !got.Equal(t1.Add(p.gap)) {
+		t.Fatalf("held until %v, want %v", got, t1.Add(p.gap))
+	}
+	if b := p.next(t1.Add(p.gap - time.Millisecond)); b != nil {
 		t.Fatalf("sent %+v within the gap", b)
 	}
-	b = p.next(t0.Add(p.gap))
-	if b == nil || len(b.Resources) != 2 || b.Revision != 3 {
-		t.Fatalf("after the gap: %+v, want both changes up to revision 3", b)
+	b = p.next(t1.Add(p.gap))
+	if b == nil || len(b.Resources) != 2 || b.Revision != 4 {
+		t.Fatalf("after the gap: %+v, want both changes up to revision 4", b)
 	}
+	q.push(&entry{key: key("e"), res: policy("e", 1), rev: 5})
+	q.observe(5)
 	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
 
-	p.startSnapshot([]*entry{{key: key("a"), res: policy("a", 1), rev: 1}}, 3)
+	p.startSnapshot([]*entry{{key: key("a"), res: policy("a", 1), rev: 1}}, 5)
 	if !p.heldUntil().IsZero() {
 		t.Fatal("a pending snapshot is held")
 	}
-	if b := p.next(t0.Add(p.gap + time.Millisecond)); b == nil || !b.Snapshot {
+	if b := p.next(t1.Add(p.gap + time.Millisecond)); b == nil || !b.Snapshot {
 		t.Fatalf("snapshot right after a batch: %+v, want it sent", b)
 	}
 }

@@ -64,10 +64,11 @@ type ServerConfig struct {
 	Heartbeat      time.Duration
 	StallIntervals int
 	// BatchGap is the least time between two batches of changes to a zone
-	// (0: none; global's default is DefaultBatchGap). A change after a
-	// quiet spell goes out at once; a stream of changes goes out in fewer,
-	// larger batches, each one transaction and fsync in the zone's store
-	// and one reconcile and xDS push for its proxies.
+	// when changes piled up while the first was in flight (0: none;
+	// global's default is DefaultBatchGap). A change made when the zone has
+	// nothing pending goes out at once; a stream of changes goes out in
+	// fewer, larger batches, each one transaction and fsync in the zone's
+	// store and one reconcile and xDS push for its proxies.
 	BatchGap time.Duration
 	// InsightInterval is the least time between two ZoneInsight writes of a zone.
 	InsightInterval time.Duration
