@@ -256,7 +256,7 @@ func BenchmarkDataplaneChurn(b *testing.B) {
 // responses of batch policies each, on top of 10k policies already there
 // and no proxies: the bookkeeping of the mesh's policy list alone.
 func BenchmarkPolicyStream(b *testing.B) {
-	for _, batch := range []int{1, 8, 128} {
+	for _, batch := range []int{1, 8, 40, 128} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			ctx := context.Background()
 			r, err := NewReconciler(nil, newCountingCache(), nil)

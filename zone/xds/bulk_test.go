@@ -183,3 +183,54 @@ func TestMeshPolicyListFollowsChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeNames: merging sorted changed names into a sorted policy list in
+// place gives the list a sort of the union would, for random lists and
+// changes (replaced, removed, added, absent), including empty ones and
+// arrays with spare room.
+func TestMergeNames(t *testing.T) {
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 2))
+	t.Logf("seed %d", seed)
+	name := func() string { return fmt.Sprintf("p-%03d", rng.IntN(60)) }
+	for range 3000 {
+		state := map[string]*resource.Resource{}
+		for range rng.IntN(40) {
+			n := name()
+			state[n] = meshTrace(n, meshRef(), nil)
+		}
+		list := make([]*resource.Resource, 0, len(state)+rng.IntN(8))
+		for _, p := range state {
+			list = append(list, p)
+		}
+		slices.SortFunc(list, func(a, b *resource.Resource) int { return strings.Compare(a.Name, b.Name) })
+		var names []string
+		for range rng.IntN(30) {
+			n := name()
+			names = append(names, n)
+			switch rng.IntN(3) {
+			case 0:
+				delete(state, n)
+			default:
+				state[n] = meshTrace(n, meshRef(), nil)
+			}
+		}
+		slices.Sort(names)
+		names = slices.Compact(names)
+		var want []*resource.Resource
+		for _, p := range state {
+			want = append(want, p)
+		}
+		slices.SortFunc(want, func(a, b *resource.Resource) int { return strings.Compare(a.Name, b.Name) })
+		old := len(list)
+		got := mergeNames(list, names, func(n string) *resource.Resource { return state[n] })
+		if !slices.Equal(got, want) {
+			t.Fatalf("names %v: got %d policies, want %d", names, len(got), len(want))
+		}
+		for _, p := range got[len(got):max(len(got), min(old, cap(got)))] {
+			if p != nil {
+				t.Fatalf("names %v: a policy is still referenced past the list's end", names)
+			}
+		}
+	}
+}

@@ -345,39 +345,75 @@ func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bo
 }
 
 // finishBulk brings the lists of the meshes in bulk up to date with
-// r.policies in one merge each (the changed names sorted, the list walked
-// once: no pass over every policy of every mesh, no sort of the whole list)
-// and marks their proxies dirty (unchanged ones are not rebuilt).
+// r.policies and marks their proxies dirty (unchanged ones are not rebuilt).
+// Each list is merged with the mesh's sorted changed names in place, with
+// the index that held it dropped (as putMeshPolicy does): each name is found
+// by binary search and the unchanged runs between them move whole, so a
+// call costs a few copies of the list's pointers, not a read of every
+// policy's name nor a new list.
 func (r *Reconciler) finishBulk(bulk meshChanges, dirty map[resource.Key]bool) {
 	for mesh, names := range bulk {
 		slices.Sort(names)
 		names = slices.Compact(names)
-		list := r.meshPols[mesh]
-		out := make([]*resource.Resource, 0, len(list)+len(names))
-		i := 0
-		for _, name := range names {
-			for i < len(list) && list[i].Name < name {
-				out = append(out, list[i])
-				i++
-			}
-			if i < len(list) && list[i].Name == name {
-				i++
-			}
+		list := mergeNames(r.meshPols[mesh], names, func(name string) *resource.Resource {
 			if p, ok := r.policies[resource.Key{Type: resource.TypeMeshTrace, Mesh: mesh, Name: name}]; ok {
-				out = append(out, p.r)
+				return p.r
 			}
-		}
-		out = append(out, list[i:]...)
-		if len(out) == 0 {
+			return nil
+		})
+		if len(list) == 0 {
 			delete(r.meshPols, mesh)
 		} else {
-			r.meshPols[mesh] = out
+			r.meshPols[mesh] = list
 		}
 		delete(r.meshIdx, mesh)
 		for pk := range r.byMesh[mesh] {
 			dirty[pk] = true
 		}
 	}
+}
+
+// mergeNames returns list (sorted by name, names unique) with each of names
+// (sorted, unique) set to current(name), or removed when that is nil. It
+// reuses list's array: first replacing and removing in one forward pass,
+// then inserting the new names from the back.
+func mergeNames(list []*resource.Resource, names []string, current func(string) *resource.Resource) []*resource.Resource {
+	var added []*resource.Resource
+	w, i := 0, 0
+	for _, name := range names {
+		j, found := slices.BinarySearchFunc(list[i:], name, byName)
+		w += copy(list[w:], list[i:i+j])
+		i += j
+		p := current(name)
+		switch {
+		case found && p != nil:
+			list[w] = p
+			w++
+			i++
+		case found:
+			i++
+		case p != nil:
+			added = append(added, p)
+		}
+	}
+	w += copy(list[w:], list[i:])
+	clear(list[w:])
+	list = list[:w]
+	if len(added) == 0 {
+		return list
+	}
+	n := len(list)
+	list = slices.Grow(list, len(added))[:n+len(added)]
+	// From the back: the old policies above each added one move up past it.
+	end := n // list[:end] holds the old policies not moved yet
+	for k := len(added) - 1; k >= 0; k-- {
+		j, _ := slices.BinarySearchFunc(list[:end], added[k].Name, byName)
+		top := k + 1 + end // one past where list[end-1] goes
+		copy(list[top-(end-j):top], list[j:end])
+		end = j
+		list[end+k] = added[k]
+	}
+	return list
 }
 
 func (r *Reconciler) setGateway(res *resource.Resource, dirty map[resource.Key]bool) {
