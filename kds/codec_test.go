@@ -2,6 +2,7 @@ package kds
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -48,6 +49,29 @@ func meshTraceOf(m, name string, v int) *resource.Resource {
 	return &resource.Resource{Meta: resource.Meta{Type: resource.TypeMeshTrace, Mesh: m, Name: name},
 		Spec: &resource.MeshTraceSpec{TargetRef: &resource.TargetRef{Kind: resource.KindMesh},
 			Default: &resource.MeshTraceConf{Backends: &backends, Sampling: &resource.Sampling{Overall: resource.Int(int64(v))}}}}
+}
+
+// encodeResource writes what json.Marshal wrote before it called
+// MarshalJSON itself: the bytes zones of any version receive are unchanged.
+func TestEncodeResourceIsJSONMarshal(t *testing.T) {
+	rs := seedResources(t)
+	odd := meshTraceOf("default", "a<b>&c", 1)
+	odd.Labels = map[string]string{"k\u2028": "caf\u00e9 \"x\"", "a": "<script>"}
+	odd.CreationTime = time.Date(2026, 11, 30, 4, 48, 57, 1, time.FixedZone("x", 3600))
+	rs = append(rs, odd)
+	for _, r := range rs {
+		got, err := encodeResource(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s:\nencodeResource %s\njson.Marshal   %s", r.Key(), got, want)
+		}
+	}
 }
 
 // What global encodes, the shorter decoding reads exactly as the strict
@@ -188,6 +212,32 @@ func BenchmarkDecodeWire(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := decodeWire(w); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkEncodeResource measures what global does once per changed policy
+// for all zones: its Universal JSON, through json.Marshal (as before) and
+// as encodeResource writes it.
+func BenchmarkEncodeResource(b *testing.B) {
+	r := meshTraceOf("default", "burst-1", 10)
+	r.CreationTime = time.Date(2026, 11, 30, 4, 48, 57, 123456789, time.UTC)
+	r.ModificationTime = r.CreationTime
+	r.Labels = map[string]string{resource.LabelOrigin: resource.OriginGlobal}
+	b.Run("json.Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encodeResource", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := encodeResource(r); err != nil {
 				b.Fatal(err)
 			}
 		}
