@@ -115,9 +115,11 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 				ws = append(ws, w)
 			}
 		}
-		for _, m := range meshes {
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.meshKey(m)), ">", 0))
-			gets = append(gets, clientv3.OpGet(s.meshKey(m), clientv3.WithCountOnly()))
+		meshKeys := make([]string, len(meshes))
+		for j, m := range meshes {
+			meshKeys[j] = s.meshKey(m)
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(meshKeys[j]), ">", 0))
+			gets = append(gets, clientv3.OpGet(meshKeys[j], clientv3.WithCountOnly()))
 		}
 		var resp *clientv3.TxnResponse
 		var shared bool
@@ -128,7 +130,7 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 			for _, sz := range sizes[:n] {
 				bytes += sz
 			}
-			r := s.commit(&groupMember{ctx: ctx, keys: keys[:n], bytes: bytes, cmps: cmps, puts: puts, gets: gets})
+			r := s.commit(&groupMember{ctx: ctx, keys: keys[:n], bytes: bytes, cmps: cmps, puts: puts, gets: gets, meshes: meshKeys})
 			resp, shared, err = r.resp, r.shared, r.err
 		} else {
 			resp, err = s.client.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -56,7 +57,12 @@ type groupMember struct {
 	cmps  []clientv3.Cmp
 	puts  []clientv3.Op
 	gets  []clientv3.Op
-	done  chan groupResult
+	// meshes are the storage keys of the Meshes it checks: the last
+	// len(meshes) compares (the Mesh exists) and gets (its count) are
+	// theirs, in this order. Members checking one Mesh share one compare
+	// and one get.
+	meshes []string
+	done   chan groupResult
 }
 
 // groupResult is a member's share of its group's transaction.
@@ -208,18 +214,12 @@ func (s *EtcdStore) send(batch []*groupMember) {
 		m.done <- groupResult{resp: resp, err: err}
 		return
 	}
-	var cmps []clientv3.Cmp
-	var puts, gets []clientv3.Op
-	for _, m := range batch {
-		cmps = append(cmps, m.cmps...)
-		puts = append(puts, m.puts...)
-		gets = append(gets, m.gets...)
-	}
+	ops := groupOps(batch)
 	// Not one member's context: one writer giving up must not fail the
 	// others. The store's own context ends it on Close.
-	resp, err := s.client.Txn(s.ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
+	resp, err := s.client.Txn(s.ctx).If(ops.cmps...).Then(ops.puts...).Else(ops.gets...).Commit()
 	off := 0
-	for _, m := range batch {
+	for i, m := range batch {
 		r := groupResult{shared: true, err: err}
 		if err == nil {
 			own := &clientv3.TxnResponse{Header: resp.Header, Succeeded: resp.Succeeded}
@@ -227,11 +227,68 @@ func (s *EtcdStore) send(batch []*groupMember) {
 				own.Responses = resp.Responses[off : off+len(m.puts)]
 				off += len(m.puts)
 			} else {
-				own.Responses = resp.Responses[off : off+len(m.gets)]
-				off += len(m.gets)
+				own.Responses = make([]*etcdserverpb.ResponseOp, len(ops.elseOf[i]))
+				for j, at := range ops.elseOf[i] {
+					own.Responses[j] = resp.Responses[at]
+				}
 			}
 			r.resp = own
 		}
 		m.done <- r
 	}
+}
+
+// sharedOps is the transaction of a group of members.
+type sharedOps struct {
+	cmps       []clientv3.Cmp
+	puts, gets []clientv3.Op
+	// elseOf[i] are the indexes, among the Else responses, of member i's
+	// gets, in its order.
+	elseOf [][]int
+}
+
+// groupOps puts the members' transactions together: every member's own
+// compares, puts and gets in order, then each Mesh checked once however
+// many members check it (the same compare and the same read, which etcd
+// would otherwise decode, range and answer once per member).
+func groupOps(batch []*groupMember) sharedOps {
+	var nc, np, ng, meshFrom int
+	for _, m := range batch {
+		nc, np, ng = nc+len(m.cmps), np+len(m.puts), ng+len(m.gets)
+		meshFrom += len(m.gets) - len(m.meshes)
+	}
+	ops := sharedOps{
+		cmps:   make([]clientv3.Cmp, 0, nc),
+		puts:   make([]clientv3.Op, 0, np),
+		gets:   make([]clientv3.Op, meshFrom, ng),
+		elseOf: make([][]int, len(batch)),
+	}
+	var meshCmps []clientv3.Cmp
+	meshAt := map[string]int{} // mesh key -> index of its get
+	own := 0
+	for i, m := range batch {
+		ownCmps, ownGets := len(m.cmps)-len(m.meshes), len(m.gets)-len(m.meshes)
+		ops.cmps = append(ops.cmps, m.cmps[:ownCmps]...)
+		ops.puts = append(ops.puts, m.puts...)
+		elseOf := make([]int, 0, len(m.gets))
+		for _, g := range m.gets[:ownGets] {
+			ops.gets[own] = g
+			elseOf = append(elseOf, own)
+			own++
+		}
+		// The Meshes' compares and gets come after every member's own.
+		for j, k := range m.meshes {
+			at, ok := meshAt[k]
+			if !ok {
+				at = len(ops.gets)
+				meshAt[k] = at
+				meshCmps = append(meshCmps, m.cmps[ownCmps+j])
+				ops.gets = append(ops.gets, m.gets[ownGets+j])
+			}
+			elseOf = append(elseOf, at)
+		}
+		ops.elseOf[i] = elseOf
+	}
+	ops.cmps = append(ops.cmps, meshCmps...)
+	return ops
 }

@@ -338,3 +338,61 @@ func TestEtcdGroupCommit(t *testing.T) {
 	}
 	t.Logf("%d concurrent writes in %d transactions", writers, len(distinct))
 }
+
+// Writers sharing transactions check their Meshes once per transaction:
+// each still gets its own answer. Writers in a mesh that does not exist
+// fail with ErrNoMesh (and fail the shared transaction, so the others retry
+// alone); the others land, each at its acknowledged revision.
+func TestEtcdGroupCommitMeshChecks(t *testing.T) {
+	s := openEmbedded(t, t.TempDir(), false)
+	ctx := context.Background()
+	for _, name := range []string{"group-a", "group-b"} {
+		m, _ := resource.New(resource.TypeMesh, "", name)
+		if _, err := s.Put(ctx, m, store.MustNotExist); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meshes := []string{"group-a", "group-b", "group-a", "group-none"}
+	const writers = 64
+	revs := make([]int64, writers)
+	errs := make([]error, writers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			<-start
+			r, _ := resource.New(resource.TypeMeshTrace, meshes[w%len(meshes)], fmt.Sprintf("t-%d", w))
+			res, err := s.PutBatch(ctx, []*resource.Resource{r}, store.BatchOptions{RequireMesh: true})
+			errs[w] = err
+			if err == nil {
+				revs[w] = res[0].Revision
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	distinct := map[int64]bool{}
+	for w := range writers {
+		mesh := meshes[w%len(meshes)]
+		key := resource.Key{Type: resource.TypeMeshTrace, Mesh: mesh, Name: fmt.Sprintf("t-%d", w)}
+		got, _, err := s.Get(ctx, key)
+		if mesh == "group-none" {
+			if !errors.Is(errs[w], store.ErrNoMesh) {
+				t.Errorf("%s: want ErrNoMesh, got %v", key, errs[w])
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s stored: %v, %v", key, got, err)
+			}
+			continue
+		}
+		if errs[w] != nil {
+			t.Errorf("%s: %v", key, errs[w])
+			continue
+		}
+		if err != nil || got.Version != revs[w] {
+			t.Errorf("%s acknowledged at %d, stored: %v, %v", key, revs[w], got, err)
+		}
+		distinct[revs[w]] = true
+	}
+	t.Logf("%d writes in existing meshes in %d transactions", writers*3/4, len(distinct))
+}
