@@ -33,13 +33,18 @@ func decodeResource(b []byte) (*resource.Resource, error) {
 // decodeWire decodes a received resource and checks that it is the one the
 // message names and that it is valid; an error is the reason to reject it.
 //
-// A policy takes a shorter way first (decodeEncoded); whatever it does not
-// accept is decoded strictly, so a rejection always carries the strict
-// decoder's reason (unknown field, wrong type, with its path).
+// A policy takes shorter ways first (decodeCompact, then decodeEncoded);
+// whatever they do not accept is decoded strictly, so a rejection always
+// carries the strict decoder's reason (unknown field, wrong type, with its
+// path).
 func decodeWire(w *kdsv1.Resource) (*resource.Resource, error) {
-	r, err := decodeEncoded(w.Json)
-	if err != nil {
-		r, err = decodeResource(w.Json)
+	r, ok := decodeCompact(w.Json)
+	var err error
+	if !ok {
+		r, err = decodeEncoded(w.Json)
+		if err != nil {
+			r, err = decodeResource(w.Json)
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -1,0 +1,455 @@
+package kds
+
+import (
+	"bytes"
+	"encoding"
+	"encoding/json"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshtrace/meshtrace/resource"
+)
+
+// decodeCompact reads a policy in the form encodeResource writes it straight
+// into its typed value, in one pass over the bytes with a plan per Go type
+// made once, where encoding/json scans the bytes twice and looks every key
+// up by folding its case. It takes a narrow form only: no whitespace, each
+// key once and spelt exactly as its json tag, strings of printable ASCII
+// without escapes, integers, no null, and nothing the spec's types decode
+// in their own way but json.Unmarshaler on a string or a number (times,
+// IntOrString). On anything else it declines (ok false) and the caller
+// takes decodeEncoded's way, which says what is wrong when something is.
+// What it accepts, decodeEncoded accepts and reads equal
+// (FuzzDecodeCompactMatchesEncoded).
+func decodeCompact(b []byte) (_ *resource.Resource, ok bool) {
+	rest, ok := bytes.CutPrefix(b, encodedTypePrefix)
+	if !ok {
+		return nil, false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return nil, false
+	}
+	d, ok := resource.Lookup(resource.Type(rest[:end]))
+	if !ok || !d.IsPolicy {
+		return nil, false
+	}
+	spec := d.NewSpec()
+	sv := reflect.ValueOf(spec)
+	if sv.Kind() != reflect.Pointer || sv.IsNil() || !sv.Elem().IsZero() {
+		return nil, false
+	}
+	p := planOf(sv.Elem().Type())
+	r := &resource.Resource{Meta: resource.Meta{Type: d.Type}, Spec: spec}
+	c := compactReader{b: b, i: len(encodedTypePrefix) + end + 1}
+	var seen uint8
+	const (
+		seenMesh = 1 << iota
+		seenName
+		seenLabels
+		seenCreation
+		seenModification
+		seenSpec
+	)
+	once := func(bit uint8) bool {
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	}
+	for !c.take('}') {
+		if !c.take(',') {
+			return nil, false
+		}
+		key, ok := c.str()
+		if !ok || !c.take(':') {
+			return nil, false
+		}
+		switch string(key) {
+		case "mesh":
+			ok = once(seenMesh) && c.value(reflect.ValueOf(&r.Mesh).Elem(), stringPlan, 0)
+		case "name":
+			ok = once(seenName) && c.value(reflect.ValueOf(&r.Name).Elem(), stringPlan, 0)
+		case "labels":
+			ok = once(seenLabels) && c.value(reflect.ValueOf(&r.Labels).Elem(), labelsPlan, 0)
+		case "creationTime":
+			ok = once(seenCreation) && c.value(reflect.ValueOf(&r.CreationTime).Elem(), timePlan, 0)
+		case "modificationTime":
+			ok = once(seenModification) && c.value(reflect.ValueOf(&r.ModificationTime).Elem(), timePlan, 0)
+		case "spec":
+			ok = once(seenSpec) && c.value(sv.Elem(), p, 0)
+		default:
+			ok = false
+		}
+		if !ok {
+			return nil, false
+		}
+	}
+	if c.i != len(c.b) || seen&seenSpec == 0 {
+		return nil, false
+	}
+	if len(r.Labels) == 0 {
+		r.Labels = nil
+	}
+	return r, true
+}
+
+// compactReader reads JSON in decodeCompact's narrow form.
+type compactReader struct {
+	b []byte
+	i int
+}
+
+func (c *compactReader) take(ch byte) bool {
+	if c.i < len(c.b) && c.b[c.i] == ch {
+		c.i++
+		return true
+	}
+	return false
+}
+
+func (c *compactReader) peek() byte {
+	if c.i < len(c.b) {
+		return c.b[c.i]
+	}
+	return 0
+}
+
+// str reads a string of printable ASCII without escapes and returns what is
+// between its quotes.
+func (c *compactReader) str() ([]byte, bool) {
+	if !c.take('"') {
+		return nil, false
+	}
+	start := c.i
+	for ; c.i < len(c.b); c.i++ {
+		switch ch := c.b[c.i]; {
+		case ch == '"':
+			c.i++
+			return c.b[start : c.i-1], true
+		case ch < 0x20 || ch >= 0x7f || ch == '\\':
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// integer reads a JSON number without fraction or exponent.
+func (c *compactReader) integer() ([]byte, bool) {
+	start := c.i
+	c.take('-')
+	digits := c.i
+	for c.i < len(c.b) && c.b[c.i] >= '0' && c.b[c.i] <= '9' {
+		c.i++
+	}
+	n := c.i - digits
+	if n == 0 || n > 1 && c.b[digits] == '0' {
+		return nil, false
+	}
+	if ch := c.peek(); ch == '.' || ch == 'e' || ch == 'E' {
+		return nil, false
+	}
+	return c.b[start:c.i], true
+}
+
+func (c *compactReader) literal(word string) bool {
+	if len(c.b)-c.i >= len(word) && string(c.b[c.i:c.i+len(word)]) == word {
+		c.i += len(word)
+		return true
+	}
+	return false
+}
+
+// maxCompactDepth bounds the nesting decodeCompact follows; deeper input is
+// declined (the spec types nest a few levels).
+const maxCompactDepth = 32
+
+// value reads one value into v (a zero value, addressable) as p says.
+func (c *compactReader) value(v reflect.Value, p *valuePlan, depth int) bool {
+	if depth > maxCompactDepth || c.peek() == 'n' {
+		return false // null: encoding/json's handling differs by kind
+	}
+	switch p.kind {
+	case planUnmarshaler:
+		start := c.i
+		var ok bool
+		if c.peek() == '"' {
+			_, ok = c.str()
+		} else {
+			_, ok = c.integer()
+		}
+		if !ok {
+			return false
+		}
+		u := v.Addr().Interface().(json.Unmarshaler)
+		return u.UnmarshalJSON(c.b[start:c.i]) == nil
+	case planPointer:
+		e := reflect.New(p.t.Elem())
+		if !c.value(e.Elem(), p.elem, depth+1) {
+			return false
+		}
+		v.Set(e)
+		return true
+	case planStruct:
+		if !c.take('{') {
+			return false
+		}
+		if c.take('}') {
+			return true
+		}
+		var seen uint64
+		for {
+			key, ok := c.str()
+			if !ok || !c.take(':') {
+				return false
+			}
+			i, known := p.names[string(key)]
+			if !known || seen&(1<<i) != 0 {
+				return false
+			}
+			seen |= 1 << i
+			f := p.fields[i]
+			if !c.value(v.Field(f.index), f.plan, depth+1) {
+				return false
+			}
+			if c.take('}') {
+				return true
+			}
+			if !c.take(',') {
+				return false
+			}
+		}
+	case planMap:
+		if !c.take('{') {
+			return false
+		}
+		m := reflect.MakeMap(p.t)
+		if !c.take('}') {
+			for {
+				key, ok := c.str()
+				if !ok || !c.take(':') {
+					return false
+				}
+				e := reflect.New(p.t.Elem()).Elem()
+				if !c.value(e, p.elem, depth+1) {
+					return false
+				}
+				m.SetMapIndex(reflect.ValueOf(string(key)).Convert(p.t.Key()), e)
+				if c.take('}') {
+					break
+				}
+				if !c.take(',') {
+					return false
+				}
+			}
+		}
+		v.Set(m)
+		return true
+	case planSlice:
+		if !c.take('[') {
+			return false
+		}
+		s := reflect.MakeSlice(p.t, 0, 0)
+		if !c.take(']') {
+			for {
+				s = reflect.Append(s, reflect.Zero(p.t.Elem()))
+				if !c.value(s.Index(s.Len()-1), p.elem, depth+1) {
+					return false
+				}
+				if c.take(']') {
+					break
+				}
+				if !c.take(',') {
+					return false
+				}
+			}
+		}
+		v.Set(s)
+		return true
+	case planString:
+		s, ok := c.str()
+		if ok {
+			v.SetString(string(s))
+		}
+		return ok
+	case planBool:
+		switch {
+		case c.literal("true"):
+			v.SetBool(true)
+		case c.literal("false"):
+		default:
+			return false
+		}
+		return true
+	case planInt:
+		s, ok := c.integer()
+		if !ok {
+			return false
+		}
+		n, err := strconv.ParseInt(string(s), 10, 64)
+		if err != nil || v.OverflowInt(n) {
+			return false
+		}
+		v.SetInt(n)
+		return true
+	case planUint:
+		s, ok := c.integer()
+		if !ok || s[0] == '-' {
+			return false
+		}
+		n, err := strconv.ParseUint(string(s), 10, 64)
+		if err != nil || v.OverflowUint(n) {
+			return false
+		}
+		v.SetUint(n)
+		return true
+	}
+	return false // planUnsupported
+}
+
+type planKind uint8
+
+const (
+	planUnsupported planKind = iota
+	planUnmarshaler
+	planPointer
+	planStruct
+	planMap
+	planSlice
+	planString
+	planBool
+	planInt
+	planUint
+)
+
+// valuePlan is how decodeCompact fills one Go type, worked out once.
+type valuePlan struct {
+	kind planKind
+	t    reflect.Type
+	elem *valuePlan // pointer, map and slice
+	// A struct's fields by their JSON name (at most 64).
+	names  map[string]int
+	fields []fieldPlan
+}
+
+type fieldPlan struct {
+	index int
+	plan  *valuePlan
+}
+
+var (
+	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+	plansMu sync.Mutex
+	plans   = map[reflect.Type]*valuePlan{}
+
+	stringPlan = planOf(reflect.TypeFor[string]())
+	labelsPlan = planOf(reflect.TypeFor[map[string]string]())
+	timePlan   = planOf(reflect.TypeFor[time.Time]())
+)
+
+// planOf returns the plan of t, made on first use.
+func planOf(t reflect.Type) *valuePlan {
+	plansMu.Lock()
+	defer plansMu.Unlock()
+	return planLocked(t)
+}
+
+func planLocked(t reflect.Type) *valuePlan {
+	if p, ok := plans[t]; ok {
+		return p
+	}
+	p := &valuePlan{t: t}
+	plans[t] = p // before the fields: a type that contains itself
+	switch pt := reflect.PointerTo(t); {
+	case pt.Implements(unmarshalerType):
+		p.kind = planUnmarshaler
+		return p
+	case pt.Implements(textUnmarshalerType):
+		return p // decoded in ways this reader does not follow
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		p.kind, p.elem = planPointer, planLocked(t.Elem())
+	case reflect.Slice:
+		p.kind, p.elem = planSlice, planLocked(t.Elem())
+	case reflect.Map:
+		if t.Key().Kind() == reflect.String && !reflect.PointerTo(t.Key()).Implements(textUnmarshalerType) {
+			p.kind, p.elem = planMap, planLocked(t.Elem())
+		}
+	case reflect.String:
+		p.kind = planString
+	case reflect.Bool:
+		p.kind = planBool
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		p.kind = planInt
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		p.kind = planUint
+	case reflect.Struct:
+		if names, fields, ok := structFields(t); ok {
+			p.kind, p.names, p.fields = planStruct, names, fields
+			for i := range p.fields {
+				p.fields[i].plan = planLocked(t.Field(p.fields[i].index).Type)
+			}
+		}
+	}
+	return p
+}
+
+// structFields lists the fields encoding/json fills in t by their JSON
+// names; false for what this reader leaves to it: embedded fields, the
+// ",string" option, names it would not take as they are, two fields of one
+// name, more than 64 fields.
+func structFields(t reflect.Type) (map[string]int, []fieldPlan, bool) {
+	names := map[string]int{}
+	var fields []fieldPlan
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			return nil, nil, false
+		}
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		for _, o := range strings.Split(opts, ",") {
+			if o == "string" {
+				return nil, nil, false
+			}
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if !plainName(name) {
+			return nil, nil, false
+		}
+		if _, dup := names[name]; dup {
+			return nil, nil, false
+		}
+		names[name] = len(fields)
+		fields = append(fields, fieldPlan{index: i})
+	}
+	if len(fields) > 64 {
+		return nil, nil, false
+	}
+	return names, fields, true
+}
+
+// plainName reports a JSON name of letters, digits, '_' and '-' only.
+func plainName(s string) bool {
+	for _, ch := range s {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
