@@ -45,7 +45,7 @@ type KDSConfig struct {
 	Insecure        bool            `json:"insecure" desc:"Serve KDS without TLS (tests only)."`
 	MaxMessageBytes int             `json:"maxMessageBytes" desc:"Largest gRPC message KDS sends or accepts."`
 	Heartbeat       config.Duration `json:"heartbeat" desc:"Interval of KDS keepalive pings."`
-	BatchGap        config.Duration `json:"batchGap" desc:"Least time between two batches of changes to one zone when changes piled up while the previous one was in flight: a stream of changes goes out in fewer, larger batches (each one commit and fsync in the zone's store and one xDS push), while a change made when the zone has nothing pending goes out at once; 0 sends the next batch as soon as the zone acknowledges the previous one."`
+	BatchGap        config.Duration `json:"batchGap" desc:"Least time between two batches of changes to one zone when changes piled up while the previous one was in flight, or the previous one carried several changes: a stream of changes goes out in fewer, larger batches (each one commit and fsync in the zone's store and one xDS push), while a change made when the zone has nothing pending after a batch of one change goes out at once; 0 sends the next batch as soon as the zone acknowledges the previous one."`
 	MaxConnections  int             `json:"maxConnections" desc:"Cap on open KDS connections; at the cap the oldest connection without a stream is closed."`
 }
 

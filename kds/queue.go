@@ -173,6 +173,7 @@ type flight struct {
 	cursor   int64
 	snapshot bool
 	end      bool // the last batch of a snapshot
+	changes  int  // resources in the batch
 	perType  map[resource.Type]int64
 }
 
@@ -185,15 +186,22 @@ type flight struct {
 // it is acknowledged, until gap has passed since it went out: a stream of
 // changes faster than the peer's round trip goes out as fewer, larger
 // batches, each one commit (and fsync) on the peer instead of one per few
-// changes. A change arriving while nothing is pending or in flight (an
-// operator's edit, one write after another each waited for) leaves at once.
+// changes. So do changes following a batch of several: writers committing
+// in groups (concurrent clients, a bulk apply) send changes in bursts with
+// quiet moments between them, and a peer that acknowledges within such a
+// moment would otherwise get one batch per group. A change arriving while
+// nothing is pending or in flight after a batch of one change (an
+// operator's edit, one write after another each waited for) leaves at once,
+// and so does any change once gap has passed since the last batch.
 type pusher struct {
 	q        *queue
 	budget   int
 	oversize func(e *entry, size int, err error)
 	gap      time.Duration
 	lastSent time.Time
-	backlog  bool // changes were pending when the last batch was acknowledged
+	// backlog: changes were pending when the last batch was acknowledged,
+	// or it carried more than one change.
+	backlog bool
 
 	snapshot    []*entry
 	snapPending bool
@@ -271,7 +279,7 @@ func (p *pusher) next(now time.Time) *kdsv1.Batch {
 	p.nonce++
 	b.Nonce = p.nonce
 	p.lastSent = now
-	f := &flight{nonce: b.Nonce, sent: now, cursor: b.Revision, snapshot: b.Snapshot, end: b.SnapshotEnd, perType: map[resource.Type]int64{}}
+	f := &flight{nonce: b.Nonce, sent: now, cursor: b.Revision, snapshot: b.Snapshot, end: b.SnapshotEnd, changes: len(b.Resources), perType: map[resource.Type]int64{}}
 	for _, r := range b.Resources {
 		f.perType[resource.Type(r.Type)]++
 	}
@@ -295,7 +303,7 @@ func (p *pusher) ack(a *kdsv1.Ack) *flight {
 		return nil
 	}
 	p.inflight = nil
-	p.backlog = p.q.len() > 0
+	p.backlog = p.q.len() > 0 || !f.snapshot && f.changes > 1
 	return f
 }
 

@@ -112,8 +112,8 @@ func TestPusherSnapshotThenChanges(t *testing.T) {
 }
 
 // With a gap, a change while nothing is pending goes out at once, and so
-// does one arriving after the previous batch was acknowledged with nothing
-// pending. Changes that piled up while a batch was in flight wait, once it
+// does one arriving after the previous batch (of one change) was
+// acknowledged with nothing pending. Changes that piled up while a batch was in flight wait, once it
 // is acknowledged, until the gap has passed since it went out, and then go
 // together. A snapshot is never held.
 func TestPusherGapHoldsChangesBetweenBatches(t *testing.T) {
@@ -166,6 +166,52 @@ func TestPusherGapHoldsChangesBetweenBatches(t *testing.T) {
 	}
 	if b := p.next(t1.Add(p.gap + time.Millisecond)); b == nil || !b.Snapshot {
 		t.Fatalf("snapshot right after a batch: %+v, want it sent", b)
+	}
+}
+
+// With a gap, a change after a batch of several changes waits for the gap
+// even when that batch was acknowledged with nothing pending (writers
+// committing in groups); after a batch of one it leaves at once.
+func TestPusherGapHoldsAfterABatchOfSeveral(t *testing.T) {
+	q := newQueue(nil)
+	p := newPusher(q, 1<<20, func(*entry, int, error) {})
+	p.gap = 20 * time.Millisecond
+	key := func(n string) resource.Key {
+		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n}
+	}
+	t0 := time.Unix(1000, 0)
+	q.deliver([]*entry{{key: key("a"), res: policy("a", 1), rev: 1}, {key: key("b"), res: policy("b", 1), rev: 1}}, 1)
+	b := p.next(t0)
+	if b == nil || len(b.Resources) != 2 {
+		t.Fatalf("first group: %+v, want both changes at once", b)
+	}
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	q.deliver([]*entry{{key: key("c"), res: policy("c", 1), rev: 2}}, 2)
+	t1 := t0.Add(3 * time.Millisecond)
+	if got := p.heldUntil(); !got.Equal(t0.Add(p.gap)) {
+		t.Fatalf("held until %v, want %v", got, t0.Add(p.gap))
+	}
+	if b := p.next(t1); b != nil {
+		t.Fatalf("sent %+v within the gap after a batch of two", b)
+	}
+	q.deliver([]*entry{{key: key("d"), res: policy("d", 1), rev: 3}}, 3)
+	t2 := t0.Add(p.gap)
+	if b = p.next(t2); b == nil || len(b.Resources) != 2 || b.Revision != 3 {
+		t.Fatalf("after the gap: %+v, want c and d up to revision 3", b)
+	}
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	q.deliver([]*entry{{key: key("e"), res: policy("e", 1), rev: 4}}, 4)
+	if b := p.next(t2.Add(time.Millisecond)); b != nil {
+		t.Fatalf("one change after the gap's batch (of two): %+v, want it held", b)
+	}
+	t3 := t2.Add(p.gap)
+	if b = p.next(t3); b == nil || len(b.Resources) != 1 {
+		t.Fatalf("one change after the gap: %+v, want it sent", b)
+	}
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	q.deliver([]*entry{{key: key("f"), res: policy("f", 1), rev: 5}}, 5)
+	if b = p.next(t3.Add(time.Millisecond)); b == nil || len(b.Resources) != 1 {
+		t.Fatalf("change after a batch of one, acknowledged with nothing pending: %+v, want it sent at once", b)
 	}
 }
 

@@ -64,9 +64,10 @@ type ServerConfig struct {
 	Heartbeat      time.Duration
 	StallIntervals int
 	// BatchGap is the least time between two batches of changes to a zone
-	// when changes piled up while the first was in flight (0: none;
-	// global's default is DefaultBatchGap). A change made when the zone has
-	// nothing pending goes out at once; a stream of changes goes out in
+	// when changes piled up while the first was in flight or the first
+	// carried several (0: none; global's default is DefaultBatchGap). A
+	// change made when the zone has nothing pending after a batch of one
+	// change goes out at once; a stream of changes goes out in
 	// fewer, larger batches, each one transaction and fsync in the zone's
 	// store and one reconcile and xDS push for its proxies.
 	BatchGap time.Duration
