@@ -104,9 +104,10 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 	reject := func(w *kdsv1.Resource, reason string) {
 		ack.Errors = append(ack.Errors, &kdsv1.ResourceError{Type: w.Type, Mesh: w.Mesh, Name: w.Name, Reason: reason, Revision: w.Revision})
 	}
-	var ops []store.Op
-	var wires [][32]byte
-	var sources []*kdsv1.Resource
+	n := len(b.GetResources())
+	ops := make([]store.Op, 0, n)
+	wires := make([][32]byte, 0, n)
+	sources := make([]*kdsv1.Resource, 0, n)
 	for _, w := range b.GetResources() {
 		key := keyOf(w)
 		if a.seen != nil {
@@ -144,7 +145,11 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 			reject(w, err.Error())
 			continue
 		}
-		r.Labels = withLabels(r.Labels, map[string]string{resource.LabelOrigin: resource.OriginGlobal})
+		// r is this decode's own: its labels take the origin in place.
+		if r.Labels == nil {
+			r.Labels = make(map[string]string, 1)
+		}
+		r.Labels[resource.LabelOrigin] = resource.OriginGlobal
 		if exists && cur.content != "" && cur.content == contentHash(r) {
 			a.index[key] = localCopy{wire: wire, global: true}
 			a.c.noteRevision(key, w.Revision)
