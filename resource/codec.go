@@ -245,6 +245,11 @@ func parseTree(data []byte) (any, error) {
 }
 
 func decodeDocument(data []byte) (*Resource, error) {
+	if t := bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))); len(t) > 0 && t[0] == '{' {
+		if r, ok := decodeDirect(t); ok {
+			return r, nil
+		}
+	}
 	tree, err := parseTree(data)
 	if err != nil {
 		return nil, err
@@ -441,6 +446,12 @@ func decodeKube(obj map[string]any) (*Resource, error) {
 
 // UnmarshalJSON reads the Universal JSON form strictly, like Decode.
 func (r *Resource) UnmarshalJSON(data []byte) error {
+	if got, ok := decodeDirect(data); ok {
+		version := r.Version
+		*r = *got
+		r.Version = version
+		return nil
+	}
 	tree, err := parseJSONTree(data)
 	if err != nil {
 		return invalid("", "invalid JSON: "+err.Error())

@@ -94,7 +94,7 @@ func (s *jsonScanner) object(depth int) (any, bool) {
 		if s.i >= len(s.data) || s.data[s.i] != '"' {
 			return nil, false
 		}
-		k, ok := s.string()
+		k, ok := s.str()
 		if !ok {
 			return nil, false
 		}
@@ -108,7 +108,7 @@ func (s *jsonScanner) object(depth int) (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		m[k.(string)] = v
+		m[k] = v
 		s.space()
 		if s.i >= len(s.data) {
 			return nil, false
@@ -164,6 +164,21 @@ func (s *jsonScanner) array(depth int) (any, bool) {
 // escape, valid UTF-8) are copied; others are unquoted by encoding/json, so
 // escapes and surrogates read exactly as before.
 func (s *jsonScanner) string() (any, bool) {
+	if v, ok := s.str(); ok {
+		return v, true
+	}
+	return nil, false
+}
+
+// str is string without boxing the result.
+func (s *jsonScanner) str() (string, bool) {
+	b, ok := s.strBytes()
+	return string(b), ok
+}
+
+// strBytes reads a string at s.i (its opening quote) as str does; the
+// bytes are data's own when the string is plain.
+func (s *jsonScanner) strBytes() ([]byte, bool) {
 	start := s.i
 	s.i++
 	plain := true
@@ -174,16 +189,16 @@ func (s *jsonScanner) string() (any, bool) {
 			s.i++
 			body := s.data[start+1 : s.i-1]
 			if plain {
-				return string(body), true
+				return body, true
 			}
 			if !utf8.Valid(body) || hasByte(body, '\\') {
 				var out string
 				if err := json.Unmarshal(s.data[start:s.i], &out); err != nil {
 					return nil, false
 				}
-				return out, true
+				return []byte(out), true
 			}
-			return string(body), true
+			return body, true
 		case c == '\\':
 			plain = false
 			s.i += 2

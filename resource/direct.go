@@ -1,0 +1,365 @@
+package resource
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// decodeDirect decodes a policy in Universal JSON straight from its bytes
+// into its typed resource, without the generic tree scanJSONTree builds and
+// decodeUniversalFast then walks (a map per object, a boxed value per
+// string and number): an API PUT, and every resource a zone receives, is
+// such a document. It takes only documents that route takes and fills the
+// same way: "type" first, naming a policy type, then known envelope fields
+// and "spec", each once, every value fitting its field (fastFill's rules,
+// read from the bytes: a null leaves a field zero, numbers parsed from
+// their text). ok is false for anything else (another order, a key twice,
+// an unknown field, a type mismatch, trailing data), and the caller takes
+// the tree route, which also words the errors. FuzzDirectMatchesTree checks
+// both agree.
+func decodeDirect(data []byte) (*Resource, bool) {
+	if !directOn || !scanTree || !fastFillOn {
+		return nil, false
+	}
+	s := jsonScanner{data: data}
+	s.space()
+	if !s.consume('{') {
+		return nil, false
+	}
+	s.space()
+	k, ok := s.key()
+	if !ok || string(k) != "type" || !s.at('"') {
+		return nil, false
+	}
+	typ, ok := s.str()
+	if !ok {
+		return nil, false
+	}
+	d, ok := Lookup(Type(typ))
+	if !ok || !d.IsPolicy {
+		return nil, false
+	}
+	r := &Resource{Meta: Meta{Type: d.Type}, Spec: d.NewSpec()}
+	meta := reflect.ValueOf(&r.Meta).Elem()
+	var seen uint64 // the envelope's fields met, by index in Meta; spec is bit 63
+	for {
+		s.space()
+		if s.consume('}') {
+			break
+		}
+		if !s.consume(',') {
+			return nil, false
+		}
+		s.space()
+		k, ok := s.key()
+		if !ok {
+			return nil, false
+		}
+		var bit uint64
+		var dst reflect.Value
+		if string(k) == "spec" {
+			bit, dst = 1<<63, reflect.ValueOf(r.Spec).Elem()
+		} else {
+			i, known := metaFields[string(k)]
+			if !known || string(k) == "type" || !slices.Contains(universalMetaFields, string(k)) {
+				return nil, false
+			}
+			bit, dst = 1<<i, meta.Field(i)
+		}
+		if seen&bit != 0 || !directFill(&s, dst) {
+			return nil, false
+		}
+		seen |= bit
+	}
+	s.space()
+	if s.i != len(s.data) {
+		return nil, false
+	}
+	if len(r.Labels) == 0 {
+		r.Labels = nil
+	}
+	return r, true
+}
+
+// directOn turns decodeDirect on; tests turn it off to compare.
+var directOn = true
+
+var typeStringMap = reflect.TypeFor[map[string]string]()
+
+// directFill reads the value at s.i into dst as fastFill fills dst from
+// the value's tree; false as soon as fastFill would refuse it, or when the
+// object holds a key twice (the tree keeps the last, a fill would merge).
+func directFill(s *jsonScanner, dst reflect.Value) bool {
+	if s.i >= len(s.data) {
+		return false
+	}
+	t := dst.Type()
+	if s.data[s.i] == 'n' {
+		if !s.literal("null") {
+			return false
+		}
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface:
+			dst.SetZero()
+		}
+		return true
+	}
+	p := planOf(t)
+	switch p.kind {
+	case fillPointer:
+		if dst.IsNil() {
+			dst.Set(reflect.New(t.Elem()))
+		}
+		return directFill(s, dst.Elem())
+	case fillStruct:
+		if t.NumField() > 64 || !s.consume('{') {
+			return false
+		}
+		var seen uint64
+		for first := true; ; first = false {
+			s.space()
+			if s.consume('}') {
+				return true
+			}
+			if !first {
+				if !s.consume(',') {
+					return false
+				}
+				s.space()
+			}
+			k, ok := s.key()
+			if !ok {
+				return false
+			}
+			i, known := p.fields[string(k)]
+			if !known || seen&(1<<i) != 0 || !directFill(s, dst.Field(i)) {
+				return false
+			}
+			seen |= 1 << i
+		}
+	case fillMap:
+		if !s.consume('{') {
+			return false
+		}
+		if t == typeStringMap {
+			return s.stringMap(dst)
+		}
+		if dst.IsNil() {
+			dst.Set(reflect.MakeMap(t))
+		}
+		for first := true; ; first = false {
+			s.space()
+			if s.consume('}') {
+				return true
+			}
+			if !first {
+				if !s.consume(',') {
+					return false
+				}
+				s.space()
+			}
+			k, ok := s.key()
+			if !ok {
+				return false
+			}
+			key := reflect.ValueOf(string(k)).Convert(t.Key())
+			if dst.MapIndex(key).IsValid() {
+				return false
+			}
+			e := reflect.New(t.Elem()).Elem()
+			if !directFill(s, e) {
+				return false
+			}
+			dst.SetMapIndex(key, e)
+		}
+	case fillSlice:
+		if !s.consume('[') {
+			return false
+		}
+		out := reflect.MakeSlice(t, 0, 0)
+		for first := true; ; first = false {
+			s.space()
+			if s.consume(']') {
+				dst.Set(out)
+				return true
+			}
+			if !first {
+				if !s.consume(',') {
+					return false
+				}
+				s.space()
+			}
+			out = reflect.Append(out, reflect.Zero(t.Elem()))
+			if !directFill(s, out.Index(out.Len()-1)) {
+				return false
+			}
+		}
+	case fillString:
+		if !s.at('"') {
+			return false
+		}
+		v, ok := s.str()
+		if ok {
+			dst.SetString(v)
+		}
+		return ok
+	case fillBool:
+		switch {
+		case s.data[s.i] == 't' && s.literal("true"):
+			dst.SetBool(true)
+		case s.data[s.i] == 'f' && s.literal("false"):
+			dst.SetBool(false)
+		default:
+			return false
+		}
+		return true
+	case fillInt, fillUint, fillFloat, fillIntOrString, fillTime:
+		return s.scalar(dst, p.kind)
+	}
+	return false
+}
+
+// scalar reads a number or a string into a field of kind k, as fastFill
+// does from the tree's json.Number or string.
+func (s *jsonScanner) scalar(dst reflect.Value, k fillKind) bool {
+	var text string
+	isString := s.at('"')
+	if isString {
+		v, ok := s.str()
+		if !ok {
+			return false
+		}
+		text = v
+	} else if c := s.data[s.i]; c == '-' || (c >= '0' && c <= '9') {
+		n, ok := s.number()
+		if !ok {
+			return false
+		}
+		text = string(n.(json.Number))
+	} else {
+		return false
+	}
+	switch k {
+	case fillInt:
+		i, err := strconv.ParseInt(text, 10, dst.Type().Bits())
+		if isString || err != nil {
+			return false
+		}
+		dst.SetInt(i)
+	case fillUint:
+		u, err := strconv.ParseUint(text, 10, dst.Type().Bits())
+		if isString || err != nil {
+			return false
+		}
+		dst.SetUint(u)
+	case fillFloat:
+		f, err := strconv.ParseFloat(text, dst.Type().Bits())
+		if isString || err != nil {
+			return false
+		}
+		dst.SetFloat(f)
+	case fillIntOrString:
+		if isString {
+			dst.Set(reflect.ValueOf(IntOrString{IsString: true, StrVal: text}))
+			return true
+		}
+		i, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return false
+		}
+		dst.Set(reflect.ValueOf(IntOrString{IntVal: i}))
+	case fillTime:
+		if !isString {
+			return false
+		}
+		if _, err := time.Parse(time.RFC3339Nano, text); err != nil {
+			return false
+		}
+		var tm time.Time
+		if err := tm.UnmarshalText([]byte(text)); err != nil {
+			return false
+		}
+		dst.Set(reflect.ValueOf(tm))
+	default:
+		return false
+	}
+	return true
+}
+
+// stringMap reads the rest of an object (its '{' read) into a
+// map[string]string without reflection per entry; a null value reads as
+// "", as fastFill leaves a string for null.
+func (s *jsonScanner) stringMap(dst reflect.Value) bool {
+	m, _ := dst.Interface().(map[string]string)
+	if m == nil {
+		m = map[string]string{}
+		dst.Set(reflect.ValueOf(m))
+	}
+	for first := true; ; first = false {
+		s.space()
+		if s.consume('}') {
+			return true
+		}
+		if !first {
+			if !s.consume(',') {
+				return false
+			}
+			s.space()
+		}
+		k, ok := s.key()
+		if !ok {
+			return false
+		}
+		if _, dup := m[string(k)]; dup || s.i >= len(s.data) {
+			return false
+		}
+		var v string
+		switch s.data[s.i] {
+		case '"':
+			if v, ok = s.str(); !ok {
+				return false
+			}
+		case 'n':
+			if !s.literal("null") {
+				return false
+			}
+		default:
+			return false
+		}
+		m[string(k)] = v
+	}
+}
+
+// key reads an object key and the colon after it, and the space before
+// its value. The bytes may be data's own: string(k) in a map index or a
+// comparison copies nothing.
+func (s *jsonScanner) key() ([]byte, bool) {
+	if !s.at('"') {
+		return nil, false
+	}
+	k, ok := s.strBytes()
+	if !ok {
+		return nil, false
+	}
+	s.space()
+	if !s.consume(':') {
+		return nil, false
+	}
+	s.space()
+	return k, true
+}
+
+// at reports whether the byte at s.i is c.
+func (s *jsonScanner) at(c byte) bool { return s.i < len(s.data) && s.data[s.i] == c }
+
+// consume steps over c when it is the byte at s.i.
+func (s *jsonScanner) consume(c byte) bool {
+	if s.at(c) {
+		s.i++
+		return true
+	}
+	return false
+}
