@@ -136,7 +136,7 @@ func validGatewayHostname(h string) bool {
 		return true
 	}
 	h = strings.TrimPrefix(h, "*.")
-	return len(h) <= maxNameLength && hostnameRe.MatchString(h) && !strings.HasSuffix(h, ".")
+	return len(h) <= maxNameLength && isHostname(h) && !strings.HasSuffix(h, ".")
 }
 
 // Selects reports whether one of the gateway's selectors matches tags and

@@ -3,7 +3,6 @@ package resource
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 )
 
@@ -21,15 +20,6 @@ const (
 	msgLabelValueFormat = "label value must be at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
 	msgLabelKeyFormat   = "label key must be an optional DNS subdomain prefix and '/', then at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
 	maxNameLength       = MaxNameLength
-)
-
-var (
-	tagKeyRe     = regexp.MustCompile(`^[a-zA-Z0-9.\-_:/]+$`)
-	tagValueRe   = regexp.MustCompile(`^[a-zA-Z0-9.\-_:]+$`)
-	dns1123Re    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-	labelNameRe  = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
-	hostnameRe   = regexp.MustCompile(`^[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?)*\.?$`)
-	labelValueRe = labelNameRe
 )
 
 // MaxNameLength is the longest resource or mesh name (a DNS subdomain).
@@ -86,7 +76,7 @@ func validateName(errs *ValidationErrors, field, name string) {
 		errs.Add(field, msgMustNotBeEmpty)
 	case len(name) > maxNameLength:
 		errs.Add(field, fmt.Sprintf("must be at most %d characters", maxNameLength))
-	case !dns1123Re.MatchString(name):
+	case !isDNS1123(name):
 		errs.Add(field, msgNameCharset)
 	}
 }
@@ -94,20 +84,20 @@ func validateName(errs *ValidationErrors, field, name string) {
 func validateLabel(errs *ValidationErrors, field, key, value string) {
 	name := key
 	if prefix, rest, ok := strings.Cut(key, "/"); ok {
-		if prefix == "" || len(prefix) > maxNameLength || !dns1123Re.MatchString(prefix) {
+		if prefix == "" || len(prefix) > maxNameLength || !isDNS1123(prefix) {
 			errs.Add(field, msgLabelKeyFormat)
 			return
 		}
 		name = rest
 	}
-	if len(name) == 0 || len(name) > 63 || !labelNameRe.MatchString(name) {
+	if len(name) == 0 || len(name) > 63 || !isLabelName(name) {
 		errs.Add(field, msgLabelKeyFormat)
 		return
 	}
 	if value == "" {
 		return
 	}
-	if len(value) > 63 || !labelValueRe.MatchString(value) {
+	if len(value) > 63 || !isLabelName(value) {
 		errs.Add(field, msgLabelValueFormat)
 	}
 }
@@ -120,13 +110,13 @@ func validateTags(errs *ValidationErrors, field string, tags map[string]string) 
 		switch {
 		case k == "":
 			errs.Add(f, msgTagKeyEmpty)
-		case !tagKeyRe.MatchString(k):
+		case !isTagKey(k):
 			errs.Add(f, msgTagKeyCharset)
 		}
 		switch {
 		case v == "":
 			errs.Add(f, msgTagValueEmpty)
-		case !tagValueRe.MatchString(v):
+		case !isTagValue(v):
 			errs.Add(f, msgTagValueCharset)
 		}
 	}
@@ -140,7 +130,7 @@ func isIPOrHostname(s string) bool {
 	if net.ParseIP(s) != nil {
 		return true
 	}
-	return len(s) <= maxNameLength && hostnameRe.MatchString(s)
+	return len(s) <= maxNameLength && isHostname(s)
 }
 
 // notSupported is Kuma's "value is not supported" message followed by the
