@@ -395,8 +395,14 @@ func writesAfter(ready <-chan struct{}, h http.Handler) http.Handler {
 		default:
 			select {
 			case <-ready:
-			case <-r.Context().Done():
-				return
+			default:
+				// Only while bootstrapping: asking a request's context for
+				// its Done channel allocates one.
+				select {
+				case <-ready:
+				case <-r.Context().Done():
+					return
+				}
 			}
 		}
 		h.ServeHTTP(w, r)
