@@ -182,25 +182,27 @@ type flight struct {
 // when the previous one is acknowledged, so a slow peer accumulates coalesced
 // state instead of messages).
 //
-// With a gap, changes that piled up while a batch was in flight wait, once
-// it is acknowledged, until gap has passed since it went out: a stream of
-// changes faster than the peer's round trip goes out as fewer, larger
-// batches, each one commit (and fsync) on the peer instead of one per few
-// changes. So do changes following a batch of several: writers committing
+// With a gap, changes that piled up (more than one) while a batch was in
+// flight wait, once it is acknowledged, until gap has passed since it went
+// out: a stream of changes faster than the peer's round trip goes out as
+// fewer, larger batches, each one commit (and fsync) on the peer instead of
+// one per few changes. So do changes following a batch of several: writers committing
 // in groups (concurrent clients, a bulk apply) send changes in bursts with
 // quiet moments between them, and a peer that acknowledges within such a
-// moment would otherwise get one batch per group. A change arriving while
-// nothing is pending or in flight after a batch of one change (an
-// operator's edit, one write after another each waited for) leaves at once,
-// and so does any change once gap has passed since the last batch.
+// moment would otherwise get one batch per group. A change after a batch
+// of one change leaves at once when it is alone, whether it came while that
+// batch was in flight or after (an operator's edit, one write after another
+// each waited for: the next write may reach global before the zone's Ack
+// does, as the zone serves what it committed before answering), and so does
+// any change once gap has passed since the last batch.
 type pusher struct {
 	q        *queue
 	budget   int
 	oversize func(e *entry, size int, err error)
 	gap      time.Duration
 	lastSent time.Time
-	// backlog: changes were pending when the last batch was acknowledged,
-	// or it carried more than one change.
+	// backlog: more than one change was pending when the last batch was
+	// acknowledged, or it carried more than one change.
 	backlog bool
 
 	snapshot    []*entry
@@ -303,7 +305,7 @@ func (p *pusher) ack(a *kdsv1.Ack) *flight {
 		return nil
 	}
 	p.inflight = nil
-	p.backlog = p.q.len() > 0 || !f.snapshot && f.changes > 1
+	p.backlog = p.q.len() > 1 || !f.snapshot && f.changes > 1
 	return f
 }
 

@@ -215,6 +215,29 @@ func TestPusherGapHoldsAfterABatchOfSeveral(t *testing.T) {
 	}
 }
 
+// With a gap, one change that arrived while a batch of one was in flight
+// (a writer that waited for its previous change to show in the zone, which
+// serves it before its Ack reaches global) is not held after the Ack.
+func TestPusherGapDoesNotHoldOneChangeBehindABatchOfOne(t *testing.T) {
+	q := newQueue(nil)
+	p := newPusher(q, 1<<20, func(*entry, int, error) {})
+	p.gap = 20 * time.Millisecond
+	key := func(n string) resource.Key {
+		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n}
+	}
+	t0 := time.Unix(1000, 0)
+	q.deliver([]*entry{{key: key("a"), res: policy("a", 1), rev: 1}}, 1)
+	b := p.next(t0)
+	if b == nil || len(b.Resources) != 1 {
+		t.Fatalf("first change: %+v", b)
+	}
+	q.deliver([]*entry{{key: key("a"), res: policy("a", 2), rev: 2}}, 2)
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	if b = p.next(t0.Add(2 * time.Millisecond)); b == nil || len(b.Resources) != 1 || b.Revision != 2 {
+		t.Fatalf("the next change, pushed before the Ack: %+v, want it sent at once", b)
+	}
+}
+
 // A resource version is encoded once for all streams; a delete drops it.
 func TestWireCacheSharesEncodings(t *testing.T) {
 	c := newWireCache()
