@@ -186,10 +186,10 @@ type flight struct {
 // flight wait, once it is acknowledged, until gap has passed since it went
 // out: a stream of changes faster than the peer's round trip goes out as
 // fewer, larger batches, each one commit (and fsync) on the peer instead of
-// one per few changes. So do changes following a batch of several: writers committing
-// in groups (concurrent clients, a bulk apply) send changes in bursts with
-// quiet moments between them, and a peer that acknowledges within such a
-// moment would otherwise get one batch per group. A change after a batch
+// one per few changes. So do changes following a batch of several: writers
+// committing in groups (concurrent clients, a bulk apply) send changes in
+// bursts with quiet moments between them, and a peer that acknowledges
+// within such a moment would otherwise get one batch per group. A change after a batch
 // of one change leaves at once when it is alone, whether it came while that
 // batch was in flight or after (an operator's edit, one write after another
 // each waited for: the next write may reach global before the zone's Ack
