@@ -119,27 +119,14 @@ func directFill(s *jsonScanner, dst reflect.Value) bool {
 			return false
 		}
 		var seen uint64
-		for first := true; ; first = false {
-			s.space()
-			if s.consume('}') {
-				return true
-			}
-			if !first {
-				if !s.consume(',') {
-					return false
-				}
-				s.space()
-			}
-			k, ok := s.key()
-			if !ok {
-				return false
-			}
+		return s.members(func(k []byte) bool {
 			i, known := p.fields[string(k)]
 			if !known || seen&(1<<i) != 0 || !directFill(s, dst.Field(i)) {
 				return false
 			}
 			seen |= 1 << i
-		}
+			return true
+		})
 	case fillMap:
 		if !s.consume('{') {
 			return false
@@ -150,21 +137,7 @@ func directFill(s *jsonScanner, dst reflect.Value) bool {
 		if dst.IsNil() {
 			dst.Set(reflect.MakeMap(t))
 		}
-		for first := true; ; first = false {
-			s.space()
-			if s.consume('}') {
-				return true
-			}
-			if !first {
-				if !s.consume(',') {
-					return false
-				}
-				s.space()
-			}
-			k, ok := s.key()
-			if !ok {
-				return false
-			}
+		return s.members(func(k []byte) bool {
 			key := reflect.ValueOf(string(k)).Convert(t.Key())
 			if dst.MapIndex(key).IsValid() {
 				return false
@@ -174,7 +147,8 @@ func directFill(s *jsonScanner, dst reflect.Value) bool {
 				return false
 			}
 			dst.SetMapIndex(key, e)
-		}
+			return true
+		})
 	case fillSlice:
 		if !s.consume('[') {
 			return false
@@ -298,6 +272,33 @@ func (s *jsonScanner) stringMap(dst reflect.Value) bool {
 		m = map[string]string{}
 		dst.Set(reflect.ValueOf(m))
 	}
+	return s.members(func(k []byte) bool {
+		if _, dup := m[string(k)]; dup || s.i >= len(s.data) {
+			return false
+		}
+		var v string
+		switch s.data[s.i] {
+		case '"':
+			var ok bool
+			if v, ok = s.str(); !ok {
+				return false
+			}
+		case 'n':
+			if !s.literal("null") {
+				return false
+			}
+		default:
+			return false
+		}
+		m[string(k)] = v
+		return true
+	})
+}
+
+// members reads the rest of an object (its '{' read), calling member with
+// each key and the scanner at that key's value; it reports whether the
+// object was read to its '}' and every member call succeeded.
+func (s *jsonScanner) members(member func(k []byte) bool) bool {
 	for first := true; ; first = false {
 		s.space()
 		if s.consume('}') {
@@ -310,26 +311,9 @@ func (s *jsonScanner) stringMap(dst reflect.Value) bool {
 			s.space()
 		}
 		k, ok := s.key()
-		if !ok {
+		if !ok || !member(k) {
 			return false
 		}
-		if _, dup := m[string(k)]; dup || s.i >= len(s.data) {
-			return false
-		}
-		var v string
-		switch s.data[s.i] {
-		case '"':
-			if v, ok = s.str(); !ok {
-				return false
-			}
-		case 'n':
-			if !s.literal("null") {
-				return false
-			}
-		default:
-			return false
-		}
-		m[string(k)] = v
 	}
 }
 
