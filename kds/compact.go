@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"reflect"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -402,44 +401,22 @@ func planLocked(t reflect.Type) *valuePlan {
 }
 
 // structFields lists the fields encoding/json fills in t by their JSON
-// names; false for what this reader leaves to it: embedded fields, the
-// ",string" option, names it would not take as they are, two fields of one
-// name, more than 64 fields.
+// names (resource.JSONFields); false for what this reader leaves to it:
+// embedded fields, the ",string" option, two fields of one name, names it
+// would not take as they are, more than 64 fields.
 func structFields(t reflect.Type) (map[string]int, []fieldPlan, bool) {
-	names := map[string]int{}
-	var fields []fieldPlan
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if f.Anonymous {
-			return nil, nil, false
-		}
-		if !f.IsExported() {
-			continue
-		}
-		tag := f.Tag.Get("json")
-		if tag == "-" {
-			continue
-		}
-		name, opts, _ := strings.Cut(tag, ",")
-		for _, o := range strings.Split(opts, ",") {
-			if o == "string" {
-				return nil, nil, false
-			}
-		}
-		if name == "" {
-			name = f.Name
-		}
+	idx, ok := resource.JSONFields(t)
+	if !ok || len(idx) > 64 {
+		return nil, nil, false
+	}
+	names := make(map[string]int, len(idx))
+	fields := make([]fieldPlan, 0, len(idx))
+	for name, i := range idx {
 		if !plainName(name) {
-			return nil, nil, false
-		}
-		if _, dup := names[name]; dup {
 			return nil, nil, false
 		}
 		names[name] = len(fields)
 		fields = append(fields, fieldPlan{index: i})
-	}
-	if len(fields) > 64 {
-		return nil, nil, false
 	}
 	return names, fields, true
 }

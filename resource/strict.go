@@ -229,6 +229,12 @@ type structIndex struct {
 	ok  bool
 }
 
+// JSONFields maps the JSON names of a plain struct's fields to their index,
+// as encoding/json names them; false for structs with embedded fields, a
+// ",string" option or two fields of one name. The map is shared: do not
+// change it.
+func JSONFields(t reflect.Type) (map[string]int, bool) { return structFields(t) }
+
 // structFields maps the JSON names of a plain struct's fields to their
 // index; ok is false for structs fill leaves to encoding/json (embedded
 // fields, ",string" options).
