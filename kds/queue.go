@@ -232,7 +232,7 @@ func (p *pusher) busy() bool {
 // next returns the next batch to send, or nil when a batch is in flight or
 // nothing is pending.
 func (p *pusher) next(now time.Time) *kdsv1.Batch {
-	if p.inflight != nil || !p.heldUntil().IsZero() && now.Before(p.heldUntil()) {
+	if p.inflight != nil || now.Before(p.heldUntil()) { // the zero time: not held
 		return nil
 	}
 	var b kdsv1.Batch
