@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -41,7 +42,11 @@ const StopDeadline = 4500 * time.Millisecond
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go exitAfterDeadline(ctx, StopDeadline, os.Stderr, os.Exit)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopProfile, err := startCPUProfile(os.Getenv("MESHTRACE_CPUPROFILE"))
+	if err == nil {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stopProfile()
+	}
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(os.Stderr, "meshtrace-cp: %v\n", err)
@@ -65,6 +70,28 @@ func exitAfterDeadline(ctx context.Context, deadline time.Duration, stderr io.Wr
 		fmt.Fprintln(stderr, "meshtrace-cp: second signal; exiting now")
 	}
 	exit(1)
+}
+
+// startCPUProfile writes a CPU profile (go tool pprof) of the whole process
+// to path, 0600, until the returned stop is called: MESHTRACE_CPUPROFILE is
+// a diagnostic for finding where a control plane spends its CPU. No path,
+// no profile.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("MESHTRACE_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("MESHTRACE_CPUPROFILE: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

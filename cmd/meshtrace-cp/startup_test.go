@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -92,9 +93,10 @@ func writeFile(tb testing.TB, dir, name, content string) string {
 }
 
 type binProcess struct {
-	cmd  *exec.Cmd
-	log  *syncBuffer
-	done chan struct{}
+	cmd      *exec.Cmd
+	log      *syncBuffer
+	done     chan struct{}
+	profiled bool // MESHTRACE_CPUPROFILE set: stopped with SIGTERM
 }
 
 // syncBuffer is a strings.Builder safe for the process's writes and our reads.
@@ -124,10 +126,20 @@ func (p *binProcess) exited() bool {
 	}
 }
 
+// profiles numbers the profiled processes (MESHTRACE_BENCH_CPUPROFILE_DIR).
+var profiles int
+
 func startBin(tb testing.TB, bin string, args ...string) *binProcess {
 	tb.Helper()
 	p := &binProcess{cmd: exec.Command(bin, args...), log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stderr = p.log
+	// MESHTRACE_BENCH_CPUPROFILE_DIR=dir profiles every process started:
+	// dir/<subcommand>-<n>.prof (go tool pprof bin/meshtrace-cp FILE).
+	if dir := os.Getenv("MESHTRACE_BENCH_CPUPROFILE_DIR"); dir != "" && len(args) > 0 {
+		profiles++
+		p.profiled = true
+		p.cmd.Env = append(os.Environ(), "MESHTRACE_CPUPROFILE="+filepath.Join(dir, fmt.Sprintf("%s-%d.prof", args[0], profiles)))
+	}
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
@@ -137,6 +149,15 @@ func startBin(tb testing.TB, bin string, args ...string) *binProcess {
 }
 
 func stopBin(p *binProcess) {
+	if p.profiled {
+		// A profiled process writes its profile when it stops on a signal.
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
 	_ = p.cmd.Process.Kill()
 	<-p.done
 }
