@@ -237,3 +237,28 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Before the KDS client has started, a zone with global addresses reports
+// global as not connected, not as standalone (CI once caught /healthz saying
+// "standalone" in that window); a zone without addresses is standalone.
+func TestGlobalCheckBeforeKDSStarts(t *testing.T) {
+	for _, tc := range []struct {
+		addrs      []string
+		standalone bool
+	}{{nil, true}, {[]string{"127.0.0.1:1"}, false}} {
+		cfg := DefaultConfig()
+		cfg.Name = "west"
+		cfg.Global.Addresses, cfg.Global.Token, cfg.Global.Insecure = tc.addrs, "unused", true
+		z, err := New(cfg, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := z.globalCheck().Probe(context.Background())
+		if tc.standalone && (v != "standalone" || err != nil) {
+			t.Errorf("addresses %v: %v, %v; want standalone", tc.addrs, v, err)
+		}
+		if !tc.standalone && err == nil {
+			t.Errorf("addresses %v: %v, want not connected", tc.addrs, v)
+		}
+	}
+}

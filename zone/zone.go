@@ -333,10 +333,12 @@ func (z *Zone) globalCheck() diag.Check {
 		z.mu.Lock()
 		up := z.globalUp
 		z.mu.Unlock()
-		if up == nil {
+		if up == nil && len(z.cfg.Global.Addresses) == 0 {
 			return "standalone", nil
 		}
-		if !up() {
+		// With global addresses, up is nil until the KDS client has
+		// started: not connected yet, not standalone.
+		if up == nil || !up() {
 			return nil, errors.New("not connected to global (proxies keep their last good configuration)")
 		}
 		return true, nil
