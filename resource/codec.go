@@ -473,6 +473,18 @@ func (r *Resource) UnmarshalJSON(data []byte) error {
 // MarshalJSON writes the Universal form: the envelope, then `spec` for
 // policies or the spec's fields inline for other types.
 func (r Resource) MarshalJSON() ([]byte, error) {
+	specJSON, err := MarshalSpec(&r)
+	if err != nil {
+		return nil, err
+	}
+	return MarshalJSONWithSpec(&r, specJSON)
+}
+
+// MarshalSpec is json.Marshal of r's spec (of the zero spec when it has
+// none): the part of MarshalJSON that costs. A writer that needs the spec's
+// JSON more than once (global checks a resource's size, then stores it)
+// encodes it once with this and passes it to MarshalJSONWithSpec.
+func MarshalSpec(r *Resource) ([]byte, error) {
 	d, ok := Lookup(r.Type)
 	if !ok {
 		return nil, fmt.Errorf("unknown resource type %q", r.Type)
@@ -481,26 +493,32 @@ func (r Resource) MarshalJSON() ([]byte, error) {
 	if spec == nil {
 		spec = d.NewSpec()
 	}
-	specJSON, err := json.Marshal(spec)
-	if err != nil {
-		return nil, err
+	return json.Marshal(spec)
+}
+
+// MarshalJSONWithSpec is MarshalJSON given specJSON, what MarshalSpec(r)
+// returns for r as it is now.
+func MarshalJSONWithSpec(r *Resource, specJSON []byte) ([]byte, error) {
+	d, ok := Lookup(r.Type)
+	if !ok {
+		return nil, fmt.Errorf("unknown resource type %q", r.Type)
 	}
 	b := make([]byte, 0, len(specJSON)+128+len(r.Name)+len(r.Mesh))
 	b = append(b, `{"type":`...)
-	b = appendJSONString(b, string(r.Type))
+	b = AppendJSONString(b, string(r.Type))
 	if r.Mesh != "" {
 		b = append(b, `,"mesh":`...)
-		b = appendJSONString(b, r.Mesh)
+		b = AppendJSONString(b, r.Mesh)
 	}
 	b = append(b, `,"name":`...)
-	b = appendJSONString(b, r.Name)
+	b = AppendJSONString(b, r.Name)
 	if !r.CreationTime.IsZero() {
 		b = append(b, `,"creationTime":`...)
-		b = appendJSONString(b, r.CreationTime.Format(time.RFC3339Nano))
+		b = AppendJSONString(b, r.CreationTime.Format(time.RFC3339Nano))
 	}
 	if !r.ModificationTime.IsZero() {
 		b = append(b, `,"modificationTime":`...)
-		b = appendJSONString(b, r.ModificationTime.Format(time.RFC3339Nano))
+		b = AppendJSONString(b, r.ModificationTime.Format(time.RFC3339Nano))
 	}
 	if len(r.Labels) > 0 {
 		b = append(b, `,"labels":{`...)
@@ -508,9 +526,9 @@ func (r Resource) MarshalJSON() ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, k)
+			b = AppendJSONString(b, k)
 			b = append(b, ':')
-			b = appendJSONString(b, r.Labels[k])
+			b = AppendJSONString(b, r.Labels[k])
 		}
 		b = append(b, '}')
 	}
@@ -525,10 +543,10 @@ func (r Resource) MarshalJSON() ([]byte, error) {
 	return b, nil
 }
 
-// appendJSONString appends s as json.Marshal writes a string: the common
-// case (printable ASCII that needs no escape, HTML's <, > and & included)
-// directly, anything else through encoding/json.
-func appendJSONString(b []byte, s string) []byte {
+// AppendJSONString appends s as json.Marshal writes a string (HTML's <, >
+// and & escaped, invalid UTF-8 replaced): the common case (printable ASCII
+// that needs no escape) directly, anything else through encoding/json.
+func AppendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			q, _ := json.Marshal(s)

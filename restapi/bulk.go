@@ -110,15 +110,17 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) (*BulkResponse, i
 	// 1. Decode and validate every item (on every core: items are
 	// independent); nothing is read or written yet.
 	type decoded struct {
-		res *resource.Resource
-		err *Error
+		res  *resource.Resource
+		spec []byte // see checkWrite
+		err  *Error
 	}
 	items := make([]decoded, len(req.Items))
 	parallel.For(len(req.Items), parallelFrom, func(i int) {
-		items[i].res, items[i].err = h.decodeBulkItem(req.Items[i])
+		items[i].res, items[i].spec, items[i].err = h.decodeBulkItem(req.Items[i])
 	})
 	resp.Items = make([]BulkItem, len(req.Items))
 	rs := make([]*resource.Resource, 0, len(req.Items))
+	specs := make([][]byte, 0, len(req.Items))
 	seen := make(map[resource.Key]int, len(req.Items))
 	var firstBad *Error
 	for i := range req.Items {
@@ -140,6 +142,7 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) (*BulkResponse, i
 			continue
 		}
 		rs = append(rs, res)
+		specs = append(specs, items[i].spec)
 	}
 	if firstBad == nil && h.cfg.Admit != nil {
 		var done func(int64)
@@ -152,6 +155,7 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) (*BulkResponse, i
 
 	// 2. Check against the store (read-only), 3. write.
 	opts := h.batchOptions(time.Now().UTC(), true)
+	opts.SpecJSON = specs
 	results, err := h.cfg.Store.PutBatch(r.Context(), rs, opts)
 	if err == nil && !dry {
 		opts.DryRun = false
@@ -244,25 +248,26 @@ func bulkFailure(resp *BulkResponse, first *Error, applied string) *Error {
 }
 
 // decodeBulkItem decodes and checks one item as a PUT of it would.
-func (h *Handler) decodeBulkItem(raw json.RawMessage) (*resource.Resource, *Error) {
+func (h *Handler) decodeBulkItem(raw json.RawMessage) (*resource.Resource, []byte, *Error) {
 	res, err := resource.Decode(raw)
 	if err != nil {
 		var ie *resource.InvalidError
 		if errors.As(err, &ie) {
-			return nil, NewError(http.StatusBadRequest, "cannot decode the item", ie.Violations...)
+			return nil, nil, NewError(http.StatusBadRequest, "cannot decode the item", ie.Violations...)
 		}
-		return nil, NewError(http.StatusBadRequest, "cannot decode the item: "+err.Error())
+		return nil, nil, NewError(http.StatusBadRequest, "cannot decode the item: "+err.Error())
 	}
 	if !h.writable[res.Type] {
-		return res, NewError(http.StatusMethodNotAllowed, fmt.Sprintf("%s resources are read-only on this %s control plane", res.Type, h.cfg.Mode))
+		return res, nil, NewError(http.StatusMethodNotAllowed, fmt.Sprintf("%s resources are read-only on this %s control plane", res.Type, h.cfg.Mode))
 	}
 	if res.Name == "" {
-		return res, NewError(http.StatusBadRequest, "name must be set", resource.Violation{Field: "name", Message: "must be defined"})
+		return res, nil, NewError(http.StatusBadRequest, "name must be set", resource.Violation{Field: "name", Message: "must be defined"})
 	}
-	if apiErr := h.checkWrite(res); apiErr != nil {
-		return res, apiErr
+	spec, apiErr := h.checkWrite(res)
+	if apiErr != nil {
+		return res, nil, apiErr
 	}
-	return res, nil
+	return res, spec, nil
 }
 
 // admitBulk asks admission about every item, one at a time against the

@@ -275,7 +275,8 @@ func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Req
 	if apiErr := matchURL(d, key, res); apiErr != nil {
 		return 0, nil, apiErr
 	}
-	if apiErr := h.checkWrite(res); apiErr != nil {
+	spec, apiErr := h.checkWrite(res)
+	if apiErr != nil {
 		return 0, nil, apiErr
 	}
 	// The stored version is not read first: admission decides from its own
@@ -285,7 +286,11 @@ func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Req
 		return 0, nil, apiErr
 	}
 	dry := isDryRun(r)
-	results, err := h.cfg.Store.PutBatch(ctx, []*resource.Resource{res}, h.batchOptions(time.Now().UTC(), dry))
+	opts := h.batchOptions(time.Now().UTC(), dry)
+	if spec != nil {
+		opts.SpecJSON = [][]byte{spec}
+	}
+	results, err := h.cfg.Store.PutBatch(ctx, []*resource.Resource{res}, opts)
 	done(results0Revision(results))
 	if err != nil {
 		return 0, nil, h.writeError(err, key)
@@ -317,23 +322,31 @@ func results0Revision(rs []store.BatchResult) int64 {
 // does: validated (with its defaults filled in, see resource.Validate),
 // labels set, Mutate applied. The spec is stored as applied, without the
 // defaults.
-// Nothing here reads the store.
-func (h *Handler) checkWrite(res *resource.Resource) *Error {
-	if apiErr := h.checkSize(res); apiErr != nil {
-		return apiErr
+// Nothing here reads the store. It returns the spec's JSON when the size
+// check encoded it (resource.MarshalSpec; nil otherwise), for the store
+// to write instead of encoding it again (store.BatchOptions.SpecJSON):
+// nothing after changes a spec (Validate checks a copy, labels and Mutate
+// touch the envelope, admission and Prepare only read it), so the bytes
+// stay the spec's.
+func (h *Handler) checkWrite(res *resource.Resource) ([]byte, *Error) {
+	spec, apiErr := h.checkSize(res)
+	if apiErr != nil {
+		return nil, apiErr
 	}
 	if err := resource.Validate(res); err != nil {
 		var ie *resource.InvalidError
 		if errors.As(err, &ie) {
-			return NewError(http.StatusBadRequest, describe(res.Key())+" is invalid", ie.Violations...)
+			return nil, NewError(http.StatusBadRequest, describe(res.Key())+" is invalid", ie.Violations...)
 		}
-		return NewError(http.StatusBadRequest, err.Error())
+		return nil, NewError(http.StatusBadRequest, err.Error())
 	}
 	h.setLabels(res)
 	if h.cfg.Mutate != nil {
 		h.cfg.Mutate(res)
+		// Mutate may change anything.
+		spec = nil
 	}
-	return nil
+	return spec, nil
 }
 
 // batchOptions are the store-side checks of a write: the mesh exists, a
@@ -514,16 +527,26 @@ func (h *Handler) checkMeshEmpty(r *http.Request, mesh string) *Error {
 		fmt.Sprintf("mesh %q still has %d resources: delete them first (meshes are not deleted in cascade)", mesh, total), causes...)
 }
 
-// checkSize refuses a resource larger than MaxResourceBytes.
-func (h *Handler) checkSize(r *resource.Resource) *Error {
+// checkSize refuses a resource larger than MaxResourceBytes. It returns
+// the spec's JSON it encoded to measure (nil when it measured nothing).
+func (h *Handler) checkSize(r *resource.Resource) ([]byte, *Error) {
 	if h.cfg.MaxResourceBytes <= 0 {
-		return nil
+		return nil, nil
 	}
-	// What json.Marshal(r) would give, without its second pass over the bytes.
-	b, err := r.MarshalJSON()
+	// What json.Marshal(r) would give, without its second pass over the
+	// bytes, and keeping the spec's part.
+	spec, err := resource.MarshalSpec(r)
+	if err != nil {
+		return nil, nil
+	}
+	b, err := resource.MarshalJSONWithSpec(r, spec)
 	if err != nil || len(b) <= h.cfg.MaxResourceBytes {
-		return nil
+		if r.Spec == nil {
+			// MarshalSpec encoded the zero spec; the store writes none.
+			spec = nil
+		}
+		return spec, nil
 	}
 	msg := fmt.Sprintf("the resource is %d bytes; the largest one that can be synced to zones is %d bytes", len(b), h.cfg.MaxResourceBytes)
-	return NewError(http.StatusRequestEntityTooLarge, msg, resource.Violation{Field: "spec", Message: msg})
+	return nil, NewError(http.StatusRequestEntityTooLarge, msg, resource.Violation{Field: "spec", Message: msg})
 }

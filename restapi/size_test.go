@@ -1,9 +1,14 @@
 package restapi
 
 import (
+	"bytes"
+	"context"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
 )
 
 // A resource larger than MaxResourceBytes (on global: what one KDS message
@@ -38,5 +43,61 @@ func TestResourceLargerThanSyncCapIsRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// specCheckingStore checks, in every PutBatch, that the spec JSON the API
+// hands the store (store.BatchOptions.SpecJSON) is the spec as it is
+// stored: encoded again after Prepare ran, it gives the same bytes.
+type specCheckingStore struct {
+	store.Store
+	t      *testing.T
+	handed int
+}
+
+func (s *specCheckingStore) PutBatch(ctx context.Context, rs []*resource.Resource, opts store.BatchOptions) ([]store.BatchResult, error) {
+	s.t.Helper()
+	for i, spec := range opts.SpecJSON {
+		if spec == nil {
+			continue
+		}
+		s.handed++
+		prepare, r := opts.Prepare, rs[i]
+		opts.Prepare = func(got, existing *resource.Resource) error {
+			err := prepare(got, existing)
+			if got == r {
+				want, _ := resource.MarshalSpec(r)
+				if !bytes.Equal(spec, want) {
+					s.t.Errorf("%s: spec handed to the store %s, stored %s", r.Key(), spec, want)
+				}
+			}
+			return err
+		}
+	}
+	return s.Store.PutBatch(ctx, rs, opts)
+}
+
+// With a size cap, the spec encoded to measure a resource is handed to the
+// store, and it is the spec the store writes: for a policy and a Mesh (whose
+// spec is inline), by PUT and by bulk apply, with labels and defaults.
+func TestSizeCheckHandsTheStoreItsSpec(t *testing.T) {
+	st := &specCheckingStore{Store: store.NewMemory(), t: t}
+	s := newTestServer(t, st, func(c *Config) { c.MaxResourceBytes = 1 << 20 })
+	for _, tc := range []struct{ path, body string }{
+		{"/meshes/default/meshtraces/t1", meshTrace("default", "t1", "labels:\n  a: b\n")},
+		{"/meshes/default/meshtraces/t2", "type: MeshTrace\nmesh: default\nname: t2\nspec:\n  targetRef:\n    kind: MeshService\n    name: svc\n  default:\n    sampling:\n      overall: 10\n    tags:\n    - name: x\n      literal: <&>\n    backends:\n    - zipkin:\n        url: http://z:9411/api/v2/spans?a=1&b=2\n"},
+		{"/meshes/m2", "type: Mesh\nname: m2\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n"},
+	} {
+		if r := s.do(t, http.MethodPut, tc.path, tc.body, "ok"); r.status != http.StatusCreated {
+			t.Fatalf("PUT %s: %d %s", tc.path, r.status, r.body)
+		}
+	}
+	bulk := `{"items":[{"type":"MeshTrace","mesh":"default","name":"b1","spec":{"default":{"sampling":{"overall":5},"backends":[{"zipkin":{"url":"http://z:9411"}}]}}},{"type":"Mesh","name":"m3"}]}`
+	if r := s.do(t, http.MethodPost, "/_apply", bulk, "ok"); r.status != http.StatusOK {
+		t.Fatalf("bulk: %d %s", r.status, r.body)
+	}
+	// 3 PUTs, then the bulk apply's check and write (2 items each).
+	if st.handed != 7 {
+		t.Fatalf("%d specs handed to the store, want 7", st.handed)
 	}
 }

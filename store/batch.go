@@ -42,6 +42,28 @@ type BatchOptions struct {
 	// Progress, when set, is called after each transaction landed with the
 	// number of resources written so far (not in a dry run).
 	Progress func(written int)
+	// SpecJSON, when set, holds for rs[i] the spec as json.Marshal writes it
+	// (resource.MarshalSpec), or nil when the caller has not encoded it:
+	// global encodes it to check a resource's size, and the store writes
+	// those bytes instead of encoding the spec again. The caller (and
+	// Prepare) must not change those specs after.
+	SpecJSON [][]byte
+}
+
+// specJSON is SpecJSON[i] when set.
+func (o BatchOptions) specJSON(i int) []byte {
+	if i < len(o.SpecJSON) {
+		return o.SpecJSON[i]
+	}
+	return nil
+}
+
+// from is o for the resources from the i-th on.
+func (o BatchOptions) from(i int) BatchOptions {
+	if len(o.SpecJSON) > 0 {
+		o.SpecJSON = o.SpecJSON[min(i, len(o.SpecJSON)):]
+	}
+	return o
 }
 
 // BatchResult is the outcome of one resource of PutBatch.
@@ -160,8 +182,9 @@ func markNotAttempted(results []BatchResult) {
 	}
 }
 
-// prepareOne runs Prepare and encodes r, recording a refusal in res.
-func prepareOne(r, existing *resource.Resource, opts BatchOptions, maxBytes int, res *BatchResult) []byte {
+// prepareOne runs Prepare and encodes r (with specJSON, see
+// BatchOptions.SpecJSON), recording a refusal in res.
+func prepareOne(r, existing *resource.Resource, opts BatchOptions, specJSON []byte, maxBytes int, res *BatchResult) []byte {
 	res.Created, res.Err, res.Revision = existing == nil, nil, 0
 	if opts.Prepare != nil {
 		if err := opts.Prepare(r, existing); err != nil {
@@ -169,7 +192,7 @@ func prepareOne(r, existing *resource.Resource, opts BatchOptions, maxBytes int,
 			return nil
 		}
 	}
-	v, err := encode(r, maxBytes)
+	v, err := encode(r, maxBytes, specJSON)
 	if err != nil {
 		res.Err = err
 		return nil

@@ -114,7 +114,7 @@ func TestSnapshotMatchesDecode(t *testing.T) {
 			if rng.IntN(20) == 0 {
 				r.Spec = nil
 			}
-			b, err := encode(r, 0)
+			b, err := encode(r, 0, nil)
 			if err != nil {
 				continue
 			}
@@ -174,7 +174,7 @@ func TestSnapshotTakesTypicalWrites(t *testing.T) {
 // decode (snapshot), against that decode.
 func BenchmarkSnapshot(b *testing.B) {
 	r := typicalTrace()
-	v, err := encode(r, 0)
+	v, err := encode(r, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

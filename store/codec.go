@@ -3,8 +3,10 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/meshtrace/meshtrace/resource"
 )
@@ -120,28 +122,99 @@ func (ks keyspace) parseKey(key string) (resource.Key, bool) {
 }
 
 // encode returns the stored form of r, or ErrTooLarge when over maxBytes.
-func encode(r *resource.Resource, maxBytes int) ([]byte, error) {
+// specJSON, when not nil, is json.Marshal(r.Spec), which the caller already
+// encoded (see BatchOptions.SpecJSON).
+func encode(r *resource.Resource, maxBytes int, specJSON []byte) ([]byte, error) {
 	if r == nil {
 		return nil, fmt.Errorf("store: nil resource")
 	}
 	if err := checkKey(r.Key()); err != nil {
 		return nil, err
 	}
-	// One pass: the spec is encoded in place, not on its own first and then
-	// copied (and re-scanned) as a raw message. The bytes are the same.
-	env := typedEnvelope{Meta: r.Meta}
-	env.Meta.Version = 0
-	if r.Spec != nil {
-		env.Spec = r.Spec
-	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		return nil, fmt.Errorf("store: encode %s: %w", r.Key(), err)
+	b, ok := appendEnvelope(nil, r, specJSON)
+	if !ok {
+		// What appendEnvelope leaves to encoding/json, which also words the
+		// error of what cannot be encoded.
+		env := typedEnvelope{Meta: r.Meta}
+		env.Meta.Version = 0
+		if r.Spec != nil {
+			env.Spec = r.Spec
+		}
+		var err error
+		if b, err = json.Marshal(env); err != nil {
+			return nil, fmt.Errorf("store: encode %s: %w", r.Key(), err)
+		}
 	}
 	if maxBytes > 0 && len(b) > maxBytes {
 		return nil, fmt.Errorf("%w: %s is %d bytes, the cap is %d", ErrTooLarge, r.Key(), len(b), maxBytes)
 	}
 	return b, nil
+}
+
+// appendEnvelope appends what json.Marshal writes for r's typedEnvelope
+// (Meta without its Version, then the spec unless r has none), writing the
+// envelope itself instead of reflecting over it: every write encodes one.
+// The spec is specJSON when given, else encoded here. ok is false when a
+// time does not fit RFC 3339 or the spec does not encode: encoding/json
+// refuses those, and encode lets it say why.
+func appendEnvelope(b []byte, r *resource.Resource, specJSON []byte) ([]byte, bool) {
+	if r.Spec != nil && specJSON == nil {
+		var err error
+		if specJSON, err = json.Marshal(r.Spec); err != nil {
+			return nil, false
+		}
+	}
+	if b == nil {
+		b = make([]byte, 0, len(specJSON)+len(r.Name)+len(r.Mesh)+160)
+	}
+	b = append(b, `{"meta":{"type":`...)
+	b = resource.AppendJSONString(b, string(r.Type))
+	if r.Mesh != "" {
+		b = append(b, `,"mesh":`...)
+		b = resource.AppendJSONString(b, r.Mesh)
+	}
+	b = append(b, `,"name":`...)
+	b = resource.AppendJSONString(b, r.Name)
+	if len(r.Labels) > 0 {
+		// encoding/json writes a map's keys sorted.
+		b = append(b, `,"labels":{`...)
+		for i, k := range slices.Sorted(maps.Keys(r.Labels)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = resource.AppendJSONString(b, k)
+			b = append(b, ':')
+			b = resource.AppendJSONString(b, r.Labels[k])
+		}
+		b = append(b, '}')
+	}
+	var ok bool
+	if b, ok = appendTime(b, `,"creationTime":"`, r.CreationTime); !ok {
+		return nil, false
+	}
+	if b, ok = appendTime(b, `,"modificationTime":"`, r.ModificationTime); !ok {
+		return nil, false
+	}
+	b = append(b, '}')
+	if r.Spec != nil {
+		b = append(b, `,"spec":`...)
+		b = append(b, specJSON...)
+	}
+	return append(b, '}'), true
+}
+
+// appendTime appends field and t as time.Time's MarshalJSON writes it (the
+// same RFC 3339 text as AppendText), nothing for the zero time (omitzero).
+func appendTime(b []byte, field string, t time.Time) ([]byte, bool) {
+	if t.IsZero() {
+		return b, true
+	}
+	b = append(b, field...)
+	b, err := t.AppendText(b)
+	if err != nil {
+		return nil, false
+	}
+	return append(b, '"'), true
 }
 
 // decode turns the value stored under k back into a resource with Version

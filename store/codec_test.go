@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func TestDecodeOnePassMatchesTwoSteps(t *testing.T) {
 		}
 		r.Labels = map[string]string{"a": "b"}
 		r.CreationTime = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-		b, err := encode(r, 0)
+		b, err := encode(r, 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +142,7 @@ func TestEncodeOnePassMatchesTwoSteps(t *testing.T) {
 	}
 	rs = append(rs, tr)
 	for _, r := range rs {
-		got, err := encode(r, 0)
+		got, err := encode(r, 0, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", r.Key(), err)
 		}
@@ -165,7 +166,20 @@ func BenchmarkEncode(b *testing.B) {
 	b.Run("one-pass", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := encode(r, 0); err != nil {
+			if _, err := encode(r, 0, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("spec-given", func(b *testing.B) {
+		// The spec encoded by the caller (global's API, see BatchOptions.SpecJSON).
+		spec, err := resource.MarshalSpec(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := encode(r, 0, spec); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -177,5 +191,106 @@ func BenchmarkEncode(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// encodeReference is encode by encoding/json alone (what it was before
+// appendEnvelope): json.Marshal of the typed envelope.
+func encodeReference(r *resource.Resource) ([]byte, error) {
+	env := typedEnvelope{Meta: r.Meta}
+	env.Meta.Version = 0
+	if r.Spec != nil {
+		env.Spec = r.Spec
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode %s: %w", r.Key(), err)
+	}
+	return b, nil
+}
+
+// checkEncodeMatchesReference: encode, with and without the spec encoded
+// by the caller (BatchOptions.SpecJSON), writes exactly what
+// encoding/json writes for the envelope, and fails as it does.
+func checkEncodeMatchesReference(t *testing.T, r *resource.Resource) {
+	t.Helper()
+	want, wantErr := encodeReference(r)
+	got, err := encode(r, 0, nil)
+	if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+		t.Fatalf("%s: error %v, encoding/json: %v", r.Key(), err, wantErr)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s:\nencode        %s\nencoding/json %s", r.Key(), got, want)
+	}
+	if r.Spec == nil {
+		return
+	}
+	spec, err := resource.MarshalSpec(r)
+	if err != nil {
+		return
+	}
+	got, err = encode(r, 0, spec)
+	if (err == nil) != (wantErr == nil) || !bytes.Equal(got, want) {
+		t.Fatalf("%s: with the spec given:\nencode        %s (%v)\nencoding/json %s (%v)", r.Key(), got, err, want, wantErr)
+	}
+}
+
+// The envelope encode writes by hand is encoding/json's, for what JSON
+// escapes (HTML, controls, invalid UTF-8, U+2028), empty and nil label
+// maps, times in other zones, with and without fractions, and times
+// encoding/json refuses (years past 9999, an offset of 24 hours or more).
+func TestEncodeMatchesEncodingJSON(t *testing.T) {
+	names := []string{"n1", "a<b>&c", "\x00\x1f\u007f", "é\xff\xfe", "\u2028\u2029", `q"b\s`, "\b\f\n\r\t"}
+	times := []time.Time{
+		{},
+		time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC),
+		time.Date(2026, 11, 1, 12, 0, 0, 120000000, time.FixedZone("x", -5*3600-30*60)),
+		time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("far", 25*3600)),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	for _, d := range resource.Types() {
+		mesh := ""
+		if d.Scope == resource.ScopeMesh {
+			mesh = "m<&>"
+		}
+		for i, name := range names {
+			r, err := resource.New(d.Type, mesh, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch i % 3 {
+			case 0:
+				r.Labels = map[string]string{}
+			case 1:
+				r.Labels = map[string]string{name: name, "b": "", "a": "<x>", "\xff": "\u2028"}
+			}
+			for j, ct := range times {
+				r.CreationTime, r.ModificationTime = ct, times[(j+i)%len(times)]
+				checkEncodeMatchesReference(t, r)
+			}
+		}
+	}
+}
+
+// FuzzEncodeMatchesEncodingJSON: encode writes what encoding/json writes
+// for the envelope of any MeshTrace (names, labels, times, spec).
+func FuzzEncodeMatchesEncodingJSON(f *testing.F) {
+	f.Add("default", "t", "k", "v", int64(1793534400123456789), 0, []byte(`{"targetRef":{"kind":"MeshService","name":"svc-1"},"default":{"sampling":{"overall":10}}}`))
+	f.Add("m<&>", "\xff\u2028", "", "\x01", int64(-62135596800), 3600, []byte(`{"default":{"tags":[{"name":"x","literal":"<&>"}]}}`))
+	f.Add("", "x", "a/b", "c", int64(253402300800), 86400, []byte(`null`))
+	f.Fuzz(func(t *testing.T, mesh, name, lk, lv string, unix int64, offset int, spec []byte) {
+		r, err := resource.New(resource.TypeMeshTrace, mesh, name)
+		if err != nil || checkKey(r.Key()) != nil {
+			return
+		}
+		_ = json.Unmarshal(spec, r.Spec)
+		if lk != "" {
+			r.Labels = map[string]string{lk: lv, "z": lv}
+		}
+		r.CreationTime = time.Unix(0, unix).In(time.FixedZone("z", offset%(100*3600)))
+		r.ModificationTime = time.Unix(unix/1000, 0).UTC()
+		checkEncodeMatchesReference(t, r)
 	})
 }

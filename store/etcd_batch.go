@@ -30,9 +30,9 @@ func (s *EtcdStore) PutBatch(ctx context.Context, rs []*resource.Resource, opts 
 	for i := 0; i < len(rs); {
 		var n int
 		if opts.DryRun {
-			n, err = s.checkChunk(ctx, rs[i:], keys[i:], results[i:], inBatch, opts)
+			n, err = s.checkChunk(ctx, rs[i:], keys[i:], results[i:], inBatch, opts.from(i))
 		} else {
-			n, err = s.writeChunk(ctx, rs[i:], keys[i:], results[i:], opts)
+			n, err = s.writeChunk(ctx, rs[i:], keys[i:], results[i:], opts.from(i))
 		}
 		if err != nil {
 			// The store failed: nothing of this transaction is known written.
@@ -86,7 +86,7 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 	for attempt := 1; ; attempt++ {
 		sizes := make([]int, n)
 		for i := range n {
-			values[i] = prepareOne(rs[i], existing[i], opts, s.maxBytes, &results[i])
+			values[i] = prepareOne(rs[i], existing[i], opts, opts.specJSON(i), s.maxBytes, &results[i])
 			sizes[i] = len(keys[i]) + len(values[i])
 		}
 		if firstErr(results[:n]) != nil {
@@ -230,7 +230,7 @@ func (s *EtcdStore) checkChunk(ctx context.Context, rs []*resource.Resource, key
 			results[i] = BatchResult{Created: cur == nil, Err: fmt.Errorf("%w: %q (needed by %s)", ErrNoMesh, rs[i].Mesh, rs[i].Key())}
 			continue
 		}
-		prepareOne(rs[i], cur, opts, s.maxBytes, &results[i])
+		prepareOne(rs[i], cur, opts, opts.specJSON(i), s.maxBytes, &results[i])
 	}
 	return n, nil
 }

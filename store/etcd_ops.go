@@ -115,7 +115,7 @@ func (s *EtcdStore) Put(ctx context.Context, r *resource.Resource, expectVersion
 	if expectVersion < MustNotExist {
 		return 0, fmt.Errorf("store: invalid expected version %d", expectVersion)
 	}
-	value, err := encode(r, s.maxBytes)
+	value, err := encode(r, s.maxBytes, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -231,7 +231,7 @@ func (m *MemoryStore) Put(ctx context.Context, r *resource.Resource, expectVersi
 	m.mu.Lock()
 	maxBytes := m.maxBytes
 	m.mu.Unlock()
-	value, err := encode(r, maxBytes)
+	value, err := encode(r, maxBytes, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -564,7 +564,7 @@ func prepareOps(ks keyspace, ops []Op, maxBytes int) ([]preparedOp, error) {
 			}
 			p.key = ks.resourceKey(op.Key)
 		} else {
-			v, err := encode(op.Resource, maxBytes)
+			v, err := encode(op.Resource, maxBytes, nil)
 			if err != nil {
 				return nil, fmt.Errorf("txn op %d: %w", i, err)
 			}
@@ -636,7 +636,7 @@ func (m *MemoryStore) PutBatch(ctx context.Context, rs []*resource.Resource, opt
 					continue
 				}
 			}
-			values[j] = prepareOne(r, cur, opts, m.maxBytes, &res[j])
+			values[j] = prepareOne(r, cur, opts, opts.specJSON(i+j), m.maxBytes, &res[j])
 		}
 		if opts.DryRun {
 			i += n

@@ -1,0 +1,44 @@
+package restapi
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshtrace/meshtrace/resource"
+	"github.com/meshtrace/meshtrace/store"
+)
+
+// BenchmarkPutHandler: one MeshTrace PUT through the handler as global
+// configures it (a size cap, a registry), into a memory store, without the
+// network: decode, checks, encode and store, metrics. Each iteration
+// creates a new policy.
+func BenchmarkPutHandler(b *testing.B) {
+	st := store.NewMemory()
+	mesh := &resource.Resource{Meta: resource.Meta{Type: resource.TypeMesh, Name: "default"}, Spec: &resource.MeshSpec{}}
+	if _, err := st.Put(b.Context(), mesh, store.AnyVersion); err != nil {
+		b.Fatal(err)
+	}
+	h, err := New(Config{Store: st, Token: testToken, Registerer: prometheus.NewRegistry(), MaxResourceBytes: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		name := fmt.Sprintf("bench-%d", i)
+		body := fmt.Appendf(nil, `{"type":"MeshTrace","mesh":"default","name":%q,"spec":{"targetRef":{"kind":"MeshService","name":"svc-%d"},"default":{"sampling":{"overall":10},"backends":[{"zipkin":{"url":"http://zipkin-burst:9411/api/v2/spans"}}]}}}`, name, i)
+		req := httptest.NewRequest(http.MethodPut, "/meshes/default/meshtraces/"+name, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusCreated {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+}
