@@ -108,6 +108,8 @@ func TestValidate(t *testing.T) {
 			want: []string{"kds.batchGap: must be between 0 and 1s, got -1ms"}},
 		{name: "kds batch gap too long", mutate: func(c *Config) { c.KDS.BatchGap = config.Duration(2 * time.Second) },
 			want: []string{"kds.batchGap: must be between 0 and 1s, got 2s"}},
+		{name: "kds batch stretch", mutate: func(c *Config) { c.KDS.BatchStretch = config.Duration(-time.Second) },
+			want: []string{"kds.batchStretch: must be between 0 and 1s, got -1s"}},
 		{name: "log and token", mutate: func(c *Config) { c.Log.Level, c.API.AdminToken = "loud", "a b" },
 			want: []string{`log.level: "loud" is not one of`, "api.adminToken: must not contain whitespace"}},
 		{name: "compaction", mutate: func(c *Config) { c.Store.Embedded.AutoCompactionRetention = "forever" },

@@ -155,6 +155,7 @@ func (g *Global) runKDS(ctx context.Context) error {
 		MaxMessageBytes: g.cfg.KDS.MaxMessageBytes,
 		Heartbeat:       g.cfg.KDS.Heartbeat.D(),
 		BatchGap:        g.cfg.KDS.BatchGap.D(),
+		BatchStretch:    g.cfg.KDS.BatchStretch.D(),
 		Registerer:      g.reg,
 	})
 	if err != nil {

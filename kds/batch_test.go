@@ -112,12 +112,13 @@ func (s slowTxns) Txn(ctx context.Context, ops []store.Op) (int64, error) {
 // commit), and every change arrives. (That a change after the zone caught up
 // is not held: TestPusherGapHoldsChangesBetweenBatches.)
 func TestBatchGapCoalescesAStreamOfChanges(t *testing.T) {
-	for _, gap := range []time.Duration{0, 100 * time.Millisecond} {
-		t.Run(fmt.Sprintf("gap=%s", gap), func(t *testing.T) {
+	for _, tc := range []struct{ gap, stretch time.Duration }{{0, 0}, {100 * time.Millisecond, 0}, {20 * time.Millisecond, time.Second}} {
+		gap := tc.gap
+		t.Run(fmt.Sprintf("gap=%s,stretch=%s", gap, tc.stretch), func(t *testing.T) {
 			e := newEnv(t)
 			gs := newMemory(t)
 			put(t, gs, mesh("default"))
-			g := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.BatchGap = gap })
+			g := e.startGlobal(gs, "", func(c *kds.ServerConfig) { c.BatchGap, c.BatchStretch = gap, tc.stretch })
 			zs := newMemory(t)
 			z := e.startZone("east", slowTxns{Store: zs, d: 5 * time.Millisecond}, token(t, gs, "east"), []string{g.addr})
 			waitFor(t, "east to connect", 5*time.Second, z.client.Connected)
@@ -140,6 +141,17 @@ func TestBatchGapCoalescesAStreamOfChanges(t *testing.T) {
 				// The control: without a gap the zone gets a batch per commit.
 				if batches < 20 {
 					t.Fatalf("without a gap: %d batches in %s, want one per 5 ms commit", batches, elapsed)
+				}
+				return
+			}
+			if tc.stretch > elapsed {
+				// At once, then (the stream never pausing for a gap) once
+				// it ended: 2 batches (3 seen on this machine); one more
+				// for every time a busy host stalls the writer for a gap,
+				// tolerated up to one per 50 ms (a gap alone allows one
+				// per 20 ms).
+				if limit := 2 + int(elapsed/(50*time.Millisecond)); batches > limit {
+					t.Fatalf("%d batches in %s, want at most %d with a %s stretch", batches, elapsed, limit, tc.stretch)
 				}
 				return
 			}

@@ -36,10 +36,14 @@ type queue struct {
 	observed int64
 	ready    chan struct{}
 	cache    *wireCache // shared encodings; nil for none
+	// lastPush is when the latest change was pushed (see pusher.stretch);
+	// now is the clock, time.Now but in tests.
+	lastPush time.Time
+	now      func() time.Time
 }
 
 func newQueue(cache *wireCache) *queue {
-	return &queue{items: map[resource.Key]*list.Element{}, ready: make(chan struct{}, 1), cache: cache}
+	return &queue{items: map[resource.Key]*list.Element{}, ready: make(chan struct{}, 1), cache: cache, now: time.Now}
 }
 
 // push records a change; a pending change of the same key is replaced.
@@ -47,8 +51,10 @@ func (q *queue) push(e *entry) {
 	if e.del {
 		q.cache.forget(e.key, e.rev)
 	}
+	now := q.now()
 	q.mu.Lock()
 	q.pushLocked(e)
+	q.lastPush = now
 	q.mu.Unlock()
 	q.signal()
 }
@@ -64,9 +70,13 @@ func (q *queue) deliver(entries []*entry, rev int64) {
 			q.cache.forget(e.key, e.rev)
 		}
 	}
+	now := q.now()
 	q.mu.Lock()
 	for _, e := range entries {
 		q.pushLocked(e)
+	}
+	if len(entries) > 0 {
+		q.lastPush = now
 	}
 	if rev > q.observed {
 		q.observed = rev
@@ -116,6 +126,13 @@ func (q *queue) idleCursor() (int64, bool) {
 		return 0, false
 	}
 	return q.observed, true
+}
+
+// pushedAt is when the latest change was pushed.
+func (q *queue) pushedAt() time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.lastPush
 }
 
 // observedRevision is the highest revision pushed or observed.
@@ -195,11 +212,21 @@ type flight struct {
 // each waited for: the next write may reach global before the zone's Ack
 // does, as the zone serves what it committed before answering), and so does
 // any change once gap has passed since the last batch.
+//
+// With a stretch longer than gap, a held batch also waits while changes keep
+// coming: until gap has passed since the latest change as well, at most
+// stretch after the last batch. A burst of writes then reaches a zone as a
+// few large batches, each one commit, fsync and reconcile there, and on a
+// shared host the zone's CPU stays with the writers; the end of the burst
+// still leaves gap after its last change. (Counting the stream as ended
+// after a fixed few milliseconds instead missed streams slowed by a busy
+// host, whose group commits were further apart.)
 type pusher struct {
 	q        *queue
 	budget   int
 	oversize func(e *entry, size int, err error)
 	gap      time.Duration
+	stretch  time.Duration
 	lastSent time.Time
 	// backlog: more than one change was pending when the last batch was
 	// acknowledged, or it carried more than one change.
@@ -295,7 +322,20 @@ func (p *pusher) heldUntil() time.Time {
 	if p.gap <= 0 || p.snapPending || !p.backlog {
 		return time.Time{}
 	}
-	return p.lastSent.Add(p.gap)
+	until := p.lastSent.Add(p.gap)
+	if p.stretch > p.gap {
+		if quiet := p.q.pushedAt().Add(p.gap); quiet.After(until) {
+			until = minTime(quiet, p.lastSent.Add(p.stretch))
+		}
+	}
+	return until
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // ack settles the batch in flight; it returns nil when a does not answer it.

@@ -282,3 +282,83 @@ func TestQueueCursorWaitsForResponseBoundary(t *testing.T) {
 		t.Fatalf("after the response: took %v, cursor %d; want b and 10", res, cursor)
 	}
 }
+
+// With a stretch, a held batch waits while changes keep coming (each within
+// gap of the previous), at most stretch after the last batch, and goes gap
+// after the stream's last change.
+func TestPusherStretchWaitsForTheStreamToEnd(t *testing.T) {
+	q := newQueue(nil)
+	var clock time.Time
+	q.now = func() time.Time { return clock }
+	p := newPusher(q, 1<<20, func(*entry, int, error) {})
+	p.gap, p.stretch = 20*time.Millisecond, 100*time.Millisecond
+	key := func(n int) resource.Key {
+		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: fmt.Sprint("p-", n)}
+	}
+	t0 := time.Unix(1000, 0)
+	rev := int64(0)
+	change := func(at time.Time) {
+		clock = at
+		rev++
+		q.deliver([]*entry{{key: key(int(rev)), res: policy("p", 1), rev: rev}, {key: key(int(rev) + 1000), res: policy("p", 1), rev: rev}}, rev)
+	}
+	change(t0)
+	b := p.next(t0)
+	if b == nil || len(b.Resources) != 2 {
+		t.Fatalf("first group: %+v, want it sent at once", b)
+	}
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	// A group commit every 2 ms for 44 ms, then every 15 ms (a busy host)
+	// until 74 ms: held past the gap.
+	var stream []time.Duration
+	for at := 2 * time.Millisecond; at <= 44*time.Millisecond; at += 2 * time.Millisecond {
+		stream = append(stream, at)
+	}
+	stream = append(stream, 59*time.Millisecond, 74*time.Millisecond)
+	for _, at := range stream {
+		change(t0.Add(at))
+		if b := p.next(t0.Add(at)); b != nil {
+			t.Fatalf("sent %d changes %v after the last batch, while changes keep coming", len(b.Resources), at)
+		}
+	}
+	end := t0.Add(74 * time.Millisecond)
+	if got := p.heldUntil(); !got.Equal(end.Add(p.gap)) {
+		t.Fatalf("held until %v after the stream's last change, want %v", got.Sub(end), p.gap)
+	}
+	if b := p.next(end.Add(p.gap - time.Millisecond)); b != nil {
+		t.Fatalf("sent before the stream was quiet for %v", p.gap)
+	}
+	b = p.next(end.Add(p.gap))
+	if b == nil || len(b.Resources) != 2*int(rev-1) || b.Revision != rev {
+		t.Fatalf("after the stream: %d changes up to %d, want %d up to %d", len(b.GetResources()), b.GetRevision(), 2*(rev-1), rev)
+	}
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+
+	// A stream that does not end: a batch every stretch.
+	start := end.Add(p.gap)
+	for at := time.Millisecond; at < 300*time.Millisecond; at += time.Millisecond {
+		now := start.Add(at)
+		change(now)
+		if b := p.next(now); b != nil {
+			if since := now.Sub(p.inflight.sent); since != 0 {
+				t.Fatal("inflight not the batch just sent")
+			}
+			if at%p.stretch != 0 {
+				t.Fatalf("batch %v into an endless stream, want one every %v", at, p.stretch)
+			}
+			p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+		}
+	}
+
+	// At most the gap: as without a stretch.
+	p.stretch = p.gap
+	t4 := start.Add(400 * time.Millisecond)
+	change(t4)
+	b = p.next(t4)
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	change(t4.Add(time.Millisecond))
+	change(t4.Add(p.gap))
+	if got := p.heldUntil(); !got.Equal(t4.Add(p.gap)) {
+		t.Fatalf("stretch = gap: held until %v, want the gap", got.Sub(t4))
+	}
+}

@@ -32,6 +32,7 @@ const (
 	DefaultStallIntervals  = 3
 	DefaultInsightInterval = time.Second
 	DefaultBatchGap        = 20 * time.Millisecond
+	DefaultBatchStretch    = 100 * time.Millisecond
 	DefaultRevocationCheck = 10 * time.Second
 )
 
@@ -71,6 +72,11 @@ type ServerConfig struct {
 	// fewer, larger batches, each one transaction and fsync in the zone's
 	// store and one reconcile and xDS push for its proxies.
 	BatchGap time.Duration
+	// BatchStretch is the longest a held batch waits while changes keep
+	// coming (each within BatchGap of the previous): a burst of writes goes
+	// to a zone as a few large batches, the last one BatchGap after the
+	// burst's last change (see pusher). At most BatchGap: none.
+	BatchStretch time.Duration
 	// InsightInterval is the least time between two ZoneInsight writes of a zone.
 	InsightInterval time.Duration
 	// RevocationCheck is how often live streams' tokens are checked again

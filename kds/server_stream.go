@@ -117,7 +117,7 @@ func (st *serverStream) run() error {
 	}
 
 	st.p = newPusher(st.q, messageBudget(st.s.cfg.MaxMessageBytes, hello.GetMaxMessageBytes()), st.oversized)
-	st.p.gap = st.s.cfg.BatchGap
+	st.p.gap, st.p.stretch = st.s.cfg.BatchGap, st.s.cfg.BatchStretch
 	// One store watch per server feeds every stream: subscribe first, then
 	// read what comes before the feed's position.
 	sub, pos, err := st.s.feed.subscribe(ctx, st.q, st.fail)
