@@ -22,13 +22,19 @@ func (c LogConfig) Validate() error {
 	return nil
 }
 
-// Logger builds the named logger c describes, writing to out.
+// Logger builds the named logger c describes, writing to out. Lines logged
+// at the same moment share a write (see lineWriter).
 func (c LogConfig) Logger(name string, out io.Writer) hclog.Logger {
+	return c.logger(name, newLineWriter(out))
+}
+
+func (c LogConfig) logger(name string, w *lineWriter) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       name,
 		Level:      hclog.LevelFromString(c.Level),
 		JSONFormat: c.JSON,
-		Output:     out,
+		Output:     w,
+		Mutex:      w,
 	})
 }
 

@@ -303,11 +303,14 @@ func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Req
 		w.Header().Set(DryRunHeader, "true")
 		return status, warnings, nil
 	}
-	verb := "updated"
+	// The audit line of every write. The message is a constant and the
+	// type a plain string: hclog formats both without allocating (a
+	// resource.Type goes through reflection and fmt), and writes the same.
+	msg := "resource updated"
 	if results[0].Created {
-		verb = "created"
+		msg = "resource created"
 	}
-	h.log.Info("resource "+verb, "type", key.Type, "mesh", key.Mesh, "name", key.Name, "rev", results[0].Revision)
+	h.log.Info(msg, "type", string(key.Type), "mesh", key.Mesh, "name", key.Name, "rev", results[0].Revision)
 	return status, warnings, nil
 }
 
@@ -493,7 +496,7 @@ func (h *Handler) deleteHandler(d *resource.Descriptor) http.Handler {
 			return
 		}
 		done(rev)
-		h.log.Info("resource deleted", "type", key.Type, "mesh", key.Mesh, "name", key.Name, "rev", rev)
+		h.log.Info("resource deleted", "type", string(key.Type), "mesh", key.Mesh, "name", key.Name, "rev", rev)
 		writeWriteResult(w, http.StatusOK, warnings)
 	})
 }
