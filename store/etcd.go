@@ -82,6 +82,7 @@ type EtcdStore struct {
 	log       hclog.Logger
 	latency   *prometheus.HistogramVec
 	hints     hints
+	meshes    meshChecks
 	corrupt   corruptSet
 	group     committer
 	decoded   decodedValues // watch event values, decoded once for every hub

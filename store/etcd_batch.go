@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -70,8 +71,43 @@ func chunkMeshes(rs []*resource.Resource, opts BatchOptions) []string {
 	return out
 }
 
-func (s *EtcdStore) meshKey(name string) string {
-	return s.ks.resourceKey(resource.Key{Type: resource.TypeMesh, Name: name})
+// meshChecks keeps, by Mesh name, what a write checks of its Mesh: the
+// compare that it exists and the count read of the Else branch. Every
+// write into a mesh sends the same ones, and etcd's client only reads
+// them, so they are built once instead of once per write (a storage key,
+// a compare and an Op of several allocations each).
+type meshChecks struct {
+	mu sync.Mutex
+	m  map[string]meshCheck
+}
+
+type meshCheck struct {
+	key string
+	cmp clientv3.Cmp
+	get clientv3.Op
+}
+
+// maxMeshChecks bounds the cache (writes may name meshes that do not
+// exist); past it the cache starts over.
+const maxMeshChecks = 1024
+
+func (c *meshChecks) get(ks keyspace, name string) meshCheck {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if mc, ok := c.m[name]; ok {
+		return mc
+	}
+	key := ks.resourceKey(resource.Key{Type: resource.TypeMesh, Name: name})
+	mc := meshCheck{
+		key: key,
+		cmp: clientv3.Compare(clientv3.CreateRevision(key), ">", 0),
+		get: clientv3.OpGet(key, clientv3.WithCountOnly()),
+	}
+	if c.m == nil || len(c.m) >= maxMeshChecks {
+		c.m = make(map[string]meshCheck)
+	}
+	c.m[name] = mc
+	return mc
 }
 
 // writeChunk writes the first resources of rs in one transaction and returns
@@ -117,9 +153,10 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 		}
 		meshKeys := make([]string, len(meshes))
 		for j, m := range meshes {
-			meshKeys[j] = s.meshKey(m)
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(meshKeys[j]), ">", 0))
-			gets = append(gets, clientv3.OpGet(meshKeys[j], clientv3.WithCountOnly()))
+			c := s.meshes.get(s.ks, m)
+			meshKeys[j] = c.key
+			cmps = append(cmps, c.cmp)
+			gets = append(gets, c.get)
 		}
 		var resp *clientv3.TxnResponse
 		var shared bool
@@ -208,7 +245,7 @@ func (s *EtcdStore) checkChunk(ctx context.Context, rs []*resource.Resource, key
 		gets = append(gets, clientv3.OpGet(keys[i]))
 	}
 	for _, m := range meshes {
-		gets = append(gets, clientv3.OpGet(s.meshKey(m), clientv3.WithCountOnly()))
+		gets = append(gets, s.meshes.get(s.ks, m).get)
 	}
 	resp, err := s.client.Txn(ctx).Then(gets...).Commit()
 	if err != nil {
