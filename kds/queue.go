@@ -215,7 +215,8 @@ type flight struct {
 //
 // With a stretch longer than gap, a held batch also waits while changes keep
 // coming: until gap has passed since the latest change as well, at most
-// stretch after the last batch. A burst of writes then reaches a zone as a
+// stretch after the last batch, and only while fewer than stretchFull
+// changes are pending. A burst of writes then reaches a zone as a
 // few large batches, each one commit, fsync and reconcile there, and on a
 // shared host the zone's CPU stays with the writers; the end of the burst
 // still leaves gap after its last change. (Counting the stream as ended
@@ -323,13 +324,19 @@ func (p *pusher) heldUntil() time.Time {
 		return time.Time{}
 	}
 	until := p.lastSent.Add(p.gap)
-	if p.stretch > p.gap {
+	if p.stretch > p.gap && p.q.len() < stretchFull {
 		if quiet := p.q.pushedAt().Add(p.gap); quiet.After(until) {
 			until = minTime(quiet, p.lastSent.Add(p.stretch))
 		}
 	}
 	return until
 }
+
+// stretchFull ends a stretch: a zone commits a batch in transactions of
+// store.MaxTxnOps changes, so holding a full one longer saves the zone
+// little, while the changes it holds back would reach it later and at once
+// (a bulk apply's changes come fast enough to fill one every gap).
+const stretchFull = store.MaxTxnOps
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {

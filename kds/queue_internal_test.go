@@ -334,25 +334,44 @@ func TestPusherStretchWaitsForTheStreamToEnd(t *testing.T) {
 	}
 	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
 
-	// A stream that does not end: a batch every stretch.
+	// A stream that does not end, a change (of two resources) every 2 ms:
+	// a batch every stretch.
 	start := end.Add(p.gap)
-	for at := time.Millisecond; at < 300*time.Millisecond; at += time.Millisecond {
+	for at := 2 * time.Millisecond; at < 300*time.Millisecond; at += 2 * time.Millisecond {
 		now := start.Add(at)
 		change(now)
 		if b := p.next(now); b != nil {
-			if since := now.Sub(p.inflight.sent); since != 0 {
-				t.Fatal("inflight not the batch just sent")
-			}
 			if at%p.stretch != 0 {
 				t.Fatalf("batch %v into an endless stream, want one every %v", at, p.stretch)
 			}
 			p.ack(&kdsv1.Ack{Nonce: b.Nonce})
 		}
 	}
+	// Twice as fast: a batch as soon as a zone transaction's worth
+	// (stretchFull) is pending.
+	start = start.Add(300 * time.Millisecond)
+	clock = start
+	b = p.next(start)
+	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+	sent := 0
+	for at := time.Millisecond; at < 300*time.Millisecond; at += time.Millisecond {
+		now := start.Add(at)
+		change(now)
+		if b := p.next(now); b != nil {
+			sent++
+			if len(b.Resources) != stretchFull || at%(stretchFull/2*time.Millisecond) != 0 {
+				t.Fatalf("batch of %d %v into a fast stream, want %d every %v", len(b.Resources), at, stretchFull, stretchFull/2*time.Millisecond)
+			}
+			p.ack(&kdsv1.Ack{Nonce: b.Nonce})
+		}
+	}
+	if sent < 4 {
+		t.Fatalf("%d batches in 300 ms of a fast stream, want one every %v", sent, stretchFull/2*time.Millisecond)
+	}
 
 	// At most the gap: as without a stretch.
 	p.stretch = p.gap
-	t4 := start.Add(400 * time.Millisecond)
+	t4 := start.Add(time.Second)
 	change(t4)
 	b = p.next(t4)
 	p.ack(&kdsv1.Ack{Nonce: b.Nonce})
