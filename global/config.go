@@ -46,7 +46,7 @@ type KDSConfig struct {
 	MaxMessageBytes int             `json:"maxMessageBytes" desc:"Largest gRPC message KDS sends or accepts."`
 	Heartbeat       config.Duration `json:"heartbeat" desc:"Interval of KDS keepalive pings."`
 	BatchGap        config.Duration `json:"batchGap" desc:"Least time between two batches of changes to one zone when changes piled up while the previous one was in flight, or the previous one carried several changes: a stream of changes goes out in fewer, larger batches (each one commit and fsync in the zone's store and one xDS push), while a change made when the zone has nothing pending after a batch of one change goes out at once; 0 sends the next batch as soon as the zone acknowledges the previous one."`
-	BatchStretch    config.Duration `json:"batchStretch" desc:"Longest a batch held by batchGap waits while changes keep coming, each within batchGap of the one before (a burst of writes, a bulk apply): the burst reaches each zone as a few large batches instead of one every batchGap, and the zones' CPU stays with the writers; once no change came for batchGap the batch goes. At most batchGap: no stretch."`
+	BatchStretch    config.Duration `json:"batchStretch" desc:"Longest a batch held by batchGap waits while changes keep coming, each within batchGap of the one before (a burst of writes, a bulk apply): the burst reaches each zone as a few large batches instead of one every batchGap, and the zones' CPU stays with the writers; once no change came for batchGap, or 128 changes (one zone transaction) are pending, the batch goes. At most batchGap: no stretch."`
 	MaxConnections  int             `json:"maxConnections" desc:"Cap on open KDS connections; at the cap the oldest connection without a stream is closed."`
 }
 
