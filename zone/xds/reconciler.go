@@ -64,10 +64,29 @@ type built struct {
 	refs      int
 }
 
+// policy is a MeshTrace (or MeshGateway) as the reconciler holds it. Its
+// digest is worked out on first use: most policies a burst sets are new and
+// no proxy may ever match them, so hashing each as it arrives (a JSON
+// encoding of its spec) is mostly wasted.
 type policy struct {
-	r      *resource.Resource
-	digest digest // key, labels and spec
+	r    *resource.Resource
+	hash func(*resource.Resource) digest
+	once sync.Once // the parallel plans read digests
+	d    digest
 }
+
+func newPolicy(res *resource.Resource, hash func(*resource.Resource) digest) *policy {
+	return &policy{r: res, hash: hash}
+}
+
+// digest is the policy's key, labels and spec hashed (MeshGateways: key and spec).
+func (p *policy) digest() digest {
+	p.once.Do(func() { p.d = p.hash(p.r) })
+	return p.d
+}
+
+func policyDigest(res *resource.Resource) digest  { return hashJSON(res.Key(), res.Labels, res.Spec) }
+func gatewayDigest(res *resource.Resource) digest { return hashJSON(res.Key(), res.Spec) }
 
 // Reconciler keeps a snapshot per proxy in a snapshot cache, current with the
 // dataplanes, MeshTrace policies and MeshGateways it is given. For each proxy
@@ -324,11 +343,11 @@ type meshChanges map[string][]string
 // and marks all its proxies, instead of a pass over the proxies per policy.
 func (r *Reconciler) setPolicy(res *resource.Resource, dirty map[resource.Key]bool, bulk meshChanges) {
 	k := res.Key()
-	d := hashJSON(k, res.Labels, res.Spec)
-	if old, ok := r.policies[k]; ok && old.digest == d {
+	p := newPolicy(res, policyDigest)
+	if old, ok := r.policies[k]; ok && old.digest() == p.digest() {
 		return
 	}
-	r.policies[k] = &policy{r: res, digest: d}
+	r.policies[k] = p
 	if bulk != nil {
 		bulk[res.Mesh] = append(bulk[res.Mesh], res.Name)
 		return
@@ -418,11 +437,11 @@ func mergeNames(list []*resource.Resource, names []string, current func(string) 
 
 func (r *Reconciler) setGateway(res *resource.Resource, dirty map[resource.Key]bool) {
 	k := res.Key()
-	d := hashJSON(k, res.Spec)
-	if old, ok := r.gateways[k]; ok && old.digest == d {
+	p := newPolicy(res, gatewayDigest)
+	if old, ok := r.gateways[k]; ok && old.digest() == p.digest() {
 		return
 	}
-	r.gateways[k] = &policy{r: res, digest: d}
+	r.gateways[k] = p
 	r.gatewaysChanged(res.Mesh, dirty)
 }
 
@@ -696,7 +715,7 @@ func (r *Reconciler) plan(pl *plan) {
 	pl.policies = make([]resource.Key, len(matched))
 	for i, m := range matched {
 		pl.policies[i] = m.Key()
-		d := r.policies[m.Key()].digest
+		d := r.policies[m.Key()].digest()
 		h.Write(d[:])
 	}
 	if r.guard.digest != (digest{}) {
@@ -717,7 +736,7 @@ func (r *Reconciler) plan(pl *plan) {
 	}
 	if gw != nil {
 		in.gateway = gw.Spec.(*resource.MeshGatewaySpec)
-		d := r.gateways[gw.Key()].digest
+		d := r.gateways[gw.Key()].digest()
 		h.Write(d[:])
 	}
 	var shape digest
