@@ -140,7 +140,7 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 			a.c.noteRevision(key, w.Revision)
 			continue
 		}
-		r, err := decodeWire(w)
+		r, specJSON, err := decodeWireSpec(w)
 		if err != nil {
 			reject(w, err.Error())
 			continue
@@ -155,7 +155,8 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 			a.c.noteRevision(key, w.Revision)
 			continue
 		}
-		ops = append(ops, store.Op{Key: key, Resource: r})
+		// specJSON, when set, is stored as it came: the spec is not encoded again.
+		ops = append(ops, store.Op{Key: key, Resource: r, SpecJSON: specJSON})
 		wires, sources = append(wires, wire), append(sources, w)
 	}
 	if a.log.IsDebug() {

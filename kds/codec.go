@@ -38,7 +38,14 @@ func decodeResource(b []byte) (*resource.Resource, error) {
 // carries the strict decoder's reason (unknown field, wrong type, with its
 // path).
 func decodeWire(w *kdsv1.Resource) (*resource.Resource, error) {
-	r, ok := decodeCompact(w.Json)
+	r, _, err := decodeWireSpec(w)
+	return r, err
+}
+
+// decodeWireSpec is decodeWire that also returns the spec's JSON when
+// decodeCompact has it exactly as the store would write it (else nil).
+func decodeWireSpec(w *kdsv1.Resource) (*resource.Resource, []byte, error) {
+	r, specJSON, ok := decodeCompact(w.Json)
 	var err error
 	if !ok {
 		r, err = decodeEncoded(w.Json)
@@ -47,15 +54,15 @@ func decodeWire(w *kdsv1.Resource) (*resource.Resource, error) {
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if r.Key() != keyOf(w) {
-		return nil, fmt.Errorf("resource is %s, the message says %s", r.Key(), keyOf(w))
+		return nil, nil, fmt.Errorf("resource is %s, the message says %s", r.Key(), keyOf(w))
 	}
 	if err := resource.Validate(r); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return r, nil
+	return r, specJSON, nil
 }
 
 // encodedPolicy is a policy's Universal JSON as encodeResource writes it;

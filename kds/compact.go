@@ -5,7 +5,9 @@ import (
 	"encoding"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,23 +25,29 @@ import (
 // takes decodeEncoded's way, which says what is wrong when something is.
 // What it accepts, decodeEncoded accepts and reads equal
 // (FuzzDecodeCompactMatchesEncoded).
-func decodeCompact(b []byte) (_ *resource.Resource, ok bool) {
+//
+// specJSON is the spec's bytes when they are exactly what json.Marshal
+// writes for the spec read (FuzzDecodeCompactSpecJSON), nil otherwise: the
+// zone's store then keeps them instead of encoding the spec again. That holds
+// for everything global sends as it is; what this reader checks for it is in
+// compactReader.canon.
+func decodeCompact(b []byte) (_ *resource.Resource, specJSON []byte, ok bool) {
 	rest, ok := bytes.CutPrefix(b, encodedTypePrefix)
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	end := bytes.IndexByte(rest, '"')
 	if end < 0 {
-		return nil, false
+		return nil, nil, false
 	}
 	d, ok := resource.Lookup(resource.Type(rest[:end]))
 	if !ok || !d.IsPolicy {
-		return nil, false
+		return nil, nil, false
 	}
 	spec := d.NewSpec()
 	sv := reflect.ValueOf(spec)
 	if sv.Kind() != reflect.Pointer || sv.IsNil() || !sv.Elem().IsZero() {
-		return nil, false
+		return nil, nil, false
 	}
 	p := planOf(sv.Elem().Type())
 	r := &resource.Resource{Meta: resource.Meta{Type: d.Type}, Spec: spec}
@@ -62,11 +70,11 @@ func decodeCompact(b []byte) (_ *resource.Resource, ok bool) {
 	}
 	for !c.take('}') {
 		if !c.take(',') {
-			return nil, false
+			return nil, nil, false
 		}
 		key, ok := c.str()
 		if !ok || !c.take(':') {
-			return nil, false
+			return nil, nil, false
 		}
 		switch string(key) {
 		case "mesh":
@@ -80,27 +88,41 @@ func decodeCompact(b []byte) (_ *resource.Resource, ok bool) {
 		case "modificationTime":
 			ok = once(seenModification) && c.value(reflect.ValueOf(&r.ModificationTime).Elem(), timePlan, 0)
 		case "spec":
+			start := c.i
+			c.canon = true
 			ok = once(seenSpec) && c.value(sv.Elem(), p, 0)
+			if ok && c.canon {
+				specJSON = c.b[start:c.i]
+			}
 		default:
 			ok = false
 		}
 		if !ok {
-			return nil, false
+			return nil, nil, false
 		}
 	}
 	if c.i != len(c.b) || seen&seenSpec == 0 {
-		return nil, false
+		return nil, nil, false
 	}
 	if len(r.Labels) == 0 {
 		r.Labels = nil
 	}
-	return r, true
+	return r, specJSON, true
 }
 
 // compactReader reads JSON in decodeCompact's narrow form.
 type compactReader struct {
 	b []byte
 	i int
+	// canon stays true while what was read is exactly what json.Marshal
+	// writes for the values read: struct fields in their order, each there
+	// unless omitempty leaves it out, map keys sorted, no character
+	// json.Marshal escapes (<, > and &), integers as strconv writes them,
+	// values of types with their own MarshalJSON as it writes them, and no
+	// type json.Marshal writes in another way ([]byte, map values of types
+	// other than plain strings, booleans and integers, types with
+	// MarshalText).
+	canon bool
 }
 
 func (c *compactReader) take(ch byte) bool {
@@ -132,6 +154,8 @@ func (c *compactReader) str() ([]byte, bool) {
 			return c.b[start : c.i-1], true
 		case ch < 0x20 || ch >= 0x7f || ch == '\\':
 			return nil, false
+		case ch == '<' || ch == '>' || ch == '&':
+			c.canon = false // json.Marshal escapes them
 		}
 	}
 	return nil, false
@@ -151,6 +175,9 @@ func (c *compactReader) integer() ([]byte, bool) {
 	}
 	if ch := c.peek(); ch == '.' || ch == 'e' || ch == 'E' {
 		return nil, false
+	}
+	if c.i-start == 2 && c.b[start] == '-' && c.b[start+1] == '0' {
+		c.canon = false // -0: json.Marshal writes 0
 	}
 	return c.b[start:c.i], true
 }
@@ -172,6 +199,9 @@ func (c *compactReader) value(v reflect.Value, p *valuePlan, depth int) bool {
 	if depth > maxCompactDepth || c.peek() == 'n' {
 		return false // null: encoding/json's handling differs by kind
 	}
+	if !p.canon {
+		c.canon = false
+	}
 	switch p.kind {
 	case planUnmarshaler:
 		start := c.i
@@ -185,7 +215,13 @@ func (c *compactReader) value(v reflect.Value, p *valuePlan, depth int) bool {
 			return false
 		}
 		u := v.Addr().Interface().(json.Unmarshaler)
-		return u.UnmarshalJSON(c.b[start:c.i]) == nil
+		if u.UnmarshalJSON(c.b[start:c.i]) != nil {
+			return false
+		}
+		if c.canon {
+			c.canon = p.marshals && marshalsAs(v, c.b[start:c.i])
+		}
+		return true
 	case planPointer:
 		e := reflect.New(p.t.Elem())
 		if !c.value(e.Elem(), p.elem, depth+1) {
@@ -201,6 +237,7 @@ func (c *compactReader) value(v reflect.Value, p *valuePlan, depth int) bool {
 			return true
 		}
 		var seen uint64
+		last := -1 // the field read before, for canon: fields in order
 		for {
 			key, ok := c.str()
 			if !ok || !c.take(':') {
@@ -212,27 +249,41 @@ func (c *compactReader) value(v reflect.Value, p *valuePlan, depth int) bool {
 			}
 			seen |= 1 << i
 			f := p.fields[i]
-			if !c.value(v.Field(f.index), f.plan, depth+1) {
+			fv := v.Field(f.index)
+			if !c.value(fv, f.plan, depth+1) {
 				return false
 			}
+			if c.canon && (i < last || f.omitEmpty && isEmptyValue(fv)) {
+				c.canon = false
+			}
+			last = i
 			if c.take('}') {
-				return true
+				break
 			}
 			if !c.take(',') {
 				return false
 			}
 		}
+		if seen&p.written != p.written {
+			c.canon = false // json.Marshal writes a field left out here
+		}
+		return true
 	case planMap:
 		if !c.take('{') {
 			return false
 		}
 		m := reflect.MakeMap(p.t)
 		if !c.take('}') {
-			for {
+			var prev []byte
+			for n := 0; ; n++ {
 				key, ok := c.str()
 				if !ok || !c.take(':') {
 					return false
 				}
+				if n > 0 && bytes.Compare(prev, key) >= 0 {
+					c.canon = false // json.Marshal sorts the keys
+				}
+				prev = key
 				e := reflect.New(p.t.Elem()).Elem()
 				if !c.value(e, p.elem, depth+1) {
 					return false
@@ -330,19 +381,29 @@ type valuePlan struct {
 	kind planKind
 	t    reflect.Type
 	elem *valuePlan // pointer, map and slice
-	// A struct's fields by their JSON name (at most 64).
-	names  map[string]int
-	fields []fieldPlan
+	// A struct's fields by their JSON name (at most 64), in the order of
+	// the struct (json.Marshal's), and those json.Marshal writes even when
+	// zero (a bit per field).
+	names   map[string]int
+	fields  []fieldPlan
+	written uint64
+	// canon: json.Marshal writes a value of t as this plan reads it (see
+	// compactReader.canon), and marshals: t has a MarshalJSON, which
+	// json.Marshal writes it with.
+	canon, marshals bool
 }
 
 type fieldPlan struct {
-	index int
-	plan  *valuePlan
+	index     int
+	plan      *valuePlan
+	omitEmpty bool
 }
 
 var (
 	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+	marshalerType       = reflect.TypeFor[json.Marshaler]()
+	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
 
 	plansMu sync.Mutex
 	plans   = map[reflect.Type]*valuePlan{}
@@ -365,9 +426,13 @@ func planLocked(t reflect.Type) *valuePlan {
 	}
 	p := &valuePlan{t: t}
 	plans[t] = p // before the fields: a type that contains itself
+	// A pointer's methods are its element's, whose plan says.
+	p.canon = t.Kind() == reflect.Pointer || !implements(t, textMarshalerType) && !implements(t, marshalerType)
 	switch pt := reflect.PointerTo(t); {
 	case pt.Implements(unmarshalerType):
 		p.kind = planUnmarshaler
+		p.marshals = implements(t, marshalerType)
+		p.canon = true // as its MarshalJSON writes it: checked per value
 		return p
 	case pt.Implements(textUnmarshalerType):
 		return p // decoded in ways this reader does not follow
@@ -377,9 +442,22 @@ func planLocked(t reflect.Type) *valuePlan {
 		p.kind, p.elem = planPointer, planLocked(t.Elem())
 	case reflect.Slice:
 		p.kind, p.elem = planSlice, planLocked(t.Elem())
+		if t.Elem().Kind() == reflect.Uint8 {
+			p.canon = false // json.Marshal writes []byte in base64
+		}
 	case reflect.Map:
 		if t.Key().Kind() == reflect.String && !reflect.PointerTo(t.Key()).Implements(textUnmarshalerType) {
 			p.kind, p.elem = planMap, planLocked(t.Elem())
+			// Map values are not addressable as json.Marshal walks them:
+			// only plain values are sure to be written as read.
+			switch p.elem.kind {
+			case planString, planBool, planInt, planUint:
+			default:
+				p.canon = false
+			}
+			if implements(t.Key(), textMarshalerType) {
+				p.canon = false
+			}
 		}
 	case reflect.String:
 		p.kind = planString
@@ -393,7 +471,21 @@ func planLocked(t reflect.Type) *valuePlan {
 		if names, fields, ok := structFields(t); ok {
 			p.kind, p.names, p.fields = planStruct, names, fields
 			for i := range p.fields {
-				p.fields[i].plan = planLocked(t.Field(p.fields[i].index).Type)
+				f := &p.fields[i]
+				sf := t.Field(f.index)
+				f.plan = planLocked(sf.Type)
+				_, opts, _ := strings.Cut(sf.Tag.Get("json"), ",")
+				omitZero := false
+				for o := range strings.SplitSeq(opts, ",") {
+					f.omitEmpty = f.omitEmpty || o == "omitempty"
+					omitZero = omitZero || o == "omitzero"
+				}
+				if omitZero {
+					p.canon = false // not in policies; left to json.Marshal
+				}
+				if !f.omitEmpty || !emptyWhenZero(sf.Type) {
+					p.written |= 1 << i
+				}
 			}
 		}
 	}
@@ -415,10 +507,72 @@ func structFields(t reflect.Type) (map[string]int, []fieldPlan, bool) {
 		if !plainName(name) {
 			return nil, nil, false
 		}
-		names[name] = len(fields)
 		fields = append(fields, fieldPlan{index: i})
 	}
+	// In the struct's order, as json.Marshal writes them.
+	slices.SortFunc(fields, func(a, b fieldPlan) int { return a.index - b.index })
+	for name, i := range idx {
+		names[name] = slices.IndexFunc(fields, func(f fieldPlan) bool { return f.index == i })
+	}
 	return names, fields, true
+}
+
+// implements reports whether t or a pointer to it has iface's methods.
+func implements(t, iface reflect.Type) bool {
+	return t.Implements(iface) || reflect.PointerTo(t).Implements(iface)
+}
+
+// emptyWhenZero reports whether omitempty leaves a zero value of t out
+// (encoding/json's isEmptyValue of the zero value).
+func emptyWhenZero(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Struct:
+		return false
+	case reflect.Array:
+		return t.Len() == 0
+	}
+	return true
+}
+
+// isEmptyValue is encoding/json's: what omitempty leaves out.
+func isEmptyValue(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
+		return v.Len() == 0
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Interface, reflect.Pointer:
+		return v.IsZero()
+	}
+	return false
+}
+
+// marshalsAs reports whether v's MarshalJSON (v addressable) writes text.
+func marshalsAs(v reflect.Value, text []byte) bool {
+	switch m := v.Addr().Interface().(type) {
+	case *resource.IntOrString:
+		// Its MarshalJSON (json.Marshal of the string or the integer),
+		// without allocating.
+		if m.IsString {
+			return len(text) == len(m.StrVal)+2 && text[0] == '"' && string(text[1:len(text)-1]) == m.StrVal && plainString(m.StrVal)
+		}
+		var buf [20]byte
+		return string(strconv.AppendInt(buf[:0], m.IntVal, 10)) == string(text)
+	case json.Marshaler:
+		b, err := m.MarshalJSON()
+		return err == nil && bytes.Equal(b, text)
+	}
+	return false
+}
+
+// plainString reports whether json.Marshal writes s as it is between quotes.
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if ch := s[i]; ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' || ch == '<' || ch == '>' || ch == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // plainName reports a JSON name of letters, digits, '_' and '-' only.

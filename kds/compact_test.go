@@ -2,6 +2,7 @@ package kds
 
 import (
 	"bytes"
+	"encoding/json"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -35,7 +36,7 @@ func compactSeeds(t testing.TB) [][]byte {
 func TestDecodeCompactReadsGlobalsEncoding(t *testing.T) {
 	read := 0
 	for _, b := range compactSeeds(t) {
-		fast, ok := decodeCompact(b)
+		fast, _, ok := decodeCompact(b)
 		slow, err := decodeEncoded(b)
 		if !ok {
 			if err == nil && !bytes.Contains(b, []byte(`\u`)) {
@@ -60,7 +61,7 @@ func TestDecodeCompactReadsGlobalsEncoding(t *testing.T) {
 // encoding/json would.
 func TestDecodeCompactDeclines(t *testing.T) {
 	good := `{"type":"MeshTrace","mesh":"default","name":"p","labels":{"a":"b"},"spec":{"targetRef":{"kind":"Mesh"},"default":{"sampling":{"overall":10},"backends":[{"zipkin":{"url":"http://z:9411/api/v2/spans","traceId128bit":false}}]}}}`
-	if _, ok := decodeCompact([]byte(good)); !ok {
+	if _, _, ok := decodeCompact([]byte(good)); !ok {
 		t.Fatalf("declined %s", good)
 	}
 	cases := map[string]string{
@@ -88,24 +89,65 @@ func TestDecodeCompactDeclines(t *testing.T) {
 		"not the type first": `{"name":"p","type":"MeshTrace","mesh":"default","spec":{}}`,
 	}
 	for name, doc := range cases {
-		if r, ok := decodeCompact([]byte(doc)); ok {
+		if r, _, ok := decodeCompact([]byte(doc)); ok {
 			t.Errorf("%s: took %s as %+v", name, doc, r)
 		}
 	}
 }
 
+// What the compact way reads but json.Marshal would write otherwise gets no
+// spec JSON (the store encodes such a spec itself).
+func TestDecodeCompactSpecJSONOnlyAsMarshalled(t *testing.T) {
+	good := `{"type":"MeshTrace","mesh":"default","name":"p","labels":{"a":"b"},"spec":{"targetRef":{"kind":"MeshService","name":"s","tags":{"a":"1","b":"2"}},"default":{"tags":[],"sampling":{"overall":10,"client":"50.5"},"backends":[{"zipkin":{"url":"http://z:9411/api/v2/spans","traceId128bit":false}}]}}}`
+	if _, spec, ok := decodeCompact([]byte(good)); !ok || spec == nil {
+		t.Fatalf("no spec JSON (read %v) for %s", ok, good)
+	}
+	cases := map[string]string{
+		"fields out of order":      strings.Replace(good, `"kind":"MeshService","name":"s"`, `"name":"s","kind":"MeshService"`, 1),
+		"spec fields out of order": `{"type":"MeshTrace","name":"p","spec":{"default":{},"targetRef":{"kind":"Mesh"}}}`,
+		"field left out":           strings.Replace(good, `,"traceId128bit":false`, ``, 1),
+		"empty omitempty string":   strings.Replace(good, `"name":"s"`, `"name":"s","mesh":""`, 1),
+		"empty omitempty list":     strings.Replace(good, `"tags":{"a":"1","b":"2"}`, `"tags":{"a":"1","b":"2"},"proxyTypes":[]`, 1),
+		"empty omitempty map":      strings.Replace(good, `"tags":{"a":"1","b":"2"}`, `"tags":{}`, 1),
+		"keys not sorted":          strings.Replace(good, `"tags":{"a":"1","b":"2"}`, `"tags":{"b":"2","a":"1"}`, 1),
+		"minus zero":               strings.Replace(good, `"overall":10`, `"overall":-0`, 1),
+		"html character":           strings.Replace(good, `"name":"s"`, `"name":"s<t"`, 1),
+		"ampersand":                strings.Replace(good, `spans"`, `spans?a=1&b=2"`, 1),
+	}
+	for name, doc := range cases {
+		r, spec, ok := decodeCompact([]byte(doc))
+		if !ok {
+			t.Errorf("%s: not read: %s", name, doc)
+			continue
+		}
+		if spec != nil {
+			want, _ := json.Marshal(r.Spec)
+			t.Errorf("%s: spec JSON %s, json.Marshal writes %s", name, spec, want)
+		}
+	}
+}
+
 // FuzzDecodeCompactMatchesEncoded: whatever the compact way takes,
-// decodeEncoded (what zones decoded with before) takes too and reads equal.
+// decodeEncoded (what zones decoded with before) takes too and reads equal,
+// and the spec JSON it returns, if any, is what json.Marshal writes for the
+// spec read (what the zone's store writes with it is then unchanged).
 func FuzzDecodeCompactMatchesEncoded(f *testing.F) {
 	for _, b := range compactSeeds(f) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"type":"MeshTrace","mesh":"m","name":"n","labels":{},"spec":{"targetRef":{"kind":"MeshService","name":"s","tags":{},"proxyTypes":[]},"default":{"tags":[],"backends":[]}}}`))
 	f.Add([]byte(`{"type":"MeshTrace","name":"n","spec":{"default":{"sampling":{"overall":"12.5","client":-1,"random":0}}}}`))
+	f.Add([]byte(`{"type":"MeshTrace","mesh":"m","name":"n","spec":{"targetRef":{"kind":"MeshService","name":"s","tags":{"a":"1","b":"2"},"proxyTypes":["Sidecar"]},"default":{"tags":[{"name":"t","literal":"l"},{"name":"h","header":{"name":"x","default":"d"}}],"sampling":{"overall":10,"client":"50.5"},"backends":[{"type":"Zipkin","zipkin":{"url":"u","traceId128bit":true,"apiVersion":"httpJson","sharedSpanContext":false}},{"datadog":{"url":"d","splitService":false}},{"openTelemetry":{"endpoint":"e"}}]}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fast, ok := decodeCompact(data)
+		fast, spec, ok := decodeCompact(data)
 		if !ok {
 			return
+		}
+		if spec != nil {
+			want, err := json.Marshal(fast.Spec)
+			if err != nil || !bytes.Equal(spec, want) {
+				t.Fatalf("spec JSON %s, json.Marshal writes %s (%v)\n%s", spec, want, err, data)
+			}
 		}
 		slow, err := decodeEncoded(data)
 		if err != nil {
@@ -221,7 +263,7 @@ func TestDecodeCompactRandomPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 		slow, err := decodeEncoded(b)
-		fast, ok := decodeCompact(b)
+		fast, spec, ok := decodeCompact(b)
 		if !ok {
 			if err == nil && !bytes.Contains(b, []byte(`\`)) && !bytes.ContainsFunc(b, func(r rune) bool { return r >= 0x7f }) {
 				t.Fatalf("declined what global wrote without escapes:\n%s", b)
@@ -234,6 +276,11 @@ func TestDecodeCompactRandomPolicies(t *testing.T) {
 		}
 		if !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("decoded differently\ncompact: %+v\nencoded: %+v\n%s", fast, slow, b)
+		}
+		// Global wrote the spec with json.Marshal: read as it is, the
+		// zone's store keeps those bytes.
+		if want, _ := json.Marshal(s); !bytes.Equal(spec, want) {
+			t.Fatalf("spec JSON %s, global wrote %s", spec, want)
 		}
 	}
 	if read < 1000 {

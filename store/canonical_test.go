@@ -118,7 +118,7 @@ func TestSnapshotMatchesDecode(t *testing.T) {
 			if err != nil {
 				continue
 			}
-			snap, ok := snapshot(r)
+			snap, ok := snapshot(r, false)
 			if !ok {
 				refused++
 				continue
@@ -161,11 +161,11 @@ func typicalTrace() *resource.Resource {
 // The writes meshtrace makes read back as written.
 func TestSnapshotTakesTypicalWrites(t *testing.T) {
 	r := typicalTrace()
-	if _, ok := snapshot(r); !ok {
+	if _, ok := snapshot(r, false); !ok {
 		t.Fatal("a MeshTrace as the API stores it is decoded")
 	}
 	r.Labels = map[string]string{}
-	if _, ok := snapshot(r); ok {
+	if _, ok := snapshot(r, false); ok {
 		t.Fatal("an empty label map (read back as none) is taken as written")
 	}
 }
@@ -181,7 +181,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.Run("snapshot", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, ok := snapshot(r); !ok {
+			if _, ok := snapshot(r, false); !ok {
 				b.Fatal("not taken")
 			}
 		}

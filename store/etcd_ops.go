@@ -225,7 +225,7 @@ func (s *EtcdStore) Txn(ctx context.Context, ops []Op) (int64, error) {
 				etcdOps[j] = clientv3.OpDelete(p.key)
 			default:
 				etcdOps[j] = clientv3.OpPut(p.key, string(p.value))
-				if w := s.decoded.written.add(p.key, p.value, p.op.Resource); w != nil {
+				if w := s.decoded.written.addSpec(p.key, p.value, p.op.Resource, p.op.SpecJSON != nil); w != nil {
 					ws = append(ws, w)
 				}
 			}

@@ -564,7 +564,7 @@ func prepareOps(ks keyspace, ops []Op, maxBytes int) ([]preparedOp, error) {
 			}
 			p.key = ks.resourceKey(op.Key)
 		} else {
-			v, err := encode(op.Resource, maxBytes, nil)
+			v, err := encode(op.Resource, maxBytes, op.SpecJSON)
 			if err != nil {
 				return nil, fmt.Errorf("txn op %d: %w", i, err)
 			}

@@ -133,6 +133,12 @@ type Op struct {
 	// it describes. Delete, Key and Resource are ignored.
 	ValueKey string
 	Value    []byte
+	// SpecJSON, when set on a put, is Resource's spec exactly as
+	// json.Marshal writes it, and decodes back to Resource.Spec
+	// (reflect.DeepEqual): the store writes these bytes as the stored
+	// spec instead of encoding the spec again. A zone has them from what
+	// it received from global (kds's decodeCompact vouches for both).
+	SpecJSON []byte
 }
 
 // Store is what every component needs of storage. Implementations must pass

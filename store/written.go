@@ -68,10 +68,16 @@ type written struct {
 // and returns the entry to forget if the write fails; nil when nothing was
 // registered.
 func (w *writtenValues) add(key string, value []byte, r *resource.Resource) *written {
+	return w.addSpec(key, value, r, false)
+}
+
+// addSpec is add; specKnown says the caller vouches that r's spec decodes
+// from value back to itself (Op.SpecJSON), so it is not walked to check.
+func (w *writtenValues) addSpec(key string, value []byte, r *resource.Resource, specKnown bool) *written {
 	if w.hubs.Load() == 0 || len(value) > writtenMaxBytes/4 {
 		return nil
 	}
-	snap, ok := snapshot(r)
+	snap, ok := snapshot(r, specKnown)
 	if !ok {
 		return nil
 	}
@@ -170,8 +176,10 @@ func (w *writtenValues) pending() (int, int) {
 
 // snapshot returns what decoding r's stored form gives, from r itself: its
 // Meta with the labels copied and no version, and its spec (the zero spec
-// when nil). ok is false when decoding would not give r back exactly.
-func snapshot(r *resource.Resource) (*resource.Resource, bool) {
+// when nil). ok is false when decoding would not give r back exactly. With
+// specKnown the spec is taken to decode back to itself when of the type
+// decoding makes.
+func snapshot(r *resource.Resource, specKnown bool) (*resource.Resource, bool) {
 	d, ok := resource.Lookup(r.Type)
 	if !ok {
 		return nil, false
@@ -185,6 +193,10 @@ func snapshot(r *resource.Resource) (*resource.Resource, bool) {
 	spec := r.Spec
 	if spec == nil {
 		spec = d.NewSpec()
+	} else if specKnown {
+		if v := reflect.ValueOf(spec); v.Type() != specType(d) || v.IsNil() {
+			return nil, false
+		}
 	} else if !canonicalSpec(d, spec) {
 		return nil, false
 	}
