@@ -216,7 +216,7 @@ func (s *EtcdStore) Txn(ctx context.Context, ops []Op) (int64, error) {
 	var rev int64
 	for i, chunk := range chunkOps(prepared, txnChunkBytes) {
 		etcdOps := make([]clientv3.Op, len(chunk))
-		var ws []*written
+		ws := make([]*written, 0, len(chunk))
 		for j, p := range chunk {
 			switch {
 			case p.op.ValueKey != "":
