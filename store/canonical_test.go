@@ -97,6 +97,36 @@ func odd(rng *rand.Rand) bool { return rng.IntN(16) == 0 }
 // Whenever snapshot takes a resource as it is, decoding its stored form
 // gives exactly that resource back: every registered type, random specs
 // and envelopes. Both answers must be common, or the test proves little.
+// canonicalMeta answers as canonical's reflection walk of a Meta does.
+func TestCanonicalMetaMatchesCanonical(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 5))
+	yes := 0
+	for range 20000 {
+		var m resource.Meta
+		randomValue(rng, reflect.ValueOf(&m).Elem(), 0)
+		if rng.IntN(2) == 0 {
+			m.Version = 0
+		}
+		if rng.IntN(4) == 0 {
+			m.Labels = map[string]string{"kuma.io/origin": "global"}
+		}
+		if rng.IntN(4) == 0 {
+			m.CreationTime = time.Date(2026, 11, 30, 5, 0, 0, rng.IntN(1e9), time.UTC)
+			m.ModificationTime = m.CreationTime
+		}
+		want := canonical(reflect.ValueOf(&m).Elem(), false)
+		if got := canonicalMeta(&m); got != want {
+			t.Fatalf("canonicalMeta %v, canonical %v: %#v", got, want, m)
+		}
+		if want {
+			yes++
+		}
+	}
+	if yes < 1000 {
+		t.Fatalf("only %d of 20000 canonical: the test reaches too little", yes)
+	}
+}
+
 func TestSnapshotMatchesDecode(t *testing.T) {
 	rng := rand.New(rand.NewPCG(14, 4))
 	for _, d := range resource.Types() {
