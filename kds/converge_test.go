@@ -27,7 +27,8 @@ var (
 // global replica restart or switch, a compaction while a zone is away).
 // After quiescence every zone holds exactly global's valid policies, no
 // corrupt value was applied, and no delete was held (global never lost its
-// data). Then global loses its data (a fresh store): every zone holds its
+// data), whatever the servers' batching (gap, stretch: by seed). Then
+// global loses its data (a fresh store): every zone holds its
 // deletes and keeps its copies until they are released, then equals the new
 // global. Seeded: a failure prints the seed; rerun it with
 // `go test ./kds -run TestConvergence -seed N`. `make soak` runs random
@@ -63,6 +64,10 @@ type world struct {
 	tokens  []string
 	away    []bool
 	version int
+	// gap and stretch are the servers' batching, by seed (not drawn from
+	// rng, so a seed's steps stay what they were before batching was
+	// varied): none, a gap, a gap with a stretch.
+	gap, stretch time.Duration
 }
 
 const cvCap = 96 << 10 // message cap of both sides: large policies need several batches
@@ -75,6 +80,13 @@ func converge(t *testing.T, seed int64, steps int) {
 	})
 	t.Cleanup(kds.RecordRevisions())
 	w := &world{t: t, e: newEnv(t), rng: rand.New(rand.NewPCG(uint64(seed), 7)), gs: newMemory(t)}
+	switch uint64(seed) % 3 {
+	case 1:
+		w.gap = 5 * time.Millisecond
+	case 2:
+		w.gap, w.stretch = 5*time.Millisecond, 50*time.Millisecond
+	}
+	t.Logf("seed %d: batch gap %s, stretch %s", seed, w.gap, w.stretch)
 	put(t, w.gs, mesh("default"))
 	for i := range 2 {
 		w.globals[i] = w.startGlobal("")
@@ -188,7 +200,9 @@ func (w *world) loseGlobalData() {
 }
 
 func (w *world) startGlobal(addr string) *global {
-	return w.e.startGlobal(w.gs, addr, func(c *kds.ServerConfig) { c.MaxMessageBytes = cvCap })
+	return w.e.startGlobal(w.gs, addr, func(c *kds.ServerConfig) {
+		c.MaxMessageBytes, c.BatchGap, c.BatchStretch = cvCap, w.gap, w.stretch
+	})
 }
 
 func (w *world) startZone(i int) {

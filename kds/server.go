@@ -75,7 +75,8 @@ type ServerConfig struct {
 	// BatchStretch is the longest a held batch waits while changes keep
 	// coming (each within BatchGap of the previous): a burst of writes goes
 	// to a zone as a few large batches, the last one BatchGap after the
-	// burst's last change (see pusher). At most BatchGap: none.
+	// burst's last change; a stretch ends early once a zone transaction's
+	// worth of changes is pending (see pusher). At most BatchGap: none.
 	BatchStretch time.Duration
 	// InsightInterval is the least time between two ZoneInsight writes of a zone.
 	InsightInterval time.Duration
