@@ -512,13 +512,15 @@ func MarshalJSONWithSpec(r *Resource, specJSON []byte) ([]byte, error) {
 	}
 	b = append(b, `,"name":`...)
 	b = AppendJSONString(b, r.Name)
+	// A time's RFC 3339 text (digits and -:.TZ+) needs no JSON escape: it
+	// is appended in place, not formatted to a string and scanned.
 	if !r.CreationTime.IsZero() {
-		b = append(b, `,"creationTime":`...)
-		b = AppendJSONString(b, r.CreationTime.Format(time.RFC3339Nano))
+		b = append(b, `,"creationTime":"`...)
+		b = append(r.CreationTime.AppendFormat(b, time.RFC3339Nano), '"')
 	}
 	if !r.ModificationTime.IsZero() {
-		b = append(b, `,"modificationTime":`...)
-		b = AppendJSONString(b, r.ModificationTime.Format(time.RFC3339Nano))
+		b = append(b, `,"modificationTime":"`...)
+		b = append(r.ModificationTime.AppendFormat(b, time.RFC3339Nano), '"')
 	}
 	if len(r.Labels) > 0 {
 		b = append(b, `,"labels":{`...)
