@@ -36,7 +36,9 @@ import (
 // control-plane processes used (their threads' run time from /proc), the
 // clients' not included (clients-cpu-ms: this process's, the clients and
 // the marker polling);
-// global-cpu-ms and zones-cpu-ms split it.
+// global-cpu-ms and zones-cpu-ms split it. global-peak-rss-MiB and
+// zone-peak-rss-MiB are the peak resident memory so far (VmHWM; the larger
+// zone's).
 // Figures are medians over the iterations (testcluster.Medians). It
 // builds bin/meshtrace-cp into a temp dir, or uses $MESHTRACE_CP_BIN.
 //
@@ -81,6 +83,13 @@ func BenchmarkBurstProcesses(b *testing.B) {
 		med.Add("global-cpu-ms", float64((g - g0).Milliseconds()))
 		med.Add("zones-cpu-ms", float64((z - z0).Milliseconds()))
 		med.Add("clients-cpu-ms", float64((c - c0).Milliseconds()))
+		// Peak resident memory so far: global's, and the larger zone's.
+		var zoneRSS float64
+		for _, p := range procs[1:] {
+			zoneRSS = max(zoneRSS, peakRSSMiB(b, p.cmd.Process.Pid))
+		}
+		med.Add("global-peak-rss-MiB", peakRSSMiB(b, procs[0].cmd.Process.Pid))
+		med.Add("zone-peak-rss-MiB", zoneRSS)
 	}
 	clients := make([]*http.Client, 8)
 	for i := range clients {
@@ -228,6 +237,26 @@ func processCPU(b *testing.B, pid int) time.Duration {
 		b.Fatalf("parse %s: %v %v", raw, err1, err2)
 	}
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// peakRSSMiB is process pid's peak resident set size (VmHWM).
+func peakRSSMiB(b *testing.B, pid int) float64 {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			if err != nil {
+				b.Fatalf("VmHWM %q: %v", rest, err)
+			}
+			return kb / 1024
+		}
+	}
+	b.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
 }
 
 // threadsCPU sums the first field of every thread's schedstat (time on a

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -39,7 +40,18 @@ Configuration: defaults, then --config YAML, then MESHTRACE_* environment, then 
 // abandoned: etcd's files and the KDS cursors are safe against a hard stop.
 const StopDeadline = 4500 * time.Millisecond
 
+// gcPercent is the garbage collector's target (GOGC) unless the GOGC
+// environment variable sets one: a control plane's live heap is small and
+// what it allocates is mostly garbage of single requests and batches, so at
+// Go's default of 100 it collects often. At 200, 1000 PUTs from 8 clients
+// took 8-30% less CPU of global and the zones together in 6 of 7 alternated
+// runs (BenchmarkBurstProcesses), for 10-14 MiB more peak memory each.
+const gcPercent = 200
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go exitAfterDeadline(ctx, StopDeadline, os.Stderr, os.Exit)
 	stopProfile, err := startCPUProfile(os.Getenv("MESHTRACE_CPUPROFILE"))
