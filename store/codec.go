@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -151,6 +150,11 @@ func encode(r *resource.Resource, maxBytes int, specJSON []byte) ([]byte, error)
 	return b, nil
 }
 
+// envelopeBytes is appendEnvelope's text around the names, labels and spec,
+// with both times at their longest.
+const envelopeBytes = len(`{"meta":{"type":"","mesh":"","name":"","labels":{},"creationTime":"","modificationTime":""},"spec":}`) +
+	2*len("2006-01-02T15:04:05.999999999-07:00")
+
 // appendEnvelope appends what json.Marshal writes for r's typedEnvelope
 // (Meta without its Version, then the spec unless r has none), writing the
 // envelope itself instead of reflecting over it: every write encodes one.
@@ -165,7 +169,14 @@ func appendEnvelope(b []byte, r *resource.Resource, specJSON []byte) ([]byte, bo
 		}
 	}
 	if b == nil {
-		b = make([]byte, 0, len(specJSON)+len(r.Name)+len(r.Mesh)+160)
+		// Room for all of it unless something needs escapes: the text
+		// around the spec, with both times and a label, is over 200 bytes,
+		// and growing the buffer would allocate and copy it twice.
+		n := len(specJSON) + len(r.Type) + len(r.Name) + len(r.Mesh) + envelopeBytes
+		for k, v := range r.Labels {
+			n += len(k) + len(v) + len(`"":"",`)
+		}
+		b = make([]byte, 0, n)
 	}
 	b = append(b, `{"meta":{"type":`...)
 	b = resource.AppendJSONString(b, string(r.Type))
@@ -178,7 +189,13 @@ func appendEnvelope(b []byte, r *resource.Resource, specJSON []byte) ([]byte, bo
 	if len(r.Labels) > 0 {
 		// encoding/json writes a map's keys sorted.
 		b = append(b, `,"labels":{`...)
-		for i, k := range slices.Sorted(maps.Keys(r.Labels)) {
+		var buf [8]string // on the stack: a resource has a few labels
+		keys := buf[:0]
+		for k := range r.Labels {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
 			if i > 0 {
 				b = append(b, ',')
 			}

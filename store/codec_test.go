@@ -294,3 +294,33 @@ func FuzzEncodeMatchesEncodingJSON(f *testing.F) {
 		checkEncodeMatchesReference(t, r)
 	})
 }
+
+// A policy as a zone stores it (origin label, both times) is encoded into
+// one buffer made to size: with its spec given, that buffer is all encode
+// allocates.
+func TestEncodeSizesItsBuffer(t *testing.T) {
+	r, err := resource.New(resource.TypeMeshTrace, "default", "burst-12-345")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(`{"targetRef":{"kind":"MeshService","name":"svc-345"},"default":{"sampling":{"overall":10},"backends":[{"zipkin":{"url":"http://zipkin-burst:9411/api/v2/spans","traceId128bit":false}}]}}`), r.Spec); err != nil {
+		t.Fatal(err)
+	}
+	r.Labels = map[string]string{resource.LabelOrigin: resource.OriginGlobal}
+	r.CreationTime = time.Date(2026, 11, 30, 11, 5, 51, 123456789, time.FixedZone("x", -7*3600))
+	r.ModificationTime = r.CreationTime
+	spec, err := json.Marshal(r.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := encode(r, 0, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := encodeTwoSteps(r); !bytes.Equal(b, want) {
+		t.Fatalf("encode %s\nwant   %s", b, want)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = encode(r, 0, spec) }); allocs > 1 {
+		t.Fatalf("encode allocates %v times, want 1 (%d bytes in a buffer of %d)", allocs, len(b), cap(b))
+	}
+}
