@@ -181,5 +181,6 @@ func validateServiceTags(errs *ValidationErrors, path string, tags map[string]st
 	if _, ok := tags[TagService]; !ok {
 		errs.Add(joinKey(path, TagService), "tag has to exist")
 	}
-	validateTags(errs, path, tags)
+	p := rootPath(path)
+	validateTags(errs, &p, tags)
 }

@@ -74,7 +74,8 @@ func (s *MeshGatewaySpec) Validate() ValidationErrors {
 		case sel.Match[TagService] == "":
 			errs.Add(p, `mandatory tag "kuma.io/service" is missing`)
 		}
-		validateTags(&errs, p, sel.Match)
+		mp := rootPath(p)
+		validateTags(&errs, &mp, sel.Match)
 	}
 	for _, k := range sortedKeys(s.Tags) {
 		switch k {
@@ -82,7 +83,8 @@ func (s *MeshGatewaySpec) Validate() ValidationErrors {
 			errs.Add(joinKey("tags", k), `tag name must not be "`+k+`"`)
 		}
 	}
-	validateTags(&errs, "tags", s.Tags)
+	tp := rootPath("tags")
+	validateTags(&errs, &tp, s.Tags)
 	if s.Conf == nil {
 		errs.Add("conf", "cannot be empty")
 		return errs
@@ -111,7 +113,8 @@ func (s *MeshGatewaySpec) Validate() ValidationErrors {
 		if l.Protocol == GatewayHTTPS && len(l.TLS) == 0 {
 			errs.Add(joinField(p, "tls"), "cannot be empty")
 		}
-		validateTags(&errs, joinField(p, "tags"), l.Tags)
+		tp := rootPath(joinField(p, "tags"))
+		validateTags(&errs, &tp, l.Tags)
 		if protocols[l.Port] == nil {
 			protocols[l.Port], hostnames[l.Port] = map[string][]int{}, map[string][]int{}
 		}

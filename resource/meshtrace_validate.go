@@ -30,8 +30,8 @@ func (s *MeshTraceSpec) SetDefaults() {
 
 func (b *Backend) setDefaults() {
 	if b.Type == "" {
-		if types := b.definedTypes(); len(types) == 1 {
-			b.Type = types[0]
+		if first, n := b.definedTypes(); n == 1 {
+			b.Type = first
 		}
 	}
 	if z := b.Zipkin; z != nil {
@@ -53,32 +53,36 @@ func (b *Backend) setDefaults() {
 	}
 }
 
-// definedTypes lists the backend types whose block is set.
-func (b *Backend) definedTypes() []string {
-	var out []string
-	if b.Zipkin != nil {
-		out = append(out, BackendZipkin)
+// definedTypes counts the backend blocks that are set and names the first
+// (Zipkin, Datadog, OpenTelemetry order), without a slice to allocate.
+func (b *Backend) definedTypes() (first string, n int) {
+	for _, t := range [...]struct {
+		set bool
+		typ string
+	}{{b.Zipkin != nil, BackendZipkin}, {b.Datadog != nil, BackendDatadog}, {b.OpenTelemetry != nil, BackendOpenTelemetry}} {
+		if t.set {
+			if n == 0 {
+				first = t.typ
+			}
+			n++
+		}
 	}
-	if b.Datadog != nil {
-		out = append(out, BackendDatadog)
-	}
-	if b.OpenTelemetry != nil {
-		out = append(out, BackendOpenTelemetry)
-	}
-	return out
+	return first, n
 }
 
 // Validate applies Kong Mesh 2.7's MeshTrace rules. Paths are relative to spec.
 func (s *MeshTraceSpec) Validate() ValidationErrors {
 	var errs ValidationErrors
 	if s.TargetRef != nil {
-		validateTargetRef(&errs, "targetRef", s.TargetRef)
+		p := rootPath("targetRef")
+		validateTargetRef(&errs, &p, s.TargetRef)
 	}
 	if s.Default == nil {
 		errs.Add("default", msgMustBeDefined)
 		return errs
 	}
-	s.Default.validate(&errs, "default")
+	p := rootPath("default")
+	s.Default.validate(&errs, &p)
 	return errs
 }
 
@@ -96,136 +100,147 @@ var targetRefKinds = map[string]struct {
 	KindMeshGateway:       {name: true, tags: false},
 }
 
-func validateTargetRef(errs *ValidationErrors, path string, ref *TargetRef) {
+func validateTargetRef(errs *ValidationErrors, path *fieldPath, ref *TargetRef) {
 	rule, ok := targetRefKinds[ref.Kind]
 	if !ok {
 		if ref.Kind == "" {
-			errs.Add(joinField(path, "kind"), msgMustBeDefined)
+			errs.addField(path, "kind", msgMustBeDefined)
 		} else {
-			errs.Add(joinField(path, "kind"), notSupported(ref.Kind, supportedTargetRefKinds))
+			errs.addField(path, "kind", notSupported(ref.Kind, supportedTargetRefKinds))
 		}
 		return
 	}
 	switch {
 	case rule.name && ref.Name == "":
-		errs.Add(joinField(path, "name"), "must be set with kind "+ref.Kind)
+		errs.addField(path, "name", "must be set with kind "+ref.Kind)
 	case !rule.name && ref.Name != "":
-		errs.Add(joinField(path, "name"), "must not be set with kind "+ref.Kind)
+		errs.addField(path, "name", "must not be set with kind "+ref.Kind)
 	}
 	if !rule.proxyTypes && len(ref.ProxyTypes) > 0 {
-		errs.Add(joinField(path, "proxyTypes"), "must not be set with kind "+ref.Kind)
+		errs.addField(path, "proxyTypes", "must not be set with kind "+ref.Kind)
 	} else {
+		pp := path.field("proxyTypes")
 		for i, pt := range ref.ProxyTypes {
 			if pt != ProxyTypeSidecar && pt != ProxyTypeGateway {
-				errs.Add(joinIndex(joinField(path, "proxyTypes"), i), "must be one of Sidecar, Gateway")
+				ip := pp.index(i)
+				errs.addAt(&ip, "must be one of Sidecar, Gateway")
 			}
 		}
 	}
 	if !rule.tags {
 		if len(ref.Tags) > 0 {
-			errs.Add(joinField(path, "tags"), "must not be set with kind "+ref.Kind)
+			errs.addField(path, "tags", "must not be set with kind "+ref.Kind)
 		}
 		return
 	}
-	validateTags(errs, joinField(path, "tags"), ref.Tags)
+	tp := path.field("tags")
+	validateTags(errs, &tp, ref.Tags)
 }
 
-func (c *MeshTraceConf) validate(errs *ValidationErrors, path string) {
+func (c *MeshTraceConf) validate(errs *ValidationErrors, path *fieldPath) {
 	if c.Tags != nil {
+		tp := path.field("tags")
 		for i, t := range *c.Tags {
-			t.validate(errs, joinIndex(joinField(path, "tags"), i))
+			ip := tp.index(i)
+			t.validate(errs, &ip)
 		}
 	}
 	if s := c.Sampling; s != nil {
-		sp := joinField(path, "sampling")
-		validatePercentage(errs, joinField(sp, "overall"), s.Overall)
-		validatePercentage(errs, joinField(sp, "client"), s.Client)
-		validatePercentage(errs, joinField(sp, "random"), s.Random)
+		sp := path.field("sampling")
+		validatePercentage(errs, &sp, "overall", s.Overall)
+		validatePercentage(errs, &sp, "client", s.Client)
+		validatePercentage(errs, &sp, "random", s.Random)
 	}
-	bp := joinField(path, "backends")
+	bp := path.field("backends")
 	if c.Backends == nil {
-		errs.Add(bp, msgMustBeDefined)
+		errs.addAt(&bp, msgMustBeDefined)
 	} else {
 		switch len(*c.Backends) {
 		case 0: // tracing off
 		case 1:
-			(*c.Backends)[0].validate(errs, joinIndex(bp, 0))
+			ip := bp.index(0)
+			(*c.Backends)[0].validate(errs, &ip)
 		default:
-			errs.Add(bp, "must have zero or one backend defined")
+			errs.addAt(&bp, "must have zero or one backend defined")
 		}
 	}
 }
 
-func (t TraceTag) validate(errs *ValidationErrors, path string) {
+func (t TraceTag) validate(errs *ValidationErrors, path *fieldPath) {
 	if t.Name == "" {
-		errs.Add(joinField(path, "name"), msgMustNotBeEmpty)
+		errs.addField(path, "name", msgMustNotBeEmpty)
 	}
 	switch {
 	case t.Literal != nil && t.Header != nil:
-		errs.Add(path, "tag must have only one type defined: header, literal")
+		errs.addAt(path, "tag must have only one type defined: header, literal")
 	case t.Literal == nil && t.Header == nil: // Kuma 2.7 says the same for both cases
-		errs.Add(path, "tag must have only one type defined: header, literal")
+		errs.addAt(path, "tag must have only one type defined: header, literal")
 	case t.Header != nil && t.Header.Name == "":
-		errs.Add(joinField(joinField(path, "header"), "name"), msgMustNotBeEmpty)
+		hp := path.field("header")
+		errs.addField(&hp, "name", msgMustNotBeEmpty)
 	}
 }
 
-func validatePercentage(errs *ValidationErrors, path string, v *IntOrString) {
+// validatePercentage checks the field name of path.
+func validatePercentage(errs *ValidationErrors, path *fieldPath, name string, v *IntOrString) {
 	if v == nil {
 		return
 	}
 	f, err := v.Float()
 	if err != nil {
-		errs.Add(path, "string is not a number")
+		errs.addField(path, name, "string is not a number")
 		return
 	}
 	if !(f >= 0 && f <= 100) { // also rejects NaN
-		errs.Add(path, "must be between 0 and 100")
+		errs.addField(path, name, "must be between 0 and 100")
 	}
 }
 
-func (b *Backend) validate(errs *ValidationErrors, path string) {
-	defined := b.definedTypes()
-	if len(defined) > 1 {
-		errs.Add(path, "backend must have only one type defined: datadog, openTelemetry, zipkin")
+func (b *Backend) validate(errs *ValidationErrors, path *fieldPath) {
+	defined, n := b.definedTypes()
+	if n > 1 {
+		errs.addAt(path, "backend must have only one type defined: datadog, openTelemetry, zipkin")
 		return
 	}
 	switch b.Type {
 	case "":
-		if len(defined) == 0 {
-			errs.Add(path, "backend must have exactly one defined: datadog, openTelemetry, zipkin")
+		if n == 0 {
+			errs.addAt(path, "backend must have exactly one defined: datadog, openTelemetry, zipkin")
 		} else {
-			errs.Add(joinField(path, "type"), msgMustBeDefined)
+			errs.addField(path, "type", msgMustBeDefined)
 		}
 		return
 	case BackendZipkin, BackendDatadog, BackendOpenTelemetry:
 	default:
-		errs.Add(joinField(path, "type"), notSupported(b.Type, []string{BackendZipkin, BackendDatadog, BackendOpenTelemetry}))
+		errs.addField(path, "type", notSupported(b.Type, []string{BackendZipkin, BackendDatadog, BackendOpenTelemetry}))
 		return
 	}
-	if len(defined) == 1 && defined[0] != b.Type {
-		errs.Add(joinField(path, "type"), fmt.Sprintf("is %s but only %s is defined", b.Type, blockName(defined[0])))
+	if n == 1 && defined != b.Type {
+		errs.addField(path, "type", fmt.Sprintf("is %s but only %s is defined", b.Type, blockName(defined)))
 		return
 	}
 	switch b.Type {
 	case BackendZipkin:
 		if b.Zipkin == nil {
-			errs.Add(joinField(path, "zipkin"), msgMustBeDefined)
+			errs.addField(path, "zipkin", msgMustBeDefined)
 			return
 		}
-		b.Zipkin.validate(errs, joinField(path, "zipkin"))
+		p := path.field("zipkin")
+		b.Zipkin.validate(errs, &p)
 	case BackendDatadog:
 		if b.Datadog == nil {
-			errs.Add(joinField(path, "datadog"), msgMustBeDefined)
+			errs.addField(path, "datadog", msgMustBeDefined)
 			return
 		}
-		b.Datadog.validate(errs, joinField(path, "datadog"))
+		p := path.field("datadog")
+		b.Datadog.validate(errs, &p)
 	case BackendOpenTelemetry:
 		if b.OpenTelemetry == nil {
-			errs.Add(joinField(path, "openTelemetry"), msgMustBeDefined)
+			errs.addField(path, "openTelemetry", msgMustBeDefined)
 			return
 		}
-		b.OpenTelemetry.validate(errs, joinField(path, "openTelemetry"))
+		p := path.field("openTelemetry")
+		b.OpenTelemetry.validate(errs, &p)
 	}
 }
 
@@ -240,16 +255,16 @@ func blockName(backendType string) string {
 	}
 }
 
-func (z *ZipkinBackend) validate(errs *ValidationErrors, path string) {
+func (z *ZipkinBackend) validate(errs *ValidationErrors, path *fieldPath) {
 	if z.URL == "" {
-		errs.Add(joinField(path, "url"), msgMustBeDefined)
+		errs.addField(path, "url", msgMustBeDefined)
 	} else if _, _, _, _, err := z.HostPort(); err != nil {
-		errs.Add(joinField(path, "url"), err.Error())
+		errs.addField(path, "url", err.Error())
 	}
 	switch z.APIVersion {
 	case "", ZipkinAPIHTTPJSON, ZipkinAPIHTTPProto:
 	default:
-		errs.Add(joinField(path, "apiVersion"), "must be one of httpJson, httpProto")
+		errs.addField(path, "apiVersion", "must be one of httpJson, httpProto")
 	}
 }
 
@@ -300,13 +315,13 @@ func (z *ZipkinBackend) HostPort() (host string, port uint32, path string, tls b
 	return u.Hostname(), port, path, tls, nil
 }
 
-func (d *DatadogBackend) validate(errs *ValidationErrors, path string) {
+func (d *DatadogBackend) validate(errs *ValidationErrors, path *fieldPath) {
 	if d.URL == "" {
-		errs.Add(joinField(path, "url"), msgMustBeDefined)
+		errs.addField(path, "url", msgMustBeDefined)
 		return
 	}
 	if _, _, err := d.HostPort(); err != nil {
-		errs.Add(joinField(path, "url"), err.Error())
+		errs.addField(path, "url", err.Error())
 	}
 }
 
@@ -336,13 +351,13 @@ func (d *DatadogBackend) HostPort() (host string, port uint32, err error) {
 	return u.Hostname(), port, nil
 }
 
-func (o *OpenTelemetryBackend) validate(errs *ValidationErrors, path string) {
+func (o *OpenTelemetryBackend) validate(errs *ValidationErrors, path *fieldPath) {
 	if o.Endpoint == "" {
-		errs.Add(joinField(path, "endpoint"), msgMustBeDefined)
+		errs.addField(path, "endpoint", msgMustBeDefined)
 		return
 	}
 	if _, _, err := o.HostPort(); err != nil {
-		errs.Add(joinField(path, "endpoint"), err.Error())
+		errs.addField(path, "endpoint", err.Error())
 	}
 }
 

@@ -3,6 +3,7 @@ package resource
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 )
 
@@ -54,8 +55,11 @@ func Validate(r *Resource) error {
 			}
 		}
 	}
-	for _, k := range sortedKeys(r.Labels) {
-		validateLabel(&errs, joinKey("labels", k), k, r.Labels[k])
+	labels := rootPath("labels")
+	var buf [8]string
+	for _, k := range appendSortedKeys(buf[:0], r.Labels) {
+		lp := labels.key(k)
+		validateLabel(&errs, &lp, k, r.Labels[k])
 	}
 	if ok {
 		// The rules apply to the spec with its defaults filled in (a spec
@@ -81,45 +85,56 @@ func validateName(errs *ValidationErrors, field, name string) {
 	}
 }
 
-func validateLabel(errs *ValidationErrors, field, key, value string) {
+func validateLabel(errs *ValidationErrors, field *fieldPath, key, value string) {
 	name := key
 	if prefix, rest, ok := strings.Cut(key, "/"); ok {
 		if prefix == "" || len(prefix) > maxNameLength || !isDNS1123(prefix) {
-			errs.Add(field, msgLabelKeyFormat)
+			errs.addAt(field, msgLabelKeyFormat)
 			return
 		}
 		name = rest
 	}
 	if len(name) == 0 || len(name) > 63 || !isLabelName(name) {
-		errs.Add(field, msgLabelKeyFormat)
+		errs.addAt(field, msgLabelKeyFormat)
 		return
 	}
 	if value == "" {
 		return
 	}
 	if len(value) > 63 || !isLabelName(value) {
-		errs.Add(field, msgLabelValueFormat)
+		errs.addAt(field, msgLabelValueFormat)
 	}
 }
 
 // validateTags checks tag keys and values against Kuma's tag charset.
-func validateTags(errs *ValidationErrors, field string, tags map[string]string) {
-	for _, k := range sortedKeys(tags) {
-		f := joinKey(field, k)
+func validateTags(errs *ValidationErrors, field *fieldPath, tags map[string]string) {
+	var buf [8]string
+	for _, k := range appendSortedKeys(buf[:0], tags) {
+		f := field.key(k)
 		v := tags[k]
 		switch {
 		case k == "":
-			errs.Add(f, msgTagKeyEmpty)
+			errs.addAt(&f, msgTagKeyEmpty)
 		case !isTagKey(k):
-			errs.Add(f, msgTagKeyCharset)
+			errs.addAt(&f, msgTagKeyCharset)
 		}
 		switch {
 		case v == "":
-			errs.Add(f, msgTagValueEmpty)
+			errs.addAt(&f, msgTagValueEmpty)
 		case !isTagValue(v):
-			errs.Add(f, msgTagValueCharset)
+			errs.addAt(&f, msgTagValueCharset)
 		}
 	}
+}
+
+// appendSortedKeys appends m's keys to dst in order: given a buffer on the
+// caller's stack it does not allocate for the few keys tags usually have.
+func appendSortedKeys[V any](dst []string, m map[string]V) []string {
+	for k := range m {
+		dst = append(dst, k)
+	}
+	slices.Sort(dst)
+	return dst
 }
 
 // validPort reports whether p is a usable TCP port.

@@ -1,0 +1,187 @@
+package resource
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// refValidate is Validate as it was with the reference validators of
+// validate_ref_test.go, for MeshTrace resources.
+func refValidate(r *Resource) ValidationErrors {
+	var errs ValidationErrors
+	validateName(&errs, "name", r.Name)
+	validateName(&errs, "mesh", r.Mesh)
+	for _, k := range sortedKeys(r.Labels) {
+		refValidateLabel(&errs, refJoinKey("labels", k), k, r.Labels[k])
+	}
+	spec := Effective(r).Spec.(*MeshTraceSpec)
+	errs.AddPrefixed("spec", refValidateMeshTrace(spec))
+	return errs
+}
+
+func validationErrors(err error) ValidationErrors {
+	if err == nil {
+		return nil
+	}
+	return err.(*InvalidError).Violations
+}
+
+// pick returns one of the choices, or the zero value one time in four.
+func pick[T any](rng *rand.Rand, choices ...T) T {
+	var zero T
+	if rng.IntN(4) == 0 {
+		return zero
+	}
+	return choices[rng.IntN(len(choices))]
+}
+
+func randStrPtr(rng *rand.Rand, choices ...string) *string {
+	if rng.IntN(3) == 0 {
+		return nil
+	}
+	s := pick(rng, choices...)
+	return &s
+}
+
+func randMap(rng *rand.Rand, keys, values []string) map[string]string {
+	if rng.IntN(3) == 0 {
+		return nil
+	}
+	m := map[string]string{}
+	for range rng.IntN(12) {
+		m[pick(rng, keys...)] = pick(rng, values...)
+	}
+	return m
+}
+
+func randIntOrString(rng *rand.Rand) *IntOrString {
+	switch rng.IntN(5) {
+	case 0:
+		return nil
+	case 1:
+		return &IntOrString{IntVal: int64(rng.IntN(300)) - 100}
+	default:
+		return &IntOrString{IsString: true, StrVal: pick(rng, "50", "50.5", "-1", "100.0001", "NaN", "abc", "1e2", " 5", "0x10")}
+	}
+}
+
+var (
+	randTagKeys   = []string{"a", "kuma.io/zone", "kuma.io/service", "bad key", "ü", `q"uote`, "x/y:z_1", "."}
+	randTagValues = []string{"west", "v1", "bad value", "a/b", "ok_1.2-3", "\x00"}
+	randURLs      = []string{
+		"http://jaeger-collector:9411/api/v2/spans", "https://zipkin", "http://1.2.3.4:9411", "http://[::1]:80/x?y=1",
+		"ftp://a", "http://", "http://a:0", "http://a:99999", "http://u@a", "://x", "http://a b", "http://a/%zz",
+		"HTTP://A:1/", "http://a:80/p%20q", "http://a:8126", "http://a:8126/path", "https://a?x", "http://a#frag",
+		"http://-a", "http://a:+1", "http://a:01", "http://[fe80::1%25eth0]:1",
+	}
+	randEndpoints = []string{"otel:4317", "otel", "[::1]", "::1", "1.2.3.4:0", "a:b", ":4317", "a b:1", "host:65536", "[::1]:4317"}
+)
+
+func randMeshTrace(rng *rand.Rand) *Resource {
+	s := &MeshTraceSpec{}
+	if rng.IntN(4) != 0 {
+		s.TargetRef = &TargetRef{
+			Kind:       pick(rng, KindMesh, KindMeshSubset, KindMeshService, KindMeshServiceSubset, KindMeshGateway, "MeshHTTPRoute"),
+			Name:       pick(rng, "web", ""),
+			Tags:       randMap(rng, randTagKeys, randTagValues),
+			ProxyTypes: pick(rng, []string{ProxyTypeSidecar}, []string{ProxyTypeGateway, "Ingress", ""}, []string{}),
+		}
+	}
+	if rng.IntN(8) != 0 {
+		c := &MeshTraceConf{}
+		if rng.IntN(2) == 0 {
+			var tags []TraceTag
+			for range rng.IntN(4) {
+				t := TraceTag{Name: pick(rng, "team", ""), Literal: randStrPtr(rng, "core", "")}
+				if rng.IntN(2) == 0 {
+					t.Header = &HeaderTag{Name: pick(rng, "x-env"), Default: randStrPtr(rng, "prod")}
+				}
+				tags = append(tags, t)
+			}
+			c.Tags = &tags
+		}
+		if rng.IntN(2) == 0 {
+			c.Sampling = &Sampling{Overall: randIntOrString(rng), Client: randIntOrString(rng), Random: randIntOrString(rng)}
+		}
+		if rng.IntN(6) != 0 {
+			var bs []Backend
+			for range pick(rng, 1, 1, 1, 2, 0) {
+				b := Backend{Type: pick(rng, BackendZipkin, BackendDatadog, BackendOpenTelemetry, "Jaeger")}
+				if rng.IntN(2) == 0 {
+					b.Zipkin = &ZipkinBackend{URL: pick(rng, randURLs...), APIVersion: pick(rng, ZipkinAPIHTTPJSON, ZipkinAPIHTTPProto, "v1")}
+				}
+				if rng.IntN(3) == 0 {
+					b.Datadog = &DatadogBackend{URL: pick(rng, randURLs...)}
+				}
+				if rng.IntN(3) == 0 {
+					b.OpenTelemetry = &OpenTelemetryBackend{Endpoint: pick(rng, randEndpoints...)}
+				}
+				bs = append(bs, b)
+			}
+			c.Backends = &bs
+		}
+		s.Default = c
+	}
+	r := &Resource{Spec: s}
+	r.Type = TypeMeshTrace
+	r.Mesh = pick(rng, "default", "Bad")
+	r.Name = pick(rng, "t", "-x")
+	r.Labels = randMap(rng, []string{"team", "kuma.io/origin", "a/b/c", "-x", "/x", "Upper.Case"}, []string{"a", "zone", "-bad", ""})
+	return r
+}
+
+// TestValidatorMatchesReference: the validators, which write a field's path
+// only for a violation, report what the ones that built every path eagerly
+// reported, in the same order, on many random and mostly invalid specs.
+func TestValidatorMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	withViolations := 0
+	for i := range 50000 {
+		r := randMeshTrace(rng)
+		got, want := validationErrors(Validate(r)), refValidate(r)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("case %d: violations differ for %+v\n got  %v\n want %v", i, r, got, want)
+		}
+		if len(want) > 0 {
+			withViolations++
+		}
+		var gotTags, wantTags ValidationErrors
+		tags := randMap(rng, randTagKeys, randTagValues)
+		p := rootPath("a.b[0]")
+		validateTags(&gotTags, &p, tags)
+		refValidateTags(&wantTags, "a.b[0]", tags)
+		if !reflect.DeepEqual(gotTags, wantTags) {
+			t.Fatalf("validateTags(%v):\n got  %v\n want %v", tags, gotTags, wantTags)
+		}
+	}
+	if withViolations < 40000 {
+		t.Fatalf("only %d of 50000 random specs had violations: the generator is too tame", withViolations)
+	}
+}
+
+// FuzzValidateMatchesReference is TestValidatorMatchesReference on whatever
+// decodes as a MeshTrace.
+func FuzzValidateMatchesReference(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(trace("targetRef: {kind: MeshSubset, tags: {'a b': '', kuma.io/zone: west}}\ndefault:\n  tags: [{name: '', header: {name: ''}}, {name: x}]\n  sampling: {overall: 101, client: 'x'}\n  backends: [{type: Zipkin, zipkin: {url: 'http://a:0'}}]\n")))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Decode(data)
+		if err != nil || r.Type != TypeMeshTrace {
+			return
+		}
+		got, want := validationErrors(Validate(r)), refValidate(r)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("violations differ:\n got  %v\n want %v\n%s", got, want, data)
+		}
+	})
+}
