@@ -285,34 +285,95 @@ func parsePort(p string) (uint32, error) {
 // DefaultZipkinPath. tls reports the https scheme. The error message is the
 // validation message for the url field.
 func (z *ZipkinBackend) HostPort() (host string, port uint32, path string, tls bool, err error) {
+	if h, p, pth, t, ok := simpleZipkinURL(z.URL); ok {
+		return zipkinHostPort(h, p, pth, "", t)
+	}
 	u, err := url.Parse(z.URL)
 	if err != nil {
 		return "", 0, "", false, errors.New("must be a valid url")
 	}
 	switch u.Scheme {
 	case "http":
-		port = 80
 	case "https":
-		port, tls = 443, true
+		tls = true
 	default:
 		return "", 0, "", false, errors.New("must be a valid url with scheme http or https")
 	}
-	if u.Hostname() == "" || u.User != nil || !isIPOrHostname(u.Hostname()) {
+	if u.User != nil {
 		return "", 0, "", false, errors.New("must be a valid url with a host")
 	}
-	if p, err := parsePort(u.Port()); err != nil {
+	return zipkinHostPort(u.Hostname(), u.Port(), u.EscapedPath(), u.RawQuery, tls)
+}
+
+// zipkinHostPort checks and completes the parts of a Zipkin url with the
+// scheme http (tls false) or https.
+func zipkinHostPort(hostname, urlPort, escapedPath, rawQuery string, tls bool) (host string, port uint32, path string, _ bool, err error) {
+	port = 80
+	if tls {
+		port = 443
+	}
+	if hostname == "" || !isIPOrHostname(hostname) {
+		return "", 0, "", false, errors.New("must be a valid url with a host")
+	}
+	if p, err := parsePort(urlPort); err != nil {
 		return "", 0, "", false, err
 	} else if p != 0 {
 		port = p
 	}
-	path = u.EscapedPath()
+	path = escapedPath
 	if path == "" || path == "/" {
 		path = DefaultZipkinPath
 	}
-	if u.RawQuery != "" {
-		path += "?" + u.RawQuery
+	if rawQuery != "" {
+		path += "?" + rawQuery
 	}
-	return u.Hostname(), port, path, tls, nil
+	return hostname, port, path, tls, nil
+}
+
+// simpleZipkinURL splits the urls Zipkin collectors nearly always have,
+// "http(s)://name[:digits][/path]" with a lower case scheme, a host of
+// letters, digits, dots, dashes and underscores and a path that needs no escaping, as
+// url.Parse would (Hostname, Port, EscapedPath; no user, query or fragment)
+// without its allocation. Anything else is left to url.Parse (ok false).
+// FuzzZipkinHostPortMatchesURLParse checks the two agree.
+func simpleZipkinURL(raw string) (hostname, port, path string, tls, ok bool) {
+	rest, found := strings.CutPrefix(raw, "http://")
+	if !found {
+		if rest, found = strings.CutPrefix(raw, "https://"); !found {
+			return "", "", "", false, false
+		}
+		tls = true
+	}
+	authority := rest
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		authority, path = rest[:i], rest[i:]
+	}
+	hostname = authority
+	if i := strings.IndexByte(authority, ':'); i >= 0 {
+		hostname, port = authority[:i], authority[i+1:]
+		if port == "" {
+			return "", "", "", false, false
+		}
+		for j := range len(port) {
+			if port[j] < '0' || port[j] > '9' {
+				return "", "", "", false, false
+			}
+		}
+	}
+	if hostname == "" {
+		return "", "", "", false, false
+	}
+	for j := range len(hostname) {
+		if c := hostname[j]; !isAlnum(c) && c != '.' && c != '-' && c != '_' {
+			return "", "", "", false, false
+		}
+	}
+	for j := range len(path) {
+		if c := path[j]; !isAlnum(c) && c != '/' && c != '.' && c != '-' && c != '_' && c != '~' {
+			return "", "", "", false, false
+		}
+	}
+	return hostname, port, path, tls, true
 }
 
 func (d *DatadogBackend) validate(errs *ValidationErrors, path *fieldPath) {

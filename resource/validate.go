@@ -141,11 +141,10 @@ func appendSortedKeys[V any](dst []string, m map[string]V) []string {
 func validPort(p uint32) bool { return p >= 1 && p <= 65535 }
 
 // isIPOrHostname reports whether s is an IP address or a DNS hostname.
+// The hostname check comes first: it is a pure test of the bytes, while
+// net.ParseIP allocates an error for every name that is not an IP.
 func isIPOrHostname(s string) bool {
-	if net.ParseIP(s) != nil {
-		return true
-	}
-	return len(s) <= maxNameLength && isHostname(s)
+	return (len(s) <= maxNameLength && isHostname(s)) || net.ParseIP(s) != nil
 }
 
 // notSupported is Kuma's "value is not supported" message followed by the

@@ -185,3 +185,22 @@ func FuzzValidateMatchesReference(f *testing.F) {
 		}
 	})
 }
+
+// FuzzZipkinHostPortMatchesURLParse: HostPort splits simple urls itself
+// (simpleZipkinURL) and gives what it gave when url.Parse split them all.
+func FuzzZipkinHostPortMatchesURLParse(f *testing.F) {
+	for _, u := range randURLs {
+		f.Add(u)
+	}
+	for _, u := range []string{"http://a:", "http://a:/", "https://a_b.c:65535/x/./y", "http://a.:80//", "http://1.2.3.4/", "http://a/~x_y-z", "http://a:9411:1", "http://a/b?", "http://a/b#"} {
+		f.Add(u)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		z := &ZipkinBackend{URL: raw}
+		host, port, path, tls, err := z.HostPort()
+		wHost, wPort, wPath, wTLS, wErr := refZipkinHostPort(z)
+		if host != wHost || port != wPort || path != wPath || tls != wTLS || (err == nil) != (wErr == nil) || (err != nil && err.Error() != wErr.Error()) {
+			t.Fatalf("HostPort(%q) = %q %d %q %v %v, url.Parse gives %q %d %q %v %v", raw, host, port, path, tls, err, wHost, wPort, wPath, wTLS, wErr)
+		}
+	})
+}
