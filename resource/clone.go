@@ -78,36 +78,89 @@ func (c *cloner) intOrString(v *IntOrString) *IntOrString {
 	return &IntOrString{IntVal: v.IntVal}
 }
 
+// intOrStringIn copies v into *dst, or returns nil for nil.
+func (c *cloner) intOrStringIn(dst, v *IntOrString) *IntOrString {
+	if v == nil {
+		return nil
+	}
+	if v.IsString {
+		*dst = IntOrString{IsString: true, StrVal: c.str(v.StrVal)}
+	} else {
+		*dst = IntOrString{IntVal: v.IntVal}
+	}
+	return dst
+}
+
+// strPtrIn copies *p into *dst, or returns nil for nil.
+func (c *cloner) strPtrIn(dst, p *string) *string {
+	if p == nil {
+		return nil
+	}
+	*dst = c.str(*p)
+	return dst
+}
+
+// meshTraceClone holds the fixed parts of a MeshTrace copy so that
+// cloneSpec allocates them together: the copy is made for every Validate
+// and Effective, and one allocation for the spec, its targetRef, default,
+// sampling and the pointers to its lists used to be nine.
+type meshTraceClone struct {
+	spec     MeshTraceSpec
+	ref      TargetRef
+	conf     MeshTraceConf
+	sampling Sampling
+	percents [3]IntOrString
+	tags     []TraceTag
+	backends []Backend
+}
+
+// traceTagClone holds what a TraceTag points to, allocated for all tags at once.
+type traceTagClone struct {
+	literal string
+	header  HeaderTag
+	def     string
+}
+
 func (s *MeshTraceSpec) cloneSpec() (Spec, bool) {
 	var c cloner
-	out := &MeshTraceSpec{}
 	if s == nil {
-		return out, true
+		return &MeshTraceSpec{}, true
 	}
+	blk := &meshTraceClone{}
+	out := &blk.spec
 	if r := s.TargetRef; r != nil {
-		out.TargetRef = &TargetRef{
+		blk.ref = TargetRef{
 			Kind: c.str(r.Kind), Name: c.str(r.Name), Mesh: c.str(r.Mesh),
 			Tags: c.strMap(r.Tags), ProxyTypes: c.strs(r.ProxyTypes),
 		}
+		out.TargetRef = &blk.ref
 	}
 	if d := s.Default; d != nil {
-		conf := &MeshTraceConf{}
+		conf := &blk.conf
 		// A pointer to a nil slice is written null and read back nil.
 		if d.Tags != nil && *d.Tags != nil {
-			tags := make([]TraceTag, len(*d.Tags))
+			blk.tags = make([]TraceTag, len(*d.Tags))
+			extra := make([]traceTagClone, len(*d.Tags))
 			for i, t := range *d.Tags {
-				tags[i] = TraceTag{Name: c.str(t.Name), Literal: c.strPtr(t.Literal)}
+				e := &extra[i]
+				blk.tags[i] = TraceTag{Name: c.str(t.Name), Literal: c.strPtrIn(&e.literal, t.Literal)}
 				if h := t.Header; h != nil {
-					tags[i].Header = &HeaderTag{Name: c.str(h.Name), Default: c.strPtr(h.Default)}
+					e.header = HeaderTag{Name: c.str(h.Name), Default: c.strPtrIn(&e.def, h.Default)}
+					blk.tags[i].Header = &e.header
 				}
 			}
-			conf.Tags = &tags
+			conf.Tags = &blk.tags
 		}
 		if sm := d.Sampling; sm != nil {
-			conf.Sampling = &Sampling{Overall: c.intOrString(sm.Overall), Client: c.intOrString(sm.Client), Random: c.intOrString(sm.Random)}
+			blk.sampling = Sampling{
+				Overall: c.intOrStringIn(&blk.percents[0], sm.Overall),
+				Client:  c.intOrStringIn(&blk.percents[1], sm.Client),
+				Random:  c.intOrStringIn(&blk.percents[2], sm.Random),
+			}
+			conf.Sampling = &blk.sampling
 		}
 		if d.Backends != nil && *d.Backends != nil {
-			backends := make([]Backend, len(*d.Backends))
+			blk.backends = make([]Backend, len(*d.Backends))
 			for i, b := range *d.Backends {
 				nb := Backend{Type: c.str(b.Type)}
 				if z := b.Zipkin; z != nil {
@@ -119,9 +172,9 @@ func (s *MeshTraceSpec) cloneSpec() (Spec, bool) {
 				if o := b.OpenTelemetry; o != nil {
 					nb.OpenTelemetry = &OpenTelemetryBackend{Endpoint: c.str(o.Endpoint)}
 				}
-				backends[i] = nb
+				blk.backends[i] = nb
 			}
-			conf.Backends = &backends
+			conf.Backends = &blk.backends
 		}
 		out.Default = conf
 	}
