@@ -654,6 +654,14 @@ func Effective(r *Resource) *Resource {
 	return &cp
 }
 
+// effectiveSpec is Effective(r).Spec for r of a known type d, without
+// copying the rest of r (Validate needs only the spec).
+func effectiveSpec(d *Descriptor, spec Spec) Spec {
+	cp := copySpec(d, spec) // never nil, so Prepare would not replace it
+	cp.SetDefaults()
+	return cp
+}
+
 // copySpec is a deep copy of spec as a JSON round trip into a new spec of
 // d's type makes it.
 func copySpec(d *Descriptor, spec Spec) Spec {

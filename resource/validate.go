@@ -64,7 +64,7 @@ func Validate(r *Resource) error {
 	if ok {
 		// The rules apply to the spec with its defaults filled in (a spec
 		// is stored as applied; zones fill the defaults in where they use it).
-		spec := Effective(r).Spec
+		spec := effectiveSpec(d, r.Spec)
 		prefix := ""
 		if d.IsPolicy {
 			prefix = "spec"
