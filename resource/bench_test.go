@@ -77,3 +77,31 @@ func BenchmarkDecodeDocuments1000(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkValidateDataplane measures validating a valid Dataplane with two
+// inbounds, two outbounds and an admin port, as a zone does when a proxy
+// registers or updates itself.
+func BenchmarkValidateDataplane(b *testing.B) {
+	r, err := Decode([]byte(`type: Dataplane
+name: web-1
+mesh: default
+networking:
+  address: 10.0.0.7
+  inbound:
+  - {port: 8080, servicePort: 80, tags: {kuma.io/service: web, kuma.io/protocol: http, version: v1}}
+  - {port: 9090, tags: {kuma.io/service: web-metrics}}
+  outbound:
+  - {port: 10001, tags: {kuma.io/service: backend}}
+  - {port: 10002, address: 127.0.0.2, tags: {kuma.io/service: db}}
+  admin: {port: 9901}
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Validate(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

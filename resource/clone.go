@@ -180,3 +180,52 @@ func (s *MeshTraceSpec) cloneSpec() (Spec, bool) {
 	}
 	return out, !c.bad
 }
+
+// strMapKept copies a map written without omitempty: empty comes back
+// empty, nil comes back nil (null).
+func (c *cloner) strMapKept(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[c.str(k)] = c.str(v)
+	}
+	return out
+}
+
+// cloneSpec copies a Dataplane without the JSON round trip, which was
+// most of validating one (a zone validates every Dataplane it stores).
+func (s *DataplaneSpec) cloneSpec() (Spec, bool) {
+	var c cloner
+	out := &DataplaneSpec{}
+	if s == nil {
+		return out, true
+	}
+	n, o := &s.Networking, &out.Networking
+	o.Address = c.str(n.Address)
+	o.AdvertisedAddress = c.str(n.AdvertisedAddress)
+	if len(n.Inbound) > 0 {
+		o.Inbound = make([]Inbound, len(n.Inbound))
+		for i, in := range n.Inbound {
+			o.Inbound[i] = Inbound{
+				Port: in.Port, ServicePort: in.ServicePort,
+				ServiceAddress: c.str(in.ServiceAddress), Address: c.str(in.Address),
+				Tags: c.strMapKept(in.Tags),
+			}
+		}
+	}
+	if len(n.Outbound) > 0 {
+		o.Outbound = make([]Outbound, len(n.Outbound))
+		for i, out := range n.Outbound {
+			o.Outbound[i] = Outbound{Port: out.Port, Address: c.str(out.Address), Tags: c.strMap(out.Tags)}
+		}
+	}
+	if g := n.Gateway; g != nil {
+		o.Gateway = &Gateway{Type: c.str(g.Type), Tags: c.strMapKept(g.Tags)}
+	}
+	if a := n.Admin; a != nil {
+		o.Admin = &Admin{Port: a.Port}
+	}
+	return out, !c.bad
+}

@@ -199,3 +199,102 @@ func setAll(v reflect.Value) {
 		v.SetUint(7)
 	}
 }
+
+// TestCloneDataplaneMatchesJSONRoundTrip is TestCloneMatchesJSONRoundTrip
+// for Dataplanes: nil, empty and filled lists and maps (tags of inbounds and
+// gateways are written even when empty), strings that are not UTF-8.
+func TestCloneDataplaneMatchesJSONRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	str := func() string {
+		switch rng.IntN(8) {
+		case 0:
+			return ""
+		case 1:
+			return "caf\xc3\xa9"
+		case 2:
+			if rng.IntN(4) == 0 {
+				return "bad\xff"
+			}
+		}
+		return []string{"a", "10.0.0.1", "::1", "kuma.io/service", "BUILTIN"}[rng.IntN(5)]
+	}
+	strMap := func() map[string]string {
+		switch rng.IntN(3) {
+		case 0:
+			return nil
+		case 1:
+			return map[string]string{}
+		}
+		m := map[string]string{}
+		for range 1 + rng.IntN(3) {
+			m[str()] = str()
+		}
+		return m
+	}
+	port := func() uint32 { return []uint32{0, 1, 8080, 70000}[rng.IntN(4)] }
+	d, _ := Lookup(TypeDataplane)
+	for i := range 20000 {
+		spec := &DataplaneSpec{}
+		n := &spec.Networking
+		n.Address, n.AdvertisedAddress = str(), str()
+		switch rng.IntN(3) {
+		case 0:
+		case 1:
+			n.Inbound = []Inbound{}
+		default:
+			for range 1 + rng.IntN(3) {
+				n.Inbound = append(n.Inbound, Inbound{Port: port(), ServicePort: port(), ServiceAddress: str(), Address: str(), Tags: strMap()})
+			}
+		}
+		switch rng.IntN(3) {
+		case 0:
+		case 1:
+			n.Outbound = []Outbound{}
+		default:
+			for range 1 + rng.IntN(3) {
+				n.Outbound = append(n.Outbound, Outbound{Port: port(), Address: str(), Tags: strMap()})
+			}
+		}
+		if rng.IntN(2) == 0 {
+			n.Gateway = &Gateway{Type: str(), Tags: strMap()}
+		}
+		if rng.IntN(2) == 0 {
+			n.Admin = &Admin{Port: port()}
+		}
+		var s Spec = spec
+		if i%500 == 0 {
+			s = (*DataplaneSpec)(nil)
+		}
+		before, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cloneSpecs = false
+		want := copySpec(d, s)
+		cloneSpecs = true
+		got := copySpec(d, s)
+		if !reflect.DeepEqual(want, got) {
+			w, _ := json.Marshal(want)
+			g, _ := json.Marshal(got)
+			t.Fatalf("spec %d: copies differ:\nround trip: %#v\n%s\nclone: %#v\n%s", i, want, w, got, g)
+		}
+		if after, _ := json.Marshal(s); string(before) != string(after) {
+			t.Fatalf("spec %d: the copy changed the original:\nbefore: %s\nafter:  %s", i, before, after)
+		}
+	}
+}
+
+func TestCloneCoversEveryDataplaneField(t *testing.T) {
+	spec := &DataplaneSpec{}
+	setAll(reflect.ValueOf(spec).Elem())
+	d, _ := Lookup(TypeDataplane)
+	cloneSpecs = false
+	want := copySpec(d, spec)
+	cloneSpecs = true
+	got := copySpec(d, spec)
+	if !reflect.DeepEqual(want, got) {
+		w, _ := json.Marshal(want)
+		g, _ := json.Marshal(got)
+		t.Fatalf("copies differ:\nround trip: %s\nclone:      %s", w, g)
+	}
+}
