@@ -47,23 +47,41 @@ func isLoopback(addr string) bool {
 // listeners of one name and one of them would be dropped. (Beyond Kuma 2.7,
 // which accepts such Dataplanes.)
 func validateInterfaces(errs *ValidationErrors, n *DataplaneNetworking) {
-	used := map[string]string{} // address:port -> the field that took it
-	take := func(field, addr string, port uint32) {
+	type listener struct {
+		addr string
+		port uint32
+	}
+	// The address and port stand for net.JoinHostPort of them, which is
+	// one-to-one; the field that took them is written out on a conflict.
+	type owner struct {
+		outbound bool
+		i        int
+	}
+	used := map[listener]owner{}
+	inbounds, outbounds := rootPath("networking.inbound"), rootPath("networking.outbound")
+	name := func(o owner) fieldPath {
+		if o.outbound {
+			return outbounds.index(o.i)
+		}
+		return inbounds.index(o.i)
+	}
+	take := func(o owner, addr string, port uint32) {
 		if !validPort(port) {
 			return
 		}
-		hp := net.JoinHostPort(addr, strconv.FormatUint(uint64(port), 10))
-		if first, ok := used[hp]; ok {
-			errs.Add(joinField(field, "port"), fmt.Sprintf("%s is already used by %s", hp, first))
+		if first, ok := used[listener{addr, port}]; ok {
+			hp := net.JoinHostPort(addr, strconv.FormatUint(uint64(port), 10))
+			f, firstPath := name(o), name(first)
+			errs.addField(&f, "port", fmt.Sprintf("%s is already used by %s", hp, firstPath.String()))
 			return
 		}
-		used[hp] = field
+		used[listener{addr, port}] = o
 	}
 	for i, in := range n.Inbound {
-		take(joinIndex(joinField("networking", "inbound"), i), cmpOr(in.Address, n.Address), in.Port)
+		take(owner{false, i}, cmpOr(in.Address, n.Address), in.Port)
 	}
 	for i, out := range n.Outbound {
-		take(joinIndex(joinField("networking", "outbound"), i), cmpOr(out.Address, localhostIP), out.Port)
+		take(owner{true, i}, cmpOr(out.Address, localhostIP), out.Port)
 	}
 }
 
@@ -85,89 +103,96 @@ func (s *DataplaneSpec) SetDefaults() {
 func (s *DataplaneSpec) Validate() ValidationErrors {
 	var errs ValidationErrors
 	n := &s.Networking
-	const path = "networking"
+	path := rootPath("networking")
 	switch {
 	case n.Address == "":
-		errs.Add(joinField(path, "address"), msgMustBeDefined)
+		errs.addField(&path, "address", msgMustBeDefined)
 	case !isIPOrHostname(n.Address):
-		errs.Add(joinField(path, "address"), "must be a valid IP address or hostname")
+		errs.addField(&path, "address", "must be a valid IP address or hostname")
 	case n.Address == "0.0.0.0" || n.Address == "::":
-		errs.Add(joinField(path, "address"), "must not be 0.0.0.0 or ::")
+		errs.addField(&path, "address", "must not be 0.0.0.0 or ::")
 	}
 	if n.AdvertisedAddress != "" && !isIPOrHostname(n.AdvertisedAddress) {
-		errs.Add(joinField(path, "advertisedAddress"), "must be a valid IP address or hostname")
+		errs.addField(&path, "advertisedAddress", "must be a valid IP address or hostname")
 	}
 	switch {
 	case len(n.Inbound) == 0 && n.Gateway == nil:
-		errs.Add(path, "must have at least one inbound or a gateway")
+		errs.addAt(&path, "must have at least one inbound or a gateway")
 	case len(n.Inbound) > 0 && n.Gateway != nil:
-		errs.Add(joinField(path, "inbound"), "must not be defined together with a gateway")
+		errs.addField(&path, "inbound", "must not be defined together with a gateway")
 	}
+	inbounds := path.field("inbound")
 	for i, in := range n.Inbound {
-		p := joinIndex(joinField(path, "inbound"), i)
+		p := inbounds.index(i)
 		if !validPort(in.Port) {
-			errs.Add(joinField(p, "port"), msgPortRange)
+			errs.addField(&p, "port", msgPortRange)
 		}
 		if in.ServicePort != 0 && !validPort(in.ServicePort) {
-			errs.Add(joinField(p, "servicePort"), msgPortRange)
+			errs.addField(&p, "servicePort", msgPortRange)
 		}
 		// Envoy listens and connects on IPs: Kuma 2.7 takes IPs only here.
 		if in.Address != "" && net.ParseIP(in.Address) == nil {
-			errs.Add(joinField(p, "address"), "address has to be valid IP address")
+			errs.addField(&p, "address", "address has to be valid IP address")
 		}
 		if in.ServiceAddress != "" && net.ParseIP(in.ServiceAddress) == nil {
-			errs.Add(joinField(p, "serviceAddress"), "serviceAddress has to be valid IP address")
+			errs.addField(&p, "serviceAddress", "serviceAddress has to be valid IP address")
 		}
 		if in.ServiceAddress != "" && (in.ServiceAddress == n.Address || in.ServiceAddress == in.Address) &&
 			(in.ServicePort == 0 || in.ServicePort == in.Port) {
-			errs.Add(joinField(p, "serviceAddress"), "serviceAddress and servicePort has to differ from address and port")
+			errs.addField(&p, "serviceAddress", "serviceAddress and servicePort has to differ from address and port")
 		}
-		validateServiceTags(&errs, joinField(p, "tags"), in.Tags)
+		tp := p.field("tags")
+		validateServiceTags(&errs, &tp, in.Tags)
 		if v, ok := in.Tags[TagProtocol]; ok && ParseProtocol(v) == ProtocolUnknown {
-			errs.Add(joinKey(joinField(p, "tags"), TagProtocol), fmt.Sprintf("tag %q has an invalid value %q. Allowed values: %s",
+			kp := tp.key(TagProtocol)
+			errs.addAt(&kp, fmt.Sprintf("tag %q has an invalid value %q. Allowed values: %s",
 				TagProtocol, v, strings.Join(SupportedProtocols, ", ")))
 		}
 	}
 	validateInterfaces(&errs, n)
 	if g := n.Gateway; g != nil {
-		p := joinField(path, "gateway")
+		p := path.field("gateway")
 		switch g.Type {
 		case "", GatewayBuiltin, GatewayDelegated:
 		default:
-			errs.Add(joinField(p, "type"), "must be one of BUILTIN, DELEGATED")
+			errs.addField(&p, "type", "must be one of BUILTIN, DELEGATED")
 		}
-		validateServiceTags(&errs, joinField(p, "tags"), g.Tags)
+		tp := p.field("tags")
+		validateServiceTags(&errs, &tp, g.Tags)
 		if v, ok := g.Tags[TagProtocol]; ok && v != ProtocolTCP {
-			errs.Add(joinKey(joinField(p, "tags"), TagProtocol), fmt.Sprintf("other values than tcp are not allowed, provided value %q", v))
+			kp := tp.key(TagProtocol)
+			errs.addAt(&kp, fmt.Sprintf("other values than tcp are not allowed, provided value %q", v))
 		}
 		if g.Type == GatewayBuiltin && len(n.Outbound) > 0 {
-			errs.Add(joinField(path, "outbound"), "outbound cannot be defined for builtin gateways")
+			errs.addField(&path, "outbound", "outbound cannot be defined for builtin gateways")
 		}
 	}
+	outbounds := path.field("outbound")
 	for i, out := range n.Outbound {
-		p := joinIndex(joinField(path, "outbound"), i)
+		p := outbounds.index(i)
 		if !validPort(out.Port) {
-			errs.Add(joinField(p, "port"), msgPortRange)
+			errs.addField(&p, "port", msgPortRange)
 		}
 		if out.Address != "" && net.ParseIP(out.Address) == nil {
-			errs.Add(joinField(p, "address"), "address has to be valid IP address")
+			errs.addField(&p, "address", "address has to be valid IP address")
 		}
-		validateServiceTags(&errs, joinField(p, "tags"), out.Tags)
+		tp := p.field("tags")
+		validateServiceTags(&errs, &tp, out.Tags)
 	}
+	admin := path.field("admin")
 	if a := n.Admin; a != nil && !validPort(a.Port) {
-		errs.Add(joinField(joinField(path, "admin"), "port"), msgPortRange)
+		errs.addField(&admin, "port", msgPortRange)
 	} else if a != nil {
-		ap := joinField(joinField(path, "admin"), "port")
 		for _, in := range n.Inbound {
 			if (in.Port == a.Port && isLoopback(cmpOr(in.Address, n.Address))) ||
 				(cmpOr(in.ServicePort, in.Port) == a.Port && isLoopback(cmpOr(in.ServiceAddress, localhostIP))) {
-				errs.Add(ap, "must differ from inbound")
+				errs.addField(&admin, "port", "must differ from inbound")
 				break
 			}
 		}
 		for _, out := range n.Outbound {
 			if out.Port == a.Port && isLoopback(cmpOr(out.Address, localhostIP)) {
-				errs.Add(ap, "must differ from outbound")
+				errs.addField(&admin, "port", "must differ from outbound")
 				break
 			}
 		}
@@ -177,10 +202,10 @@ func (s *DataplaneSpec) Validate() ValidationErrors {
 
 // validateServiceTags requires a non-empty kuma.io/service tag and checks the
 // charset of every tag.
-func validateServiceTags(errs *ValidationErrors, path string, tags map[string]string) {
+func validateServiceTags(errs *ValidationErrors, path *fieldPath, tags map[string]string) {
 	if _, ok := tags[TagService]; !ok {
-		errs.Add(joinKey(path, TagService), "tag has to exist")
+		kp := path.key(TagService)
+		errs.addAt(&kp, "tag has to exist")
 	}
-	p := rootPath(path)
-	validateTags(errs, &p, tags)
+	validateTags(errs, path, tags)
 }

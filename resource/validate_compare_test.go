@@ -204,3 +204,57 @@ func FuzzZipkinHostPortMatchesURLParse(f *testing.F) {
 		}
 	})
 }
+
+func randDataplane(rng *rand.Rand) *Resource {
+	addr := func() string {
+		return pick(rng, "10.0.0.1", "127.0.0.1", "::1", "0.0.0.0", "::", "host.local", "bad addr", "fe80::1")
+	}
+	port := func() uint32 { return pick[uint32](rng, 80, 80, 8080, 9901, 70000) }
+	tags := func() map[string]string {
+		m := randMap(rng, append([]string{TagService, TagService, TagProtocol}, randTagKeys...), append([]string{"web", "tcp", "http", "HTTP2", "udp"}, randTagValues...))
+		if m != nil && rng.IntN(2) == 0 {
+			m[TagService] = "web"
+		}
+		return m
+	}
+	s := &DataplaneSpec{}
+	n := &s.Networking
+	n.Address, n.AdvertisedAddress = addr(), pick(rng, "1.2.3.4", "bad addr")
+	for range rng.IntN(4) {
+		n.Inbound = append(n.Inbound, Inbound{Port: port(), ServicePort: port(), ServiceAddress: pick(rng, "127.0.0.1", "10.0.0.1", "x"), Address: pick(rng, addr()), Tags: tags()})
+	}
+	for range rng.IntN(4) {
+		n.Outbound = append(n.Outbound, Outbound{Port: port(), Address: pick(rng, addr()), Tags: tags()})
+	}
+	if rng.IntN(3) == 0 {
+		n.Gateway = &Gateway{Type: pick(rng, GatewayBuiltin, GatewayDelegated, "OTHER"), Tags: tags()}
+	}
+	if rng.IntN(2) == 0 {
+		n.Admin = &Admin{Port: port()}
+	}
+	r := &Resource{Spec: s}
+	r.Type, r.Mesh, r.Name = TypeDataplane, "default", "dp"
+	return r
+}
+
+// TestDataplaneValidatorMatchesReference is TestValidatorMatchesReference
+// for Dataplanes.
+func TestDataplaneValidatorMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	withViolations := 0
+	for i := range 50000 {
+		r := randDataplane(rng)
+		var want ValidationErrors
+		want.AddPrefixed("", refValidateDataplane(Effective(r).Spec.(*DataplaneSpec)))
+		got := validationErrors(Validate(r))
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("case %d: violations differ for %+v\n got  %v\n want %v", i, r.Spec, got, want)
+		}
+		if len(want) > 0 {
+			withViolations++
+		}
+	}
+	if withViolations < 40000 || withViolations == 50000 {
+		t.Fatalf("%d of 50000 random Dataplanes had violations: the generator needs both kinds", withViolations)
+	}
+}

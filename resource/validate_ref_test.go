@@ -3,6 +3,7 @@ package resource
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -291,4 +292,127 @@ func refDefinedTypes(b *Backend) []string {
 		out = append(out, BackendOpenTelemetry)
 	}
 	return out
+}
+
+// Dataplane validation before fieldPath.
+func refValidateInterfaces(errs *ValidationErrors, n *DataplaneNetworking) {
+	used := map[string]string{} // address:port -> the field that took it
+	take := func(field, addr string, port uint32) {
+		if !validPort(port) {
+			return
+		}
+		hp := net.JoinHostPort(addr, strconv.FormatUint(uint64(port), 10))
+		if first, ok := used[hp]; ok {
+			errs.Add(refJoinField(field, "port"), fmt.Sprintf("%s is already used by %s", hp, first))
+			return
+		}
+		used[hp] = field
+	}
+	for i, in := range n.Inbound {
+		take(refJoinIndex(refJoinField("networking", "inbound"), i), cmpOr(in.Address, n.Address), in.Port)
+	}
+	for i, out := range n.Outbound {
+		take(refJoinIndex(refJoinField("networking", "outbound"), i), cmpOr(out.Address, localhostIP), out.Port)
+	}
+}
+
+func refValidateDataplane(s *DataplaneSpec) ValidationErrors {
+	var errs ValidationErrors
+	n := &s.Networking
+	const path = "networking"
+	switch {
+	case n.Address == "":
+		errs.Add(refJoinField(path, "address"), msgMustBeDefined)
+	case !isIPOrHostname(n.Address):
+		errs.Add(refJoinField(path, "address"), "must be a valid IP address or hostname")
+	case n.Address == "0.0.0.0" || n.Address == "::":
+		errs.Add(refJoinField(path, "address"), "must not be 0.0.0.0 or ::")
+	}
+	if n.AdvertisedAddress != "" && !isIPOrHostname(n.AdvertisedAddress) {
+		errs.Add(refJoinField(path, "advertisedAddress"), "must be a valid IP address or hostname")
+	}
+	switch {
+	case len(n.Inbound) == 0 && n.Gateway == nil:
+		errs.Add(path, "must have at least one inbound or a gateway")
+	case len(n.Inbound) > 0 && n.Gateway != nil:
+		errs.Add(refJoinField(path, "inbound"), "must not be defined together with a gateway")
+	}
+	for i, in := range n.Inbound {
+		p := refJoinIndex(refJoinField(path, "inbound"), i)
+		if !validPort(in.Port) {
+			errs.Add(refJoinField(p, "port"), msgPortRange)
+		}
+		if in.ServicePort != 0 && !validPort(in.ServicePort) {
+			errs.Add(refJoinField(p, "servicePort"), msgPortRange)
+		}
+		// Envoy listens and connects on IPs: Kuma 2.7 takes IPs only here.
+		if in.Address != "" && net.ParseIP(in.Address) == nil {
+			errs.Add(refJoinField(p, "address"), "address has to be valid IP address")
+		}
+		if in.ServiceAddress != "" && net.ParseIP(in.ServiceAddress) == nil {
+			errs.Add(refJoinField(p, "serviceAddress"), "serviceAddress has to be valid IP address")
+		}
+		if in.ServiceAddress != "" && (in.ServiceAddress == n.Address || in.ServiceAddress == in.Address) &&
+			(in.ServicePort == 0 || in.ServicePort == in.Port) {
+			errs.Add(refJoinField(p, "serviceAddress"), "serviceAddress and servicePort has to differ from address and port")
+		}
+		refValidateServiceTags(&errs, refJoinField(p, "tags"), in.Tags)
+		if v, ok := in.Tags[TagProtocol]; ok && ParseProtocol(v) == ProtocolUnknown {
+			errs.Add(refJoinKey(refJoinField(p, "tags"), TagProtocol), fmt.Sprintf("tag %q has an invalid value %q. Allowed values: %s",
+				TagProtocol, v, strings.Join(SupportedProtocols, ", ")))
+		}
+	}
+	refValidateInterfaces(&errs, n)
+	if g := n.Gateway; g != nil {
+		p := refJoinField(path, "gateway")
+		switch g.Type {
+		case "", GatewayBuiltin, GatewayDelegated:
+		default:
+			errs.Add(refJoinField(p, "type"), "must be one of BUILTIN, DELEGATED")
+		}
+		refValidateServiceTags(&errs, refJoinField(p, "tags"), g.Tags)
+		if v, ok := g.Tags[TagProtocol]; ok && v != ProtocolTCP {
+			errs.Add(refJoinKey(refJoinField(p, "tags"), TagProtocol), fmt.Sprintf("other values than tcp are not allowed, provided value %q", v))
+		}
+		if g.Type == GatewayBuiltin && len(n.Outbound) > 0 {
+			errs.Add(refJoinField(path, "outbound"), "outbound cannot be defined for builtin gateways")
+		}
+	}
+	for i, out := range n.Outbound {
+		p := refJoinIndex(refJoinField(path, "outbound"), i)
+		if !validPort(out.Port) {
+			errs.Add(refJoinField(p, "port"), msgPortRange)
+		}
+		if out.Address != "" && net.ParseIP(out.Address) == nil {
+			errs.Add(refJoinField(p, "address"), "address has to be valid IP address")
+		}
+		refValidateServiceTags(&errs, refJoinField(p, "tags"), out.Tags)
+	}
+	if a := n.Admin; a != nil && !validPort(a.Port) {
+		errs.Add(refJoinField(refJoinField(path, "admin"), "port"), msgPortRange)
+	} else if a != nil {
+		ap := refJoinField(refJoinField(path, "admin"), "port")
+		for _, in := range n.Inbound {
+			if (in.Port == a.Port && isLoopback(cmpOr(in.Address, n.Address))) ||
+				(cmpOr(in.ServicePort, in.Port) == a.Port && isLoopback(cmpOr(in.ServiceAddress, localhostIP))) {
+				errs.Add(ap, "must differ from inbound")
+				break
+			}
+		}
+		for _, out := range n.Outbound {
+			if out.Port == a.Port && isLoopback(cmpOr(out.Address, localhostIP)) {
+				errs.Add(ap, "must differ from outbound")
+				break
+			}
+		}
+	}
+	return errs
+}
+
+func refValidateServiceTags(errs *ValidationErrors, path string, tags map[string]string) {
+	if _, ok := tags[TagService]; !ok {
+		errs.Add(refJoinKey(path, TagService), "tag has to exist")
+	}
+
+	refValidateTags(errs, path, tags)
 }
