@@ -2,6 +2,7 @@ package resource
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -25,10 +26,7 @@ func TestCloneMatchesJSONRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		d, _ := Lookup(TypeMeshTrace)
-		cloneSpecs = false
-		if want, got := copySpec(d, r.Spec), func() Spec { cloneSpecs = true; return copySpec(d, r.Spec) }(); !reflect.DeepEqual(want, got) {
-			t.Fatalf("spec %d: copies differ:\nround trip: %#v\nclone: %#v", i, want, got)
-		}
+		sameCopies(t, d, r.Spec, fmt.Sprintf("spec %d", i))
 		cloneSpecs = false
 		want := Effective(r)
 		cloneSpecs = true
@@ -152,19 +150,41 @@ func randomMeshTrace(rng *rand.Rand) *MeshTraceSpec {
 }
 
 // TestCloneCoversEveryField: a spec with every field set (found by
-// reflection, so a field added later is set too) copies as the round trip.
+// reflection, so a field added later is set too) copies as the round trip,
+// for every spec with a hand-written copy.
 func TestCloneCoversEveryField(t *testing.T) {
-	spec := &MeshTraceSpec{}
-	setAll(reflect.ValueOf(spec).Elem())
-	d, _ := Lookup(TypeMeshTrace)
+	for _, spec := range []Spec{&MeshTraceSpec{}, &DataplaneSpec{}} {
+		setAll(reflect.ValueOf(spec).Elem())
+		d, ok := lookupSpec(spec)
+		if !ok {
+			t.Fatalf("%T: no descriptor", spec)
+		}
+		sameCopies(t, d, spec, fmt.Sprintf("%T with every field set", spec))
+	}
+}
+
+// lookupSpec is the descriptor whose specs are spec's type.
+func lookupSpec(spec Spec) (*Descriptor, bool) {
+	for _, d := range Types() {
+		if d.specType == reflect.TypeOf(spec) {
+			return d, true
+		}
+	}
+	return nil, false
+}
+
+// sameCopies fails t when copySpec's hand-written copy of s differs from
+// the JSON round trip it replaces.
+func sameCopies(t *testing.T, d *Descriptor, s Spec, what string) {
+	t.Helper()
 	cloneSpecs = false
-	want := copySpec(d, spec)
+	want := copySpec(d, s)
 	cloneSpecs = true
-	got := copySpec(d, spec)
+	got := copySpec(d, s)
 	if !reflect.DeepEqual(want, got) {
 		w, _ := json.Marshal(want)
 		g, _ := json.Marshal(got)
-		t.Fatalf("copies differ:\nround trip: %s\nclone:      %s", w, g)
+		t.Fatalf("%s: copies differ:\nround trip: %#v\n%s\nclone: %#v\n%s", what, want, w, got, g)
 	}
 }
 
@@ -269,32 +289,9 @@ func TestCloneDataplaneMatchesJSONRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cloneSpecs = false
-		want := copySpec(d, s)
-		cloneSpecs = true
-		got := copySpec(d, s)
-		if !reflect.DeepEqual(want, got) {
-			w, _ := json.Marshal(want)
-			g, _ := json.Marshal(got)
-			t.Fatalf("spec %d: copies differ:\nround trip: %#v\n%s\nclone: %#v\n%s", i, want, w, got, g)
-		}
+		sameCopies(t, d, s, fmt.Sprintf("spec %d", i))
 		if after, _ := json.Marshal(s); string(before) != string(after) {
 			t.Fatalf("spec %d: the copy changed the original:\nbefore: %s\nafter:  %s", i, before, after)
 		}
-	}
-}
-
-func TestCloneCoversEveryDataplaneField(t *testing.T) {
-	spec := &DataplaneSpec{}
-	setAll(reflect.ValueOf(spec).Elem())
-	d, _ := Lookup(TypeDataplane)
-	cloneSpecs = false
-	want := copySpec(d, spec)
-	cloneSpecs = true
-	got := copySpec(d, spec)
-	if !reflect.DeepEqual(want, got) {
-		w, _ := json.Marshal(want)
-		g, _ := json.Marshal(got)
-		t.Fatalf("copies differ:\nround trip: %s\nclone:      %s", w, g)
 	}
 }
