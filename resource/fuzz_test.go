@@ -16,14 +16,7 @@ import (
 // defaults, validation and every writer. Nothing may panic, and whatever
 // decodes must read back equal from each form it is written in.
 func FuzzDecodeValidate(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addSeedFiles(f)
 	f.Add([]byte(`{"type":"Dataplane","mesh":"default","name":"dp","networking":{"address":"1.2.3.4","inbound":[{"port":80,"tags":{"kuma.io/service":"a"}}]}}`))
 	f.Add([]byte("type: Zone\nname: west\nresidency:\n  mode: Enforce\n  allowedCollectors: ['*.west.svc:9411', '10.0.0.0/8', '[fd00::/8]:4317']\n"))
 	f.Add([]byte("type: MeshGateway\nmesh: default\nname: edge\nselectors:\n- match: {kuma.io/service: edge}\nconf:\n  listeners:\n  - {port: 8080, protocol: HTTP, hostname: '*.example.com', tags: {a: b}}\n  - {port: 8443, protocol: HTTPS, tls: {mode: TERMINATE}}\n"))
@@ -79,14 +72,7 @@ func FuzzDecodeValidate(f *testing.F) {
 // what encoding/json makes of the same checked tree (fillViaJSON), for every
 // input, including errors.
 func FuzzFillMatchesEncodingJSON(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addSeedFiles(f)
 	f.Add([]byte(`{"type":"Dataplane","mesh":"default","name":"dp","labels":{"a":"b"},"networking":{"address":"1.2.3.4","inbound":[{"port":80,"tags":{"kuma.io/service":"a"}}],"outbound":[]}}`))
 	f.Add([]byte("type: Zone\nname: west\nresidency:\n  mode: Enforce\n  allowedCollectors: ['*.west.svc:9411', '10.0.0.0/8']\n"))
 	f.Add([]byte("type: Mesh\nname: m\ncreationTime: 2026-11-01T12:00:00Z\nmtls: {a: [1, 2.5, null]}\n"))
@@ -187,14 +173,7 @@ func TestScanJSONTreeTakesPlainDocuments(t *testing.T) {
 // FuzzYAMLTreeMatchesJSONRoute: the tree yamlTree makes of a YAML document
 // is the one sigs.k8s.io/yaml's JSON of it parses into.
 func FuzzYAMLTreeMatchesJSONRoute(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addSeedFiles(f)
 	for _, s := range []string{
 		"a: 1\nb: -2.5e-7\nc: 1e21\nd: 0x1F\ne: 0o17\nf: 1_000\ng: .inf\nh: ~\ni: yes\nj: 'y'\nk: 2026-11-30T05:00:00Z\n",
 		"1: a\n2.5: b\ntrue: c\nnull: d\n",
@@ -232,14 +211,7 @@ func FuzzYAMLTreeMatchesJSONRoute(f *testing.F) {
 // FuzzBlockYAMLMatchesYAMLv2: whatever blockYAMLTree takes, yaml/v2 reads
 // (strictly) into the same tree.
 func FuzzBlockYAMLMatchesYAMLv2(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addSeedFiles(f)
 	for _, s := range []string{
 		"type: MeshTrace\nname: bulk-1\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: svc-1\n  default:\n    sampling:\n      overall: 10\n    backends:\n    - zipkin:\n        url: http://zipkin-burst:9411/api/v2/spans\n",
 		"a:\n- x\n- 'y z'\n- \"q#\"\nb: -12\nc: []\nd: {}\ne: true\nf:\ng:\n  - h: 1\n    i: /p\n  -   j: k\n",
@@ -283,4 +255,17 @@ func TestBlockYAMLTakesCommonFiles(t *testing.T) {
 		t.Error("a plain MeshTrace is not taken")
 	}
 	t.Logf("%d of %d seed files taken", taken, len(files))
+}
+
+// addSeedFiles adds every seed example (testdata/seed/*.yaml) to f's corpus.
+func addSeedFiles(f *testing.F) {
+	f.Helper()
+	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 }

@@ -2,8 +2,6 @@ package resource
 
 import (
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -165,14 +163,7 @@ func TestValidatorMatchesReference(t *testing.T) {
 // FuzzValidateMatchesReference is TestValidatorMatchesReference on whatever
 // decodes as a MeshTrace.
 func FuzzValidateMatchesReference(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addSeedFiles(f)
 	f.Add([]byte(trace("targetRef: {kind: MeshSubset, tags: {'a b': '', kuma.io/zone: west}}\ndefault:\n  tags: [{name: '', header: {name: ''}}, {name: x}]\n  sampling: {overall: 101, client: 'x'}\n  backends: [{type: Zipkin, zipkin: {url: 'http://a:0'}}]\n")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := Decode(data)
