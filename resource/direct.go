@@ -1,11 +1,11 @@
 package resource
 
 import (
-	"encoding/json"
 	"reflect"
 	"slices"
 	"strconv"
 	"time"
+	"unsafe"
 )
 
 // decodeDirect decodes a policy in Universal JSON straight from its bytes
@@ -34,14 +34,17 @@ func decodeDirect(data []byte) (*Resource, bool) {
 	if !ok || string(k) != "type" || !s.at('"') {
 		return nil, false
 	}
-	typ, ok := s.str()
+	typ, ok := s.strBytes()
 	if !ok {
 		return nil, false
 	}
-	d, ok := Lookup(Type(typ))
+	d, ok := registry[Type(typ)] // Lookup, without copying the name
 	if !ok || !d.IsPolicy {
 		return nil, false
 	}
+	// One copy of the document, from which every plain string of the
+	// resource is cut, instead of one allocation per string.
+	s.src = string(data)
 	r := &Resource{Meta: Meta{Type: d.Type}, Spec: d.NewSpec()}
 	meta := reflect.ValueOf(&r.Meta).Elem()
 	var seen uint64 // the envelope's fields met, by index in Meta; spec is bit 63
@@ -60,16 +63,18 @@ func decodeDirect(data []byte) (*Resource, bool) {
 		}
 		var bit uint64
 		var dst reflect.Value
+		var p *fillPlan
 		if string(k) == "spec" {
 			bit, dst = 1<<63, reflect.ValueOf(r.Spec).Elem()
+			p = planOf(dst.Type())
 		} else {
 			i, known := metaFields[string(k)]
 			if !known || string(k) == "type" || !slices.Contains(universalMetaFields, string(k)) {
 				return nil, false
 			}
-			bit, dst = 1<<i, meta.Field(i)
+			bit, dst, p = 1<<i, meta.Field(i), metaPlan.fieldPlan(i)
 		}
-		if seen&bit != 0 || !directFill(&s, dst) {
+		if seen&bit != 0 || !directFill(&s, dst, p) {
 			return nil, false
 		}
 		seen |= bit
@@ -87,41 +92,43 @@ func decodeDirect(data []byte) (*Resource, bool) {
 // directOn turns decodeDirect on; tests turn it off to compare.
 var directOn = true
 
-var typeStringMap = reflect.TypeFor[map[string]string]()
+var (
+	typeStringMap = reflect.TypeFor[map[string]string]()
+	metaPlan      = planOf(reflect.TypeFor[Meta]())
+)
 
-// directFill reads the value at s.i into dst as fastFill fills dst from
-// the value's tree; false as soon as fastFill would refuse it, or when the
-// object holds a key twice (the tree keeps the last, a fill would merge).
-func directFill(s *jsonScanner, dst reflect.Value) bool {
+// directFill reads the value at s.i into dst (of p's type) as fastFill
+// fills dst from the value's tree; false as soon as fastFill would refuse
+// it, or when the object holds a key twice (the tree keeps the last, a
+// fill would merge).
+func directFill(s *jsonScanner, dst reflect.Value, p *fillPlan) bool {
 	if s.i >= len(s.data) {
 		return false
 	}
-	t := dst.Type()
 	if s.data[s.i] == 'n' {
 		if !s.literal("null") {
 			return false
 		}
-		switch t.Kind() {
+		switch p.typ.Kind() {
 		case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface:
 			dst.SetZero()
 		}
 		return true
 	}
-	p := planOf(t)
 	switch p.kind {
 	case fillPointer:
 		if dst.IsNil() {
-			dst.Set(reflect.New(t.Elem()))
+			dst.Set(reflect.New(p.typ.Elem()))
 		}
-		return directFill(s, dst.Elem())
+		return directFill(s, dst.Elem(), p.elemPlan())
 	case fillStruct:
-		if t.NumField() > 64 || !s.consume('{') {
+		if p.tooWide || !s.consume('{') {
 			return false
 		}
 		var seen uint64
 		return s.members(func(k []byte) bool {
-			i, known := p.fields[string(k)]
-			if !known || seen&(1<<i) != 0 || !directFill(s, dst.Field(i)) {
+			i, known := p.fieldIndex(k)
+			if !known || seen&(1<<i) != 0 || !directFill(s, dst.Field(i), p.fieldPlan(i)) {
 				return false
 			}
 			seen |= 1 << i
@@ -131,19 +138,21 @@ func directFill(s *jsonScanner, dst reflect.Value) bool {
 		if !s.consume('{') {
 			return false
 		}
-		if t == typeStringMap {
+		if p.isStrMap {
 			return s.stringMap(dst)
 		}
+		t := p.typ
 		if dst.IsNil() {
 			dst.Set(reflect.MakeMap(t))
 		}
+		ep := p.elemPlan()
 		return s.members(func(k []byte) bool {
 			key := reflect.ValueOf(string(k)).Convert(t.Key())
 			if dst.MapIndex(key).IsValid() {
 				return false
 			}
 			e := reflect.New(t.Elem()).Elem()
-			if !directFill(s, e) {
+			if !directFill(s, e, ep) {
 				return false
 			}
 			dst.SetMapIndex(key, e)
@@ -153,21 +162,33 @@ func directFill(s *jsonScanner, dst reflect.Value) bool {
 		if !s.consume('[') {
 			return false
 		}
-		out := reflect.MakeSlice(t, 0, 0)
-		for first := true; ; first = false {
-			s.space()
-			if s.consume(']') {
-				dst.Set(out)
-				return true
-			}
-			if !first {
+		s.space()
+		if s.consume(']') {
+			// Empty, but not nil, as the tree route leaves it.
+			dst.Set(reflect.MakeSlice(p.typ, 0, 0))
+			return true
+		}
+		// The elements are appended to dst itself (nil here: a field is
+		// filled once) rather than to a slice made aside and then copied
+		// into it; on failure the whole resource is dropped.
+		dst.SetZero()
+		ep := p.elemPlan()
+		for n := 0; ; n++ {
+			if n > 0 {
+				s.space()
+				if s.consume(']') {
+					return true
+				}
 				if !s.consume(',') {
 					return false
 				}
 				s.space()
 			}
-			out = reflect.Append(out, reflect.Zero(t.Elem()))
-			if !directFill(s, out.Index(out.Len()-1)) {
+			if n == dst.Cap() {
+				dst.Grow(1)
+			}
+			dst.SetLen(n + 1)
+			if !directFill(s, dst.Index(n), ep) {
 				return false
 			}
 		}
@@ -175,7 +196,7 @@ func directFill(s *jsonScanner, dst reflect.Value) bool {
 		if !s.at('"') {
 			return false
 		}
-		v, ok := s.str()
+		v, ok := s.text()
 		if ok {
 			dst.SetString(v)
 		}
@@ -191,60 +212,63 @@ func directFill(s *jsonScanner, dst reflect.Value) bool {
 		}
 		return true
 	case fillInt, fillUint, fillFloat, fillIntOrString, fillTime:
-		return s.scalar(dst, p.kind)
+		return s.scalar(dst, p)
 	}
 	return false
 }
 
-// scalar reads a number or a string into a field of kind k, as fastFill
+// scalar reads a number or a string into a field of p's kind, as fastFill
 // does from the tree's json.Number or string.
-func (s *jsonScanner) scalar(dst reflect.Value, k fillKind) bool {
+func (s *jsonScanner) scalar(dst reflect.Value, p *fillPlan) bool {
 	var text string
 	isString := s.at('"')
 	if isString {
-		v, ok := s.str()
+		v, ok := s.text()
 		if !ok {
 			return false
 		}
 		text = v
 	} else if c := s.data[s.i]; c == '-' || (c >= '0' && c <= '9') {
-		n, ok := s.number()
-		if !ok {
+		start := s.i
+		if _, ok := s.numberEnd(); !ok {
 			return false
 		}
-		text = string(n.(json.Number))
+		// Only parsed, never kept (strconv copies what its errors quote):
+		// no copy of the number's text.
+		text = unsafe.String(&s.data[start], s.i-start)
 	} else {
 		return false
 	}
-	switch k {
+	switch p.kind {
 	case fillInt:
-		i, err := strconv.ParseInt(text, 10, dst.Type().Bits())
+		i, err := strconv.ParseInt(text, 10, p.bits)
 		if isString || err != nil {
 			return false
 		}
 		dst.SetInt(i)
 	case fillUint:
-		u, err := strconv.ParseUint(text, 10, dst.Type().Bits())
+		u, err := strconv.ParseUint(text, 10, p.bits)
 		if isString || err != nil {
 			return false
 		}
 		dst.SetUint(u)
 	case fillFloat:
-		f, err := strconv.ParseFloat(text, dst.Type().Bits())
+		f, err := strconv.ParseFloat(text, p.bits)
 		if isString || err != nil {
 			return false
 		}
 		dst.SetFloat(f)
 	case fillIntOrString:
+		ios := dst.Addr().Interface().(*IntOrString)
 		if isString {
-			dst.Set(reflect.ValueOf(IntOrString{IsString: true, StrVal: text}))
+			*ios = IntOrString{IsString: true, StrVal: text}
 			return true
 		}
 		i, err := strconv.ParseInt(text, 10, 64)
 		if err != nil {
 			return false
 		}
-		dst.Set(reflect.ValueOf(IntOrString{IntVal: i}))
+		*ios = IntOrString{IntVal: i}
 	case fillTime:
 		if !isString {
 			return false
@@ -263,6 +287,21 @@ func (s *jsonScanner) scalar(dst reflect.Value, k fillKind) bool {
 	return true
 }
 
+// text reads a string at s.i (its opening quote) as str does, but a plain
+// string (the bytes of data themselves) is cut from s.src, the one copy of
+// data decodeDirect makes, instead of copied on its own.
+func (s *jsonScanner) text() (string, bool) {
+	start := s.i
+	b, ok := s.strBytes()
+	if !ok {
+		return "", false
+	}
+	if s.src != "" && len(b) == s.i-start-2 && (len(b) == 0 || &b[0] == &s.data[start+1]) {
+		return s.src[start+1 : s.i-1], true
+	}
+	return string(b), true
+}
+
 // stringMap reads the rest of an object (its '{' read) into a
 // map[string]string without reflection per entry; a null value reads as
 // "", as fastFill leaves a string for null.
@@ -276,11 +315,12 @@ func (s *jsonScanner) stringMap(dst reflect.Value) bool {
 		if _, dup := m[string(k)]; dup || s.i >= len(s.data) {
 			return false
 		}
+		key := s.keyText(k)
 		var v string
 		switch s.data[s.i] {
 		case '"':
 			var ok bool
-			if v, ok = s.str(); !ok {
+			if v, ok = s.text(); !ok {
 				return false
 			}
 		case 'n':
@@ -290,7 +330,7 @@ func (s *jsonScanner) stringMap(dst reflect.Value) bool {
 		default:
 			return false
 		}
-		m[string(k)] = v
+		m[key] = v
 		return true
 	})
 }
@@ -324,6 +364,7 @@ func (s *jsonScanner) key() ([]byte, bool) {
 	if !s.at('"') {
 		return nil, false
 	}
+	s.k0 = s.i
 	k, ok := s.strBytes()
 	if !ok {
 		return nil, false
@@ -346,4 +387,13 @@ func (s *jsonScanner) consume(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// keyText is the key k, just read by key, as a string: cut from s.src when
+// k is data's own bytes, as text does for values.
+func (s *jsonScanner) keyText(k []byte) string {
+	if s.src != "" && s.k0+1+len(k) < len(s.data) && (len(k) == 0 || &k[0] == &s.data[s.k0+1]) && s.data[s.k0+1+len(k)] == '"' {
+		return s.src[s.k0+1 : s.k0+1+len(k)]
+	}
+	return string(k)
 }

@@ -130,3 +130,25 @@ func TestDirectTakesPlainDocuments(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectKeepsNoInputBytes: the strings of a decoded resource are cut
+// from decodeDirect's own copy of the document, so a caller reusing its
+// buffer (a request body pool) does not change resources it decoded.
+func TestDirectKeepsNoInputBytes(t *testing.T) {
+	doc := `{"type":"MeshTrace","mesh":"default","name":"burst-1","labels":{"team":"a"},"spec":{"targetRef":{"kind":"MeshSubset","tags":{"k":"v"}},"default":{"sampling":{"overall":10,"client":"5"},"tags":[{"name":"env","literal":"prod"}],"backends":[{"zipkin":{"url":"http://zipkin-burst:9411/api/v2/spans"}}]}}}`
+	buf := []byte(doc)
+	got, ok := decodeDirect(buf)
+	if !ok {
+		t.Fatal("not taken")
+	}
+	for i := range buf {
+		buf[i] = 'x'
+	}
+	want, ok := decodeDirect([]byte(doc))
+	if !ok {
+		t.Fatal("not taken")
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("resource changed with its input:\ngot: %#v\nwant: %#v", got, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -173,6 +174,51 @@ const (
 type fillPlan struct {
 	kind   fillKind
 	fields map[string]int // fillStruct: JSON name -> field index
+
+	// What directFill asks of a value of this type, kept here so that it
+	// does not ask reflection (or fillPlans) again for every value.
+	typ      reflect.Type
+	bits     int                        // fillInt, fillUint, fillFloat: t.Bits()
+	names    []string                   // fillStruct: the JSON names of fields, with...
+	index    []int                      // ...their field indexes, for a short linear lookup
+	tooWide  bool                       // fillStruct: more fields than a uint64 can mark
+	isStrMap bool                       // fillMap: map[string]string
+	elem     atomic.Pointer[fillPlan]   // pointer, map, slice: the element's plan, once looked up
+	field    []atomic.Pointer[fillPlan] // fillStruct: each field's plan, once looked up
+}
+
+// elemPlan is planOf(p.typ.Elem()), looked up once per type. Plans are
+// found lazily rather than built with their type so that recursive types
+// need no cycle handling; two goroutines may both look one up, and store
+// the same plan.
+func (p *fillPlan) elemPlan() *fillPlan {
+	if e := p.elem.Load(); e != nil {
+		return e
+	}
+	e := planOf(p.typ.Elem())
+	p.elem.Store(e)
+	return e
+}
+
+// fieldPlan is planOf of field i's type, looked up once per type.
+func (p *fillPlan) fieldPlan(i int) *fillPlan {
+	if f := p.field[i].Load(); f != nil {
+		return f
+	}
+	f := planOf(p.typ.Field(i).Type)
+	p.field[i].Store(f)
+	return f
+}
+
+// fieldIndex is p.fields[string(k)] without hashing: structs here have
+// few fields.
+func (p *fillPlan) fieldIndex(k []byte) (int, bool) {
+	for j, n := range p.names {
+		if n == string(k) {
+			return p.index[j], true
+		}
+	}
+	return 0, false
 }
 
 var (
@@ -186,7 +232,7 @@ func planOf(t reflect.Type) *fillPlan {
 	if p, ok := fillPlans.Load(t); ok {
 		return p.(*fillPlan)
 	}
-	p := &fillPlan{kind: fillSlow}
+	p := &fillPlan{kind: fillSlow, typ: t}
 	k := t.Kind()
 	switch {
 	case t == typeRawMessage:
@@ -200,10 +246,17 @@ func planOf(t reflect.Type) *fillPlan {
 	case k == reflect.Struct:
 		if idx, ok := structFields(t); ok {
 			p.kind, p.fields = fillStruct, idx
+			p.tooWide = t.NumField() > 64
+			p.field = make([]atomic.Pointer[fillPlan], t.NumField())
+			for name, i := range idx {
+				p.names = append(p.names, name)
+				p.index = append(p.index, i)
+			}
 		}
 	case k == reflect.Map:
 		if t.Key().Kind() == reflect.String {
 			p.kind = fillMap
+			p.isStrMap = t == typeStringMap
 		}
 	case k == reflect.Slice:
 		if t.Elem().Kind() != reflect.Uint8 {
@@ -214,11 +267,11 @@ func planOf(t reflect.Type) *fillPlan {
 	case k == reflect.Bool:
 		p.kind = fillBool
 	case k >= reflect.Int && k <= reflect.Int64:
-		p.kind = fillInt
+		p.kind, p.bits = fillInt, t.Bits()
 	case k >= reflect.Uint && k <= reflect.Uint64:
-		p.kind = fillUint
+		p.kind, p.bits = fillUint, t.Bits()
 	case k == reflect.Float32 || k == reflect.Float64:
-		p.kind = fillFloat
+		p.kind, p.bits = fillFloat, t.Bits()
 	}
 	fillPlans.Store(t, p)
 	return p

@@ -35,6 +35,10 @@ const maxScanDepth = 200
 type jsonScanner struct {
 	data []byte
 	i    int
+	// src is string(data) when decodeDirect has made it, for strings to
+	// be cut from; empty otherwise.
+	src string
+	k0  int // where the last key read by key starts (its quote)
 }
 
 func (s *jsonScanner) space() {
@@ -225,6 +229,16 @@ func hasByte(b []byte, c byte) bool {
 
 // number reads a number as JSON's grammar writes it and keeps its text.
 func (s *jsonScanner) number() (any, bool) {
+	start, ok := s.numberEnd()
+	if !ok {
+		return nil, false
+	}
+	return json.Number(s.data[start:s.i]), true
+}
+
+// numberEnd steps over a number as JSON's grammar writes it, and says where
+// it started.
+func (s *jsonScanner) numberEnd() (int, bool) {
 	start := s.i
 	if s.data[s.i] == '-' {
 		s.i++
@@ -235,12 +249,12 @@ func (s *jsonScanner) number() (any, bool) {
 	case s.i < len(s.data) && s.data[s.i] >= '1' && s.data[s.i] <= '9':
 		s.digits()
 	default:
-		return nil, false
+		return 0, false
 	}
 	if s.i < len(s.data) && s.data[s.i] == '.' {
 		s.i++
 		if s.digits() == 0 {
-			return nil, false
+			return 0, false
 		}
 	}
 	if s.i < len(s.data) && (s.data[s.i] == 'e' || s.data[s.i] == 'E') {
@@ -249,10 +263,10 @@ func (s *jsonScanner) number() (any, bool) {
 			s.i++
 		}
 		if s.digits() == 0 {
-			return nil, false
+			return 0, false
 		}
 	}
-	return json.Number(s.data[start:s.i]), true
+	return start, true
 }
 
 func (s *jsonScanner) digits() int {
