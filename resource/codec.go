@@ -65,6 +65,11 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 // Decoding is strict: unknown fields and wrong JSON types are reported with
 // their full path. Every error is an *InvalidError.
 func Decode(data []byte) (*Resource, error) {
+	// JSON (every API body) is one document, never empty, that
+	// splitDocuments would hand back alone: no slice of documents for it.
+	if d := bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")); isJSONStream(d) {
+		return decodeDocument(d)
+	}
 	docs := splitDocuments(data)
 	var nonEmpty []document
 	for _, d := range docs {
@@ -177,7 +182,7 @@ func (d document) empty() bool {
 // splitDocuments splits a YAML stream on "---" lines. JSON input is one document.
 func splitDocuments(data []byte) []document {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	if t := bytes.TrimSpace(data); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+	if isJSONStream(data) {
 		return []document{{data: data, line: 1, first: 1}}
 	}
 	var docs []document
@@ -208,6 +213,13 @@ func splitDocuments(data []byte) []document {
 	}
 	docs = append(docs, cur)
 	return docs
+}
+
+// isJSONStream reports whether a stream (its byte order mark dropped) is
+// JSON, which is one document.
+func isJSONStream(data []byte) bool {
+	t := bytes.TrimSpace(data)
+	return len(t) > 0 && (t[0] == '{' || t[0] == '[')
 }
 
 // parseTree turns one JSON or YAML document into a generic tree.

@@ -60,6 +60,13 @@ func FuzzDirectMatchesTree(f *testing.F) {
 		`{"type":"Nope","name":"t"}`,
 		`{}`,
 		`[]`,
+		" [1] ",
+		"\xc2\x85{\"type\":\"MeshTrace\",\"name\":\"t\"}\xc2\x85",
+		"---\n{\"type\":\"MeshTrace\",\"name\":\"t\"}",
+		"# c\n{\"type\":\"MeshTrace\",\"name\":\"t\"}",
+		"\xef\xbb\xbf\xef\xbb\xbf{}",
+		"\xef\xbb\xbf",
+		"type: MeshTrace\nname: t\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -77,6 +84,11 @@ func FuzzDirectMatchesTree(f *testing.F) {
 			if !reflect.DeepEqual(r, want) {
 				t.Fatalf("resources differ for %q:\ndirect: %#v\ntree: %#v", data, r, want)
 			}
+		}
+		gotD, gotDErr := Decode(data)
+		wantD, wantDErr := decodeSplitting(data)
+		if fmt.Sprint(gotDErr) != fmt.Sprint(wantDErr) || !reflect.DeepEqual(gotD, wantD) {
+			t.Fatalf("Decode differs from the route through splitDocuments for %q:\n%v, %#v\n%v, %#v", data, gotDErr, gotD, wantDErr, wantD)
 		}
 		directOn = false
 		want, wantErr := DecodeAll(data)
@@ -150,5 +162,24 @@ func TestDirectKeepsNoInputBytes(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("resource changed with its input:\ngot: %#v\nwant: %#v", got, want)
+	}
+}
+
+// decodeSplitting is Decode always through splitDocuments, as it was
+// before JSON skipped it.
+func decodeSplitting(data []byte) (*Resource, error) {
+	var nonEmpty []document
+	for _, d := range splitDocuments(data) {
+		if !d.empty() {
+			nonEmpty = append(nonEmpty, d)
+		}
+	}
+	switch len(nonEmpty) {
+	case 0:
+		return nil, invalid("", "empty document")
+	case 1:
+		return decodeDocument(nonEmpty[0].data)
+	default:
+		return nil, invalid("", fmt.Sprintf("expected one document, got %d (use DecodeAll)", len(nonEmpty)))
 	}
 }
