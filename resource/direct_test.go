@@ -1,7 +1,6 @@
 package resource
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,19 +14,7 @@ import (
 // resource; and Decode, DecodeAll and UnmarshalJSON give the same
 // resources and errors with it as without it.
 func FuzzDirectMatchesTree(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		if rs, err := DecodeAll(b); err == nil {
-			for _, r := range rs {
-				js, _ := json.Marshal(r)
-				f.Add(js)
-			}
-		}
-	}
+	addSeedJSON(f)
 	for _, s := range []string{
 		`{"type":"MeshTrace","mesh":"default","name":"burst-1","labels":{"team":"a"},"spec":{"targetRef":{"kind":"MeshService","name":"svc-1"},"default":{"sampling":{"overall":10},"tags":[{"name":"env","literal":"prod"}],"backends":[{"zipkin":{"url":"http://zipkin-burst:9411/api/v2/spans"}}]}}}`,
 		` {"type" : "MeshTrace" , "name":"t","mesh":"m","creationTime":"2026-11-01T12:00:00.123456789+01:00","modificationTime":"2026-11-01T12:00:00Z","labels":{"a":"b","c":null},"spec":{"targetRef":{"kind":"MeshSubset","tags":{"kuma.io/zone":"w","x":null},"proxyTypes":["Sidecar",null]},"default":{"sampling":{"overall":9223372036854775808,"client":"5.5","random":1.5},"tags":[],"backends":[{"type":"Zipkin","zipkin":{"url":"http://z","traceId128bit":true,"sharedSpanContext":false}},{"openTelemetry":{"endpoint":"otel"}},{"datadog":{"url":"http://d","splitService":1}}]}}} `,

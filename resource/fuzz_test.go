@@ -107,20 +107,8 @@ func FuzzFillMatchesEncodingJSON(f *testing.F) {
 // encoding/json takes too and reads as the same tree; and the whole decoder
 // gives the same resources and errors with it as without it.
 func FuzzScanJSONTreeMatchesEncodingJSON(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-		if rs, err := DecodeAll(b); err == nil {
-			for _, r := range rs {
-				js, _ := json.Marshal(r)
-				f.Add(js)
-			}
-		}
-	}
+	addSeedFiles(f)
+	addSeedJSON(f)
 	for _, s := range []string{
 		`{"type":"MeshTrace","mesh":"default","name":"t","labels":{"a":"b"},"spec":{"targetRef":{"kind":"MeshService","name":"a"},"default":{"sampling":{"overall":10,"client":"50"},"backends":[{"zipkin":{"url":"http://z:9411/api/v2/spans"}}]}}}`,
 		` {"a": [1, -0.5e+3, 2E-2, true, false, null, "x\u00e9\ud83d\ude00\"\\\/\b\f\n\r\t", {}, []]} `,
@@ -257,15 +245,39 @@ func TestBlockYAMLTakesCommonFiles(t *testing.T) {
 	t.Logf("%d of %d seed files taken", taken, len(files))
 }
 
-// addSeedFiles adds every seed example (testdata/seed/*.yaml) to f's corpus.
-func addSeedFiles(f *testing.F) {
+// seedExamples are the seed examples (testdata/seed/*.yaml), as read.
+func seedExamples(f *testing.F) [][]byte {
 	f.Helper()
 	files, _ := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
+	var out [][]byte
 	for _, name := range files {
 		b, err := os.ReadFile(name)
 		if err != nil {
 			f.Fatal(err)
 		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// addSeedFiles adds every seed example to f's corpus.
+func addSeedFiles(f *testing.F) {
+	f.Helper()
+	for _, b := range seedExamples(f) {
 		f.Add(b)
+	}
+}
+
+// addSeedJSON adds the JSON encoding of every resource the seed examples
+// decode to.
+func addSeedJSON(f *testing.F) {
+	f.Helper()
+	for _, b := range seedExamples(f) {
+		if rs, err := DecodeAll(b); err == nil {
+			for _, r := range rs {
+				js, _ := json.Marshal(r)
+				f.Add(js)
+			}
+		}
 	}
 }
