@@ -19,6 +19,19 @@ func policy(name string, v int) *resource.Resource {
 	}
 }
 
+// gapPusher is a pusher with the given gap over a new queue of its own.
+func gapPusher(gap time.Duration) (*queue, *pusher) {
+	q := newQueue(nil)
+	p := newPusher(q, 1<<20, func(*entry, int, error) {})
+	p.gap = gap
+	return q, p
+}
+
+// traceKey is the key of MeshTrace name in mesh default.
+func traceKey(name string) resource.Key {
+	return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: name}
+}
+
 // The queue keeps one entry per key however many changes arrive, and its
 // cursor never claims a change that is still queued.
 func TestQueueCoalesces(t *testing.T) {
@@ -117,12 +130,8 @@ func TestPusherSnapshotThenChanges(t *testing.T) {
 // is acknowledged, until the gap has passed since it went out, and then go
 // together. A snapshot is never held.
 func TestPusherGapHoldsChangesBetweenBatches(t *testing.T) {
-	q := newQueue(nil)
-	p := newPusher(q, 1<<20, func(*entry, int, error) {})
-	p.gap = 20 * time.Millisecond
-	key := func(n string) resource.Key {
-		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n}
-	}
+	q, p := gapPusher(20 * time.Millisecond)
+	key := traceKey
 	t0 := time.Unix(1000, 0)
 	if !p.heldUntil().IsZero() {
 		t.Fatal("a fresh pusher holds")
@@ -173,12 +182,8 @@ func TestPusherGapHoldsChangesBetweenBatches(t *testing.T) {
 // even when that batch was acknowledged with nothing pending (writers
 // committing in groups); after a batch of one it leaves at once.
 func TestPusherGapHoldsAfterABatchOfSeveral(t *testing.T) {
-	q := newQueue(nil)
-	p := newPusher(q, 1<<20, func(*entry, int, error) {})
-	p.gap = 20 * time.Millisecond
-	key := func(n string) resource.Key {
-		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n}
-	}
+	q, p := gapPusher(20 * time.Millisecond)
+	key := traceKey
 	t0 := time.Unix(1000, 0)
 	q.deliver([]*entry{{key: key("a"), res: policy("a", 1), rev: 1}, {key: key("b"), res: policy("b", 1), rev: 1}}, 1)
 	b := p.next(t0)
@@ -219,12 +224,8 @@ func TestPusherGapHoldsAfterABatchOfSeveral(t *testing.T) {
 // (a writer that waited for its previous change to show in the zone, which
 // serves it before its Ack reaches global) is not held after the Ack.
 func TestPusherGapDoesNotHoldOneChangeBehindABatchOfOne(t *testing.T) {
-	q := newQueue(nil)
-	p := newPusher(q, 1<<20, func(*entry, int, error) {})
-	p.gap = 20 * time.Millisecond
-	key := func(n string) resource.Key {
-		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: n}
-	}
+	q, p := gapPusher(20 * time.Millisecond)
+	key := traceKey
 	t0 := time.Unix(1000, 0)
 	q.deliver([]*entry{{key: key("a"), res: policy("a", 1), rev: 1}}, 1)
 	b := p.next(t0)
@@ -287,14 +288,11 @@ func TestQueueCursorWaitsForResponseBoundary(t *testing.T) {
 // gap of the previous), at most stretch after the last batch, and goes gap
 // after the stream's last change.
 func TestPusherStretchWaitsForTheStreamToEnd(t *testing.T) {
-	q := newQueue(nil)
+	q, p := gapPusher(20 * time.Millisecond)
+	p.stretch = 100 * time.Millisecond
 	var clock time.Time
 	q.now = func() time.Time { return clock }
-	p := newPusher(q, 1<<20, func(*entry, int, error) {})
-	p.gap, p.stretch = 20*time.Millisecond, 100*time.Millisecond
-	key := func(n int) resource.Key {
-		return resource.Key{Type: resource.TypeMeshTrace, Mesh: "default", Name: fmt.Sprint("p-", n)}
-	}
+	key := func(n int) resource.Key { return traceKey(fmt.Sprint("p-", n)) }
 	t0 := time.Unix(1000, 0)
 	rev := int64(0)
 	change := func(at time.Time) {
