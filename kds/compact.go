@@ -234,6 +234,9 @@ func (c *compactReader) value(v reflect.Value, p *valuePlan, depth int) bool {
 			return false
 		}
 		if c.take('}') {
+			if p.written != 0 {
+				c.canon = false // json.Marshal writes the fields without omitempty
+			}
 			return true
 		}
 		var seen uint64

@@ -113,6 +113,8 @@ func TestDecodeCompactSpecJSONOnlyAsMarshalled(t *testing.T) {
 		"minus zero":               strings.Replace(good, `"overall":10`, `"overall":-0`, 1),
 		"html character":           strings.Replace(good, `"name":"s"`, `"name":"s<t"`, 1),
 		"ampersand":                strings.Replace(good, `spans"`, `spans?a=1&b=2"`, 1),
+		"empty targetRef":          strings.Replace(good, `{"kind":"MeshService","name":"s","tags":{"a":"1","b":"2"}}`, `{}`, 1),
+		"empty zipkin":             strings.Replace(good, `{"url":"http://z:9411/api/v2/spans","traceId128bit":false}`, `{}`, 1),
 	}
 	for name, doc := range cases {
 		r, spec, ok := decodeCompact([]byte(doc))
