@@ -7,8 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/meshtrace/meshtrace/resource"
 )
@@ -83,8 +82,8 @@ type meshChecks struct {
 
 type meshCheck struct {
 	key string
-	cmp clientv3.Cmp
-	get clientv3.Op
+	cmp *pb.Compare
+	get *pb.RequestOp
 }
 
 // maxMeshChecks bounds the cache (writes may name meshes that do not
@@ -98,11 +97,7 @@ func (c *meshChecks) get(ks keyspace, name string) meshCheck {
 		return mc
 	}
 	key := ks.resourceKey(resource.Key{Type: resource.TypeMesh, Name: name})
-	mc := meshCheck{
-		key: key,
-		cmp: clientv3.Compare(clientv3.CreateRevision(key), ">", 0),
-		get: clientv3.OpGet(key, clientv3.WithCountOnly()),
-	}
+	mc := meshCheck{key: key, cmp: meshExists([]byte(key)), get: meshCount([]byte(key))}
 	if c.m == nil || len(c.m) >= maxMeshChecks {
 		c.m = make(map[string]meshCheck)
 	}
@@ -132,17 +127,19 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 			n = batchChunk(rs[:n], sizes, txnChunkBytes, opts)
 		}
 		meshes := chunkMeshes(rs[:n], opts)
-		cmps := make([]clientv3.Cmp, 0, n+len(meshes))
-		puts := make([]clientv3.Op, n)
-		gets := make([]clientv3.Op, 0, n+len(meshes))
+		ops := newTxnOps(n)
+		cmps := make([]*pb.Compare, 0, n+len(meshes))
+		puts := make([]*pb.RequestOp, n)
+		gets := make([]*pb.RequestOp, 0, n+len(meshes))
 		for i := range n {
-			if existing[i] == nil {
-				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(keys[i]), "=", 0))
-			} else {
-				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(keys[i]), "=", existing[i].Version))
+			key := []byte(keys[i])
+			var version int64
+			if existing[i] != nil {
+				version = existing[i].Version
 			}
-			puts[i] = clientv3.OpPut(keys[i], string(values[i]))
-			gets = append(gets, clientv3.OpGet(keys[i]))
+			cmps = append(cmps, ops.compare(key, version))
+			puts[i] = ops.put(key, values[i])
+			gets = append(gets, ops.get(key))
 		}
 		// Before sending: the watch event may come before the answer.
 		var ws []*written
@@ -158,7 +155,7 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 			cmps = append(cmps, c.cmp)
 			gets = append(gets, c.get)
 		}
-		var resp *clientv3.TxnResponse
+		var resp *pb.TxnResponse
 		var shared bool
 		var err error
 		if attempt == 1 {
@@ -170,7 +167,7 @@ func (s *EtcdStore) writeChunk(ctx context.Context, rs []*resource.Resource, key
 			r := s.commit(&groupMember{ctx: ctx, keys: keys[:n], bytes: bytes, cmps: cmps, puts: puts, gets: gets, meshes: meshKeys})
 			resp, shared, err = r.resp, r.shared, r.err
 		} else {
-			resp, err = s.client.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
+			resp, err = s.txn(ctx, &pb.TxnRequest{Compare: cmps, Success: puts, Failure: gets})
 		}
 		if err != nil {
 			s.decoded.written.forget(ws...)
@@ -240,14 +237,15 @@ func (s *EtcdStore) checkChunk(ctx context.Context, rs []*resource.Resource, key
 			meshes = append(meshes, m)
 		}
 	}
-	gets := make([]clientv3.Op, 0, n+len(meshes))
+	ops := newTxnOps(n)
+	gets := make([]*pb.RequestOp, 0, n+len(meshes))
 	for i := range n {
-		gets = append(gets, clientv3.OpGet(keys[i]))
+		gets = append(gets, ops.get([]byte(keys[i])))
 	}
 	for _, m := range meshes {
 		gets = append(gets, s.meshes.get(s.ks, m).get)
 	}
-	resp, err := s.client.Txn(ctx).Then(gets...).Commit()
+	resp, err := s.txn(ctx, &pb.TxnRequest{Success: gets})
 	if err != nil {
 		return n, s.wrap(err, fmt.Sprintf("batch read of %d resources", n))
 	}
@@ -273,7 +271,7 @@ func (s *EtcdStore) checkChunk(ctx context.Context, rs []*resource.Resource, key
 }
 
 // fromRange decodes the result of an OpGet of key and remembers it as a hint.
-func (s *EtcdStore) fromRange(key string, op *etcdserverpb.ResponseOp) (*resource.Resource, error) {
+func (s *EtcdStore) fromRange(key string, op *pb.ResponseOp) (*resource.Resource, error) {
 	kvs := op.GetResponseRange().GetKvs()
 	if len(kvs) == 0 {
 		s.hints.set(key, nil)

@@ -2,10 +2,11 @@ package store
 
 import (
 	"fmt"
-	"reflect"
 	"testing"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrace/meshtrace/resource"
 )
@@ -20,13 +21,14 @@ func TestMeshChecksAreTheWritesOwn(t *testing.T) {
 		name := fmt.Sprintf("mesh-%d", i%(2*maxMeshChecks))
 		got := c.get(ks, name)
 		key := ks.resourceKey(resource.Key{Type: resource.TypeMesh, Name: name})
-		want := meshCheck{
-			key: key,
-			cmp: clientv3.Compare(clientv3.CreateRevision(key), ">", 0),
-			get: clientv3.OpGet(key, clientv3.WithCountOnly()),
+		want := clientTxn(t, []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), ">", 0)},
+			nil, []clientv3.Op{clientv3.OpGet(key, clientv3.WithCountOnly())})
+		gotReq := &pb.TxnRequest{Compare: []*pb.Compare{got.cmp}, Failure: []*pb.RequestOp{got.get}}
+		if got.key != key || !proto.Equal(gotReq, want) {
+			t.Fatalf("%s: cached %s %v, want %s %v", name, got.key, gotReq, key, want)
 		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s: cached %+v, want %+v", name, got, want)
+		if again := c.get(ks, name); again != got {
+			t.Fatalf("%s: asked again, a different check", name)
 		}
 		if len(c.m) > maxMeshChecks {
 			t.Fatalf("%d meshes cached, at most %d", len(c.m), maxMeshChecks)

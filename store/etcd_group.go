@@ -5,8 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // Group commit: concurrent small writes (single PUTs) share one etcd
@@ -54,9 +53,9 @@ type groupMember struct {
 	ctx   context.Context
 	keys  []string // keys it puts: two members putting one key never share
 	bytes int
-	cmps  []clientv3.Cmp
-	puts  []clientv3.Op
-	gets  []clientv3.Op
+	cmps  []*pb.Compare
+	puts  []*pb.RequestOp
+	gets  []*pb.RequestOp
 	// meshes are the storage keys of the Meshes it checks: the last
 	// len(meshes) compares (the Mesh exists) and gets (its count) are
 	// theirs, in this order. Members checking one Mesh share one compare
@@ -67,7 +66,7 @@ type groupMember struct {
 
 // groupResult is a member's share of its group's transaction.
 type groupResult struct {
-	resp *clientv3.TxnResponse // Responses are the member's own
+	resp *pb.TxnResponse // Responses are the member's own
 	// shared is set when the member's transaction went with others: a failed
 	// transaction may have failed on another member's compare.
 	shared bool
@@ -210,24 +209,24 @@ func (g *committer) take() []*groupMember {
 func (s *EtcdStore) send(batch []*groupMember) {
 	if len(batch) == 1 {
 		m := batch[0]
-		resp, err := s.client.Txn(m.ctx).If(m.cmps...).Then(m.puts...).Else(m.gets...).Commit()
+		resp, err := s.txn(m.ctx, &pb.TxnRequest{Compare: m.cmps, Success: m.puts, Failure: m.gets})
 		m.done <- groupResult{resp: resp, err: err}
 		return
 	}
 	ops := groupOps(batch)
 	// Not one member's context: one writer giving up must not fail the
 	// others. The store's own context ends it on Close.
-	resp, err := s.client.Txn(s.ctx).If(ops.cmps...).Then(ops.puts...).Else(ops.gets...).Commit()
+	resp, err := s.txn(s.ctx, &pb.TxnRequest{Compare: ops.cmps, Success: ops.puts, Failure: ops.gets})
 	off := 0
 	for i, m := range batch {
 		r := groupResult{shared: true, err: err}
 		if err == nil {
-			own := &clientv3.TxnResponse{Header: resp.Header, Succeeded: resp.Succeeded}
+			own := &pb.TxnResponse{Header: resp.Header, Succeeded: resp.Succeeded}
 			if resp.Succeeded {
 				own.Responses = resp.Responses[off : off+len(m.puts)]
 				off += len(m.puts)
 			} else {
-				own.Responses = make([]*etcdserverpb.ResponseOp, len(ops.elseOf[i]))
+				own.Responses = make([]*pb.ResponseOp, len(ops.elseOf[i]))
 				for j, at := range ops.elseOf[i] {
 					own.Responses[j] = resp.Responses[at]
 				}
@@ -240,8 +239,8 @@ func (s *EtcdStore) send(batch []*groupMember) {
 
 // sharedOps is the transaction of a group of members.
 type sharedOps struct {
-	cmps       []clientv3.Cmp
-	puts, gets []clientv3.Op
+	cmps       []*pb.Compare
+	puts, gets []*pb.RequestOp
 	// elseOf[i] are the indexes, among the Else responses, of member i's
 	// gets, in its order.
 	elseOf [][]int
@@ -258,12 +257,12 @@ func groupOps(batch []*groupMember) sharedOps {
 		meshFrom += len(m.gets) - len(m.meshes)
 	}
 	ops := sharedOps{
-		cmps:   make([]clientv3.Cmp, 0, nc),
-		puts:   make([]clientv3.Op, 0, np),
-		gets:   make([]clientv3.Op, meshFrom, ng),
+		cmps:   make([]*pb.Compare, 0, nc),
+		puts:   make([]*pb.RequestOp, 0, np),
+		gets:   make([]*pb.RequestOp, meshFrom, ng),
 		elseOf: make([][]int, len(batch)),
 	}
-	var meshCmps []clientv3.Cmp
+	var meshCmps []*pb.Compare
 	meshAt := map[string]int{} // mesh key -> index of its get
 	own := 0
 	for i, m := range batch {

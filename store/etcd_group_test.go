@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // A group's transaction holds every member's own compares, puts and gets in
@@ -15,12 +14,13 @@ import (
 func TestGroupOpsShareMeshChecks(t *testing.T) {
 	member := func(key string, meshes ...string) *groupMember {
 		m := &groupMember{keys: []string{key}, meshes: meshes}
-		m.cmps = append(m.cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
-		m.puts = append(m.puts, clientv3.OpPut(key, "v"))
-		m.gets = append(m.gets, clientv3.OpGet(key))
+		ops := newTxnOps(1)
+		m.cmps = append(m.cmps, ops.compare([]byte(key), 0))
+		m.puts = append(m.puts, ops.put([]byte(key), []byte("v")))
+		m.gets = append(m.gets, ops.get([]byte(key)))
 		for _, mk := range meshes {
-			m.cmps = append(m.cmps, clientv3.Compare(clientv3.CreateRevision(mk), ">", 0))
-			m.gets = append(m.gets, clientv3.OpGet(mk, clientv3.WithCountOnly()))
+			m.cmps = append(m.cmps, meshExists([]byte(mk)))
+			m.gets = append(m.gets, meshCount([]byte(mk)))
 		}
 		return m
 	}
@@ -34,13 +34,13 @@ func TestGroupOpsShareMeshChecks(t *testing.T) {
 	ops := groupOps(batch)
 	cmpKeys := func() (out []string) {
 		for _, c := range ops.cmps {
-			out = append(out, string(c.KeyBytes()))
+			out = append(out, string(c.Key))
 		}
 		return out
 	}
-	opKeys := func(os []clientv3.Op) (out []string) {
+	opKeys := func(os []*etcdserverpb.RequestOp) (out []string) {
 		for _, o := range os {
-			out = append(out, string(o.KeyBytes()))
+			out = append(out, opKey(o))
 		}
 		return out
 	}
@@ -56,7 +56,7 @@ func TestGroupOpsShareMeshChecks(t *testing.T) {
 	for i, m := range batch {
 		var got []string
 		for _, at := range ops.elseOf[i] {
-			got = append(got, string(ops.gets[at].KeyBytes()))
+			got = append(got, opKey(ops.gets[at]))
 		}
 		if want := opKeys(m.gets); !slices.Equal(got, want) {
 			t.Errorf("member %d's Else reads %v, want its own %v", i, got, want)
@@ -64,9 +64,16 @@ func TestGroupOpsShareMeshChecks(t *testing.T) {
 	}
 	// The shared compares are the members' own.
 	for i, c := range ops.cmps[5:] {
-		pc := c.GetCompare()
-		if pc.Target != etcdserverpb.Compare_CREATE || pc.Result != etcdserverpb.Compare_GREATER {
+		if pc := c; pc.Target != etcdserverpb.Compare_CREATE || pc.Result != etcdserverpb.Compare_GREATER {
 			t.Errorf("mesh compare %d is %v", i, pc)
 		}
 	}
+}
+
+// opKey is the key a put or a read of one key names.
+func opKey(o *etcdserverpb.RequestOp) string {
+	if p := o.GetRequestPut(); p != nil {
+		return string(p.Key)
+	}
+	return string(o.GetRequestRange().GetKey())
 }

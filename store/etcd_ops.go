@@ -243,46 +243,19 @@ func (s *EtcdStore) Txn(ctx context.Context, ops []Op) (int64, error) {
 }
 
 // commitChunk writes one chunk of Txn's ops (chunkOps: at most MaxTxnOps,
-// no key twice) in one etcd transaction and returns its revision. An
-// embedded server is handed the request directly: through the in-process
-// client every op was built as a clientv3.Op (key and value copied twice)
-// and converted back, and etcd's gRPC layer checked the keys for overlaps
-// in an interval tree, all per op of every batch a zone writes. What etcd
-// checks there, chunkOps already holds; the server checks the request's
-// size and the quota itself. The gate is passed as by the client.
+// no key twice) in one etcd transaction (see txn) and returns its revision.
 func (s *EtcdStore) commitChunk(ctx context.Context, chunk []preparedOp) (int64, error) {
-	if s.server == nil {
-		etcdOps := make([]clientv3.Op, len(chunk))
-		for j, p := range chunk {
-			if p.op.Delete && p.op.ValueKey == "" {
-				etcdOps[j] = clientv3.OpDelete(p.key)
-			} else {
-				etcdOps[j] = clientv3.OpPut(p.key, string(p.value))
-			}
-		}
-		resp, err := s.client.Txn(ctx).Then(etcdOps...).Commit()
-		if err != nil {
-			return 0, err
-		}
-		return resp.Header.Revision, nil
-	}
 	req := &etcdserverpb.TxnRequest{Success: make([]*etcdserverpb.RequestOp, len(chunk))}
 	for j, p := range chunk {
 		if p.op.Delete && p.op.ValueKey == "" {
 			req.Success[j] = &etcdserverpb.RequestOp{Request: &etcdserverpb.RequestOp_RequestDeleteRange{
 				RequestDeleteRange: &etcdserverpb.DeleteRangeRequest{Key: []byte(p.key)}}}
 		} else {
-			// The value is not changed after: etcd encodes the request
-			// into its log before it returns.
 			req.Success[j] = &etcdserverpb.RequestOp{Request: &etcdserverpb.RequestOp_RequestPut{
 				RequestPut: &etcdserverpb.PutRequest{Key: []byte(p.key), Value: p.value}}}
 		}
 	}
-	if !s.gate.enter() {
-		return 0, ErrClosed
-	}
-	defer s.gate.leave()
-	resp, err := s.server.Server.Txn(ctx, req)
+	resp, err := s.txn(ctx, req)
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,153 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// txn commits req. An embedded server is handed the request directly:
+// through the in-process client every compare and op was built as a
+// clientv3 value (cloned, key and value copied, then converted back), and
+// etcd's gRPC layer checked the puts for overlapping keys in an interval
+// tree, all per op of every transaction. The store's transactions hold what
+// that layer checks (at most MaxTxnOps of each kind, no key put twice); the
+// server checks the request's size and the quota itself. The gate is passed
+// as by the client. An external cluster is reached through the client, with
+// its retries and call options.
+//
+// The request must not be changed after: etcd encodes it into its log
+// before it returns, and the client sends it.
+func (s *EtcdStore) txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if s.server != nil {
+		if !s.gate.enter() {
+			return nil, ErrClosed
+		}
+		defer s.gate.leave()
+		return s.server.Server.Txn(ctx, req)
+	}
+	cmps := make([]clientv3.Cmp, len(req.Compare))
+	for i, c := range req.Compare {
+		cmps[i] = clientv3.FromCompare(c)
+	}
+	then, err := clientOps(req.Success)
+	if err != nil {
+		return nil, err
+	}
+	els, err := clientOps(req.Failure)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+	if err != nil {
+		return nil, err
+	}
+	return (*pb.TxnResponse)(resp), nil
+}
+
+// clientOps are the client's ops for the requests the store builds (puts,
+// deletes and reads of single keys; reads may count only).
+func clientOps(reqs []*pb.RequestOp) ([]clientv3.Op, error) {
+	out := make([]clientv3.Op, len(reqs))
+	for i, r := range reqs {
+		switch {
+		case r.GetRequestPut() != nil:
+			p := r.GetRequestPut()
+			out[i] = clientv3.OpPut(string(p.Key), string(p.Value))
+		case r.GetRequestDeleteRange() != nil:
+			out[i] = clientv3.OpDelete(string(r.GetRequestDeleteRange().Key))
+		case r.GetRequestRange() != nil:
+			g := r.GetRequestRange()
+			if g.CountOnly {
+				out[i] = clientv3.OpGet(string(g.Key), clientv3.WithCountOnly())
+			} else {
+				out[i] = clientv3.OpGet(string(g.Key))
+			}
+		default:
+			return nil, fmt.Errorf("store: transaction op %d: unsupported %v", i, r)
+		}
+	}
+	return out, nil
+}
+
+// txnOps builds the compares and operations of a transaction writing n
+// resources, each object of one kind allocated with the others in one
+// block, and each key's bytes shared by its compare, put and read.
+type txnOps struct {
+	cmps       []pb.Compare
+	creates    []pb.Compare_CreateRevision
+	mods       []pb.Compare_ModRevision
+	puts       []pb.PutRequest
+	putOps     []pb.RequestOp_RequestPut
+	ranges     []pb.RangeRequest
+	rangeOps   []pb.RequestOp_RequestRange
+	requests   []pb.RequestOp // n puts, then n reads
+	nc, np, nr int
+}
+
+func newTxnOps(n int) *txnOps {
+	return &txnOps{
+		cmps:     make([]pb.Compare, n),
+		creates:  make([]pb.Compare_CreateRevision, 0, n),
+		mods:     make([]pb.Compare_ModRevision, 0, n),
+		puts:     make([]pb.PutRequest, n),
+		putOps:   make([]pb.RequestOp_RequestPut, n),
+		ranges:   make([]pb.RangeRequest, n),
+		rangeOps: make([]pb.RequestOp_RequestRange, n),
+		requests: make([]pb.RequestOp, 2*n),
+	}
+}
+
+// compare is the compare that key holds version: with 0, that it does not
+// exist (clientv3's Compare(CreateRevision(key), "=", 0)), else its
+// modification revision (Compare(ModRevision(key), "=", version)).
+func (t *txnOps) compare(key []byte, version int64) *pb.Compare {
+	c := &t.cmps[t.nc]
+	t.nc++
+	c.Key, c.Result = key, pb.Compare_EQUAL
+	if version == 0 {
+		t.creates = append(t.creates, pb.Compare_CreateRevision{})
+		c.Target, c.TargetUnion = pb.Compare_CREATE, &t.creates[len(t.creates)-1]
+	} else {
+		t.mods = append(t.mods, pb.Compare_ModRevision{ModRevision: version})
+		c.Target, c.TargetUnion = pb.Compare_MOD, &t.mods[len(t.mods)-1]
+	}
+	return c
+}
+
+// put is clientv3's OpPut(key, value).
+func (t *txnOps) put(key, value []byte) *pb.RequestOp {
+	p := &t.puts[t.np]
+	p.Key, p.Value = key, value
+	po := &t.putOps[t.np]
+	po.RequestPut = p
+	r := &t.requests[t.np]
+	t.np++
+	r.Request = po
+	return r
+}
+
+// get is clientv3's OpGet(key).
+func (t *txnOps) get(key []byte) *pb.RequestOp {
+	g := &t.ranges[t.nr]
+	g.Key = key
+	ro := &t.rangeOps[t.nr]
+	ro.RequestRange = g
+	r := &t.requests[len(t.puts)+t.nr]
+	t.nr++
+	r.Request = ro
+	return r
+}
+
+// meshExists is clientv3's Compare(CreateRevision(key), ">", 0), and
+// meshCount its OpGet(key, WithCountOnly()): a Mesh's checks.
+func meshExists(key []byte) *pb.Compare {
+	return &pb.Compare{Key: key, Result: pb.Compare_GREATER, Target: pb.Compare_CREATE,
+		TargetUnion: &pb.Compare_CreateRevision{}}
+}
+
+func meshCount(key []byte) *pb.RequestOp {
+	return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: key, CountOnly: true}}}
+}

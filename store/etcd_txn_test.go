@@ -1,0 +1,121 @@
+package store
+
+import (
+	"context"
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// recordingKV is an etcd KV service that keeps the last transaction it was
+// sent and answers nothing else.
+type recordingKV struct {
+	pb.KVClient
+	last *pb.TxnRequest
+}
+
+func (r *recordingKV) Txn(_ context.Context, req *pb.TxnRequest, _ ...grpc.CallOption) (*pb.TxnResponse, error) {
+	r.last = req
+	return &pb.TxnResponse{Header: &pb.ResponseHeader{}}, nil
+}
+
+// clientTxn is the request etcd's client sends for a transaction of these
+// compares and ops.
+func clientTxn(t *testing.T, cmps []clientv3.Cmp, then, els []clientv3.Op) *pb.TxnRequest {
+	t.Helper()
+	rec := &recordingKV{}
+	if _, err := clientv3.NewKVFromKVClient(rec, nil).Txn(context.Background()).If(cmps...).Then(then...).Else(els...).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return rec.last
+}
+
+// The requests the store builds for a write are the ones etcd's client
+// built from the compares and ops the store used to give it, and the client
+// ops clientOps gives for an external cluster make the same request again.
+func TestTxnOpsAreTheClients(t *testing.T) {
+	type write struct {
+		key     string
+		version int64 // 0: create
+		value   string
+	}
+	for _, tc := range []struct {
+		name   string
+		writes []write
+		meshes []string
+	}{
+		{name: "create", writes: []write{{key: "/p/MeshTrace/default/a", value: `{"x":1}`}}},
+		{name: "update", writes: []write{{key: "/p/MeshTrace/default/a", version: 42, value: `{}`}}},
+		{name: "mixed with meshes", writes: []write{
+			{key: "/p/MeshTrace/m1/a", value: "v1"},
+			{key: "/p/MeshTrace/m1/b", version: 7, value: "v2"},
+			{key: "/p/MeshTrace/m2/c", version: 1 << 40, value: ""},
+		}, meshes: []string{"/p/Mesh/m1", "/p/Mesh/m2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var cmps []clientv3.Cmp
+			var puts, gets []clientv3.Op
+			ops := newTxnOps(len(tc.writes))
+			got := &pb.TxnRequest{}
+			for _, w := range tc.writes {
+				if w.version == 0 {
+					cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(w.key), "=", 0))
+				} else {
+					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(w.key), "=", w.version))
+				}
+				puts = append(puts, clientv3.OpPut(w.key, w.value))
+				gets = append(gets, clientv3.OpGet(w.key))
+				key := []byte(w.key)
+				got.Compare = append(got.Compare, ops.compare(key, w.version))
+				got.Success = append(got.Success, ops.put(key, []byte(w.value)))
+				got.Failure = append(got.Failure, ops.get(key))
+			}
+			for _, m := range tc.meshes {
+				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(m), ">", 0))
+				gets = append(gets, clientv3.OpGet(m, clientv3.WithCountOnly()))
+				got.Compare = append(got.Compare, meshExists([]byte(m)))
+				got.Failure = append(got.Failure, meshCount([]byte(m)))
+			}
+			want := clientTxn(t, cmps, puts, gets)
+			if !proto.Equal(got, want) {
+				t.Fatalf("built\n%v\nthe client's\n%v", got, want)
+			}
+			// An external cluster: the same request through the client.
+			var ccmps []clientv3.Cmp
+			for _, c := range got.Compare {
+				ccmps = append(ccmps, clientv3.FromCompare(c))
+			}
+			then, err := clientOps(got.Success)
+			if err != nil {
+				t.Fatal(err)
+			}
+			els, err := clientOps(got.Failure)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again := clientTxn(t, ccmps, then, els); !proto.Equal(again, want) {
+				t.Fatalf("through the client\n%v\nwant\n%v", again, want)
+			}
+		})
+	}
+}
+
+// A delete passes to an external cluster as the client's delete; an op
+// the store never builds is refused, not sent as something else.
+func TestClientOps(t *testing.T) {
+	del := &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte("k")}}}
+	ops, err := clientOps([]*pb.RequestOp{del})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := clientTxn(t, nil, ops, nil), clientTxn(t, nil, []clientv3.Op{clientv3.OpDelete("k")}, nil); !proto.Equal(got, want) {
+		t.Errorf("delete sent as %v, want %v", got, want)
+	}
+	nested := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{}}}
+	if _, err := clientOps([]*pb.RequestOp{nested}); err == nil {
+		t.Error("a nested transaction was accepted")
+	}
+}
