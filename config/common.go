@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -23,19 +24,24 @@ func (c LogConfig) Validate() error {
 }
 
 // Logger builds the named logger c describes, writing to out. Lines logged
-// at the same moment share a write (see lineWriter).
+// at the same moment share a write (see lineWriter). It and its children
+// also have an Audit method writing the audit line of a change to a
+// resource without hclog's boxing, reflection and fmt (see auditLogger).
 func (c LogConfig) Logger(name string, out io.Writer) hclog.Logger {
-	return c.logger(name, newLineWriter(out))
+	return c.logger(name, newLineWriter(out), time.Now)
 }
 
-func (c LogConfig) logger(name string, w *lineWriter) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{
-		Name:       name,
-		Level:      hclog.LevelFromString(c.Level),
-		JSONFormat: c.JSON,
-		Output:     w,
-		Mutex:      w,
-	})
+func (c LogConfig) logger(name string, w *lineWriter, now func() time.Time) hclog.Logger {
+	wrap := func(l hclog.Logger) hclog.Logger { return wrapLogger(l, w, c.JSON, now) }
+	return wrap(hclog.New(&hclog.LoggerOptions{
+		Name:          name,
+		Level:         hclog.LevelFromString(c.Level),
+		JSONFormat:    c.JSON,
+		Output:        w,
+		Mutex:         w,
+		TimeFn:        now,
+		SubloggerHook: wrap,
+	}))
 }
 
 // IsLoopback reports whether a host:port only listens on the loopback

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -95,7 +96,7 @@ func TestLoggerWritesEveryLineBeforeReturning(t *testing.T) {
 func TestLoggerCoalescesLinesLoggedDuringAWrite(t *testing.T) {
 	out := &recordingWriter{block: make(chan struct{}), inside: make(chan struct{})}
 	w := newLineWriter(out)
-	log := LogConfig{Level: "info"}.logger("test", w)
+	log := LogConfig{Level: "info"}.logger("test", w, time.Now)
 	firstDone := make(chan struct{})
 	go func() {
 		log.Info("first")

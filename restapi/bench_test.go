@@ -3,12 +3,15 @@ package restapi
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshtrace/meshtrace/config"
 	"github.com/meshtrace/meshtrace/resource"
 	"github.com/meshtrace/meshtrace/store"
 )
@@ -17,13 +20,21 @@ import (
 // configures it (a size cap, a registry), into a memory store, without the
 // network: decode, checks, encode and store, metrics. Each iteration
 // creates a new policy.
-func BenchmarkPutHandler(b *testing.B) {
+func BenchmarkPutHandler(b *testing.B) { benchmarkPutHandler(b, nil) }
+
+// BenchmarkPutHandlerLogged: the same with the audit line logged as the
+// control planes log it (a config.LogConfig logger), to a discarding writer.
+func BenchmarkPutHandlerLogged(b *testing.B) {
+	benchmarkPutHandler(b, config.LogConfig{Level: "info"}.Logger("global", io.Discard).Named("api"))
+}
+
+func benchmarkPutHandler(b *testing.B, log hclog.Logger) {
 	st := store.NewMemory()
 	mesh := &resource.Resource{Meta: resource.Meta{Type: resource.TypeMesh, Name: "default"}, Spec: &resource.MeshSpec{}}
 	if _, err := st.Put(b.Context(), mesh, store.AnyVersion); err != nil {
 		b.Fatal(err)
 	}
-	h, err := New(Config{Store: st, Token: testToken, Registerer: prometheus.NewRegistry(), MaxResourceBytes: 1 << 20})
+	h, err := New(Config{Store: st, Token: testToken, Registerer: prometheus.NewRegistry(), MaxResourceBytes: 1 << 20, Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -303,14 +303,12 @@ func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Req
 		w.Header().Set(DryRunHeader, "true")
 		return status, warnings, nil
 	}
-	// The audit line of every write. The message is a constant and the
-	// type a plain string: hclog formats both without allocating (a
-	// resource.Type goes through reflection and fmt), and writes the same.
+	// The audit line of every write.
 	msg := "resource updated"
 	if results[0].Created {
 		msg = "resource created"
 	}
-	h.log.Info(msg, "type", string(key.Type), "mesh", key.Mesh, "name", key.Name, "rev", results[0].Revision)
+	h.audit.Audit(msg, string(key.Type), key.Mesh, key.Name, results[0].Revision)
 	return status, warnings, nil
 }
 
@@ -496,7 +494,7 @@ func (h *Handler) deleteHandler(d *resource.Descriptor) http.Handler {
 			return
 		}
 		done(rev)
-		h.log.Info("resource deleted", "type", string(key.Type), "mesh", key.Mesh, "name", key.Name, "rev", rev)
+		h.audit.Audit("resource deleted", string(key.Type), key.Mesh, key.Name, rev)
 		writeWriteResult(w, http.StatusOK, warnings)
 	})
 }

@@ -146,6 +146,7 @@ type Config struct {
 type Handler struct {
 	cfg      Config
 	log      hclog.Logger
+	audit    auditLogger
 	mux      *http.ServeMux
 	writable map[resource.Type]bool
 	hostname string
@@ -175,6 +176,11 @@ func New(cfg Config) (*Handler, error) {
 		cfg.MaxBulkBodyBytes = DefaultMaxBulkBodyBytes
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), writable: map[resource.Type]bool{}}
+	if a, ok := cfg.Logger.(auditLogger); ok {
+		h.audit = a
+	} else {
+		h.audit = hclogAudit{cfg.Logger}
+	}
 	h.hostname, _ = os.Hostname()
 	if h.cfg.InstanceID == "" {
 		h.cfg.InstanceID = h.hostname
@@ -324,6 +330,24 @@ func (h *Handler) handle(pattern string, handler http.Handler) {
 			h.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", route, "code", rec.status, "took", took)
 		}
 	}))
+}
+
+// auditLogger logs the audit line of a change to a resource at Info, as
+// Info(msg, "type", typ, "mesh", mesh, "name", name, "rev", rev) does.
+// The loggers config.LogConfig builds have it, writing the same bytes
+// without boxing the fields into interfaces; other loggers get hclogAudit.
+type auditLogger interface {
+	Audit(msg, typ, mesh, name string, rev int64)
+}
+
+// hclogAudit is the audit line through Info.
+type hclogAudit struct{ log hclog.Logger }
+
+func (a hclogAudit) Audit(msg, typ, mesh, name string, rev int64) {
+	// Checked first: the fields are boxed even when Info drops the line.
+	if a.log.IsInfo() {
+		a.log.Info(msg, "type", typ, "mesh", mesh, "name", name, "rev", rev)
+	}
 }
 
 // requestLabels are a route's request counter labels.
