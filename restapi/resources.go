@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -159,8 +160,10 @@ func nextURL(r *http.Request, offset, size int) string {
 const EffectiveParam = "effective"
 
 func wantEffective(r *http.Request) bool {
-	b, _ := strconv.ParseBool(r.URL.Query().Get(EffectiveParam))
-	return b
+	if r.URL.RawQuery == "" {
+		return false
+	}
+	return parseBool(r.URL.Query().Get(EffectiveParam))
 }
 
 func isDryRun(r *http.Request) bool {
@@ -170,6 +173,15 @@ func isDryRun(r *http.Request) bool {
 	}
 	if v == "" {
 		v = r.Header.Get(DryRunHeader)
+	}
+	return parseBool(v)
+}
+
+// parseBool is strconv.ParseBool, false when it fails; without the error
+// it allocates for "", the value of a parameter or header not sent.
+func parseBool(v string) bool {
+	if v == "" {
+		return false
 	}
 	b, _ := strconv.ParseBool(v)
 	return b
@@ -203,19 +215,25 @@ func writeWriteResult(w http.ResponseWriter, status int, warnings []string) {
 		WriteJSON(w, status, writeResult{Warnings: warnings})
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	// What Header().Set would store, without a new slice per response
+	// (nothing changes a header's values in place).
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_, _ = w.Write(emptyWriteResult)
 }
 
+var jsonContentType = []string{"application/json"}
+
 // readBody reads a request body of at most limit bytes, in one allocation
 // when the client said its length.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, r.Body, limit)
 	if n := r.ContentLength; n > 0 && n <= limit {
+		// net/http's body ends after the length the client said (a
+		// server's Request.Body never reads past it), so the limit holds
+		// without a MaxBytesReader.
 		buf := make([]byte, 0, n+1)
 		for {
-			m, err := body.Read(buf[len(buf):cap(buf)])
+			m, err := r.Body.Read(buf[len(buf):cap(buf)])
 			buf = buf[:len(buf)+m]
 			if err == io.EOF {
 				return buf, nil
@@ -224,13 +242,14 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 				return buf, err
 			}
 			if len(buf) == cap(buf) {
-				// More than announced: let ReadAll take the rest (and the limit).
-				rest, err := io.ReadAll(body)
-				return append(buf, rest...), err
+				// More than announced (a Body that is not net/http's): read
+				// it all again, what was read first included, under the limit.
+				read := io.MultiReader(bytes.NewReader(buf), r.Body)
+				return io.ReadAll(http.MaxBytesReader(w, io.NopCloser(read), limit))
 			}
 		}
 	}
-	return io.ReadAll(body)
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
 // admit asks Config.Admit about a write; done is never nil.
@@ -286,11 +305,18 @@ func (h *Handler) put(d *resource.Descriptor, w http.ResponseWriter, r *http.Req
 		return 0, nil, apiErr
 	}
 	dry := isDryRun(r)
-	opts := h.batchOptions(time.Now().UTC(), dry)
+	// What PutBatch takes for a batch of one, in one allocation.
+	one := &struct {
+		preparer
+		rs    [1]*resource.Resource
+		specs [1][]byte
+	}{preparer: preparer{h: h, now: time.Now().UTC()}, rs: [1]*resource.Resource{res}}
+	opts := one.options(dry)
 	if spec != nil {
-		opts.SpecJSON = [][]byte{spec}
+		one.specs[0] = spec
+		opts.SpecJSON = one.specs[:]
 	}
-	results, err := h.cfg.Store.PutBatch(ctx, []*resource.Resource{res}, opts)
+	results, err := h.cfg.Store.PutBatch(ctx, one.rs[:], opts)
 	done(results0Revision(results))
 	if err != nil {
 		return 0, nil, h.writeError(err, key)
@@ -355,29 +381,39 @@ func (h *Handler) checkWrite(res *resource.Resource) ([]byte, *Error) {
 // existing resource is kept. They run inside the store's transaction, so a
 // write needs no read before it.
 func (h *Handler) batchOptions(now time.Time, dry bool) store.BatchOptions {
-	return store.BatchOptions{
-		RequireMesh: true,
-		DryRun:      dry,
-		Prepare: func(r, existing *resource.Resource) error {
-			// Taken here, once the store state is known: an update is never
-			// stamped earlier than the creation it follows.
-			if t := time.Now().UTC(); t.After(now) {
-				now = t
-			}
-			r.CreationTime, r.ModificationTime = now, now
-			if existing == nil {
-				return nil
-			}
-			if h.cfg.ReadOnly != nil && h.cfg.ReadOnly(existing) {
-				return h.readOnlyError(existing)
-			}
-			// A corrupt value being overwritten has no creation time to keep.
-			if !existing.CreationTime.IsZero() {
-				r.CreationTime = existing.CreationTime
-			}
-			return nil
-		},
+	p := &preparer{h: h, now: now}
+	return p.options(dry)
+}
+
+// preparer is the Prepare of one request's writes (see batchOptions); now
+// is the time they are stamped with, never earlier than when it was taken.
+type preparer struct {
+	h   *Handler
+	now time.Time
+}
+
+func (p *preparer) options(dry bool) store.BatchOptions {
+	return store.BatchOptions{RequireMesh: true, DryRun: dry, Prepare: p.prepare}
+}
+
+func (p *preparer) prepare(r, existing *resource.Resource) error {
+	// Taken here, once the store state is known: an update is never
+	// stamped earlier than the creation it follows.
+	if t := time.Now().UTC(); t.After(p.now) {
+		p.now = t
 	}
+	r.CreationTime, r.ModificationTime = p.now, p.now
+	if existing == nil {
+		return nil
+	}
+	if p.h.cfg.ReadOnly != nil && p.h.cfg.ReadOnly(existing) {
+		return p.h.readOnlyError(existing)
+	}
+	// A corrupt value being overwritten has no creation time to keep.
+	if !existing.CreationTime.IsZero() {
+		r.CreationTime = existing.CreationTime
+	}
+	return nil
 }
 
 // writeError translates a PutBatch failure about key into an API error.

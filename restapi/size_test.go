@@ -3,7 +3,9 @@ package restapi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -99,5 +101,46 @@ func TestSizeCheckHandsTheStoreItsSpec(t *testing.T) {
 	// 3 PUTs, then the bulk apply's check and write (2 items each).
 	if st.handed != 7 {
 		t.Fatalf("%d specs handed to the store, want 7", st.handed)
+	}
+}
+
+// readBody reads what the client sent, up to the limit, whatever length
+// it announced; above the limit it fails with the limit in the error.
+func TestReadBody(t *testing.T) {
+	const limit = 8
+	for _, tc := range []struct {
+		name    string
+		body    string
+		length  int64 // Request.ContentLength; -1 unknown
+		want    string
+		tooLong bool
+	}{
+		{name: "announced", body: "abc", length: 3, want: "abc"},
+		{name: "unknown length", body: "abc", length: -1, want: "abc"},
+		{name: "empty", body: "", length: 0, want: ""},
+		{name: "at the limit", body: "12345678", length: 8, want: "12345678"},
+		{name: "at the limit, unknown length", body: "12345678", length: -1, want: "12345678"},
+		{name: "over the limit, unknown length", body: "123456789", length: -1, tooLong: true},
+		{name: "over the limit, announced", body: "123456789", length: 9, tooLong: true},
+		{name: "more than announced", body: "abcdef", length: 3, want: "abcdef"},
+		{name: "more than announced, at the limit", body: "12345678", length: 8 - 1, want: "12345678"},
+		{name: "more than announced, over the limit", body: "123456789", length: 8, tooLong: true},
+		{name: "less than announced", body: "ab", length: 5, want: "ab"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPut, "/x", strings.NewReader(tc.body))
+			r.ContentLength = tc.length
+			got, err := readBody(httptest.NewRecorder(), r, limit)
+			if tc.tooLong {
+				var mbe *http.MaxBytesError
+				if !errors.As(err, &mbe) || mbe.Limit != limit {
+					t.Fatalf("error %v, want a MaxBytesError with limit %d", err, limit)
+				}
+				return
+			}
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
 	}
 }
