@@ -61,81 +61,19 @@ func BenchmarkBurstProcesses(b *testing.B) {
 		procs = append(procs, z)
 		zoneAPIs = append(zoneAPIs, "http://"+zapi)
 	}
-	// cpu is the CPU global (procs[0]), the zones and this process (the
-	// clients) have used so far.
-	cpu := func() (global, zones, self time.Duration) {
-		for i, p := range procs {
-			if i == 0 {
-				global = processCPU(b, p.cmd.Process.Pid)
-			} else {
-				zones += processCPU(b, p.cmd.Process.Pid)
+	clients := burstClients()
+	target := burstTarget{
+		api: "http://" + gapi, token: durabilityToken, clients: clients, procs: procs, poll: 500 * time.Microsecond,
+		served: func(c *http.Client, marker string) bool {
+			for _, api := range zoneAPIs {
+				if !getOK(c, api+"/meshes/default/meshtraces/"+marker) {
+					return false
+				}
 			}
-		}
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
-			self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		}
-		return global, zones, self
+			return true
+		},
 	}
-	addCPU := func(med *testcluster.Medians, g0, z0, c0 time.Duration) {
-		g, z, c := cpu()
-		med.Add("cpu-ms", float64((g + z - g0 - z0).Milliseconds()))
-		med.Add("global-cpu-ms", float64((g - g0).Milliseconds()))
-		med.Add("zones-cpu-ms", float64((z - z0).Milliseconds()))
-		med.Add("clients-cpu-ms", float64((c - c0).Milliseconds()))
-		// Peak resident memory so far: global's, and the larger zone's.
-		var zoneRSS float64
-		for _, p := range procs[1:] {
-			zoneRSS = max(zoneRSS, peakRSSMiB(b, p.cmd.Process.Pid))
-		}
-		med.Add("global-peak-rss-MiB", peakRSSMiB(b, procs[0].cmd.Process.Pid))
-		med.Add("zone-peak-rss-MiB", zoneRSS)
-	}
-	clients := make([]*http.Client, 8)
-	for i := range clients {
-		clients[i] = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-	}
-
-	b.Run("burst", func(b *testing.B) {
-		var med testcluster.Medians
-		defer med.Report(b)
-		for i := 0; i < b.N; i++ {
-			bodies := make([][]byte, 1000)
-			for j := range bodies {
-				bodies[j] = []byte(policyJSON(fmt.Sprintf("burst-%d-%d", i, j), j))
-			}
-			g0, z0, c0 := cpu()
-			start := time.Now()
-			var wg sync.WaitGroup
-			errs := make(chan error, len(clients))
-			for w := range clients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for j := w; j < len(bodies); j += len(clients) {
-						if err := putPolicy(clients[w], "http://"+gapi, fmt.Sprintf("burst-%d-%d", i, j), bodies[j]); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				b.Fatal(err)
-			}
-			put := time.Since(start)
-			marker := fmt.Sprintf("burst-%d-marker", i)
-			if err := putPolicy(clients[0], "http://"+gapi, marker, []byte(policyJSON(marker, 0))); err != nil {
-				b.Fatal(err)
-			}
-			waitZones(b, zoneAPIs, marker)
-			med.Add("put-ms", float64(put.Milliseconds()))
-			med.Add("all-zones-ms", float64(time.Since(start).Milliseconds()))
-			addCPU(&med, g0, z0, c0)
-		}
-	})
+	b.Run("burst", func(b *testing.B) { runBurst(b, target) })
 
 	b.Run("bulk", func(b *testing.B) {
 		conf := filepath.Join(dir, "meshtracectl.yaml")
@@ -149,35 +87,142 @@ func BenchmarkBurstProcesses(b *testing.B) {
 			file := writeFile(b, dir, fmt.Sprintf("bulk-%d.yaml", i), doc.String())
 			var out, errOut bytes.Buffer
 			app := &cli.App{Stdout: &out, Stderr: &errOut, ConfigPath: conf}
-			g0, z0, c0 := cpu()
+			g0, z0, c0 := target.cpu(b)
 			start := time.Now()
 			if code := app.Run(context.Background(), []string{"--address", "http://" + gapi, "--token", durabilityToken, "apply", "-f", file}); code != 0 {
 				b.Fatalf("apply: %d\n%s", code, errOut.String())
 			}
 			applied := time.Since(start)
 			marker := fmt.Sprintf("bulk-%d-marker", i)
-			if err := putPolicy(clients[0], "http://"+gapi, marker, []byte(policyJSON(marker, 0))); err != nil {
+			if err := putPolicy(clients[0], "http://"+gapi, durabilityToken, marker, []byte(policyJSON(marker, 0))); err != nil {
 				b.Fatal(err)
 			}
 			waitZones(b, zoneAPIs, marker)
 			med.Add("apply-ms", float64(applied.Milliseconds()))
 			med.Add("all-zones-ms", float64(time.Since(start).Milliseconds()))
-			addCPU(&med, g0, z0, c0)
+			target.addCPU(b, &med, g0, z0, c0)
 		}
 	})
 }
 
-func policyJSON(name string, j int) string {
-	return fmt.Sprintf(`{"type":"MeshTrace","mesh":"default","name":%q,"spec":{"targetRef":{"kind":"MeshService","name":"svc-%d"},"default":{"sampling":{"overall":10},"backends":[{"zipkin":{"url":"http://zipkin-burst:9411/api/v2/spans"}}]}}}`, name, j)
+// burstTarget is the control planes a burst writes to: global's API (and
+// the token its writes need, "" for none), the check that every zone serves
+// a policy, and the CPU and memory figures of their processes.
+type burstTarget struct {
+	api, token string
+	clients    []*http.Client
+	served     func(c *http.Client, name string) bool // in every zone
+	poll       time.Duration                          // between two calls of served
+	procs      []*binProcess                          // global first, then the zones
 }
 
-func putPolicy(c *http.Client, api, name string, body []byte) error {
+// cpu is the CPU global, the zones and this process (the clients) have
+// used so far.
+func (t burstTarget) cpu(b *testing.B) (global, zones, self time.Duration) {
+	for i, p := range t.procs {
+		if i == 0 {
+			global = processCPU(b, p.cmd.Process.Pid)
+		} else {
+			zones += processCPU(b, p.cmd.Process.Pid)
+		}
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return global, zones, self
+}
+
+// addCPU adds to med the CPU used since g0, z0, c0 (from cpu) and the peak
+// resident memory so far: global's, and the larger zone's.
+func (t burstTarget) addCPU(b *testing.B, med *testcluster.Medians, g0, z0, c0 time.Duration) {
+	g, z, c := t.cpu(b)
+	med.Add("cpu-ms", float64((g + z - g0 - z0).Milliseconds()))
+	med.Add("global-cpu-ms", float64((g - g0).Milliseconds()))
+	med.Add("zones-cpu-ms", float64((z - z0).Milliseconds()))
+	med.Add("clients-cpu-ms", float64((c - c0).Milliseconds()))
+	var zoneRSS float64
+	for _, p := range t.procs[1:] {
+		zoneRSS = max(zoneRSS, peakRSSMiB(b, p.cmd.Process.Pid))
+	}
+	med.Add("global-peak-rss-MiB", peakRSSMiB(b, t.procs[0].cmd.Process.Pid))
+	med.Add("zone-peak-rss-MiB", zoneRSS)
+}
+
+// burstClients are the burst's eight clients, one connection each.
+func burstClients() []*http.Client {
+	clients := make([]*http.Client, 8)
+	for i := range clients {
+		clients[i] = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	}
+	return clients
+}
+
+// runBurst PUTs 1000 MeshTraces per iteration through t's eight clients,
+// then a marker, and waits until every zone serves the marker: put-ms and
+// all-zones-ms, medians over the iterations.
+func runBurst(b *testing.B, t burstTarget) {
+	var med testcluster.Medians
+	defer med.Report(b)
+	for i := 0; i < b.N; i++ {
+		bodies := make([][]byte, 1000)
+		for j := range bodies {
+			bodies[j] = []byte(policyJSON(fmt.Sprintf("burst-%d-%d", i, j), j))
+		}
+		g0, z0, c0 := t.cpu(b)
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, len(t.clients))
+		for w := range t.clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := w; j < len(bodies); j += len(t.clients) {
+					if err := putPolicy(t.clients[w], t.api, t.token, fmt.Sprintf("burst-%d-%d", i, j), bodies[j]); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		put := time.Since(start)
+		marker := fmt.Sprintf("burst-%d-marker", i)
+		if err := putPolicy(t.clients[0], t.api, t.token, marker, []byte(policyJSON(marker, 0))); err != nil {
+			b.Fatal(err)
+		}
+		poll := &http.Client{Timeout: time.Second}
+		for deadline := time.Now().Add(60 * time.Second); !t.served(poll, marker); time.Sleep(t.poll) {
+			if time.Now().After(deadline) {
+				b.Fatalf("the zones do not serve %s after 60s", marker)
+			}
+		}
+		med.Add("put-ms", float64(put.Milliseconds()))
+		med.Add("all-zones-ms", float64(time.Since(start).Milliseconds()))
+		t.addCPU(b, &med, g0, z0, c0)
+	}
+}
+
+// policyJSON is a MeshTrace as both meshtrace and Kuma 2.7 take it (Kuma
+// requires the backend's type).
+func policyJSON(name string, j int) string {
+	return fmt.Sprintf(`{"type":"MeshTrace","mesh":"default","name":%q,"spec":{"targetRef":{"kind":"MeshService","name":"svc-%d"},"default":{"sampling":{"overall":10},"backends":[{"type":"Zipkin","zipkin":{"url":"http://zipkin-burst:9411/api/v2/spans"}}]}}}`, name, j)
+}
+
+// putPolicy PUTs a MeshTrace to the API at api, with token when not "".
+func putPolicy(c *http.Client, api, token, name string, body []byte) error {
 	req, err := http.NewRequest(http.MethodPut, api+"/meshes/default/meshtraces/"+name, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+durabilityToken)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return fmt.Errorf("PUT %s: %w", name, err)
@@ -190,21 +235,24 @@ func putPolicy(c *http.Client, api, name string, body []byte) error {
 	return nil
 }
 
+// getOK reports whether a GET of url answers 200.
+func getOK(c *http.Client, url string) bool {
+	resp, err := c.Get(url)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 // waitZones polls every zone's API until it serves the marker policy.
 func waitZones(b *testing.B, zoneAPIs []string, marker string) {
 	b.Helper()
 	c := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	for _, api := range zoneAPIs {
-		for {
-			resp, err := c.Get(api + "/meshes/default/meshtraces/" + marker)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
+		for !getOK(c, api+"/meshes/default/meshtraces/"+marker) {
 			if time.Now().After(deadline) {
 				b.Fatalf("%s does not serve %s after 60s", api, marker)
 			}
