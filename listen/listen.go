@@ -198,12 +198,27 @@ func (c *conn) setIdle(idle bool) {
 	c.l.mu.Unlock()
 }
 
+// maxBytesHandler is http.MaxBytesHandler(h, n), which copies every
+// request to wrap its body, except for a request that announced a length
+// of at most n: net/http's body ends after that length, so the limit holds
+// as it is.
+func maxBytesHandler(h http.Handler, n int64) http.Handler {
+	limited := http.MaxBytesHandler(h, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength >= 0 && r.ContentLength <= n {
+			h.ServeHTTP(w, r)
+			return
+		}
+		limited.ServeHTTP(w, r)
+	})
+}
+
 // HTTPServer returns a server for h with the package's timeouts, header and
 // body limits, and the connection states ln needs to tell idle connections
 // from busy ones. Serve it on ln.
 func HTTPServer(h http.Handler, ln *Listener) *http.Server {
 	return &http.Server{
-		Handler:           http.MaxBytesHandler(h, MaxBodyBytes),
+		Handler:           maxBytesHandler(h, MaxBodyBytes),
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      WriteTimeout,

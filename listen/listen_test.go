@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,22 +166,49 @@ func TestHTTPServerLimits(t *testing.T) {
 	}
 }
 
-// Bodies above MaxBodyBytes are refused.
+// Bodies above MaxBodyBytes are refused, whether the client announced
+// their length or sent them chunked; bodies up to it are read whole.
 func TestBodyLimit(t *testing.T) {
 	_, addr := serveHTTP(t, 4, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := io.ReadAll(r.Body); err != nil {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 			return
 		}
-		io.WriteString(w, "read")
+		fmt.Fprintf(w, "read %d", len(b))
 	}))
-	resp, err := http.Post("http://"+addr+"/", "text/plain", strings.NewReader(strings.Repeat("x", MaxBodyBytes+1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Fatalf("status %d for an oversized body", resp.StatusCode)
+	for _, tc := range []struct {
+		name    string
+		size    int
+		chunked bool
+	}{
+		{name: "empty", size: 0},
+		{name: "at the limit", size: MaxBodyBytes},
+		{name: "over the limit", size: MaxBodyBytes + 1},
+		{name: "chunked, at the limit", size: MaxBodyBytes, chunked: true},
+		{name: "chunked, over the limit", size: MaxBodyBytes + 1, chunked: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader = strings.NewReader(strings.Repeat("x", tc.size))
+			if tc.chunked {
+				body = io.MultiReader(body) // no length: sent chunked
+			}
+			resp, err := http.Post("http://"+addr+"/", "text/plain", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if tc.size > MaxBodyBytes {
+				if resp.StatusCode != http.StatusRequestEntityTooLarge {
+					t.Fatalf("status %d for an oversized body", resp.StatusCode)
+				}
+				return
+			}
+			if want := fmt.Sprintf("read %d", tc.size); resp.StatusCode != http.StatusOK || string(got) != want {
+				t.Fatalf("%d %q, want 200 %q", resp.StatusCode, got, want)
+			}
+		})
 	}
 }
 
@@ -366,5 +394,32 @@ func TestGRPCStreamSurvivesIdleFlood(t *testing.T) {
 	}
 	if ln.Evicted() == 0 {
 		t.Fatal("nothing was evicted")
+	}
+}
+
+// BenchmarkMaxBytesHandler: a request with an announced body of 1 KiB
+// through http.MaxBytesHandler and through maxBytesHandler.
+func BenchmarkMaxBytesHandler(b *testing.B) {
+	body := strings.Repeat("x", 1024)
+	read := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) })
+	for _, tc := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"net/http", http.MaxBytesHandler(read, MaxBodyBytes)},
+		{"listen", maxBytesHandler(read, MaxBodyBytes)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			r := httptest.NewRequest(http.MethodPut, "/", nil)
+			w := httptest.NewRecorder()
+			br := strings.NewReader(body)
+			rc := io.NopCloser(br)
+			for b.Loop() {
+				br.Reset(body)
+				r.Body, r.ContentLength = rc, int64(len(body))
+				tc.h.ServeHTTP(w, r)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,21 +21,23 @@ import (
 // configures it (a size cap, a registry), into a memory store, without the
 // network: decode, checks, encode and store, metrics. Each iteration
 // creates a new policy.
-func BenchmarkPutHandler(b *testing.B) { benchmarkPutHandler(b, nil) }
+func BenchmarkPutHandler(b *testing.B) { benchmarkPutHandler(b, nil, testToken) }
 
-// BenchmarkPutHandlerLogged: the same with the audit line logged as the
-// control planes log it (a config.LogConfig logger), to a discarding writer.
+// BenchmarkPutHandlerLogged: the same as global runs it: the audit line
+// logged through a config.LogConfig logger (to a discarding writer), and a
+// token as long as the one global generates.
 func BenchmarkPutHandlerLogged(b *testing.B) {
-	benchmarkPutHandler(b, config.LogConfig{Level: "info"}.Logger("global", io.Discard).Named("api"))
+	log := config.LogConfig{Level: "info"}.Logger("global", io.Discard).Named("api")
+	benchmarkPutHandler(b, log, strings.Repeat("0123456789abcdef", 4))
 }
 
-func benchmarkPutHandler(b *testing.B, log hclog.Logger) {
+func benchmarkPutHandler(b *testing.B, log hclog.Logger, token string) {
 	st := store.NewMemory()
 	mesh := &resource.Resource{Meta: resource.Meta{Type: resource.TypeMesh, Name: "default"}, Spec: &resource.MeshSpec{}}
 	if _, err := st.Put(b.Context(), mesh, store.AnyVersion); err != nil {
 		b.Fatal(err)
 	}
-	h, err := New(Config{Store: st, Token: testToken, Registerer: prometheus.NewRegistry(), MaxResourceBytes: 1 << 20, Logger: log})
+	h, err := New(Config{Store: st, Token: token, Registerer: prometheus.NewRegistry(), MaxResourceBytes: 1 << 20, Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,7 +48,7 @@ func benchmarkPutHandler(b *testing.B, log hclog.Logger) {
 		name := fmt.Sprintf("bench-%d", i)
 		body := fmt.Appendf(nil, `{"type":"MeshTrace","mesh":"default","name":%q,"spec":{"targetRef":{"kind":"MeshService","name":"svc-%d"},"default":{"sampling":{"overall":10},"backends":[{"zipkin":{"url":"http://zipkin-burst:9411/api/v2/spans"}}]}}}`, name, i)
 		req := httptest.NewRequest(http.MethodPut, "/meshes/default/meshtraces/"+name, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Authorization", "Bearer "+token)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusCreated {

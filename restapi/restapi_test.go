@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -555,5 +556,44 @@ func TestRepairCorruptValue(t *testing.T) {
 	}
 	if len(mem.Corrupt()) != 0 {
 		t.Fatalf("still reported corrupt: %+v", mem.Corrupt())
+	}
+}
+
+// A write is authorized by "Bearer <token>" (scheme in any case, spaces
+// around the token trimmed) and nothing else, whatever the token's length.
+func TestAuthorized(t *testing.T) {
+	hex64 := strings.Repeat("0123456789abcdef", 4)
+	long := strings.Repeat("t", 300)
+	for _, tc := range []struct {
+		token, header string
+		want          bool
+	}{
+		{"", "", true},
+		{"", "Bearer anything", true},
+		{testToken, "Bearer " + testToken, true},
+		{testToken, "bearer " + testToken, true},
+		{testToken, "BEARER   " + testToken + "  ", true},
+		{testToken, "Bearer", false},
+		{testToken, "", false},
+		{testToken, testToken, false},
+		{testToken, "Basic " + testToken, false},
+		{testToken, "Bearer " + testToken[:len(testToken)-1], false},
+		{testToken, "Bearer " + testToken + "x", false},
+		{hex64, "Bearer " + hex64, true},
+		{hex64, "Bearer " + hex64[:63] + "0", false},
+		{long, "Bearer " + long, true},
+		{long, "Bearer " + long[:299], false},
+		{long, "Bearer " + long + "t", false},
+		{long[:128], "Bearer " + long[:128], true},
+		{long[:128], "Bearer " + long[:129], false},
+	} {
+		h := &Handler{cfg: Config{Token: tc.token}}
+		r := httptest.NewRequest(http.MethodPut, "/", nil)
+		if tc.header != "" {
+			r.Header.Set("Authorization", tc.header)
+		}
+		if got := h.authorized(r); got != tc.want {
+			t.Errorf("token %.10q..., header %.20q...: authorized %v, want %v", tc.token, tc.header, got, tc.want)
+		}
 	}
 }
