@@ -92,6 +92,7 @@ func TestDecodeCompactDeclines(t *testing.T) {
 		if r, _, ok := decodeCompact([]byte(doc)); ok {
 			t.Errorf("%s: took %s as %+v", name, doc, r)
 		}
+		sameAsReflective(t, []byte(doc))
 	}
 }
 
@@ -117,6 +118,7 @@ func TestDecodeCompactSpecJSONOnlyAsMarshalled(t *testing.T) {
 		"empty zipkin":             strings.Replace(good, `{"url":"http://z:9411/api/v2/spans","traceId128bit":false}`, `{}`, 1),
 	}
 	for name, doc := range cases {
+		sameAsReflective(t, []byte(doc))
 		r, spec, ok := decodeCompact([]byte(doc))
 		if !ok {
 			t.Errorf("%s: not read: %s", name, doc)
@@ -129,6 +131,15 @@ func TestDecodeCompactSpecJSONOnlyAsMarshalled(t *testing.T) {
 	}
 }
 
+// compactFuzzSeeds are policies in the compact form with every field of
+// MeshTrace set, and empty lists and maps.
+var compactFuzzSeeds = []string{
+	`{"type":"MeshTrace","mesh":"m","name":"n","labels":{},"spec":{"targetRef":{"kind":"MeshService","name":"s","tags":{},"proxyTypes":[]},"default":{"tags":[],"backends":[]}}}`,
+	`{"type":"MeshTrace","name":"n","spec":{"default":{"sampling":{"overall":"12.5","client":-1,"random":0}}}}`,
+	`{"type":"MeshTrace","mesh":"m","name":"n","spec":{"targetRef":{"kind":"MeshService","name":"s","tags":{"a":"1","b":"2"},"proxyTypes":["Sidecar"]},"default":{"tags":[{"name":"t","literal":"l"},{"name":"h","header":{"name":"x","default":"d"}}],"sampling":{"overall":10,"client":"50.5"},"backends":[{"type":"Zipkin","zipkin":{"url":"u","traceId128bit":true,"apiVersion":"httpJson","sharedSpanContext":false}},{"datadog":{"url":"d","splitService":false}},{"openTelemetry":{"endpoint":"e"}}]}}}`,
+	`{"type":"MeshTrace","mesh":"m","name":"n","labels":{"b":"1","a":"2"},"creationTime":"2026-11-30T04:48:57.123456789Z","modificationTime":"2026-11-30T05:48:57+01:00","spec":{"default":{"tags":[{"name":"","header":{"name":"x"}},{"literal":"l","name":"t"}],"backends":[{"zipkin":{},"type":""},{"datadog":{"splitService":true}},{"openTelemetry":{}}]},"targetRef":{"kind":"Mesh","proxyTypes":["Gateway","Sidecar"],"mesh":"","name":"a<b"}}}`,
+}
+
 // FuzzDecodeCompactMatchesEncoded: whatever the compact way takes,
 // decodeEncoded (what zones decoded with before) takes too and reads equal,
 // and the spec JSON it returns, if any, is what json.Marshal writes for the
@@ -137,9 +148,9 @@ func FuzzDecodeCompactMatchesEncoded(f *testing.F) {
 	for _, b := range compactSeeds(f) {
 		f.Add(b)
 	}
-	f.Add([]byte(`{"type":"MeshTrace","mesh":"m","name":"n","labels":{},"spec":{"targetRef":{"kind":"MeshService","name":"s","tags":{},"proxyTypes":[]},"default":{"tags":[],"backends":[]}}}`))
-	f.Add([]byte(`{"type":"MeshTrace","name":"n","spec":{"default":{"sampling":{"overall":"12.5","client":-1,"random":0}}}}`))
-	f.Add([]byte(`{"type":"MeshTrace","mesh":"m","name":"n","spec":{"targetRef":{"kind":"MeshService","name":"s","tags":{"a":"1","b":"2"},"proxyTypes":["Sidecar"]},"default":{"tags":[{"name":"t","literal":"l"},{"name":"h","header":{"name":"x","default":"d"}}],"sampling":{"overall":10,"client":"50.5"},"backends":[{"type":"Zipkin","zipkin":{"url":"u","traceId128bit":true,"apiVersion":"httpJson","sharedSpanContext":false}},{"datadog":{"url":"d","splitService":false}},{"openTelemetry":{"endpoint":"e"}}]}}}`))
+	for _, s := range compactFuzzSeeds {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, spec, ok := decodeCompact(data)
 		if !ok {
@@ -264,6 +275,7 @@ func TestDecodeCompactRandomPolicies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		sameAsReflective(t, b)
 		slow, err := decodeEncoded(b)
 		fast, spec, ok := decodeCompact(b)
 		if !ok {
