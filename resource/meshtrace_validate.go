@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // DefaultZipkinPath is the collector path used when a Zipkin url has none.
@@ -84,6 +85,73 @@ func (s *MeshTraceSpec) Validate() ValidationErrors {
 	p := rootPath("default")
 	s.Default.validate(&errs, &p)
 	return errs
+}
+
+// validatesAsEffective reports whether Validate finds on s what it finds on
+// effectiveSpec's copy of s (as a JSON round trip makes it, with the
+// defaults filled in), so that Validate can check s itself: of the
+// defaults, only a backend's type (which Backend.validate infers as
+// setDefaults does) and an OpenTelemetry endpoint's port change what the
+// rules see (targetRef kind Mesh breaks none), and the round trip changes
+// only strings that are not valid UTF-8 and a pointer to a nil list of
+// backends (written null, read back nil).
+func (s *MeshTraceSpec) validatesAsEffective() bool {
+	if s == nil {
+		return false
+	}
+	if r := s.TargetRef; r != nil {
+		if !utf8.ValidString(r.Kind) || !utf8.ValidString(r.Name) || !utf8.ValidString(r.Mesh) || !validUTF8Map(r.Tags) {
+			return false
+		}
+		for _, pt := range r.ProxyTypes {
+			if !utf8.ValidString(pt) {
+				return false
+			}
+		}
+	}
+	c := s.Default
+	if c == nil {
+		return true
+	}
+	if c.Tags != nil {
+		for _, t := range *c.Tags {
+			if !utf8.ValidString(t.Name) || !validUTF8Ptr(t.Literal) ||
+				t.Header != nil && (!utf8.ValidString(t.Header.Name) || !validUTF8Ptr(t.Header.Default)) {
+				return false
+			}
+		}
+	}
+	if sm := c.Sampling; sm != nil {
+		for _, v := range [...]*IntOrString{sm.Overall, sm.Client, sm.Random} {
+			if v != nil && v.IsString && !utf8.ValidString(v.StrVal) {
+				return false
+			}
+		}
+	}
+	if c.Backends != nil {
+		if *c.Backends == nil {
+			return false
+		}
+		for _, b := range *c.Backends {
+			if b.OpenTelemetry != nil || !utf8.ValidString(b.Type) ||
+				b.Zipkin != nil && (!utf8.ValidString(b.Zipkin.URL) || !utf8.ValidString(b.Zipkin.APIVersion)) ||
+				b.Datadog != nil && !utf8.ValidString(b.Datadog.URL) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validUTF8Ptr(p *string) bool { return p == nil || utf8.ValidString(*p) }
+
+func validUTF8Map(m map[string]string) bool {
+	for k, v := range m {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
 }
 
 // supportedTargetRefKinds lists the kinds a MeshTrace targetRef may name, in
@@ -202,7 +270,11 @@ func (b *Backend) validate(errs *ValidationErrors, path *fieldPath) {
 		errs.addAt(path, "backend must have only one type defined: datadog, openTelemetry, zipkin")
 		return
 	}
-	switch b.Type {
+	typ := b.Type
+	if typ == "" && n == 1 {
+		typ = defined // as setDefaults infers it: Validate may see the spec without its defaults
+	}
+	switch typ {
 	case "":
 		if n == 0 {
 			errs.addAt(path, "backend must have exactly one defined: datadog, openTelemetry, zipkin")
@@ -212,14 +284,14 @@ func (b *Backend) validate(errs *ValidationErrors, path *fieldPath) {
 		return
 	case BackendZipkin, BackendDatadog, BackendOpenTelemetry:
 	default:
-		errs.addField(path, "type", notSupported(b.Type, []string{BackendZipkin, BackendDatadog, BackendOpenTelemetry}))
+		errs.addField(path, "type", notSupported(typ, []string{BackendZipkin, BackendDatadog, BackendOpenTelemetry}))
 		return
 	}
-	if n == 1 && defined != b.Type {
-		errs.addField(path, "type", fmt.Sprintf("is %s but only %s is defined", b.Type, blockName(defined)))
+	if n == 1 && defined != typ {
+		errs.addField(path, "type", fmt.Sprintf("is %s but only %s is defined", typ, blockName(defined)))
 		return
 	}
-	switch b.Type {
+	switch typ {
 	case BackendZipkin:
 		if b.Zipkin == nil {
 			errs.addField(path, "zipkin", msgMustBeDefined)

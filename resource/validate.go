@@ -3,6 +3,7 @@ package resource
 import (
 	"fmt"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -63,8 +64,12 @@ func Validate(r *Resource) error {
 	}
 	if ok {
 		// The rules apply to the spec with its defaults filled in (a spec
-		// is stored as applied; zones fill the defaults in where they use it).
-		spec := effectiveSpec(d, r.Spec)
+		// is stored as applied; zones fill the defaults in where they use it),
+		// on a copy unless the spec says they find the same on itself.
+		spec := r.Spec
+		if v, can := spec.(effectiveValidator); !can || reflect.TypeOf(spec) != d.specType || !v.validatesAsEffective() {
+			spec = effectiveSpec(d, r.Spec)
+		}
 		prefix := ""
 		if d.IsPolicy {
 			prefix = "spec"
@@ -72,6 +77,13 @@ func Validate(r *Resource) error {
 		errs.AddPrefixed(prefix, spec.Validate())
 	}
 	return errs.Err()
+}
+
+// effectiveValidator is a spec whose Validate can find on the spec itself
+// what it finds on effectiveSpec's copy, when validatesAsEffective says so;
+// TestValidatorMatchesReference checks the two agree.
+type effectiveValidator interface {
+	validatesAsEffective() bool
 }
 
 func validateName(errs *ValidationErrors, field, name string) {

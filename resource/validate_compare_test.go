@@ -82,7 +82,7 @@ func randMeshTrace(rng *rand.Rand) *Resource {
 	s := &MeshTraceSpec{}
 	if rng.IntN(4) != 0 {
 		s.TargetRef = &TargetRef{
-			Kind:       pick(rng, KindMesh, KindMeshSubset, KindMeshService, KindMeshServiceSubset, KindMeshGateway, "MeshHTTPRoute"),
+			Kind:       pick(rng, KindMesh, KindMeshSubset, KindMeshService, KindMeshServiceSubset, KindMeshGateway, "MeshHTTPRoute", "Mesh\xff"),
 			Name:       pick(rng, "web", ""),
 			Tags:       randMap(rng, randTagKeys, randTagValues),
 			ProxyTypes: pick(rng, []string{ProxyTypeSidecar}, []string{ProxyTypeGateway, "Ingress", ""}, []string{}),
@@ -107,7 +107,7 @@ func randMeshTrace(rng *rand.Rand) *Resource {
 		if rng.IntN(6) != 0 {
 			var bs []Backend
 			for range pick(rng, 1, 1, 1, 2, 0) {
-				b := Backend{Type: pick(rng, BackendZipkin, BackendDatadog, BackendOpenTelemetry, "Jaeger")}
+				b := Backend{Type: pick(rng, BackendZipkin, BackendDatadog, BackendOpenTelemetry, "Jaeger", "Jae\xffger")}
 				if rng.IntN(2) == 0 {
 					b.Zipkin = &ZipkinBackend{URL: pick(rng, randURLs...), APIVersion: pick(rng, ZipkinAPIHTTPJSON, ZipkinAPIHTTPProto, "v1")}
 				}
@@ -247,5 +247,44 @@ func TestDataplaneValidatorMatchesReference(t *testing.T) {
 	}
 	if withViolations < 40000 || withViolations == 50000 {
 		t.Fatalf("%d of 50000 random Dataplanes had violations: the generator needs both kinds", withViolations)
+	}
+}
+
+// TestValidatesAsEffective: the specs Validate checks without a copy, and
+// those it copies first because the copy or its defaults change what the
+// rules see.
+func TestValidatesAsEffective(t *testing.T) {
+	zipkin := func() *[]Backend {
+		return &[]Backend{{Zipkin: &ZipkinBackend{URL: "http://zipkin:9411/api/v2/spans"}}}
+	}
+	var noBackends []Backend
+	cases := []struct {
+		name string
+		spec *MeshTraceSpec
+		want bool
+	}{
+		{"no target, one zipkin backend", &MeshTraceSpec{Default: &MeshTraceConf{Backends: zipkin()}}, true},
+		{"no default", &MeshTraceSpec{TargetRef: &TargetRef{Kind: KindMesh}}, true},
+		{"tags, sampling, no backends", &MeshTraceSpec{Default: &MeshTraceConf{Tags: &[]TraceTag{{Name: "a", Header: &HeaderTag{Name: "x"}}}, Sampling: &Sampling{Overall: Str("12.5")}, Backends: &[]Backend{}}}, true},
+		{"nil spec", nil, false},
+		{"pointer to a nil backend list", &MeshTraceSpec{Default: &MeshTraceConf{Backends: &noBackends}}, false},
+		{"OpenTelemetry backend", &MeshTraceSpec{Default: &MeshTraceConf{Backends: &[]Backend{{OpenTelemetry: &OpenTelemetryBackend{Endpoint: "otel"}}}}}, false},
+		{"invalid UTF-8 in a kind", &MeshTraceSpec{TargetRef: &TargetRef{Kind: "Mesh\xff"}}, false},
+		{"invalid UTF-8 in a tag value", &MeshTraceSpec{TargetRef: &TargetRef{Kind: KindMeshSubset, Tags: map[string]string{"a": "\xff"}}}, false},
+		{"invalid UTF-8 in a header default", &MeshTraceSpec{Default: &MeshTraceConf{Tags: &[]TraceTag{{Name: "a", Header: &HeaderTag{Name: "x", Default: new(string("\xff"))}}}}}, false},
+		{"invalid UTF-8 in a percentage", &MeshTraceSpec{Default: &MeshTraceConf{Sampling: &Sampling{Client: Str("1\xff")}}}, false},
+		{"invalid UTF-8 in a zipkin url", &MeshTraceSpec{Default: &MeshTraceConf{Backends: &[]Backend{{Zipkin: &ZipkinBackend{URL: "http://\xff"}}}}}, false},
+	}
+	for _, c := range cases {
+		if got := c.spec.validatesAsEffective(); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+		r := &Resource{Meta: Meta{Type: TypeMeshTrace, Mesh: "default", Name: "t"}, Spec: c.spec}
+		if c.spec == nil {
+			continue
+		}
+		if got, want := validationErrors(Validate(r)), refValidate(r); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: violations differ\n got  %v\n want %v", c.name, got, want)
+		}
 	}
 }
