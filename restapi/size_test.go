@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -128,8 +129,9 @@ func TestReadBody(t *testing.T) {
 		{name: "less than announced", body: "ab", length: 5, want: "ab"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodPut, "/x", strings.NewReader(tc.body))
-			r.ContentLength = tc.length
+			r := httptest.NewRequest(http.MethodPut, "/x", nil)
+			body := &closeRecorder{Reader: strings.NewReader(tc.body)}
+			r.Body, r.ContentLength = body, tc.length
 			got, err := readBody(httptest.NewRecorder(), r, limit)
 			if tc.tooLong {
 				var mbe *http.MaxBytesError
@@ -141,6 +143,16 @@ func TestReadBody(t *testing.T) {
 			if err != nil || string(got) != tc.want {
 				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
 			}
+			if !body.closed {
+				t.Fatal("the body read whole is not closed")
+			}
 		})
 	}
 }
+
+type closeRecorder struct {
+	io.Reader
+	closed bool
+}
+
+func (c *closeRecorder) Close() error { c.closed = true; return nil }
