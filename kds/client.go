@@ -360,7 +360,7 @@ func (c *Client) dialAndSync(ctx context.Context, addr string) (progressed bool,
 	limit := c.cfg.MaxMessageBytes + 64<<10
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(c.creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit), grpc.ForceCodecV2(wireCodec{})),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	if err != nil {

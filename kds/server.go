@@ -159,14 +159,16 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 func (s *Server) Register(g *grpc.Server) { kdsv1.RegisterKDSServer(g, s) }
 
 // GRPCServerOptions are the options the grpc.Server serving KDS needs: message
-// size limits matching MaxMessageBytes and a keepalive policy that lets zones
-// ping. Add grpc.Creds(ServerCredentials(...)) for TLS.
+// size limits matching MaxMessageBytes, a keepalive policy that lets zones
+// ping, and the proto codec with finer buffers (wireCodec). Add
+// grpc.Creds(ServerCredentials(...)) for TLS.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	limit := s.cfg.MaxMessageBytes + 64<<10
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(limit),
 		grpc.MaxSendMsgSize(limit),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.ForceServerCodecV2(wireCodec{}),
 	}
 }
 
