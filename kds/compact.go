@@ -108,10 +108,7 @@ func decodeCompact(b []byte) (_ *resource.Resource, specJSON []byte, ok bool) {
 // policy type without one is decoded by decodeEncoded; a reader is checked
 // against the reflective one in compact_ref_test.go, which reads any type.
 var compactSpecs = map[resource.Type]func(*compactReader) (resource.Spec, bool){
-	resource.TypeMeshTrace: func(c *compactReader) (resource.Spec, bool) {
-		s := &resource.MeshTraceSpec{}
-		return s, c.meshTrace(s)
-	},
+	resource.TypeMeshTrace: readMeshTrace,
 }
 
 // compactReader reads JSON in decodeCompact's narrow form.

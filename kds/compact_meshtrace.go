@@ -71,13 +71,17 @@ func fieldIndex(names []string, key []byte) int {
 	return -1
 }
 
-// compactList reads a JSON array into a new slice (empty, not nil, for []),
-// each element read in place by elem.
-func compactList[T any](c *compactReader, elem func(*T) bool) ([]T, bool) {
+// compactList reads a JSON array into a slice (empty, not nil, for []),
+// each element read in place by elem; the elements go into into's spare
+// room first (into is empty).
+func compactList[T any](c *compactReader, into []T, elem func(*T) bool) ([]T, bool) {
 	if !c.take('[') {
 		return nil, false
 	}
-	out := []T{}
+	out := into
+	if out == nil {
+		out = []T{}
+	}
 	if c.take(']') {
 		return out, true
 	}
@@ -179,28 +183,30 @@ func (c *compactReader) time(t *time.Time) bool {
 	return t.UnmarshalJSON(c.b[start:c.i]) == nil
 }
 
-// intOrString reads an integer or a string into a new *IntOrString, as its
-// UnmarshalJSON does: a string in the compact form is its text as it is,
-// an integer must fit an int64. json.Marshal writes what it read as it was
-// (canon is left alone): str and integer already note <, >, & and -0.
-func (c *compactReader) intOrString(p **resource.IntOrString) bool {
+// intOrString reads an integer or a string into slot and points p at it,
+// as IntOrString's UnmarshalJSON reads them: a string in the compact form
+// is its text as it is, an integer must fit an int64. json.Marshal writes
+// what it read as it was (canon is left alone): str and integer already
+// note <, >, & and -0.
+func (c *compactReader) intOrString(p **resource.IntOrString, slot *resource.IntOrString) bool {
 	if c.peek() == '"' {
 		s, ok := c.str()
 		if !ok {
 			return false
 		}
-		*p = &resource.IntOrString{IsString: true, StrVal: string(s)}
-		return true
+		*slot = resource.IntOrString{IsString: true, StrVal: string(s)}
+	} else {
+		s, ok := c.integer()
+		if !ok {
+			return false
+		}
+		n, err := strconv.ParseInt(string(s), 10, 64)
+		if err != nil {
+			return false
+		}
+		*slot = resource.IntOrString{IntVal: n}
 	}
-	s, ok := c.integer()
-	if !ok {
-		return false
-	}
-	n, err := strconv.ParseInt(string(s), 10, 64)
-	if err != nil {
-		return false
-	}
-	*p = &resource.IntOrString{IntVal: n}
+	*p = slot
 	return true
 }
 
@@ -218,14 +224,63 @@ var (
 	openTelemetryNames = []string{"endpoint"}
 )
 
-func (c *compactReader) meshTrace(s *resource.MeshTraceSpec) bool {
+// meshTraceBlock holds the parts of a MeshTrace that a policy has at most
+// once, and its first backend, so that reading one allocates them together
+// (one allocation instead of up to nine).
+type meshTraceBlock struct {
+	spec     resource.MeshTraceSpec
+	ref      resource.TargetRef
+	conf     resource.MeshTraceConf
+	tags     []resource.TraceTag
+	sampling resource.Sampling
+	percents [3]resource.IntOrString
+	backends []resource.Backend
+	backend  [1]resource.Backend
+	zipkin   resource.ZipkinBackend
+	// zipkinUsed: zipkin is the first backend's (a later one gets its own).
+	zipkinUsed bool
+}
+
+// readMeshTrace reads a MeshTrace spec.
+func readMeshTrace(c *compactReader) (resource.Spec, bool) {
+	blk := &meshTraceBlock{}
+	return &blk.spec, c.meshTrace(blk)
+}
+
+// The names a MeshTrace's kind, backend type and Zipkin apiVersion nearly
+// always have: read as these constants, they take no allocation.
+var (
+	knownKinds       = []string{resource.KindMesh, resource.KindMeshSubset, resource.KindMeshService, resource.KindMeshServiceSubset, resource.KindMeshGateway}
+	knownBackends    = []string{resource.BackendZipkin, resource.BackendDatadog, resource.BackendOpenTelemetry}
+	knownAPIVersions = []string{resource.ZipkinAPIHTTPJSON, resource.ZipkinAPIHTTPProto}
+)
+
+// textKnown is text that returns one of known instead of a copy when the
+// string is one of them.
+func (c *compactReader) textKnown(s *string, known []string) bool {
+	b, ok := c.str()
+	if !ok {
+		return false
+	}
+	for _, k := range known {
+		if k == string(b) {
+			*s = k
+			return true
+		}
+	}
+	*s = string(b)
+	return true
+}
+
+func (c *compactReader) meshTrace(b *meshTraceBlock) bool {
+	s := &b.spec
 	return c.object(meshTraceNames, 0, func(i int) (bool, bool) {
 		if i == 0 {
-			s.TargetRef = &resource.TargetRef{}
+			s.TargetRef = &b.ref
 			return c.targetRef(s.TargetRef), false
 		}
-		s.Default = &resource.MeshTraceConf{}
-		return c.traceConf(s.Default), false
+		s.Default = &b.conf
+		return c.traceConf(b), false
 	})
 }
 
@@ -233,7 +288,7 @@ func (c *compactReader) targetRef(r *resource.TargetRef) bool {
 	return c.object(targetRefNames, 1, func(i int) (bool, bool) {
 		switch i {
 		case 0:
-			return c.text(&r.Kind), false
+			return c.textKnown(&r.Kind, knownKinds), false
 		case 1:
 			return c.textOmitted(&r.Name)
 		case 2:
@@ -243,24 +298,26 @@ func (c *compactReader) targetRef(r *resource.TargetRef) bool {
 			return ok, len(r.Tags) == 0
 		}
 		var ok bool
-		r.ProxyTypes, ok = compactList(c, c.text)
+		r.ProxyTypes, ok = compactList(c, nil, c.text)
 		return ok, len(r.ProxyTypes) == 0
 	})
 }
 
-func (c *compactReader) traceConf(conf *resource.MeshTraceConf) bool {
+func (c *compactReader) traceConf(b *meshTraceBlock) bool {
+	conf := &b.conf
 	return c.object(traceConfNames, 0, func(i int) (bool, bool) {
+		var ok bool
 		switch i {
 		case 0:
-			tags, ok := compactList(c, c.traceTag)
-			conf.Tags = &tags
-			return ok, false
+			b.tags, ok = compactList(c, nil, c.traceTag)
+			conf.Tags = &b.tags
 		case 1:
-			conf.Sampling = &resource.Sampling{}
-			return c.sampling(conf.Sampling), false
+			conf.Sampling = &b.sampling
+			ok = c.sampling(b)
+		default:
+			b.backends, ok = compactList(c, b.backend[:0], func(x *resource.Backend) bool { return c.backend(x, b) })
+			conf.Backends = &b.backends
 		}
-		backends, ok := compactList(c, c.backend)
-		conf.Backends = &backends
 		return ok, false
 	})
 }
@@ -283,25 +340,31 @@ func (c *compactReader) traceTag(t *resource.TraceTag) bool {
 	})
 }
 
-func (c *compactReader) sampling(s *resource.Sampling) bool {
+func (c *compactReader) sampling(b *meshTraceBlock) bool {
+	s := &b.sampling
 	return c.object(samplingNames, 0, func(i int) (bool, bool) {
 		switch i {
 		case 0:
-			return c.intOrString(&s.Overall), false
+			return c.intOrString(&s.Overall, &b.percents[0]), false
 		case 1:
-			return c.intOrString(&s.Client), false
+			return c.intOrString(&s.Client, &b.percents[1]), false
 		}
-		return c.intOrString(&s.Random), false
+		return c.intOrString(&s.Random, &b.percents[2]), false
 	})
 }
 
-func (c *compactReader) backend(b *resource.Backend) bool {
+func (c *compactReader) backend(b *resource.Backend, blk *meshTraceBlock) bool {
 	return c.object(backendNames, 0, func(i int) (bool, bool) {
 		switch i {
 		case 0:
-			return c.textOmitted(&b.Type)
+			ok := c.textKnown(&b.Type, knownBackends)
+			return ok, b.Type == ""
 		case 1:
-			z := &resource.ZipkinBackend{}
+			z := &blk.zipkin
+			if blk.zipkinUsed {
+				z = &resource.ZipkinBackend{}
+			}
+			blk.zipkinUsed = true
 			b.Zipkin = z
 			return c.object(zipkinNames, 0b11, func(i int) (bool, bool) {
 				switch i {
@@ -310,7 +373,8 @@ func (c *compactReader) backend(b *resource.Backend) bool {
 				case 1:
 					return c.boolean(&z.TraceID128Bit), false
 				case 2:
-					return c.textOmitted(&z.APIVersion)
+					ok := c.textKnown(&z.APIVersion, knownAPIVersions)
+					return ok, z.APIVersion == ""
 				}
 				shared := new(bool)
 				z.SharedSpanContext = shared
