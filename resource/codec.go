@@ -505,6 +505,9 @@ func MarshalSpec(r *Resource) ([]byte, error) {
 	if spec == nil {
 		spec = d.NewSpec()
 	}
+	if mt, ok := spec.(*MeshTraceSpec); ok && mt != nil {
+		return appendMeshTraceJSON(make([]byte, 0, 256), mt), nil
+	}
 	return json.Marshal(spec)
 }
 
