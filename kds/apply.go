@@ -105,7 +105,7 @@ func (a *applier) apply(ctx context.Context, b *kdsv1.Batch) (*kdsv1.Ack, error)
 		ack.Errors = append(ack.Errors, &kdsv1.ResourceError{Type: w.Type, Mesh: w.Mesh, Name: w.Name, Reason: reason, Revision: w.Revision})
 	}
 	n := len(b.GetResources())
-	ops := make([]store.Op, 0, n)
+	ops := make([]store.Op, 0, n+1) // room for the cursor (commitOps)
 	wires := make([][32]byte, 0, n)
 	sources := make([]*kdsv1.Resource, 0, n)
 	for _, w := range b.GetResources() {

@@ -19,13 +19,15 @@ import (
 // transaction as the last of ops, saving the store a second commit and fsync
 // per batch; it reports whether it did. It is not written when the
 // transaction fails: after the one-by-one retry the caller writes it alone.
+// It goes into ops' spare room when there is some (the caller leaves room
+// for it: a batch's ops are not copied to add one), else into a copy.
 func commitOps(ctx context.Context, st store.Store, ops []store.Op, with *store.Op, done func(i int), rejected func(i int, err error)) (withWritten bool, err error) {
 	if len(ops) == 0 {
 		return false, nil
 	}
 	all := ops
 	if with != nil {
-		all = append(ops[:len(ops):len(ops)], *with)
+		all = append(ops, *with)
 	}
 	if _, err := st.Txn(ctx, all); err == nil {
 		for i := range ops {
