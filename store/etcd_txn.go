@@ -73,72 +73,65 @@ func clientOps(reqs []*pb.RequestOp) ([]clientv3.Op, error) {
 }
 
 // txnOps builds the compares and operations of a transaction writing n
-// resources, each object of one kind allocated with the others in one
-// block, and each key's bytes shared by its compare, put and read.
+// resources: everything one resource needs (its compare, put and read, and
+// the messages around them) is one block, and the blocks of a transaction
+// one allocation. Each key's bytes are shared by its compare, put and read.
 type txnOps struct {
-	cmps       []pb.Compare
-	creates    []pb.Compare_CreateRevision
-	mods       []pb.Compare_ModRevision
-	puts       []pb.PutRequest
-	putOps     []pb.RequestOp_RequestPut
-	ranges     []pb.RangeRequest
-	rangeOps   []pb.RequestOp_RequestRange
-	requests   []pb.RequestOp // n puts, then n reads
+	blocks     []opBlock
 	nc, np, nr int
 }
 
+type opBlock struct {
+	cmp      pb.Compare
+	create   pb.Compare_CreateRevision
+	mod      pb.Compare_ModRevision
+	put      pb.PutRequest
+	putOp    pb.RequestOp_RequestPut
+	putReq   pb.RequestOp
+	rng      pb.RangeRequest
+	rangeOp  pb.RequestOp_RequestRange
+	rangeReq pb.RequestOp
+}
+
 func newTxnOps(n int) *txnOps {
-	return &txnOps{
-		cmps:     make([]pb.Compare, n),
-		creates:  make([]pb.Compare_CreateRevision, 0, n),
-		mods:     make([]pb.Compare_ModRevision, 0, n),
-		puts:     make([]pb.PutRequest, n),
-		putOps:   make([]pb.RequestOp_RequestPut, n),
-		ranges:   make([]pb.RangeRequest, n),
-		rangeOps: make([]pb.RequestOp_RequestRange, n),
-		requests: make([]pb.RequestOp, 2*n),
-	}
+	return &txnOps{blocks: make([]opBlock, n)}
 }
 
 // compare is the compare that key holds version: with 0, that it does not
 // exist (clientv3's Compare(CreateRevision(key), "=", 0)), else its
 // modification revision (Compare(ModRevision(key), "=", version)).
 func (t *txnOps) compare(key []byte, version int64) *pb.Compare {
-	c := &t.cmps[t.nc]
+	b := &t.blocks[t.nc]
 	t.nc++
+	c := &b.cmp
 	c.Key, c.Result = key, pb.Compare_EQUAL
 	if version == 0 {
-		t.creates = append(t.creates, pb.Compare_CreateRevision{})
-		c.Target, c.TargetUnion = pb.Compare_CREATE, &t.creates[len(t.creates)-1]
+		c.Target, c.TargetUnion = pb.Compare_CREATE, &b.create
 	} else {
-		t.mods = append(t.mods, pb.Compare_ModRevision{ModRevision: version})
-		c.Target, c.TargetUnion = pb.Compare_MOD, &t.mods[len(t.mods)-1]
+		b.mod.ModRevision = version
+		c.Target, c.TargetUnion = pb.Compare_MOD, &b.mod
 	}
 	return c
 }
 
 // put is clientv3's OpPut(key, value).
 func (t *txnOps) put(key, value []byte) *pb.RequestOp {
-	p := &t.puts[t.np]
-	p.Key, p.Value = key, value
-	po := &t.putOps[t.np]
-	po.RequestPut = p
-	r := &t.requests[t.np]
+	b := &t.blocks[t.np]
 	t.np++
-	r.Request = po
-	return r
+	b.put.Key, b.put.Value = key, value
+	b.putOp.RequestPut = &b.put
+	b.putReq.Request = &b.putOp
+	return &b.putReq
 }
 
 // get is clientv3's OpGet(key).
 func (t *txnOps) get(key []byte) *pb.RequestOp {
-	g := &t.ranges[t.nr]
-	g.Key = key
-	ro := &t.rangeOps[t.nr]
-	ro.RequestRange = g
-	r := &t.requests[len(t.puts)+t.nr]
+	b := &t.blocks[t.nr]
 	t.nr++
-	r.Request = ro
-	return r
+	b.rng.Key = key
+	b.rangeOp.RequestRange = &b.rng
+	b.rangeReq.Request = &b.rangeOp
+	return &b.rangeReq
 }
 
 // meshExists is clientv3's Compare(CreateRevision(key), ">", 0), and
