@@ -19,8 +19,8 @@ import (
 // MeshTrace with code written for the type: a plan per Go type made once,
 // then one walk over the bytes filling the value through reflect. It is the
 // reference the typed reader must equal on any input
-// (FuzzDecodeCompactMatchesReflective), and reads a policy type that has no
-// typed reader yet.
+// (FuzzDecodeCompactMatchesReflective); it reads any policy type, so a new
+// type's typed reader can be checked against it the same way.
 
 // decodeCompactReflect is decodeCompact as it was, all through reflect.
 func decodeCompactReflect(b []byte) (_ *resource.Resource, specJSON []byte, ok bool) {
