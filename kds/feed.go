@@ -144,7 +144,7 @@ func (b *broadcaster) deliver(resp store.WatchResponse) {
 		if (ev.Type == store.EventPut || ev.Resource.Labels != nil) && !sendDown(ev.Resource) {
 			continue
 		}
-		e := &entry{key: ev.Resource.Key(), rev: ev.Revision, del: ev.Type == store.EventDelete}
+		e := &entry{key: ev.Resource.Key(), rev: ev.Revision, del: ev.Type == store.EventDelete, shared: true}
 		if !e.del {
 			e.res = ev.Resource
 		} else {

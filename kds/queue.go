@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kdsv1 "github.com/meshtrace/meshtrace/proto/kds/v1"
@@ -18,6 +19,11 @@ type entry struct {
 	del bool
 	res *resource.Resource // nil for deletes
 	rev int64
+	// shared marks an entry of the broadcaster's feed, which hands one
+	// entry to the queue of every zone: its message form is made once,
+	// by the first zone to send it, and kept in wire for the others.
+	shared bool
+	wire   atomic.Pointer[kdsv1.Resource]
 }
 
 // queue holds the changes not yet sent to one peer, coalesced to the latest

@@ -379,3 +379,42 @@ func TestPusherStretchWaitsForTheStreamToEnd(t *testing.T) {
 		t.Fatalf("stretch = gap: held until %v, want the gap", got.Sub(t4))
 	}
 }
+
+// An entry of the feed is in every zone's queue: its message is made once,
+// for all of them, without the cache. A stream's own entries (a snapshot,
+// a catch-up) share encodings through the cache instead.
+func TestWireResourceOfFeedEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		e      *entry
+		cached int // entries in the cache after two sends
+	}{
+		{name: "feed put", e: &entry{key: traceKey("a"), res: policy("a", 1), rev: 5, shared: true}},
+		{name: "feed delete", e: &entry{key: traceKey("a"), del: true, rev: 6, shared: true}},
+		{name: "snapshot put", e: &entry{key: traceKey("a"), res: policy("a", 1), rev: 5}, cached: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newWireCache()
+			a, err := wireResource(tc.e, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := wireResource(tc.e, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (a == b) != tc.e.shared {
+				t.Errorf("the second zone's message is the first's: %v, want %v", a == b, tc.e.shared)
+			}
+			if len(a.Json) > 0 && &a.Json[0] != &b.Json[0] {
+				t.Error("encoded twice")
+			}
+			if a.Delete != tc.e.del || (len(a.Json) == 0) != tc.e.del || a.Revision != tc.e.rev || keyOf(a) != tc.e.key {
+				t.Errorf("message %v for %+v", a, tc.e)
+			}
+			if len(c.m) != tc.cached {
+				t.Errorf("%d entries cached, want %d", len(c.m), tc.cached)
+			}
+		})
+	}
+}
