@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.etcd.io/etcd/server/v3/storage"
 	"go.uber.org/zap"
 )
 
@@ -73,8 +74,9 @@ type ExternalConfig struct {
 type EtcdStore struct {
 	client    *clientv3.Client
 	server    *embed.Etcd
-	release   func()       // after an embedded server stopped: drop the dir lock and socket dir
-	closing   *atomic.Bool // set when Close begins, to quiet etcd's shutdown noise
+	quota     storage.Quota // the embedded server's backend quota (see txn)
+	release   func()        // after an embedded server stopped: drop the dir lock and socket dir
+	closing   *atomic.Bool  // set when Close begins, to quiet etcd's shutdown noise
 	endpoints []string
 	ks        keyspace
 	maxBytes  int
@@ -200,6 +202,8 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*EtcdStore, error) {
 	client := v3client.New(e.Server)
 	s := newEtcdStore(client, eps, cfg.Options)
 	s.server, s.closing, s.release = e, closing, release
+	// The quota etcd's gRPC layer checks writes against (see txn).
+	s.quota = storage.NewBackendQuota(e.Server.Logger(), e.Server.Cfg.QuotaBackendBytes, e.Server.Backend(), "kv")
 	s.log.Info("embedded etcd started", "dir", cfg.Dir, "endpoints", eps, "took", time.Since(start))
 	return s, nil
 }

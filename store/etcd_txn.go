@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -14,9 +15,9 @@ import (
 // etcd's gRPC layer checked the puts for overlapping keys in an interval
 // tree, all per op of every transaction. The store's transactions hold what
 // that layer checks (at most MaxTxnOps of each kind, no key put twice); the
-// server checks the request's size and the quota itself. The gate is passed
-// as by the client. An external cluster is reached through the client, with
-// its retries and call options.
+// server checks the request's size itself, and the quota is checked here as
+// that layer does. The gate is passed as by the client. An external cluster
+// is reached through the client, with its retries and call options.
 //
 // The request must not be changed after: etcd encodes it into its log
 // before it returns, and the client sends it.
@@ -26,7 +27,16 @@ func (s *EtcdStore) txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnRespons
 			return nil, ErrClosed
 		}
 		defer s.gate.leave()
-		return s.server.Server.Txn(ctx, req)
+		srv := s.server.Server
+		// As etcd's gRPC layer: a write that does not fit the backend's
+		// quota raises the NOSPACE alarm (which then refuses every write)
+		// and is refused before it is proposed. Left to the apply, it would
+		// be written and still answer "no space".
+		if !s.quota.Available(req) {
+			srv.Alarm(ctx, &pb.AlarmRequest{MemberID: uint64(srv.MemberID()), Action: pb.AlarmRequest_ACTIVATE, Alarm: pb.AlarmType_NOSPACE})
+			return nil, rpctypes.ErrNoSpace
+		}
+		return srv.Txn(ctx, req)
 	}
 	cmps := make([]clientv3.Cmp, len(req.Compare))
 	for i, c := range req.Compare {

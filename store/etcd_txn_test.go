@@ -2,12 +2,17 @@ package store
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/storage"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshtrace/meshtrace/resource"
 )
 
 // recordingKV is an etcd KV service that keeps the last transaction it was
@@ -117,5 +122,54 @@ func TestClientOps(t *testing.T) {
 	nested := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{}}}
 	if _, err := clientOps([]*pb.RequestOp{nested}); err == nil {
 		t.Error("a nested transaction was accepted")
+	}
+}
+
+// refusingQuota is a backend quota with no room left.
+type refusingQuota struct{ storage.Quota }
+
+func (refusingQuota) Available(any) bool { return false }
+
+// A write past the embedded server's quota is refused before it is
+// proposed and raises the NOSPACE alarm, as through etcd's gRPC layer:
+// nothing of it is written. Reads still pass.
+func TestEmbeddedWritePastQuotaIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.quota = refusingQuota{s.quota}
+	mesh, err := resource.New(resource.TypeMesh, "", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		write func() error
+	}{
+		{"PutBatch", func() error {
+			_, err := s.PutBatch(ctx, []*resource.Resource{mesh}, BatchOptions{})
+			return err
+		}},
+		{"Txn", func() error {
+			_, err := s.Txn(ctx, []Op{{ValueKey: "k", Value: []byte("v")}})
+			return err
+		}},
+	} {
+		if err := tc.write(); !errors.Is(err, rpctypes.ErrNoSpace) {
+			t.Errorf("%s past the quota: %v, want %v", tc.name, err, rpctypes.ErrNoSpace)
+		}
+	}
+	if _, _, err := s.Get(ctx, mesh.Key()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the refused Mesh: %v, want not found", err)
+	}
+	if _, err := s.GetValue(ctx, "k"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the refused value: %v, want not found", err)
+	}
+	alarms := s.server.Server.Alarms()
+	if len(alarms) != 1 || alarms[0].Alarm != pb.AlarmType_NOSPACE {
+		t.Errorf("alarms %v, want NOSPACE", alarms)
 	}
 }
