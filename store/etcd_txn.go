@@ -36,7 +36,13 @@ func (s *EtcdStore) txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnRespons
 			srv.Alarm(ctx, &pb.AlarmRequest{MemberID: uint64(srv.MemberID()), Action: pb.AlarmRequest_ACTIVATE, Alarm: pb.AlarmType_NOSPACE})
 			return nil, rpctypes.ErrNoSpace
 		}
-		return srv.Txn(ctx, req)
+		resp, err := srv.Txn(ctx, req)
+		if err != nil && ctx.Err() != nil {
+			// The server words a proposal given up as its own "request
+			// cancelled" or "timed out"; the client returned ctx's error.
+			return nil, ctx.Err()
+		}
+		return resp, err
 	}
 	cmps := make([]clientv3.Cmp, len(req.Compare))
 	for i, c := range req.Compare {

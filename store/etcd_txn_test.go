@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -171,5 +173,33 @@ func TestEmbeddedWritePastQuotaIsRefused(t *testing.T) {
 	alarms := s.server.Server.Alarms()
 	if len(alarms) != 1 || alarms[0].Alarm != pb.AlarmType_NOSPACE {
 		t.Errorf("alarms %v, want NOSPACE", alarms)
+	}
+}
+
+// A write whose context ends before it is answered either landed or says
+// so with the context's error, as through etcd's client: the server's own
+// words for a proposal given up while it waited ("request cancelled",
+// "timed out") do not reach the caller.
+func TestEmbeddedWriteWithEndedContext(t *testing.T) {
+	s, err := OpenEmbedded(context.Background(), EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 40 {
+		// Deadlines from the past to about one fsync ahead: some end
+		// before the proposal, some while it waits to be applied.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i-5)*10*time.Microsecond)
+		want := context.DeadlineExceeded
+		if i == 0 {
+			ctx, want = cancelled, context.Canceled
+		}
+		_, err := s.Txn(ctx, []Op{{ValueKey: fmt.Sprintf("k-%d", i), Value: []byte("v")}})
+		cancel()
+		if err != nil && !errors.Is(err, want) {
+			t.Fatalf("deadline %d: %v, want %v or success", i, err, want)
+		}
 	}
 }
