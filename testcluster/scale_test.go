@@ -75,6 +75,16 @@ func TestMatchingWorkIsAboutTheProxy(t *testing.T) {
 		})
 	}
 	settled("seed")
+	// The global gets below need the zone's proxies uploaded to global,
+	// which the zone does on its own schedule: wait until global serves all.
+	Eventually(t, 30*time.Second, func() error {
+		for i := range proxies {
+			if _, err := c.API.Do(ctx, "GET", fmt.Sprintf("/meshes/default/dataplanes/east.dp-%d", i), nil, nil, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 
 	for _, get := range []struct {
 		name string
