@@ -50,22 +50,27 @@ func appendTargetRefJSON(b []byte, t *TargetRef) []byte {
 	return o.end()
 }
 
+// appendListJSON appends l as a JSON array, each element written by f, or
+// null for a nil slice (as json.Marshal writes it).
+func appendListJSON[T any](b []byte, l []T, f func([]byte, *T) []byte) []byte {
+	if l == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = f(b, &l[i])
+	}
+	return append(b, ']')
+}
+
 func appendMeshTraceConfJSON(b []byte, d *MeshTraceConf) []byte {
 	o := jsonObject{b: append(b, '{')}
 	if d.Tags != nil {
 		o.key("tags")
-		if *d.Tags == nil {
-			o.b = append(o.b, "null"...)
-		} else {
-			o.b = append(o.b, '[')
-			for i := range *d.Tags {
-				if i > 0 {
-					o.b = append(o.b, ',')
-				}
-				o.b = appendTraceTagJSON(o.b, &(*d.Tags)[i])
-			}
-			o.b = append(o.b, ']')
-		}
+		o.b = appendListJSON(o.b, *d.Tags, appendTraceTagJSON)
 	}
 	if s := d.Sampling; s != nil {
 		o.key("sampling")
@@ -77,18 +82,7 @@ func appendMeshTraceConfJSON(b []byte, d *MeshTraceConf) []byte {
 	}
 	if d.Backends != nil {
 		o.key("backends")
-		if *d.Backends == nil {
-			o.b = append(o.b, "null"...)
-		} else {
-			o.b = append(o.b, '[')
-			for i := range *d.Backends {
-				if i > 0 {
-					o.b = append(o.b, ',')
-				}
-				o.b = appendBackendJSON(o.b, &(*d.Backends)[i])
-			}
-			o.b = append(o.b, ']')
-		}
+		o.b = appendListJSON(o.b, *d.Backends, appendBackendJSON)
 	}
 	return o.end()
 }

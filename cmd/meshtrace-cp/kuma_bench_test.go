@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 )
@@ -77,14 +76,7 @@ func BenchmarkKumaStartup(b *testing.B) {
 		stopBin(z.proc)
 		stopBin(g.proc)
 	}
-	median := func(ds []time.Duration) float64 {
-		slices.Sort(ds)
-		return float64(ds[len(ds)/2].Microseconds()) / 1000
-	}
-	b.ReportMetric(median(gAPI), "global-api-ms")
-	b.ReportMetric(median(gReady), "global-bootstrapped-ms")
-	b.ReportMetric(median(zAPI), "zone-api-ms")
-	b.ReportMetric(median(zSynced), "zone-synced-ms")
+	reportStartup(b, gAPI, gReady, zAPI, zSynced)
 }
 
 func kumaBinary(b *testing.B) string {

@@ -45,6 +45,11 @@ func BenchmarkStartup(b *testing.B) {
 		stopBin(z)
 		stopBin(g)
 	}
+	reportStartup(b, gAPI, gReady, zAPI, zSynced)
+}
+
+// reportStartup reports the medians of a start-up benchmark's times.
+func reportStartup(b *testing.B, gAPI, gReady, zAPI, zSynced []time.Duration) {
 	median := func(ds []time.Duration) float64 {
 		slices.Sort(ds)
 		return float64(ds[len(ds)/2].Microseconds()) / 1000
