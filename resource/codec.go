@@ -70,9 +70,14 @@ func Decode(data []byte) (*Resource, error) {
 	if d := bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")); isJSONStream(d) {
 		return decodeDocument(d)
 	}
-	docs := splitDocuments(data)
+	return decodeSplitting(data)
+}
+
+// decodeSplitting is Decode through splitDocuments: the one resource of a
+// stream of documents, empty ones skipped.
+func decodeSplitting(data []byte) (*Resource, error) {
 	var nonEmpty []document
-	for _, d := range docs {
+	for _, d := range splitDocuments(data) {
 		if !d.empty() {
 			nonEmpty = append(nonEmpty, d)
 		}

@@ -151,22 +151,3 @@ func TestDirectKeepsNoInputBytes(t *testing.T) {
 		t.Fatalf("resource changed with its input:\ngot: %#v\nwant: %#v", got, want)
 	}
 }
-
-// decodeSplitting is Decode always through splitDocuments, as it was
-// before JSON skipped it.
-func decodeSplitting(data []byte) (*Resource, error) {
-	var nonEmpty []document
-	for _, d := range splitDocuments(data) {
-		if !d.empty() {
-			nonEmpty = append(nonEmpty, d)
-		}
-	}
-	switch len(nonEmpty) {
-	case 0:
-		return nil, invalid("", "empty document")
-	case 1:
-		return decodeDocument(nonEmpty[0].data)
-	default:
-		return nil, invalid("", fmt.Sprintf("expected one document, got %d (use DecodeAll)", len(nonEmpty)))
-	}
-}
