@@ -43,19 +43,25 @@ func TestCloneMatchesJSONRoundTrip(t *testing.T) {
 	}
 }
 
+// randomString is one of words, or now and then "", a non-ASCII string
+// or one that is not UTF-8.
+func randomString(rng *rand.Rand, words ...string) string {
+	switch rng.IntN(8) {
+	case 0:
+		return ""
+	case 1:
+		return "caf\xc3\xa9"
+	case 2:
+		if rng.IntN(4) == 0 {
+			return "bad\xff"
+		}
+	}
+	return words[rng.IntN(len(words))]
+}
+
 func randomMeshTrace(rng *rand.Rand) *MeshTraceSpec {
 	str := func() string {
-		switch rng.IntN(8) {
-		case 0:
-			return ""
-		case 1:
-			return "caf\xc3\xa9"
-		case 2:
-			if rng.IntN(4) == 0 {
-				return "bad\xff"
-			}
-		}
-		return []string{"a", "Mesh", "MeshService", "http://z:9411/api/v2/spans", "otel", "Sidecar"}[rng.IntN(6)]
+		return randomString(rng, "a", "Mesh", "MeshService", "http://z:9411/api/v2/spans", "otel", "Sidecar")
 	}
 	strPtr := func() *string {
 		if rng.IntN(2) == 0 {
@@ -225,19 +231,7 @@ func setAll(v reflect.Value) {
 // gateways are written even when empty), strings that are not UTF-8.
 func TestCloneDataplaneMatchesJSONRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	str := func() string {
-		switch rng.IntN(8) {
-		case 0:
-			return ""
-		case 1:
-			return "caf\xc3\xa9"
-		case 2:
-			if rng.IntN(4) == 0 {
-				return "bad\xff"
-			}
-		}
-		return []string{"a", "10.0.0.1", "::1", "kuma.io/service", "BUILTIN"}[rng.IntN(5)]
-	}
+	str := func() string { return randomString(rng, "a", "10.0.0.1", "::1", "kuma.io/service", "BUILTIN") }
 	strMap := func() map[string]string {
 		switch rng.IntN(3) {
 		case 0:
