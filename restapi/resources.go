@@ -362,9 +362,10 @@ func results0Revision(rs []store.BatchResult) int64 {
 // Nothing here reads the store. It returns the spec's JSON when the size
 // check encoded it (resource.MarshalSpec; nil otherwise), for the store
 // to write instead of encoding it again (store.BatchOptions.SpecJSON):
-// nothing after changes a spec (Validate checks a copy, labels and Mutate
-// touch the envelope, admission and Prepare only read it), so the bytes
-// stay the spec's.
+// nothing after changes a spec (Validate only reads it, labels touch the
+// envelope, admission and Prepare only read it), so the bytes stay the
+// spec's; a Mutate hook may change anything, so with one the store encodes
+// the spec again.
 func (h *Handler) checkWrite(res *resource.Resource) ([]byte, *Error) {
 	spec, apiErr := h.checkSize(res)
 	if apiErr != nil {
